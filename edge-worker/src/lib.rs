@@ -1,0 +1,1 @@
+//! The edge worker; its logic arrives with the edge issue.

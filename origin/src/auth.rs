@@ -1,0 +1,311 @@
+//! Authentication in one middleware: a bearer JWT (HS256, `exp` required) naming the
+//! workspaces it grants and an optional admin role, or the edge worker's internal key.
+//! Every failure answers the same 401 body. Handlers then ask the `Caller` for what
+//! they need (a workspace, the admin role), so authorization is one call per handler.
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shared::{UserId, WorkspaceId};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
+pub const WORKSPACE_HEADER: &str = "x-workspace-id";
+pub const USER_HEADER: &str = "x-user-id";
+/// Grants every workspace; only meaningful with the admin role (operators).
+pub const ALL_WORKSPACES: &str = "*";
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub workspaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub exp: u64,
+}
+
+/// Who is calling, as established by the middleware.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User {
+        user: UserId,
+        workspaces: Vec<String>,
+        admin: bool,
+    },
+    /// The edge worker, which verified the user's token itself and forwards the user.
+    Edge { user: Option<UserId> },
+}
+
+impl Caller {
+    /// Fails unless the caller may act in `ws`.
+    pub fn workspace(&self, ws: &WorkspaceId) -> Result<()> {
+        match self {
+            Self::Edge { .. } => Ok(()),
+            Self::User {
+                workspaces, admin, ..
+            } => {
+                let granted = workspaces.iter().any(|w| w == ws.as_str())
+                    || (*admin && workspaces.iter().any(|w| w == ALL_WORKSPACES));
+                granted
+                    .then_some(())
+                    .ok_or(Error::Forbidden("the token does not grant this workspace"))
+            }
+        }
+    }
+
+    /// Fails unless the caller is an admin of `ws` (or an operator).
+    pub fn admin_of(&self, ws: &WorkspaceId) -> Result<()> {
+        self.workspace(ws)?;
+        self.admin()
+    }
+
+    pub fn admin(&self) -> Result<()> {
+        match self {
+            Self::User { admin: true, .. } => Ok(()),
+            _ => Err(Error::Forbidden("this needs the admin role")),
+        }
+    }
+
+    /// The user the request acts for (`assignedToMe`).
+    pub fn user(&self) -> Result<&UserId> {
+        match self {
+            Self::User { user, .. } => Ok(user),
+            Self::Edge { user: Some(user) } => Ok(user),
+            Self::Edge { user: None } => {
+                Err(Error::bad_request("missing_user", "X-User-ID is required"))
+            }
+        }
+    }
+}
+
+pub struct Verifier {
+    decoding: DecodingKey,
+    validation: Validation,
+    internal_digest: Option<[u8; 32]>,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Verifier {
+    pub fn new(jwt_secret: &[u8], internal_key: Option<&str>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            decoding: DecodingKey::from_secret(jwt_secret),
+            validation,
+            internal_digest: internal_key.map(|k| digest(k.as_bytes())),
+        }
+    }
+
+    fn verify_token(&self, token: &str) -> Result<Claims> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::Unauthorized);
+        }
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| Error::Unauthorized)
+    }
+
+    /// Compares digests of equal length in constant time, so neither the key's length
+    /// nor its prefix leaks through timing.
+    fn is_internal_key(&self, presented: &str) -> bool {
+        self.internal_digest
+            .is_some_and(|expected| bool::from(digest(presented.as_bytes()).ct_eq(&expected)))
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller> {
+        if let Some(key) = single_header(headers, INTERNAL_KEY_HEADER)? {
+            if !self.is_internal_key(key) {
+                return Err(Error::Unauthorized);
+            }
+            let user = single_header(headers, USER_HEADER)?
+                .map(UserId::parse)
+                .transpose()?;
+            return Ok(Caller::Edge { user });
+        }
+        let auth = single_header(headers, "authorization")?.ok_or(Error::Unauthorized)?;
+        let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
+        let claims = self.verify_token(token.trim())?;
+        let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
+        if let Some(claimed) = single_header(headers, USER_HEADER)? {
+            if claimed != user.as_str() {
+                return Err(Error::Forbidden("X-User-ID differs from the token's user"));
+            }
+        }
+        Ok(Caller::User {
+            user,
+            workspaces: claims.workspaces,
+            admin: claims.role.as_deref() == Some("admin"),
+        })
+    }
+}
+
+/// A header that may appear at most once and must be visible ASCII.
+pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::bad_request(
+            "duplicate_header",
+            format!("{name} is given more than once"),
+        ));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| Error::bad_request("invalid_header", format!("{name} is not visible ASCII")))
+}
+
+/// The workspace a request names in `X-Workspace-ID`, which must be present and valid.
+pub fn header_workspace(headers: &HeaderMap) -> Result<WorkspaceId> {
+    let raw = single_header(headers, WORKSPACE_HEADER)?
+        .ok_or_else(|| Error::bad_request("missing_workspace", "X-Workspace-ID is required"))?;
+    Ok(WorkspaceId::parse(raw)?)
+}
+
+/// Fails when `X-Workspace-ID` is present and names another workspace than the path.
+pub fn path_matches_header(headers: &HeaderMap, ws: &WorkspaceId) -> Result<()> {
+    match single_header(headers, WORKSPACE_HEADER)? {
+        Some(h) if h != ws.as_str() => Err(Error::bad_request(
+            "workspace_mismatch",
+            "X-Workspace-ID differs from the workspace in the path",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Signs a token (the `token` command, the demo token and the tests).
+pub fn issue(secret: &[u8], claims: &Claims) -> Result<String> {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| Error::Internal(format!("cannot sign a token: {e}")))
+}
+
+pub async fn middleware(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.auth.authenticate(request.headers()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn claims(exp_offset: i64) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: "u1".into(),
+            workspaces: vec!["15213".into()],
+            role: None,
+            exp: u64::try_from(now + exp_offset).unwrap_or(0),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn a_valid_token_grants_only_its_workspaces() {
+        let v = Verifier::new(SECRET, None);
+        let token = issue(SECRET, &claims(60)).expect("signed");
+        let caller = v
+            .authenticate(&headers(&[("authorization", &bearer(&token))]))
+            .expect("valid");
+        assert!(caller
+            .workspace(&WorkspaceId::parse("15213").expect("ws"))
+            .is_ok());
+        assert!(caller
+            .workspace(&WorkspaceId::parse("15214").expect("ws"))
+            .is_err());
+        assert!(caller.admin().is_err());
+    }
+
+    #[test]
+    fn expired_forged_and_malformed_tokens_are_rejected_alike() {
+        let v = Verifier::new(SECRET, None);
+        let expired = issue(SECRET, &claims(-120)).expect("signed");
+        let forged = issue(b"another-secret-another-secret-xx", &claims(60)).expect("signed");
+        for token in [
+            expired.as_str(),
+            forged.as_str(),
+            "not.a.token",
+            "",
+            &"a".repeat(16 * 1024),
+        ] {
+            let result = v.authenticate(&headers(&[("authorization", &bearer(token))]));
+            assert!(matches!(result, Err(Error::Unauthorized)), "{token:.20}");
+        }
+    }
+
+    #[test]
+    fn the_internal_key_must_match_exactly() {
+        let v = Verifier::new(SECRET, Some("edge-internal-key-1"));
+        let ok = v.authenticate(&headers(&[
+            (INTERNAL_KEY_HEADER, "edge-internal-key-1"),
+            (USER_HEADER, "u1"),
+        ]));
+        assert!(matches!(ok, Ok(Caller::Edge { user: Some(_) })));
+        for bad in ["edge-internal-key-", "edge-internal-key-12", ""] {
+            let r = v.authenticate(&headers(&[(INTERNAL_KEY_HEADER, bad)]));
+            assert!(matches!(r, Err(Error::Unauthorized)), "{bad:?}");
+        }
+        let none = Verifier::new(SECRET, None);
+        assert!(none
+            .authenticate(&headers(&[(INTERNAL_KEY_HEADER, "edge-internal-key-1")]))
+            .is_err());
+    }
+
+    #[test]
+    fn an_operator_token_grants_every_workspace_but_a_plain_wildcard_does_not() {
+        let operator = Caller::User {
+            user: UserId::parse("op").expect("user"),
+            workspaces: vec![ALL_WORKSPACES.into()],
+            admin: true,
+        };
+        let plain = Caller::User {
+            user: UserId::parse("u").expect("user"),
+            workspaces: vec![ALL_WORKSPACES.into()],
+            admin: false,
+        };
+        let ws = WorkspaceId::parse("999").expect("ws");
+        assert!(operator.admin_of(&ws).is_ok());
+        assert!(plain.workspace(&ws).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! Generation counters: the O(1) invalidation. Each workspace has one Redis hash of
+//! counters (workspace-wide, counts, one per board) that are part of every key; bumping
+//! one makes every key built on it unreachable at once, in L1 and L2 alike.
+//!
+//! Each instance mirrors the hashes it uses. A bump elsewhere is announced on pub/sub
+//! and drops the mirror; `max_age` bounds how long a mirror is trusted should a message
+//! be lost. While Redis is down the mirror is the authority: bumps apply locally and are
+//! replayed to Redis when it answers again, so no instance keeps reading data older than
+//! a write it acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
+use shared::WorkspaceId;
+
+use super::events::Event;
+use super::redis::RedisCache;
+
+struct Mirror {
+    fields: HashMap<String, u64>,
+    /// `None` until Redis has been read for this workspace.
+    fetched: Option<Instant>,
+}
+
+pub struct Generations {
+    keys: KeySpace,
+    max_age: Duration,
+    mirrors: Mutex<HashMap<WorkspaceId, Mirror>>,
+    pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
+}
+
+/// What a bump did, for the invalidation report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bump {
+    pub generation: u64,
+    /// Whether Redis took the bump (else it is queued and replayed).
+    pub shared: bool,
+    /// Instances that received the announcement.
+    pub notified: u64,
+}
+
+impl Generations {
+    pub fn new(keys: KeySpace, max_age: Duration) -> Self {
+        Self {
+            keys,
+            max_age,
+            mirrors: Mutex::default(),
+            pending: Mutex::default(),
+        }
+    }
+
+    fn read_mirror(&self, ws: &WorkspaceId, allow_stale: bool) -> Option<HashMap<String, u64>> {
+        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.get(ws)?;
+        let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
+        (fresh || allow_stale).then(|| m.fields.clone())
+    }
+
+    fn store_mirror(&self, ws: &WorkspaceId, fields: HashMap<String, u64>) {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        mirrors.insert(
+            ws.clone(),
+            Mirror {
+                fields,
+                fetched: Some(Instant::now()),
+            },
+        );
+    }
+
+    /// The generations a key of `scope` in `ws` is built on.
+    pub async fn current(
+        &self,
+        redis: Option<&RedisCache>,
+        ws: &WorkspaceId,
+        scope: GenerationScope,
+    ) -> KeyGens {
+        let fields = self.fields(redis, ws).await;
+        let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
+        KeyGens {
+            workspace: get(GenerationScope::Workspace),
+            scope: get(scope),
+        }
+    }
+
+    async fn fields(&self, redis: Option<&RedisCache>, ws: &WorkspaceId) -> HashMap<String, u64> {
+        let Some(redis) = redis else {
+            return self.read_mirror(ws, true).unwrap_or_default();
+        };
+        if let Some(fields) = self.read_mirror(ws, false) {
+            return fields;
+        }
+        self.replay_pending(redis).await;
+        match redis.hgetall(&self.keys.generations(ws)).await {
+            Ok(fields) if self.has_pending(ws) => self.read_mirror(ws, true).unwrap_or(fields),
+            Ok(fields) => {
+                self.store_mirror(ws, fields.clone());
+                fields
+            }
+            Err(_) => self.read_mirror(ws, true).unwrap_or_default(),
+        }
+    }
+
+    fn has_pending(&self, ws: &WorkspaceId) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.iter().any(|(w, _)| w == ws)
+    }
+
+    /// Bumps one counter, in Redis when it answers, else locally with a replay queued.
+    pub async fn bump(
+        &self,
+        redis: Option<&RedisCache>,
+        ws: &WorkspaceId,
+        scope: GenerationScope,
+    ) -> Bump {
+        if let Some(redis) = redis {
+            if let Ok(generation) = redis
+                .hincr(&self.keys.generations(ws), &scope.field())
+                .await
+            {
+                self.set_local(ws, scope, generation);
+                let notified = redis
+                    .publish(
+                        &self.keys.channel(),
+                        &Event::Generation(ws.clone()).encode(),
+                    )
+                    .await
+                    .unwrap_or(0);
+                return Bump {
+                    generation,
+                    shared: true,
+                    notified,
+                };
+            }
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.insert((ws.clone(), scope));
+        }
+        let generation = self.bump_local(ws, scope);
+        Bump {
+            generation,
+            shared: false,
+            notified: 0,
+        }
+    }
+
+    fn set_local(&self, ws: &WorkspaceId, scope: GenerationScope, value: u64) {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mirrors.get_mut(ws) {
+            let field = m.fields.entry(scope.field()).or_default();
+            *field = (*field).max(value);
+        }
+    }
+
+    fn bump_local(&self, ws: &WorkspaceId, scope: GenerationScope) -> u64 {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
+            fields: HashMap::new(),
+            fetched: None,
+        });
+        let field = m.fields.entry(scope.field()).or_default();
+        *field += 1;
+        *field
+    }
+
+    /// Sends bumps made while Redis was down. Each is removed only once Redis took it.
+    async fn replay_pending(&self, redis: &RedisCache) {
+        let queued: Vec<_> = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.iter().cloned().collect()
+        };
+        for (ws, scope) in queued {
+            if redis
+                .hincr(&self.keys.generations(&ws), &scope.field())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = redis
+                .publish(
+                    &self.keys.channel(),
+                    &Event::Generation(ws.clone()).encode(),
+                )
+                .await;
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.remove(&(ws.clone(), scope));
+            drop(pending);
+            self.forget(&ws);
+        }
+    }
+
+    /// Another instance bumped `ws`: the next read asks Redis.
+    pub fn forget(&self, ws: &WorkspaceId) {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mirrors.get_mut(ws) {
+            m.fetched = None;
+        }
+    }
+
+    /// Announcements may have been missed (pub/sub reconnected): distrust every mirror.
+    pub fn forget_all(&self) {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        for m in mirrors.values_mut() {
+            m.fetched = None;
+        }
+    }
+
+    /// The workspaces this instance has cached anything for.
+    pub fn known_workspaces(&self) -> Vec<WorkspaceId> {
+        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        mirrors.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> WorkspaceId {
+        WorkspaceId::parse("15213").expect("valid")
+    }
+
+    fn gens() -> Generations {
+        Generations::new(KeySpace::new("t").expect("valid"), Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn without_redis_a_bump_changes_only_its_own_scope() {
+        let g = gens();
+        let board = GenerationScope::Board(shared::BoardId(1));
+        let other = GenerationScope::Board(shared::BoardId(2));
+        let before = (
+            g.current(None, &ws(), board).await,
+            g.current(None, &ws(), other).await,
+        );
+        g.bump(None, &ws(), board).await;
+        assert_ne!(g.current(None, &ws(), board).await, before.0);
+        assert_eq!(g.current(None, &ws(), other).await, before.1);
+    }
+
+    #[tokio::test]
+    async fn a_workspace_bump_changes_every_scope() {
+        let g = gens();
+        let before = g.current(None, &ws(), GenerationScope::Counts).await;
+        g.bump(None, &ws(), GenerationScope::Workspace).await;
+        assert_ne!(
+            g.current(None, &ws(), GenerationScope::Counts).await,
+            before
+        );
+    }
+}

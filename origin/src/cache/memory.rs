@@ -1,0 +1,75 @@
+//! L1: an in-process moka cache bounded by bytes. Entries are kept for their TTL plus
+//! the stale grace, so a warm instance can still answer when Postgres is down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::entry::{now_ms, Entry};
+
+struct KeepUntilStale {
+    grace: Duration,
+}
+
+impl Expiry<String, Arc<Entry>> for KeepUntilStale {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        let fresh_ms = u64::try_from(value.fresh_until_ms - now_ms()).unwrap_or(0);
+        Some(Duration::from_millis(fresh_ms) + self.grace)
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &String,
+        value: &Arc<Entry>,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, now)
+    }
+}
+
+#[derive(Clone)]
+pub struct Memory {
+    cache: Cache<String, Arc<Entry>>,
+}
+
+impl Memory {
+    pub fn new(max_bytes: u64, grace: Duration) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, value: &Arc<Entry>| {
+                let bytes = key.len() + value.body.len() + 64;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .expire_after(KeepUntilStale { grace })
+            .build();
+        Self { cache }
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache.get(key).await
+    }
+
+    pub async fn insert(&self, key: String, entry: Arc<Entry>) {
+        self.cache.insert(key, entry).await;
+    }
+
+    pub async fn remove(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    pub fn weighted_bytes(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+}

@@ -1,0 +1,280 @@
+//! The read path: L1 (moka, this instance) → L2 (Redis, all instances) → Postgres.
+//! A miss fills the layers above it; concurrent misses of one key cost one database
+//! read, in this instance (a per-key lock) and across instances (a short Redis lock that
+//! the others wait on). When Postgres is down a value past its TTL is served as stale.
+
+pub mod entry;
+pub mod events;
+pub mod flight;
+pub mod generations;
+pub mod memory;
+pub mod redis;
+pub mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
+use shared::model::{CacheStatus, Source};
+use shared::WorkspaceId;
+
+use self::entry::{now_ms, Entry};
+use self::flight::KeyLocks;
+use self::generations::Generations;
+use self::memory::Memory;
+use self::redis::RedisCache;
+use self::stats::Stats;
+use crate::error::Result;
+
+/// How long another instance's fill may hold a key before this one reads the database too.
+const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
+const FILL_POLL: Duration = Duration::from_millis(10);
+
+/// Which cache layers a read may use (the performance test switches them one by one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    pub memory: bool,
+    pub redis: bool,
+}
+
+impl Layers {
+    pub const ALL: Self = Self {
+        memory: true,
+        redis: true,
+    };
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub entry: Arc<Entry>,
+    pub source: Source,
+    pub status: CacheStatus,
+}
+
+pub struct Cache {
+    pub memory: Memory,
+    pub redis: Option<RedisCache>,
+    pub generations: Generations,
+    pub stats: Stats,
+    pub keys: KeySpace,
+    locks: KeyLocks,
+    grace: Duration,
+}
+
+fn observe(source: Source, started: Instant) {
+    metrics::histogram!("edgecache_read_duration_seconds", "layer" => source.as_str())
+        .record(started.elapsed().as_secs_f64());
+}
+
+impl Cache {
+    pub fn new(
+        memory: Memory,
+        redis: Option<RedisCache>,
+        generations: Generations,
+        keys: KeySpace,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            memory,
+            redis,
+            generations,
+            stats: Stats::default(),
+            keys,
+            locks: KeyLocks::default(),
+            grace,
+        }
+    }
+
+    fn hit(&self, entry: Arc<Entry>, source: Source, started: Instant) -> Answer {
+        self.stats.hit(source);
+        observe(source, started);
+        Answer {
+            entry,
+            source,
+            status: CacheStatus::Hit,
+        }
+    }
+
+    async fn redis_entry(&self, redis: &RedisCache, key: &str) -> Option<Arc<Entry>> {
+        match redis.get(key).await {
+            Ok(Some(raw)) => Entry::decode(&raw).map(Arc::new),
+            Ok(None) => None,
+            Err(_) => {
+                self.stats.error();
+                None
+            }
+        }
+    }
+
+    /// Waits while another instance fills `key`; `None` once its lock is gone without a value.
+    async fn wait_for_fill(&self, redis: &RedisCache, key: &str, lock: &str) -> Option<Arc<Entry>> {
+        let deadline = Instant::now() + FILL_LOCK_TTL;
+        while Instant::now() < deadline {
+            tokio::time::sleep(FILL_POLL).await;
+            if let Some(e) = self
+                .redis_entry(redis, key)
+                .await
+                .filter(|e| e.is_fresh(now_ms()))
+            {
+                return Some(e);
+            }
+            if !redis.exists(lock).await.unwrap_or(false) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Reads `key` through the allowed layers, computing it from the database on a miss.
+    pub async fn read_through<F, Fut>(
+        &self,
+        key: String,
+        ttl_secs: u32,
+        layers: Layers,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>>,
+    {
+        let started = Instant::now();
+        let mut stale = None;
+        let _local_flight = if layers.memory {
+            if let Some(e) = self.memory.get(&key).await {
+                if e.is_fresh(now_ms()) {
+                    return Ok(self.hit(e, Source::Memory, started));
+                }
+            }
+            let guard = self.locks.lock(&key).await;
+            if let Some(e) = self.memory.get(&key).await {
+                if e.is_fresh(now_ms()) {
+                    return Ok(self.hit(e, Source::Memory, started));
+                }
+                stale = Some((e, Source::Memory));
+            }
+            Some(guard)
+        } else {
+            None
+        };
+
+        let redis = self.redis.as_ref().filter(|_| layers.redis);
+        let lock = self.keys.fill_lock(&key);
+        let mut holds_lock = false;
+        if let Some(r) = redis {
+            if let Some(e) = self.redis_entry(r, &key).await {
+                if e.is_fresh(now_ms()) {
+                    if layers.memory {
+                        self.memory.insert(key, e.clone()).await;
+                    }
+                    return Ok(self.hit(e, Source::RedisCache, started));
+                }
+                stale = stale.or(Some((e, Source::RedisCache)));
+            }
+            holds_lock = r.try_lock(&lock, FILL_LOCK_TTL).await.unwrap_or(false);
+            if !holds_lock && r.is_up() {
+                if let Some(e) = self.wait_for_fill(r, &key, &lock).await {
+                    if layers.memory {
+                        self.memory.insert(key, e.clone()).await;
+                    }
+                    return Ok(self.hit(e, Source::RedisCache, started));
+                }
+            }
+        }
+
+        self.stats.miss();
+        self.stats.db_query();
+        let computed = compute().await;
+        let answer = match computed {
+            Ok(body) => {
+                let entry = Arc::new(Entry::new(body, ttl_secs));
+                self.fill(redis, &key, &entry, ttl_secs, layers).await;
+                observe(Source::Database, started);
+                Ok(Answer {
+                    entry,
+                    source: Source::Database,
+                    status: CacheStatus::Miss,
+                })
+            }
+            Err(e) if e.is_outage() => match stale {
+                Some((entry, source)) => {
+                    self.stats.stale();
+                    Ok(Answer {
+                        entry,
+                        source,
+                        status: CacheStatus::Stale,
+                    })
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let (Some(r), true) = (redis, holds_lock) {
+            let _ = r.del(&lock).await;
+        }
+        answer
+    }
+
+    async fn fill(
+        &self,
+        redis: Option<&RedisCache>,
+        key: &str,
+        entry: &Arc<Entry>,
+        ttl_secs: u32,
+        layers: Layers,
+    ) {
+        if layers.memory {
+            self.memory.insert(key.to_owned(), entry.clone()).await;
+        }
+        if let Some(r) = redis {
+            let keep = Duration::from_secs(u64::from(ttl_secs)) + self.grace;
+            if r.set(key, &entry.encode(), keep).await.is_err() {
+                self.stats.error();
+            }
+        }
+        self.stats.set();
+    }
+
+    /// Reads a key of `scope` in `ws` through every layer, or straight from the database
+    /// when `ttl` is `None` (caching off for this workspace, feature or request).
+    pub async fn read<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        scope: GenerationScope,
+        ttl: Option<u32>,
+        key: impl FnOnce(KeyGens) -> String,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>>,
+    {
+        let Some(ttl) = ttl else {
+            self.stats.db_query();
+            let started = Instant::now();
+            let body = compute().await?;
+            observe(Source::Database, started);
+            return Ok(Answer {
+                entry: Arc::new(Entry::new(body, 0)),
+                source: Source::Database,
+                status: CacheStatus::Bypass,
+            });
+        };
+        let gens = self
+            .generations
+            .current(self.redis.as_ref(), ws, scope)
+            .await;
+        self.read_through(key(gens), ttl, Layers::ALL, compute)
+            .await
+    }
+
+    /// Drops one key from both layers (the performance test's cold start).
+    pub async fn remove(&self, key: &str) {
+        self.memory.remove(key).await;
+        if let Some(r) = &self.redis {
+            let _ = r.del(key).await;
+        }
+        self.stats.delete();
+    }
+}

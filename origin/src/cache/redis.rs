@@ -1,0 +1,203 @@
+//! L2: Redis, shared by every origin instance. Each call has a short timeout, and after
+//! a run of failures a breaker skips Redis for a moment, so an outage or a hung server
+//! costs a request one timeout at most and never an error: to callers a Redis failure
+//! is a miss. The connection is lazy, so the origin starts while Redis is down, and the
+//! connection manager reconnects by itself when it returns.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client, RedisError};
+
+use super::entry::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisFailure {
+    #[error("redis circuit open")]
+    CircuitOpen,
+    #[error("redis timed out")]
+    Timeout,
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+}
+
+const TRIP_AFTER_FAILURES: u32 = 3;
+const OPEN_FOR_MS: i64 = 1000;
+
+/// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
+/// which one call at a time probes again.
+#[derive(Default)]
+struct Breaker {
+    failures: AtomicU32,
+    open_until_ms: AtomicI64,
+}
+
+impl Breaker {
+    fn allows(&self) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = now_ms();
+        // Half-open: the first caller past the deadline probes, the rest keep failing fast.
+        now >= until
+            && self
+                .open_until_ms
+                .compare_exchange(
+                    until,
+                    now + OPEN_FOR_MS,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open_until_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn failure(&self) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= TRIP_AFTER_FAILURES {
+            self.open_until_ms
+                .store(now_ms() + OPEN_FOR_MS, Ordering::Relaxed);
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Relaxed) != 0
+    }
+}
+
+pub struct RedisCache {
+    client: Client,
+    conn: ConnectionManager,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+impl RedisCache {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        let client = Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            client,
+            conn,
+            timeout,
+            breaker: Breaker::default(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether Redis answered the last calls (false while the breaker is open).
+    pub fn is_up(&self) -> bool {
+        !self.breaker.is_open()
+    }
+
+    async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, RedisFailure>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        if !self.breaker.allows() {
+            return Err(RedisFailure::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RedisFailure::Redis(e)),
+            Err(_) => Err(RedisFailure::Timeout),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(e) => {
+                self.breaker.failure();
+                metrics::counter!("edgecache_redis_errors_total", "op" => op).increment(1);
+                tracing::debug!(op, error = %e, "redis call failed");
+            }
+        }
+        result
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, RedisFailure> {
+        self.call("get", |mut c| async move { c.get(key).await })
+            .await
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), RedisFailure> {
+        let secs = ttl.as_secs().max(1);
+        self.call(
+            "set",
+            |mut c| async move { c.set_ex(key, value, secs).await },
+        )
+        .await
+    }
+
+    /// Takes a short lock; `false` means another instance holds it.
+    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, RedisFailure> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.call("lock", |mut c| async move {
+            let reply: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg("1")
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async(&mut c)
+                .await?;
+            Ok(reply.is_some())
+        })
+        .await
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, RedisFailure> {
+        self.call("exists", |mut c| async move { c.exists(key).await })
+            .await
+    }
+
+    pub async fn del(&self, key: &str) -> Result<(), RedisFailure> {
+        self.call("del", |mut c| async move { c.del(key).await })
+            .await
+    }
+
+    pub async fn hgetall(&self, key: &str) -> Result<HashMap<String, u64>, RedisFailure> {
+        self.call("hgetall", |mut c| async move { c.hgetall(key).await })
+            .await
+    }
+
+    pub async fn hincr(&self, key: &str, field: &str) -> Result<u64, RedisFailure> {
+        self.call(
+            "hincrby",
+            |mut c| async move { c.hincr(key, field, 1).await },
+        )
+        .await
+    }
+
+    /// Returns how many subscribers received the message.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<u64, RedisFailure> {
+        self.call("publish", |mut c| async move {
+            c.publish(channel, message).await
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), RedisFailure> {
+        self.call("ping", |mut c| async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+}

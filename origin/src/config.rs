@@ -1,0 +1,114 @@
+//! Typed configuration from environment variables, validated once at start-up.
+//! Every variable has a local default that works on a developer machine; secrets
+//! are never logged (`Debug` hides them).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::keys::KeySpace;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// A value that must not reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database_url: String,
+    /// `None` runs with L1 and Postgres only.
+    pub redis_url: Option<String>,
+    /// HS256 key of the bearer tokens; `None` makes one up per process (local use only).
+    pub jwt_secret: Option<Secret>,
+    /// The edge worker's key; `None` disables internal-key access.
+    pub internal_key: Option<Secret>,
+    pub key_space: KeySpace,
+    pub l1_max_bytes: u64,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+    pub redis_timeout: Duration,
+    pub request_timeout: Duration,
+    /// How long past its TTL a value is kept to be served stale when Postgres is down.
+    pub stale_grace: Duration,
+    /// Upper bound on how long an instance trusts its copy of the generations without
+    /// asking Redis, should a pub/sub message be lost.
+    pub generation_max_age: Duration,
+    /// Contacts of the demo workspace seeded on first start; 0 seeds nothing.
+    pub seed_demo_contacts: u32,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}={raw:?} is not a valid value"))),
+    }
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    parsed(name, default).map(Duration::from_millis)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let redis_url = match var("REDIS_URL").as_deref() {
+            None => Some("redis://127.0.0.1:6379".to_owned()),
+            Some("off" | "none") => None,
+            Some(url) => Some(url.to_owned()),
+        };
+        let namespace = var("CACHE_NAMESPACE").unwrap_or_else(|| "ec".to_owned());
+        let config = Self {
+            listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+            redis_url,
+            jwt_secret: var("JWT_SECRET").map(Secret),
+            internal_key: var("INTERNAL_API_KEY").map(Secret),
+            key_space: KeySpace::new(&namespace).map_err(|e| ConfigError(e.message))?,
+            l1_max_bytes: parsed("L1_MAX_BYTES", 256 * 1024 * 1024)?,
+            db_max_connections: parsed("DB_MAX_CONNECTIONS", 20)?,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 500)?,
+            redis_timeout: millis("REDIS_TIMEOUT_MS", 250)?,
+            request_timeout: millis("REQUEST_TIMEOUT_MS", 10_000)?,
+            stale_grace: Duration::from_secs(parsed("STALE_GRACE_SECS", 3600)?),
+            generation_max_age: millis("GENERATION_MAX_AGE_MS", 1000)?,
+            seed_demo_contacts: parsed("SEED_DEMO_CONTACTS", 200_000)?,
+        };
+        config.validate()
+    }
+
+    fn validate(self) -> Result<Self, ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.0.len() < 32 {
+                return Err(ConfigError("JWT_SECRET must be at least 32 bytes".into()));
+            }
+        }
+        if let Some(key) = &self.internal_key {
+            if key.0.len() < 16 {
+                return Err(ConfigError(
+                    "INTERNAL_API_KEY must be at least 16 bytes".into(),
+                ));
+            }
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError("DB_MAX_CONNECTIONS must be at least 1".into()));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,189 @@
+//! The admin panel's actions: invalidate a workspace, warm it, and measure the layers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::keys::{self, GenerationScope};
+use shared::query::ContactListQuery;
+use shared::{UserId, WorkspaceId};
+
+use super::contacts::read_page;
+use super::counts::read_counts;
+use super::reply::{self, elapsed_ms};
+use super::JsonBody;
+use crate::auth::Caller;
+use crate::cache::Layers;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+use shared::model::CacheStatus;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/cache-settings/invalidate", post(invalidate))
+        .route("/api/cache-settings/warm-cache", post(warm))
+        .route(
+            "/api/cache-settings/test-performance",
+            post(test_performance),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WorkspaceBody {
+    workspace_id: String,
+    user_id: Option<String>,
+}
+
+impl WorkspaceBody {
+    fn parse(&self, caller: &Caller) -> Result<(WorkspaceId, Option<UserId>)> {
+        let ws = WorkspaceId::parse(&self.workspace_id)?;
+        caller.admin_of(&ws)?;
+        let user = self.user_id.as_deref().map(UserId::parse).transpose()?;
+        Ok((ws, user))
+    }
+
+    fn user_or(&self, caller: &Caller) -> Result<(WorkspaceId, UserId)> {
+        let (ws, user) = self.parse(caller)?;
+        let user = match user {
+            Some(u) => u,
+            None => caller.user()?.clone(),
+        };
+        Ok((ws, user))
+    }
+}
+
+/// Bumps the workspace generation: O(1) whatever the number of entries. Nothing is
+/// deleted; every cached entry of the workspace becomes unreachable and ages out.
+async fn invalidate(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<WorkspaceBody>,
+) -> Result<Response> {
+    let (ws, _) = body.parse(&caller)?;
+    let bump = state.invalidate(&ws, GenerationScope::Workspace).await;
+    Ok(reply::ok(json!({
+        "deletedEntries": 0,
+        "method": "generation_bump",
+        "generation": bump.generation,
+        "sharedWithAllInstances": bump.shared,
+        "instancesNotified": bump.notified,
+        "patterns": keys::workspace_patterns(&ws),
+    })))
+}
+
+/// Fills the counts of one user and page 1 of every board.
+async fn warm(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<WorkspaceBody>,
+) -> Result<Response> {
+    let started = Instant::now();
+    let (ws, user) = body.user_or(&caller)?;
+    let settings = state.settings_for(&ws).await;
+    let mut warmed = 0;
+    let mut filled = 0;
+    let counts = match settings.counts_ttl() {
+        Some(ttl) => {
+            let a = read_counts(&state, &ws, &user, Some(ttl)).await?;
+            warmed += 1;
+            filled += usize::from(a.status == CacheStatus::Miss);
+            true
+        }
+        None => false,
+    };
+    let boards = store::contacts::boards(&state.db, &ws).await?;
+    if let Some(ttl) = settings.list_ttl(false) {
+        let q = ContactListQuery::default();
+        for board in &boards {
+            let a = read_page(&state, &ws, *board, &q, &user, Some(ttl)).await?;
+            warmed += 1;
+            filled += usize::from(a.status == CacheStatus::Miss);
+        }
+    }
+    Ok(reply::ok(json!({
+        "warmupTimeMs": elapsed_ms(started),
+        "entriesWarmed": warmed,
+        "entriesFilledFromDatabase": filled,
+        "boards": boards,
+        "counts": counts,
+    })))
+}
+
+fn improvement(standard: f64, other: f64) -> f64 {
+    if standard <= 0.0 {
+        return 0.0;
+    }
+    ((standard - other) / standard * 10_000.0).round() / 100.0
+}
+
+/// Times the same counts read four ways, in this order: straight from Postgres, through
+/// Redis with the key removed (a miss that fills Redis), from Redis, and from memory.
+async fn test_performance(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<WorkspaceBody>,
+) -> Result<Response> {
+    let (ws, user) = body.user_or(&caller)?;
+    let ttl = state
+        .settings_for(&ws)
+        .await
+        .cache_config
+        .contact_counts_ttl;
+    let started = Instant::now();
+    store::contacts::counts(&state.db, &ws, &user).await?;
+    let standard = elapsed_ms(started);
+
+    let cache = &state.cache;
+    let gens = cache
+        .generations
+        .current(cache.redis.as_ref(), &ws, GenerationScope::Counts)
+        .await;
+    let key = cache.keys.counts(&ws, gens, &user);
+    let compute = || async {
+        let counts = store::contacts::counts(&state.db, &ws, &user).await?;
+        serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
+    };
+    let timed = |layers: Layers| {
+        let key = key.clone();
+        async move {
+            let started = Instant::now();
+            let answer = cache.read_through(key, ttl, layers, compute).await?;
+            Ok::<_, Error>((elapsed_ms(started), answer.source))
+        }
+    };
+    cache.remove(&key).await;
+    let redis_only = Layers {
+        memory: false,
+        redis: true,
+    };
+    let layer = |(ms, source): (f64, shared::model::Source), kind: &str| -> Value {
+        json!({"timeMs": ms, "type": kind, "source": source, "improvementPercent": improvement(standard, ms)})
+    };
+    let (red_cold, red_warm) = if cache.redis.is_some() {
+        let cold = timed(redis_only).await?;
+        let warm = timed(redis_only).await?;
+        (layer(cold, "redis_miss"), layer(warm, "redis_hit"))
+    } else {
+        let off = json!({"timeMs": null, "type": "redis_disabled"});
+        (off.clone(), off)
+    };
+    timed(Layers::ALL).await?;
+    let memory = timed(Layers::ALL).await?;
+    let stats = cache.stats.snapshot();
+    Ok(reply::ok(json!({
+        "performance": {
+            "standard": {"timeMs": standard, "type": "database"},
+            "redisCold": red_cold,
+            "redisWarm": red_warm,
+            "memory": layer(memory, "memory_hit"),
+        },
+        "cacheStats": {"hits": stats.hits, "misses": stats.misses, "hitRate": stats.hit_rate},
+    })))
+}

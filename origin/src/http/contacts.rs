@@ -1,0 +1,70 @@
+//! Board list pages, as the edge asks for them on a KV miss (and browsers may directly).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use shared::keys::GenerationScope;
+use shared::query::ContactListQuery;
+use shared::{BoardId, UserId, WorkspaceId};
+
+use super::{reply, QueryPairs};
+use crate::auth::{header_workspace, Caller};
+use crate::cache::Answer;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/api/boards/{board_id}/contacts", get(list))
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(board): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response> {
+    let started = Instant::now();
+    let board = BoardId::parse(&board)?;
+    let ws = header_workspace(&headers)?;
+    caller.workspace(&ws)?;
+    let user = caller.user()?.clone();
+    let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let q = ContactListQuery::from_pairs(pairs, &user)?;
+    let use_cache = query.flag("useCache")?;
+    let settings = state.settings_for(&ws).await;
+    let ttl = settings.list_ttl(q.search.is_some()).filter(|_| use_cache);
+    let answer = read_page(&state, &ws, board, &q, &user, ttl).await?;
+    Ok(reply::answer(&answer, started, settings.cache_enabled))
+}
+
+/// A page through the cache (`ttl`) or straight from Postgres (`None`).
+pub async fn read_page(
+    state: &AppState,
+    ws: &WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    ttl: Option<u32>,
+) -> Result<Answer> {
+    let keys = &state.cache.keys;
+    state
+        .cache
+        .read(
+            ws,
+            GenerationScope::Board(board),
+            ttl,
+            |gens| keys.contacts(ws, board, gens, q),
+            || async {
+                let page = store::contacts::page(&state.db, ws, board, q, user).await?;
+                serde_json::to_string(&page).map_err(|e| Error::Internal(e.to_string()))
+            },
+        )
+        .await
+}

@@ -1,0 +1,65 @@
+//! Workspace counts for the admin panel and the edge's fallback.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use shared::keys::GenerationScope;
+use shared::{UserId, WorkspaceId};
+
+use super::{reply, QueryPairs};
+use crate::auth::{path_matches_header, Caller};
+use crate::cache::Answer;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/api/cache-settings/workspace/{id}/counts", get(counts))
+}
+
+async fn counts(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response> {
+    let started = Instant::now();
+    let ws = WorkspaceId::parse(&ws)?;
+    caller.workspace(&ws)?;
+    path_matches_header(&headers, &ws)?;
+    let user = caller.user()?.clone();
+    let use_cache = query.flag("useCache")?;
+    let settings = state.settings_for(&ws).await;
+    let ttl = settings.counts_ttl().filter(|_| use_cache);
+    let answer = read_counts(&state, &ws, &user, ttl).await?;
+    Ok(reply::answer(&answer, started, settings.cache_enabled))
+}
+
+/// Counts through the cache (`ttl`) or straight from Postgres (`None`).
+pub async fn read_counts(
+    state: &AppState,
+    ws: &WorkspaceId,
+    user: &UserId,
+    ttl: Option<u32>,
+) -> Result<Answer> {
+    let keys = &state.cache.keys;
+    state
+        .cache
+        .read(
+            ws,
+            GenerationScope::Counts,
+            ttl,
+            |gens| keys.counts(ws, gens, user),
+            || async {
+                let counts = store::contacts::counts(&state.db, ws, user).await?;
+                serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
+            },
+        )
+        .await
+}

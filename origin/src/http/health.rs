@@ -1,0 +1,84 @@
+//! Health (no auth: load balancers and the panel's first screen) and status (admins).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::reply::{self, elapsed_ms};
+use crate::auth::Caller;
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/api/cache-settings/health", get(health))
+}
+
+pub fn status_router() -> Router<Arc<AppState>> {
+    Router::new().route("/api/cache-settings/status", get(status))
+}
+
+/// Probes each dependency; a failed probe gives its reason.
+async fn check(state: &AppState) -> Value {
+    let started = Instant::now();
+    let postgres = match sqlx::query("SELECT 1").execute(&state.db).await {
+        Ok(_) => json!({"up": true, "latencyMs": elapsed_ms(started)}),
+        Err(e) => json!({"up": false, "reason": e.to_string()}),
+    };
+    let redis = match &state.cache.redis {
+        None => json!({"up": false, "configured": false, "reason": "REDIS_URL is off"}),
+        Some(r) => {
+            let started = Instant::now();
+            match r.ping().await {
+                Ok(()) => json!({"up": true, "configured": true, "latencyMs": elapsed_ms(started)}),
+                Err(e) => json!({"up": false, "configured": true, "reason": e.to_string()}),
+            }
+        }
+    };
+    json!({
+        "postgres": postgres,
+        "redis": redis,
+        "memory": {
+            "up": true,
+            "entries": state.cache.memory.entry_count(),
+            "bytes": state.cache.memory.weighted_bytes(),
+            "maxBytes": state.config.l1_max_bytes,
+        },
+    })
+}
+
+fn is_healthy(components: &Value) -> bool {
+    let up = |name: &str| components[name]["up"].as_bool().unwrap_or(false);
+    let redis_configured = components["redis"]["configured"].as_bool().unwrap_or(false);
+    up("postgres") && (up("redis") || !redis_configured)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let components = check(&state).await;
+    reply::ok(json!({
+        "healthy": is_healthy(&components),
+        "components": components,
+        "stats": state.cache.stats.snapshot(),
+        "uptimeSecs": state.started.elapsed().as_secs(),
+        "timestamp": Utc::now(),
+    }))
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response> {
+    caller.admin()?;
+    let components = check(&state).await;
+    Ok(reply::ok(json!({
+        "cacheStats": state.cache.stats.snapshot(),
+        "healthCheck": {"healthy": is_healthy(&components), "components": components},
+        "redisEnabled": state.cache.redis.is_some(),
+        "timestamp": Utc::now(),
+    })))
+}

@@ -1,0 +1,72 @@
+//! The HTTP API of API.md. Each resource module has its own `router()`; this one merges
+//! them, puts authentication in front of all but health and metrics, and turns every
+//! failure (bad JSON, oversized body, timeout, panic, unknown route) into the error JSON.
+
+mod admin;
+mod contacts;
+mod counts;
+mod extract;
+mod health;
+mod metrics;
+mod reply;
+mod settings;
+mod writes;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::{middleware, BoxError, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::Error;
+use crate::state::AppState;
+
+pub use extract::{JsonBody, QueryPairs};
+
+/// Bodies of this API are small JSON objects; anything bigger is refused unread.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let authenticated = Router::new()
+        .merge(health::status_router())
+        .merge(settings::router())
+        .merge(counts::router())
+        .merge(admin::router())
+        .merge(contacts::router())
+        .merge(writes::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ));
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(authenticated)
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    Error::Timeout
+                }))
+                .timeout(timeout),
+        )
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    Error::Internal("a handler panicked".into()).into_response()
+}
+
+/// The deadline of a request, also given to work it starts.
+pub fn deadline(state: &AppState) -> Duration {
+    state.config.request_timeout
+}

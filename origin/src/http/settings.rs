@@ -1,0 +1,74 @@
+//! Per-workspace cache settings: read by admins and the edge, written by admins.
+//! A save bumps the workspace's generation (TTLs and toggles apply to what is cached
+//! from now on) and tells the other instances.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde_json::json;
+use shared::keys::GenerationScope;
+use shared::settings::SettingsUpdate;
+use shared::WorkspaceId;
+
+use super::{reply, JsonBody};
+use crate::auth::Caller;
+use crate::cache::events::Event;
+use crate::error::Result;
+use crate::state::AppState;
+use crate::store;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route(
+        "/api/cache-settings/workspace/{id}/settings",
+        get(read).post(write),
+    )
+}
+
+async fn read(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(ws): Path<String>,
+) -> Result<Response> {
+    let ws = WorkspaceId::parse(&ws)?;
+    if !matches!(caller, Caller::Edge { .. }) {
+        caller.admin_of(&ws)?;
+    }
+    let settings = store::settings::load(&state.db, &ws).await?;
+    state.settings.remember(&ws, settings);
+    Ok(reply::ok(settings))
+}
+
+async fn write(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(ws): Path<String>,
+    JsonBody(update): JsonBody<SettingsUpdate>,
+) -> Result<Response> {
+    let ws = WorkspaceId::parse(&ws)?;
+    caller.admin_of(&ws)?;
+    let current = store::settings::load(&state.db, &ws).await?;
+    let next = current.apply(&update)?;
+    let updated_at = store::settings::save(&state.db, &ws, &next).await?;
+    state.settings.remember(&ws, next);
+    if let Some(redis) = &state.cache.redis {
+        let _ = redis
+            .publish(
+                &state.cache.keys.channel(),
+                &Event::Settings(ws.clone()).encode(),
+            )
+            .await;
+    }
+    state.invalidate(&ws, GenerationScope::Workspace).await;
+    Ok(reply::ok(json!({
+        "workspace_id": ws,
+        "settings": {"cache": {
+            "enabled": next.cache_enabled,
+            "features": next.features,
+            "config": next.cache_config,
+        }},
+        "updated_at": updated_at,
+    })))
+}

@@ -1,0 +1,106 @@
+//! Contact writes. Each invalidates what it touched (the board or boards, and the
+//! workspace counts) before it answers, so the writer's next read is fresh.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{patch, post};
+use axum::{Extension, Router};
+use shared::keys::GenerationScope;
+use shared::{BoardId, ContactId, WorkspaceId};
+
+use super::{reply, JsonBody};
+use crate::auth::{path_matches_header, Caller};
+use crate::error::Result;
+use crate::state::AppState;
+use crate::store::writes::{self, ContactFields, Move};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/workspaces/{ws}/contacts", post(create))
+        .route(
+            "/api/workspaces/{ws}/contacts/{id}",
+            patch(update).delete(delete),
+        )
+        .route(
+            "/api/workspaces/{ws}/contacts/{id}/move",
+            post(move_contact),
+        )
+}
+
+fn authorize(caller: &Caller, headers: &HeaderMap, ws: &str) -> Result<WorkspaceId> {
+    let ws = WorkspaceId::parse(ws)?;
+    caller.workspace(&ws)?;
+    path_matches_header(headers, &ws)?;
+    Ok(ws)
+}
+
+async fn touched(state: &AppState, ws: &WorkspaceId, boards: &[BoardId]) {
+    for board in boards {
+        state.invalidate(ws, GenerationScope::Board(*board)).await;
+    }
+    state.invalidate(ws, GenerationScope::Counts).await;
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    JsonBody(fields): JsonBody<ContactFields>,
+) -> Result<Response> {
+    let ws = authorize(&caller, &headers, &ws)?;
+    let contact = writes::create(&state.db, &ws, fields).await?;
+    touched(&state, &ws, &[BoardId(contact.board_id)]).await;
+    Ok(reply::with_status(StatusCode::CREATED, contact))
+}
+
+async fn apply(
+    state: &AppState,
+    ws: &WorkspaceId,
+    id: &str,
+    fields: ContactFields,
+) -> Result<Response> {
+    let id = ContactId::parse(id)?;
+    let (contact, from) = writes::update(&state.db, ws, id, fields).await?;
+    let to = BoardId(contact.board_id);
+    let boards = if from == to { vec![to] } else { vec![from, to] };
+    touched(state, ws, &boards).await;
+    Ok(reply::ok(contact))
+}
+
+async fn update(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path((ws, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonBody(fields): JsonBody<ContactFields>,
+) -> Result<Response> {
+    let ws = authorize(&caller, &headers, &ws)?;
+    apply(&state, &ws, &id, fields).await
+}
+
+async fn move_contact(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path((ws, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonBody(to): JsonBody<Move>,
+) -> Result<Response> {
+    let ws = authorize(&caller, &headers, &ws)?;
+    apply(&state, &ws, &id, to.into()).await
+}
+
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path((ws, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ws = authorize(&caller, &headers, &ws)?;
+    let board = writes::delete(&state.db, &ws, ContactId::parse(&id)?).await?;
+    touched(&state, &ws, &[board]).await;
+    Ok(reply::ok(serde_json::json!({"deleted": id})))
+}

@@ -1,0 +1,102 @@
+//! The edgecache origin: an axum service answering contact counts and list pages
+//! through L1 (moka), L2 (Redis) and Postgres, with the admin API of API.md.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod settings;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::cache::generations::Generations;
+use crate::cache::memory::Memory;
+use crate::cache::redis::RedisCache;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::settings::SettingsCache;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("JWT_SECRET is required to build the application")]
+    NoJwtSecret,
+    #[error("invalid REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Builds the shared state. Connections are lazy: nothing here waits for Postgres or Redis.
+pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
+    let secret = config.jwt_secret.clone().ok_or(StartError::NoJwtSecret)?;
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(|url| RedisCache::new(url, config.redis_timeout))
+        .transpose()?;
+    let cache = Cache::new(
+        Memory::new(config.l1_max_bytes, config.stale_grace),
+        redis,
+        Generations::new(config.key_space.clone(), config.generation_max_age),
+        config.key_space.clone(),
+        config.stale_grace,
+    );
+    let auth = auth::Verifier::new(
+        secret.0.as_bytes(),
+        config.internal_key.as_ref().map(|k| k.0.as_str()),
+    );
+    Ok(AppState {
+        config,
+        db,
+        cache,
+        settings: SettingsCache::default(),
+        auth,
+        metrics: telemetry::metrics_handle(),
+        started: Instant::now(),
+    })
+}
+
+/// A bound, not yet serving application; tests bind port 0 and read `port()`.
+pub struct Application {
+    state: Arc<AppState>,
+    listener: TcpListener,
+}
+
+impl Application {
+    pub async fn build(config: Config, db: PgPool) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen_addr).await?;
+        let state = Arc::new(build_state(config, db)?);
+        tokio::spawn(cache::events::listen(state.clone()));
+        tokio::spawn(store::changes::listen(state.clone()));
+        Ok(Self { state, listener })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = http::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,182 @@
+//! `origin serve` (the default), `origin seed` and `origin token`.
+
+use clap::{Parser, Subcommand};
+use origin::auth::{issue, Claims};
+use origin::cache::generations::Generations;
+use origin::cache::redis::RedisCache;
+use origin::config::{Config, Secret};
+use origin::{store, telemetry, Application};
+use shared::keys::GenerationScope;
+use shared::WorkspaceId;
+
+#[derive(Parser)]
+#[command(about = "The edgecache origin service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default). Seeds the demo workspace 15213 on first start.
+    Serve,
+    /// Add workspaces of generated contacts.
+    Seed {
+        /// Workspace ids to create (repeat the flag for several).
+        #[arg(long = "workspace", default_value = "15213")]
+        workspaces: Vec<String>,
+        #[arg(long, default_value_t = 200_000)]
+        contacts: u32,
+        #[arg(long, default_value_t = 4)]
+        boards: u32,
+    },
+    /// Print a signed token (needs JWT_SECRET).
+    Token {
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[arg(long = "workspace", default_value = "15213")]
+        workspaces: Vec<String>,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn token(
+    secret: &str,
+    user: String,
+    workspaces: Vec<String>,
+    admin: bool,
+    ttl_secs: u64,
+) -> Result<String, BoxError> {
+    let exp = u64::try_from(chrono::Utc::now().timestamp())? + ttl_secs;
+    let claims = Claims {
+        sub: user,
+        workspaces,
+        role: admin.then(|| "admin".to_owned()),
+        exp,
+    };
+    Ok(issue(secret.as_bytes(), &claims)?)
+}
+
+fn random_secret() -> Result<String, BoxError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn serve(mut config: Config) -> Result<(), BoxError> {
+    if config.jwt_secret.is_none() {
+        let secret = random_secret()?;
+        let demo = token(&secret, "admin".into(), vec!["*".into()], true, 86_400)?;
+        tracing::warn!("JWT_SECRET is not set: using a random secret for this process only");
+        println!("demo operator token (valid 24 h, this process only):\n{demo}");
+        config.jwt_secret = Some(Secret(secret));
+    }
+    let db = store::pool(&config)?;
+    match store::migrate(&db).await {
+        Ok(()) => seed_demo(&config, &db).await,
+        Err(e) => {
+            tracing::error!(error = %e, "migrations not applied (is Postgres up?); serving what the caches hold")
+        }
+    }
+    let app = Application::build(config.clone(), db).await?;
+    tracing::info!(
+        addr = %config.listen_addr,
+        redis = config.redis_url.is_some(),
+        "origin listening: L1 memory{}, Postgres",
+        if config.redis_url.is_some() { ", L2 Redis" } else { "" }
+    );
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Seeding keeps the change trigger quiet; caches (of running origins too) learn of it here.
+async fn invalidate_after_seed(config: &Config, ws: &WorkspaceId) {
+    let Some(url) = &config.redis_url else { return };
+    if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
+        Generations::new(config.key_space.clone(), config.generation_max_age)
+            .bump(Some(&redis), ws, GenerationScope::Workspace)
+            .await;
+    }
+}
+
+async fn seed_demo(config: &Config, db: &sqlx::PgPool) {
+    let contacts = config.seed_demo_contacts;
+    if contacts == 0 || !matches!(store::seed::is_empty(db).await, Ok(true)) {
+        return;
+    }
+    let Ok(ws) = WorkspaceId::parse("15213") else {
+        return;
+    };
+    tracing::info!(contacts, "first start: seeding demo workspace 15213");
+    match store::seed::seed(db, &ws, contacts, 4).await {
+        Ok(_) => invalidate_after_seed(config, &ws).await,
+        Err(e) => tracing::error!(error = %e, "demo seeding failed"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    telemetry::init_logs();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Seed {
+            workspaces,
+            contacts,
+            boards,
+        } => {
+            let db = store::pool(&config)?;
+            store::migrate(&db).await?;
+            for raw in workspaces {
+                let ws = WorkspaceId::parse(&raw)?;
+                let started = std::time::Instant::now();
+                let seeded = store::seed::seed(&db, &ws, contacts, boards).await?;
+                invalidate_after_seed(&config, &ws).await;
+                println!(
+                    "seeded workspace {ws}: {} contacts on boards {:?} in {:.1}s",
+                    seeded.contacts,
+                    seeded.boards,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Token {
+            user,
+            workspaces,
+            admin,
+            ttl_secs,
+        } => {
+            let secret = config
+                .jwt_secret
+                .ok_or("JWT_SECRET is required to sign tokens")?;
+            println!("{}", token(&secret.0, user, workspaces, admin, ttl_secs)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Each workspace's settings, read on every request, so kept in memory. A save here is
+//! announced to the other instances; a reload is forced after `MAX_AGE` in case an
+//! announcement is lost. When Postgres is down the last known settings stay in force.
+
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use shared::settings::CacheSettings;
+use shared::WorkspaceId;
+use sqlx::PgPool;
+
+use crate::store;
+
+const MAX_AGE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy)]
+struct Known {
+    settings: CacheSettings,
+    loaded: Option<Instant>,
+}
+
+/// One small entry per workspace ever seen: bounded by the number of workspaces.
+#[derive(Default)]
+pub struct SettingsCache {
+    known: Mutex<HashMap<WorkspaceId, Known>>,
+}
+
+impl SettingsCache {
+    pub async fn get(&self, db: &PgPool, ws: &WorkspaceId) -> CacheSettings {
+        let known = self.lock().get(ws).copied();
+        if let Some(k) = known.filter(|k| k.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)) {
+            return k.settings;
+        }
+        match store::settings::load(db, ws).await {
+            Ok(settings) => {
+                self.remember(ws, settings);
+                settings
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %ws, "using last known cache settings");
+                known.map(|k| k.settings).unwrap_or_default()
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Known>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn remember(&self, ws: &WorkspaceId, settings: CacheSettings) {
+        let known = Known {
+            settings,
+            loaded: Some(Instant::now()),
+        };
+        self.lock().insert(ws.clone(), known);
+    }
+
+    /// Another instance saved `ws`'s settings: reload on next use.
+    pub fn forget(&self, ws: &WorkspaceId) {
+        if let Some(k) = self.lock().get_mut(ws) {
+            k.loaded = None;
+        }
+    }
+
+    /// Announcements may have been missed: reload every workspace on next use.
+    pub fn forget_all(&self) {
+        for k in self.lock().values_mut() {
+            k.loaded = None;
+        }
+    }
+}

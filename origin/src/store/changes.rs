@@ -1,0 +1,65 @@
+//! Writes made straight to Postgres by any other application reach the caches through
+//! the contacts trigger's NOTIFY: each notice bumps the board and the counts of its
+//! workspace. Notices sent while the listener was disconnected are lost, so after a
+//! reconnect every workspace this instance caches is invalidated once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::keys::GenerationScope;
+use shared::{BoardId, WorkspaceId};
+use sqlx::postgres::PgListener;
+
+use crate::state::AppState;
+
+pub const CHANNEL: &str = "edgecache_contacts";
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+fn parse(payload: &str) -> Option<(WorkspaceId, BoardId)> {
+    let (ws, board) = payload.rsplit_once(':')?;
+    Some((WorkspaceId::parse(ws).ok()?, BoardId::parse(board).ok()?))
+}
+
+/// Runs until the process ends.
+pub async fn listen(state: Arc<AppState>) {
+    let mut first = true;
+    loop {
+        match PgListener::connect_with(&state.db).await {
+            Ok(mut listener) => {
+                if listener.listen(CHANNEL).await.is_ok() {
+                    if !first {
+                        for ws in state.cache.generations.known_workspaces() {
+                            state.invalidate(&ws, GenerationScope::Workspace).await;
+                        }
+                    }
+                    while let Ok(Some(notice)) = listener.try_recv().await {
+                        if let Some((ws, board)) = parse(notice.payload()) {
+                            state.invalidate(&ws, GenerationScope::Board(board)).await;
+                            state.invalidate(&ws, GenerationScope::Counts).await;
+                        }
+                    }
+                    tracing::warn!("lost the Postgres change listener; reconnecting");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot listen for Postgres changes yet"),
+        }
+        first = false;
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_name_a_workspace_and_a_board() {
+        assert_eq!(
+            parse("15213:7"),
+            Some((WorkspaceId::parse("15213").expect("valid"), BoardId(7)))
+        );
+        for bad in ["", "15213", "15213:x", ":7", "a b:7"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn missing_expired_and_forged_tokens_get_one_identical_401(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let path = app.url(&format!("/api/cache-settings/workspace/{WS}/counts"));
+    let forged = {
+        let claims = origin::auth::Claims {
+            sub: "user_3".into(),
+            workspaces: vec![WS.into()],
+            role: None,
+            exp: 4_000_000_000,
+        };
+        origin::auth::issue(b"not-the-secret-not-the-secret-not-the", &claims).expect("token")
+    };
+    let mut bodies = Vec::new();
+    for auth in [
+        None,
+        Some(token_for("user_3", &[WS], false, -3600)),
+        Some(forged),
+        Some("garbage".into()),
+    ] {
+        let mut req = app.http.get(&path);
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        bodies.push(r.text().await.expect("body"));
+    }
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_token_for_one_workspace_never_reads_another(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let other = token_for("user_3", &[OTHER_WS], false, 3600);
+    let counts = app
+        .http
+        .get(app.url(&format!("/api/cache-settings/workspace/{WS}/counts")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(error_code(counts, StatusCode::FORBIDDEN).await, "forbidden");
+
+    let board = app.boards[0];
+    let list = app
+        .http
+        .get(app.url(&format!("/api/boards/{board}/contacts")))
+        .bearer_auth(&other)
+        .header("X-Workspace-ID", WS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(error_code(list, StatusCode::FORBIDDEN).await, "forbidden");
+
+    let own_header_foreign_board = app
+        .http
+        .get(app.url(&format!("/api/boards/{board}/contacts")))
+        .bearer_auth(&other)
+        .header("X-Workspace-ID", OTHER_WS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        error_code(own_header_foreign_board, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admin_endpoints_need_the_admin_role(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    for (path, body) in [
+        ("/api/cache-settings/invalidate", json!({"workspaceId": WS})),
+        ("/api/cache-settings/warm-cache", json!({"workspaceId": WS})),
+        (
+            &format!("/api/cache-settings/workspace/{WS}/settings") as &str,
+            json!({"cacheEnabled": false}),
+        ),
+    ] {
+        let r = app.post(path, &member(), body).await;
+        assert_eq!(
+            error_code(r, StatusCode::FORBIDDEN).await,
+            "forbidden",
+            "{path}"
+        );
+    }
+    let status = app.get("/api/cache-settings/status", &member()).await;
+    assert_eq!(status.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/cache-settings/status", &admin())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_edge_reads_with_the_internal_key_and_a_wrong_key_is_refused(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let board = app.boards[0];
+    let call = |key: &'static str| {
+        app.http
+            .get(app.url(&format!("/api/boards/{board}/contacts")))
+            .header("X-Internal-Key", key)
+            .header("X-Workspace-ID", WS)
+            .header("X-User-ID", "user_3")
+            .send()
+    };
+    let ok = data(call(INTERNAL_KEY).await.expect("request")).await;
+    assert!(!ok["contacts"].as_array().expect("contacts").is_empty());
+    let refused = call("edge-internal-key-for-test").await.expect("request");
+    assert_eq!(
+        error_code(refused, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn health_and_metrics_need_no_token(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let health = data(
+        app.http
+            .get(app.url("/api/cache-settings/health"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(health["healthy"], true);
+    app.counts(&member()).await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("edgecache_read_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("edgecache_db_pool_connections"));
+}

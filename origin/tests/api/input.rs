@@ -1,0 +1,143 @@
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_list_queries_and_ids_get_a_400_with_their_code(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let board = app.boards[0];
+    let cases = [
+        (
+            format!("/api/boards/{board}/contacts?filter=everything"),
+            "invalid_filter",
+        ),
+        (
+            format!("/api/boards/{board}/contacts?per_page=0"),
+            "invalid_per_page",
+        ),
+        (
+            format!("/api/boards/{board}/contacts?per_page=10000"),
+            "invalid_per_page",
+        ),
+        (
+            format!("/api/boards/{board}/contacts?page=-1"),
+            "invalid_page",
+        ),
+        (
+            format!("/api/boards/{board}/contacts?page=1&page=2"),
+            "duplicate_parameter",
+        ),
+        (
+            format!("/api/boards/{board}/contacts?sort_by=password"),
+            "invalid_sort_by",
+        ),
+        ("/api/boards/abc/contacts".to_owned(), "invalid_board_id"),
+        ("/api/boards/-4/contacts".to_owned(), "invalid_board_id"),
+        (
+            format!("/api/cache-settings/workspace/{WS}/counts?useCache=maybe"),
+            "invalid_parameter",
+        ),
+        (
+            "/api/cache-settings/workspace/a%20b/counts".to_owned(),
+            "invalid_workspace_id",
+        ),
+    ];
+    for (path, code) in cases {
+        assert_eq!(
+            error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await,
+            code,
+            "{path}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_bodies_get_a_400_and_change_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let settings = format!("/api/cache-settings/workspace/{WS}/settings");
+    let send_raw = |body: String| {
+        app.http
+            .post(app.url(&settings))
+            .bearer_auth(admin())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases = [
+        ("{not json".to_owned(), "invalid_json"),
+        (r#"{"cacheEnabled": "yes"}"#.to_owned(), "invalid_json"),
+        (r#"{"unknown": 1}"#.to_owned(), "invalid_json"),
+        (
+            format!(
+                r#"{{"cacheEnabled": true, "pad": "{}"}}"#,
+                "x".repeat(200_000)
+            ),
+            "body_too_large",
+        ),
+    ];
+    for (body, code) in cases {
+        let r = send_raw(body).await.expect("request");
+        assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, code);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM workspace_cache_settings")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+
+    let contacts = format!("/api/workspaces/{WS}/contacts");
+    let foreign_board: i64 =
+        sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 LIMIT 1")
+            .bind(OTHER_WS)
+            .fetch_one(&db)
+            .await
+            .expect("board");
+    let column: i64 =
+        sqlx::query_scalar("SELECT id FROM board_columns WHERE board_id = $1 LIMIT 1")
+            .bind(foreign_board)
+            .fetch_one(&db)
+            .await
+            .expect("column");
+    for (body, code) in [
+        (
+            json!({"board_id": foreign_board, "column_id": column, "name": "Mallory"}),
+            "invalid_reference",
+        ),
+        (
+            json!({"board_id": app.boards[0], "column_id": column, "name": "  "}),
+            "invalid_field",
+        ),
+        (
+            json!({"board_id": app.boards[0], "column_id": column, "name": "X", "priority": "urgent"}),
+            "invalid_field",
+        ),
+    ] {
+        let r = app.post(&contacts, &member(), body).await;
+        assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, code);
+    }
+    let in_other: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE name = 'Mallory'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(in_other, 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn unknown_routes_and_methods_answer_json(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    assert_eq!(
+        error_code(app.get("/nope", &member()).await, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+    let r = app
+        .http
+        .delete(app.url("/api/cache-settings/health"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16() / 100, 4);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["success"], false);
+}

@@ -1,0 +1,268 @@
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+async fn some_open_contact(db: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT id, board_id FROM contacts WHERE workspace_id = $1 AND status = 'open' AND NOT archived ORDER BY id LIMIT 1",
+    )
+    .bind(WS)
+    .fetch_one(db)
+    .await
+    .expect("an open contact")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_through_the_api_is_visible_on_the_next_read(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let token = member();
+    let before = app.counts(&token).await;
+    let (id, board) = some_open_contact(&db).await;
+    let page_path = format!("/api/boards/{board}/contacts?filter=closed&per_page=100");
+    data(app.get(&page_path, &token).await).await;
+
+    let patched = app
+        .http
+        .patch(app.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"status": "closed"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(data(patched).await["status"], "closed");
+
+    let after = app.counts(&token).await;
+    assert_eq!(after["_source"], "database");
+    assert_eq!(after["open"], before["open"].as_i64().expect("open") - 1);
+    assert_eq!(
+        after["closed"],
+        before["closed"].as_i64().expect("closed") + 1
+    );
+    let page = data(app.get(&page_path, &token).await).await;
+    assert_eq!(page["_cache"]["status"], "MISS");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_move_between_columns_and_a_delete_invalidate_the_board(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let token = member();
+    let (id, board) = some_open_contact(&db).await;
+    let column: i64 = sqlx::query_scalar("SELECT max(id) FROM board_columns WHERE board_id = $1")
+        .bind(board)
+        .fetch_one(&db)
+        .await
+        .expect("column");
+    let path = format!("/api/boards/{board}/contacts?column_id={column}&per_page=100");
+    let before = data(app.get(&path, &token).await).await["pagination"]["total"]
+        .as_i64()
+        .expect("total");
+
+    let moved = app
+        .post(
+            &format!("/api/workspaces/{WS}/contacts/{id}/move"),
+            &token,
+            json!({"column_id": column}),
+        )
+        .await;
+    assert_eq!(data(moved).await["column_id"], column);
+    let after = data(app.get(&path, &token).await).await;
+    assert_eq!(after["pagination"]["total"], before + 1);
+
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    data(deleted).await;
+    let after_delete = data(app.get(&path, &token).await).await;
+    assert_eq!(after_delete["pagination"]["total"], before);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_on_one_instance_reaches_another_within_a_second(db: PgPool) {
+    let a = TestApp::spawn(db.clone()).await;
+    let b = a.sibling().await;
+    let token = member();
+    a.counts(&token).await;
+    let cached = b.counts(&token).await;
+    assert_eq!(b.counts(&token).await["_source"], "memory");
+
+    let (id, _) = some_open_contact(&db).await;
+    let patched = a
+        .http
+        .patch(a.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"archived": true}))
+        .send()
+        .await
+        .expect("patch");
+    data(patched).await;
+
+    let expected = cached["total"].as_i64().expect("total") - 1;
+    eventually(Duration::from_secs(1), || async {
+        (b.counts(&token).await["total"] == expected).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_direct_sql_update_invalidates_within_a_second(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let token = member();
+    let before = app.counts(&token).await;
+    assert_eq!(app.counts(&token).await["_source"], "memory");
+    let (id, _) = some_open_contact(&db).await;
+    sqlx::query("UPDATE contacts SET favorite = NOT favorite WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .expect("direct update");
+    let was_favorite: bool = sqlx::query_scalar("SELECT favorite FROM contacts WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .expect("favorite");
+    let delta = if was_favorite { 1 } else { -1 };
+    let expected = before["favorites"].as_i64().expect("favorites") + delta;
+    eventually(Duration::from_secs(1), || async {
+        (app.counts(&token).await["favorites"] == expected).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn invalidating_a_workspace_reports_the_bump_and_leaves_others_cached(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let other = token_for("user_3", &[OTHER_WS], false, 3600);
+    let other_path = format!("/api/cache-settings/workspace/{OTHER_WS}/counts");
+    let get_other = || async {
+        let r = app
+            .http
+            .get(app.url(&other_path))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .expect("request");
+        data(r).await
+    };
+    app.counts(&member()).await;
+    get_other().await;
+
+    let report = data(
+        app.post(
+            "/api/cache-settings/invalidate",
+            &admin(),
+            json!({"workspaceId": WS}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        report["patterns"],
+        json!([
+            format!("counts:{WS}:*"),
+            format!("contacts:{WS}:*"),
+            format!("search:{WS}:*")
+        ])
+    );
+    assert_eq!(report["sharedWithAllInstances"], true);
+    assert!(report["instancesNotified"].as_u64().expect("notified") >= 1);
+
+    assert_eq!(app.counts(&member()).await["_source"], "database");
+    assert_eq!(get_other().await["_source"], "memory");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn settings_persist_and_a_bad_ttl_changes_nothing(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let path = format!("/api/cache-settings/workspace/{WS}/settings");
+    let saved = app
+        .post(&path, &admin(), json!({"cacheEnabled": true, "features": {"search": true}, "cacheConfig": {"contactsTTL": 90}}))
+        .await;
+    let saved = data(saved).await;
+    assert_eq!(saved["settings"]["cache"]["config"]["contactsTTL"], 90);
+    assert_eq!(saved["workspace_id"], WS);
+
+    let refused = app
+        .post(
+            &path,
+            &admin(),
+            json!({"cacheEnabled": false, "cacheConfig": {"searchTTL": 0}}),
+        )
+        .await;
+    assert_eq!(
+        error_code(refused, reqwest::StatusCode::BAD_REQUEST).await,
+        "invalid_ttl"
+    );
+
+    let restarted = app.sibling().await;
+    let read = data(restarted.get(&path, &admin()).await).await;
+    assert_eq!(read["cacheConfig"]["contactsTTL"], 90);
+    assert_eq!(read["features"]["search"], true);
+    assert_eq!(read["cacheEnabled"], true);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn warming_fills_counts_and_the_first_page_of_every_board(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let warmed = data(
+        app.post(
+            "/api/cache-settings/warm-cache",
+            &admin(),
+            json!({"workspaceId": WS, "userId": "user_3"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(warmed["entriesWarmed"], 1 + app.boards.len());
+    assert_eq!(warmed["boards"], json!(app.boards));
+    assert_eq!(app.counts(&member()).await["_source"], "memory");
+    let board = app.boards[1];
+    let page = data(
+        app.get(&format!("/api/boards/{board}/contacts"), &member())
+            .await,
+    )
+    .await;
+    assert_eq!(page["_source"], "memory");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_performance_test_measures_each_layer(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let perf = data(
+        app.post(
+            "/api/cache-settings/test-performance",
+            &admin(),
+            json!({"workspaceId": WS, "userId": "user_3"}),
+        )
+        .await,
+    )
+    .await;
+    let p = &perf["performance"];
+    assert_eq!(
+        [
+            &p["standard"]["type"],
+            &p["redisCold"]["type"],
+            &p["redisWarm"]["type"],
+            &p["memory"]["type"]
+        ],
+        [
+            &json!("database"),
+            &json!("redis_miss"),
+            &json!("redis_hit"),
+            &json!("memory_hit")
+        ]
+    );
+    assert_eq!(
+        [&p["redisCold"]["source"], &p["redisWarm"]["source"]],
+        [&json!("database"), &json!("redis_cache")]
+    );
+    for layer in ["standard", "redisCold", "redisWarm", "memory"] {
+        assert!(p[layer]["timeMs"].as_f64().expect("time") > 0.0, "{layer}");
+    }
+}

@@ -1,0 +1,240 @@
+//! Every cache key of the edge and the origin is built here. A key carries a format
+//! version, the namespace, the tenant and the generations that invalidation bumps, so
+//! invalidating is O(1) (old keys become unreachable) and a value written by an older
+//! format is simply never looked up.
+
+use sha2::{Digest, Sha256};
+
+use crate::query::ContactListQuery;
+use crate::{BoardId, InputError, UserId, WorkspaceId};
+
+/// Bumped whenever the layout of a cached value changes.
+pub const FORMAT_VERSION: &str = "v1";
+
+/// The generations a key depends on. `workspace` is bumped by a workspace-wide
+/// invalidation; `scope` by a narrower one (the counts, or one board).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generations {
+    pub workspace: u64,
+    pub scope: u64,
+}
+
+/// Which generation counter a write or an invalidation bumps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GenerationScope {
+    Workspace,
+    Counts,
+    Board(BoardId),
+}
+
+impl GenerationScope {
+    /// The field of the workspace's generation hash that holds this counter.
+    pub fn field(self) -> String {
+        match self {
+            Self::Workspace => "ws".to_owned(),
+            Self::Counts => "counts".to_owned(),
+            Self::Board(b) => format!("b{b}"),
+        }
+    }
+}
+
+/// Builds keys under one namespace, so tests and deployments sharing a Redis never meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    namespace: String,
+}
+
+impl KeySpace {
+    pub fn new(namespace: &str) -> Result<Self, InputError> {
+        let ok = !namespace.is_empty()
+            && namespace.len() <= 32
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(InputError::new(
+                "invalid_namespace",
+                "cache namespace must be 1 to 32 characters of a-z, 0-9, '_' or '-'",
+            ));
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    fn root(&self) -> String {
+        format!("{}:{FORMAT_VERSION}", self.namespace)
+    }
+
+    /// `counts:{workspace}:{user}` of API.md, with generations.
+    pub fn counts(&self, ws: &WorkspaceId, gens: Generations, user: &UserId) -> String {
+        format!(
+            "{}:counts:{ws}:g{}.{}:{user}",
+            self.root(),
+            gens.workspace,
+            gens.scope
+        )
+    }
+
+    /// `contacts:{workspace}:board_{id}:{query-hash}:page:{n}` of API.md, with generations.
+    pub fn contacts(
+        &self,
+        ws: &WorkspaceId,
+        board: BoardId,
+        gens: Generations,
+        query: &ContactListQuery,
+    ) -> String {
+        format!(
+            "{}:contacts:{ws}:board_{board}:g{}.{}:{}:page:{}",
+            self.root(),
+            gens.workspace,
+            gens.scope,
+            query_hash(&query.canonical()),
+            query.page
+        )
+    }
+
+    /// The Redis hash holding every generation counter of one workspace, so that one
+    /// read fetches them all and one HINCRBY bumps one.
+    pub fn generations(&self, ws: &WorkspaceId) -> String {
+        format!("{}:gen:{ws}", self.root())
+    }
+
+    /// Held while one instance fills `key`, so the others wait instead of querying too.
+    pub fn fill_lock(&self, key: &str) -> String {
+        format!("{key}:lock")
+    }
+
+    /// The pub/sub channel on which instances tell each other what changed.
+    pub fn channel(&self) -> String {
+        format!("{}:events", self.root())
+    }
+}
+
+/// The patterns API.md reports for a workspace-wide invalidation.
+pub fn workspace_patterns(ws: &WorkspaceId) -> Vec<String> {
+    vec![
+        format!("counts:{ws}:*"),
+        format!("contacts:{ws}:*"),
+        format!("search:{ws}:*"),
+    ]
+}
+
+/// The patterns API.md reports for a change inside one board.
+pub fn board_patterns(ws: &WorkspaceId, board: BoardId) -> Vec<String> {
+    vec![
+        format!("contacts:{ws}:board_{board}:*"),
+        format!("counts:{ws}:*"),
+    ]
+}
+
+/// 64 bits of SHA-256: collisions are negligible at any realistic number of distinct queries.
+pub fn query_hash(canonical: &str) -> String {
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::query::{Filter, SortBy, SortOrder};
+
+    fn ws(s: &str) -> WorkspaceId {
+        WorkspaceId::parse(s).expect("valid workspace")
+    }
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).expect("valid user")
+    }
+
+    fn space() -> KeySpace {
+        KeySpace::new("ec").expect("valid namespace")
+    }
+
+    #[test]
+    fn keys_follow_the_shapes_of_the_contract() {
+        let q = ContactListQuery::default();
+        let gens = Generations {
+            workspace: 3,
+            scope: 7,
+        };
+        let key = space().contacts(&ws("15213"), BoardId(123), gens, &q);
+        assert!(
+            key.starts_with("ec:v1:contacts:15213:board_123:g3.7:"),
+            "{key}"
+        );
+        assert!(key.ends_with(":page:1"), "{key}");
+        assert_eq!(
+            space().counts(&ws("15213"), gens, &user("u9")),
+            "ec:v1:counts:15213:g3.7:u9"
+        );
+    }
+
+    const GENS: [(u64, u64); 5] = [(0, 0), (0, 1), (1, 0), (10, 1), (1, 10)];
+    const WORKSPACES: [&str; 5] = ["1", "12", "15213", "a-b", "a_b"];
+
+    #[test]
+    fn distinct_list_queries_give_distinct_keys() {
+        let space = space();
+        let mut seen = HashSet::new();
+        let mut count = 0;
+        for w in WORKSPACES {
+            for board in [1, 12, 123] {
+                for (workspace, scope) in GENS {
+                    let gens = Generations { workspace, scope };
+                    for filter in Filter::ALL {
+                        for sort in [
+                            (SortBy::Name, SortOrder::Asc),
+                            (SortBy::CreatedAt, SortOrder::Desc),
+                        ] {
+                            for search in [None, Some("a".to_owned()), Some("a\",1".to_owned())] {
+                                for page in [1, 2, 11] {
+                                    let q = ContactListQuery {
+                                        page,
+                                        filter: *filter,
+                                        sort_by: sort.0,
+                                        sort_order: sort.1,
+                                        search: search.clone(),
+                                        ..ContactListQuery::default()
+                                    };
+                                    seen.insert(space.contacts(&ws(w), BoardId(board), gens, &q));
+                                    count += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), count, "two different list queries shared a key");
+    }
+
+    #[test]
+    fn distinct_counts_requests_give_distinct_keys() {
+        let space = space();
+        let mut seen = HashSet::new();
+        let mut count = 0;
+        for w in WORKSPACES {
+            for (workspace, scope) in GENS {
+                for u in ["u1", "u11", "1", "a-b"] {
+                    seen.insert(space.counts(&ws(w), Generations { workspace, scope }, &user(u)));
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            count,
+            "two different counts requests shared a key"
+        );
+    }
+
+    #[test]
+    fn a_namespace_with_separators_is_rejected() {
+        for bad in ["", "a:b", "A", "a b", "a*"] {
+            assert!(KeySpace::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! What the edge worker and the origin must agree on: identifiers, list queries,
+//! cache settings, cache keys and the JSON shapes of API.md. No I/O lives here so
+//! that the same code builds for wasm32 and native and is tested natively.
+
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod query;
+pub mod settings;
+pub mod splice;
+
+pub use error::InputError;
+pub use ids::{BoardId, ContactId, UserId, WorkspaceId};

@@ -1,0 +1,128 @@
+//! JSON shapes of API.md that both services produce or read.
+
+use serde::{Deserialize, Serialize};
+
+/// The workspace counts of API.md. Every field is also a list filter, so the counts and
+/// a filtered list total agree by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub unassigned: i64,
+    pub assigned_to_me: i64,
+    pub open: i64,
+    pub closed: i64,
+    pub total: i64,
+    pub high_priority: i64,
+    pub medium_priority: i64,
+    pub low_priority: i64,
+    pub needs_response: i64,
+    pub follow_up: i64,
+    pub favorites: i64,
+    pub archived: i64,
+    pub unhappy_customers: i64,
+    pub new_customers: i64,
+    pub recent_activity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    pub workspace_id: String,
+    pub board_id: i64,
+    pub column_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub status: String,
+    pub priority: String,
+    pub assigned_to: Option<String>,
+    pub needs_response: bool,
+    pub follow_up: bool,
+    pub favorite: bool,
+    pub archived: bool,
+    pub sentiment: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_activity_at: String,
+    pub custom_attributes: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pagination {
+    pub page: u32,
+    pub per_page: u32,
+    pub total: i64,
+    pub total_pages: i64,
+}
+
+impl Pagination {
+    pub fn new(page: u32, per_page: u32, total: i64) -> Self {
+        let per = i64::from(per_page.max(1));
+        Self {
+            page,
+            per_page,
+            total,
+            total_pages: (total + per - 1) / per,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactPage {
+    pub contacts: Vec<Contact>,
+    pub pagination: Pagination,
+}
+
+/// How a response was answered, as API.md's `_cache.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Stale => "STALE",
+            Self::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// Which layer answered, as API.md's `_source` and `_cache.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    CloudflareKv,
+    RedisCache,
+    Memory,
+    Database,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CloudflareKv => "cloudflare_kv",
+            Self::RedisCache => "redis_cache",
+            Self::Memory => "memory",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// API.md's `_cache` block of a list or counts answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheMeta {
+    pub status: CacheStatus,
+    pub source: Source,
+    /// Seconds the answer stays fresh from now (0 when bypassed or stale).
+    pub ttl: u64,
+    pub edge_location: Option<String>,
+    pub response_time_ms: f64,
+}

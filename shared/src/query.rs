@@ -1,0 +1,274 @@
+//! The contact-list query of API.md, parsed and validated once. Its canonical form feeds
+//! the cache key, so two spellings of the same query share one entry and any other
+//! parameter (unknown, cache-busting, hostile) never reaches a key.
+
+use serde::Serialize;
+
+use crate::{InputError, UserId};
+
+pub const DEFAULT_PER_PAGE: u32 = 50;
+pub const MAX_PER_PAGE: u32 = 100;
+/// Offset pagination past this depth is a scan nobody needs from a list UI.
+pub const MAX_PAGE: u32 = 10_000;
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $code:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, InputError> {
+                match raw {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(InputError::new(
+                        $code,
+                        format!(
+                            "unknown value {raw:?}; expected one of: {}",
+                            [$($text),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// List filters; each matches one of the workspace counts, so a filtered total equals its count.
+    Filter, "invalid_filter", {
+        All => "all",
+        Open => "open",
+        Closed => "closed",
+        Unassigned => "unassigned",
+        AssignedToMe => "assigned_to_me",
+        HighPriority => "high_priority",
+        MediumPriority => "medium_priority",
+        LowPriority => "low_priority",
+        NeedsResponse => "needs_response",
+        FollowUp => "follow_up",
+        Favorites => "favorites",
+        Archived => "archived",
+        UnhappyCustomers => "unhappy_customers",
+        NewCustomers => "new_customers",
+        RecentActivity => "recent_activity",
+    }
+);
+
+named_enum!(SortBy, "invalid_sort_by", {
+    CreatedAt => "created_at",
+    UpdatedAt => "updated_at",
+    Name => "name",
+    LastActivityAt => "last_activity_at",
+});
+
+named_enum!(SortOrder, "invalid_sort_order", {
+    Asc => "asc",
+    Desc => "desc",
+});
+
+/// A validated list query. `user` is kept only where the answer depends on who asks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ContactListQuery {
+    pub page: u32,
+    pub per_page: u32,
+    pub filter: Filter,
+    pub search: Option<String>,
+    pub column_id: Option<i64>,
+    pub sort_by: SortBy,
+    pub sort_order: SortOrder,
+    pub user: Option<UserId>,
+}
+
+impl Default for ContactListQuery {
+    fn default() -> Self {
+        Self {
+            page: 1,
+            per_page: DEFAULT_PER_PAGE,
+            filter: Filter::All,
+            search: None,
+            column_id: None,
+            sort_by: SortBy::CreatedAt,
+            sort_order: SortOrder::Desc,
+            user: None,
+        }
+    }
+}
+
+fn parse_bounded(raw: &str, name: &str, code: &'static str, max: u32) -> Result<u32, InputError> {
+    let err = || InputError::new(code, format!("{name} must be an integer from 1 to {max}"));
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) || raw.len() > 9 {
+        return Err(err());
+    }
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(err()),
+    }
+}
+
+impl ContactListQuery {
+    /// Parses decoded query pairs. A repeated known parameter is an error (which value
+    /// was meant is ambiguous); unknown parameters are ignored and never reach a key.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        user: &UserId,
+    ) -> Result<Self, InputError> {
+        let mut q = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in pairs {
+            let known = [
+                "page",
+                "per_page",
+                "filter",
+                "search",
+                "column_id",
+                "sort_by",
+                "sort_order",
+            ];
+            let Some(name) = known.iter().find(|k| **k == name) else {
+                continue;
+            };
+            if seen.contains(name) {
+                return Err(InputError::new(
+                    "duplicate_parameter",
+                    format!("query parameter {name:?} is given more than once"),
+                ));
+            }
+            seen.push(name);
+            match *name {
+                "page" => q.page = parse_bounded(value, "page", "invalid_page", MAX_PAGE)?,
+                "per_page" => {
+                    q.per_page = parse_bounded(value, "per_page", "invalid_per_page", MAX_PER_PAGE)?
+                }
+                "filter" => q.filter = Filter::parse(value)?,
+                "search" => q.search = normalize_search(value)?,
+                "column_id" => {
+                    q.column_id = Some(
+                        crate::BoardId::parse(value)
+                            .map_err(|_| {
+                                InputError::new(
+                                    "invalid_column_id",
+                                    "column_id must be a positive integer",
+                                )
+                            })?
+                            .0,
+                    )
+                }
+                "sort_by" => q.sort_by = SortBy::parse(value)?,
+                _ => q.sort_order = SortOrder::parse(value)?,
+            }
+        }
+        if q.filter == Filter::AssignedToMe {
+            q.user = Some(user.clone());
+        }
+        Ok(q)
+    }
+
+    /// Everything but the page, as an unambiguous string: the input of the key hash.
+    pub fn canonical(&self) -> String {
+        let shape = (
+            self.per_page,
+            self.filter.as_str(),
+            &self.search,
+            self.column_id,
+            self.sort_by.as_str(),
+            self.sort_order.as_str(),
+            self.user.as_ref().map(UserId::as_str),
+        );
+        serde_json::to_string(&shape).unwrap_or_default()
+    }
+
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page - 1) * i64::from(self.per_page)
+    }
+}
+
+/// Search is case-insensitive, so it is keyed lower-cased and trimmed; blank means none.
+fn normalize_search(raw: &str) -> Result<Option<String>, InputError> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > MAX_SEARCH_CHARS {
+        return Err(InputError::new(
+            "invalid_search",
+            format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(InputError::new(
+            "invalid_search",
+            "search must not contain control characters",
+        ));
+    }
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserId {
+        UserId::parse("u1").expect("valid user")
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<ContactListQuery, InputError> {
+        ContactListQuery::from_pairs(pairs.iter().copied(), &user())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let q = parse(&[]).expect("empty query is valid");
+        assert_eq!((q.page, q.per_page, q.filter), (1, 50, Filter::All));
+        assert_eq!(
+            (q.sort_by, q.sort_order),
+            (SortBy::CreatedAt, SortOrder::Desc)
+        );
+    }
+
+    #[test]
+    fn out_of_range_pages_and_sizes_are_rejected_with_their_codes() {
+        let cases = [
+            (("per_page", "0"), "invalid_per_page"),
+            (("per_page", "10000"), "invalid_per_page"),
+            (("page", "-1"), "invalid_page"),
+            (("page", "0"), "invalid_page"),
+            (("page", "1e3"), "invalid_page"),
+            (("filter", "everything"), "invalid_filter"),
+            (("sort_by", "email"), "invalid_sort_by"),
+            (("sort_order", "up"), "invalid_sort_order"),
+            (("column_id", "x"), "invalid_column_id"),
+        ];
+        for (pair, code) in cases {
+            assert_eq!(parse(&[pair]).map_err(|e| e.code), Err(code), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_rejected_and_an_unknown_one_ignored() {
+        assert_eq!(
+            parse(&[("page", "1"), ("page", "2")]).map_err(|e| e.code),
+            Err("duplicate_parameter")
+        );
+        assert_eq!(parse(&[("_", "123")]), parse(&[]));
+    }
+
+    #[test]
+    fn search_is_keyed_case_insensitively_and_blank_search_is_none() {
+        let a = parse(&[("search", "  Alice ")]).expect("valid");
+        let b = parse(&[("search", "alice")]).expect("valid");
+        assert_eq!(a.canonical(), b.canonical());
+        assert_eq!(parse(&[("search", "   ")]).expect("valid").search, None);
+    }
+
+    #[test]
+    fn only_assigned_to_me_depends_on_the_user() {
+        assert_eq!(parse(&[("filter", "open")]).expect("valid").user, None);
+        let mine = parse(&[("filter", "assigned_to_me")]).expect("valid");
+        assert_eq!(mine.user, Some(user()));
+    }
+}

@@ -1,0 +1,219 @@
+//! Per-workspace cache settings in the JSON shape of API.md, with the contract's
+//! defaults and the bounds the admin panel shows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::InputError;
+
+pub const MIN_TTL_SECS: u32 = 1;
+pub const MAX_TTL_SECS: u32 = 86_400;
+
+/// TTL defaults of API.md not tied to a setting.
+pub const CONTACT_DETAILS_TTL_SECS: u32 = 600;
+pub const WORKSPACE_CONFIG_TTL_SECS: u32 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    pub contact_counts: bool,
+    pub contact_lists: bool,
+    pub search: bool,
+    pub message_history: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    #[serde(rename = "contactCountsTTL")]
+    pub contact_counts_ttl: u32,
+    #[serde(rename = "contactsTTL")]
+    pub contacts_ttl: u32,
+    #[serde(rename = "searchTTL")]
+    pub search_ttl: u32,
+    #[serde(rename = "messageHistoryTTL")]
+    pub message_history_ttl: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSettings {
+    pub cache_enabled: bool,
+    pub features: Features,
+    pub cache_config: CacheConfig,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            cache_enabled: true,
+            features: Features {
+                contact_counts: true,
+                contact_lists: true,
+                search: false,
+                message_history: false,
+            },
+            cache_config: CacheConfig {
+                contact_counts_ttl: 300,
+                contacts_ttl: 180,
+                search_ttl: 120,
+                message_history_ttl: 300,
+            },
+        }
+    }
+}
+
+/// What a settings POST may carry: any subset, applied over the current settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsUpdate {
+    pub cache_enabled: Option<bool>,
+    pub features: Option<FeaturesUpdate>,
+    pub cache_config: Option<CacheConfigUpdate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeaturesUpdate {
+    pub contact_counts: Option<bool>,
+    pub contact_lists: Option<bool>,
+    pub search: Option<bool>,
+    pub message_history: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfigUpdate {
+    #[serde(rename = "contactCountsTTL")]
+    pub contact_counts_ttl: Option<i64>,
+    #[serde(rename = "contactsTTL")]
+    pub contacts_ttl: Option<i64>,
+    #[serde(rename = "searchTTL")]
+    pub search_ttl: Option<i64>,
+    #[serde(rename = "messageHistoryTTL")]
+    pub message_history_ttl: Option<i64>,
+}
+
+fn ttl(name: &str, value: Option<i64>, current: u32) -> Result<u32, InputError> {
+    let Some(value) = value else {
+        return Ok(current);
+    };
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (MIN_TTL_SECS..=MAX_TTL_SECS).contains(v))
+        .ok_or_else(|| {
+            InputError::new(
+                "invalid_ttl",
+                format!(
+                    "{name} must be between {MIN_TTL_SECS} and {MAX_TTL_SECS} seconds, got {value}"
+                ),
+            )
+        })
+}
+
+impl CacheSettings {
+    /// Applies an update, all or nothing: one bad TTL leaves every setting as it was.
+    pub fn apply(&self, update: &SettingsUpdate) -> Result<Self, InputError> {
+        let mut next = *self;
+        if let Some(enabled) = update.cache_enabled {
+            next.cache_enabled = enabled;
+        }
+        if let Some(f) = &update.features {
+            let cur = self.features;
+            next.features = Features {
+                contact_counts: f.contact_counts.unwrap_or(cur.contact_counts),
+                contact_lists: f.contact_lists.unwrap_or(cur.contact_lists),
+                search: f.search.unwrap_or(cur.search),
+                message_history: f.message_history.unwrap_or(cur.message_history),
+            };
+        }
+        if let Some(c) = &update.cache_config {
+            let cur = self.cache_config;
+            next.cache_config = CacheConfig {
+                contact_counts_ttl: ttl(
+                    "contactCountsTTL",
+                    c.contact_counts_ttl,
+                    cur.contact_counts_ttl,
+                )?,
+                contacts_ttl: ttl("contactsTTL", c.contacts_ttl, cur.contacts_ttl)?,
+                search_ttl: ttl("searchTTL", c.search_ttl, cur.search_ttl)?,
+                message_history_ttl: ttl(
+                    "messageHistoryTTL",
+                    c.message_history_ttl,
+                    cur.message_history_ttl,
+                )?,
+            };
+        }
+        Ok(next)
+    }
+
+    /// Whether counts are cached, and for how long.
+    pub fn counts_ttl(&self) -> Option<u32> {
+        (self.cache_enabled && self.features.contact_counts)
+            .then_some(self.cache_config.contact_counts_ttl)
+    }
+
+    /// Whether a list page is cached, and for how long: searches follow the search toggle.
+    pub fn list_ttl(&self, is_search: bool) -> Option<u32> {
+        if !self.cache_enabled || !self.features.contact_lists {
+            return None;
+        }
+        if is_search {
+            return self.features.search.then_some(self.cache_config.search_ttl);
+        }
+        Some(self.cache_config.contacts_ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(json: &str) -> SettingsUpdate {
+        serde_json::from_str(json).expect("valid update json")
+    }
+
+    #[test]
+    fn the_default_serializes_to_the_contract_shape() {
+        let json = serde_json::to_value(CacheSettings::default()).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300}})
+        );
+    }
+
+    #[test]
+    fn a_partial_update_keeps_the_other_settings() {
+        let next = CacheSettings::default()
+            .apply(&update(r#"{"cacheConfig":{"contactsTTL":60}}"#))
+            .expect("valid");
+        assert_eq!(next.cache_config.contacts_ttl, 60);
+        assert_eq!(next.cache_config.contact_counts_ttl, 300);
+        assert!(next.cache_enabled);
+    }
+
+    #[test]
+    fn a_ttl_out_of_bounds_is_refused_and_changes_nothing() {
+        for bad in ["0", "-5", "86401", "99999999999"] {
+            let json = format!(r#"{{"cacheEnabled":false,"cacheConfig":{{"searchTTL":{bad}}}}}"#);
+            let err = CacheSettings::default()
+                .apply(&update(&json))
+                .expect_err(bad);
+            assert_eq!(err.code, "invalid_ttl");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<SettingsUpdate>(r#"{"cacheEnabld":true}"#).is_err());
+    }
+
+    #[test]
+    fn search_pages_follow_the_search_toggle() {
+        let s = CacheSettings::default();
+        assert_eq!(s.list_ttl(false), Some(180));
+        assert_eq!(s.list_ttl(true), None);
+        let off = s
+            .apply(&update(r#"{"cacheEnabled":false}"#))
+            .expect("valid");
+        assert_eq!((off.list_ttl(false), off.counts_ttl()), (None, None));
+    }
+}
