@@ -2,6 +2,7 @@
 //! through L1 (moka), L2 (Redis) and Postgres, with the admin API of API.md.
 
 pub mod auth;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod error;

@@ -30,6 +30,13 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         boards: u32,
     },
+    /// Time counts and a list page from the database, Redis and memory (in process).
+    Bench {
+        #[arg(long, default_value = "15213")]
+        workspace: String,
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+    },
     /// Print a signed token (needs JWT_SECRET).
     Token {
         #[arg(long, default_value = "admin")]
@@ -164,6 +171,17 @@ async fn main() -> Result<(), BoxError> {
                     started.elapsed().as_secs_f64()
                 );
             }
+            Ok(())
+        }
+        Command::Bench {
+            workspace,
+            iterations,
+        } => {
+            let mut config = config;
+            config.jwt_secret = Some(Secret(random_secret()?));
+            let db = store::pool(&config)?;
+            let state = origin::build_state(config, db)?;
+            origin::bench::run(&state, &WorkspaceId::parse(&workspace)?, iterations.max(1)).await?;
             Ok(())
         }
         Command::Token {

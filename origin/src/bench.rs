@@ -1,0 +1,138 @@
+//! `origin bench`: latency of one counts read and one list page from each layer, in
+//! process (no HTTP), so the figures are the layers' own. Ratios are to the database path
+//! measured in the same run.
+
+use std::time::{Duration, Instant};
+
+use shared::keys::GenerationScope;
+use shared::query::ContactListQuery;
+use shared::{BoardId, UserId, WorkspaceId};
+
+use crate::cache::{Cache, Layers};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store;
+
+struct Sample {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentiles(mut times: Vec<Duration>) -> Sample {
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+    Sample {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+async fn time_n<F, Fut>(n: usize, mut f: F) -> Result<Sample>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        f().await?;
+        times.push(started.elapsed());
+    }
+    Ok(percentiles(times))
+}
+
+/// Times `compute` from the database, then the same key from Redis only, then from memory.
+async fn layers<F, Fut>(
+    cache: &Cache,
+    key: &str,
+    n: usize,
+    compute: F,
+) -> Result<Vec<(&'static str, Sample)>>
+where
+    F: Fn() -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<String>>,
+{
+    let database = time_n(n, || async { compute().await.map(drop) }).await?;
+    let mut out = vec![("database", database)];
+    cache.remove(key).await;
+    if cache.redis.is_some() {
+        let redis_only = Layers {
+            memory: false,
+            redis: true,
+        };
+        cache
+            .read_through(key.to_owned(), 3600, redis_only, compute)
+            .await?;
+        let redis = time_n(n, || async {
+            cache
+                .read_through(key.to_owned(), 3600, redis_only, compute)
+                .await
+                .map(drop)
+        })
+        .await?;
+        out.push(("redis", redis));
+    }
+    cache
+        .read_through(key.to_owned(), 3600, Layers::ALL, compute)
+        .await?;
+    let memory = time_n(n, || async {
+        cache
+            .read_through(key.to_owned(), 3600, Layers::ALL, compute)
+            .await
+            .map(drop)
+    })
+    .await?;
+    out.push(("memory", memory));
+    Ok(out)
+}
+
+fn print(what: &str, rows: &[(&str, Sample)]) {
+    let Some((_, db)) = rows.first() else { return };
+    println!("{what}");
+    println!(
+        "  {:<9} {:>10} {:>10} {:>12} {:>12}",
+        "layer", "p50 µs", "p99 µs", "p50 vs db", "p99 vs db"
+    );
+    for (layer, s) in rows {
+        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+        println!(
+            "  {:<9} {:>10.1} {:>10.1} {:>11.0}x {:>11.0}x",
+            layer,
+            s.p50.as_secs_f64() * 1e6,
+            s.p99.as_secs_f64() * 1e6,
+            ratio(s.p50, db.p50),
+            ratio(s.p99, db.p99)
+        );
+    }
+}
+
+pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
+    let user = UserId::parse("user_3")?;
+    let cache = &state.cache;
+    let gens = cache
+        .generations
+        .current(cache.redis.as_ref(), ws, GenerationScope::Counts)
+        .await;
+    let counts_key = cache.keys.counts(ws, gens, &user);
+    let counts = || async {
+        let c = store::contacts::counts(&state.db, ws, &user).await?;
+        serde_json::to_string(&c).map_err(|e| Error::Internal(e.to_string()))
+    };
+    print("counts", &layers(cache, &counts_key, n, counts).await?);
+
+    let board = *store::contacts::boards(&state.db, ws)
+        .await?
+        .first()
+        .ok_or(Error::NotFound("board"))?;
+    let q = ContactListQuery::default();
+    let page_key = cache.keys.contacts(ws, board, gens, &q);
+    let page = || async {
+        let p = store::contacts::page(&state.db, ws, BoardId(board.0), &q, &user).await?;
+        serde_json::to_string(&p).map_err(|e| Error::Internal(e.to_string()))
+    };
+    print(
+        "list page 1 (50 contacts)",
+        &layers(cache, &page_key, n, page).await?,
+    );
+    Ok(())
+}
