@@ -7,9 +7,8 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shared::token::TokenVerifier;
 use shared::{UserId, WorkspaceId};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -20,29 +19,19 @@ use crate::state::AppState;
 pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
 pub const WORKSPACE_HEADER: &str = "x-workspace-id";
 pub const USER_HEADER: &str = "x-user-id";
-/// Grants every workspace; only meaningful with the admin role (operators).
-pub const ALL_WORKSPACES: &str = "*";
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub workspaces: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    pub exp: u64,
-}
+pub use shared::token::{issue, Claims, ALL_WORKSPACES};
 
 /// Who is calling, as established by the middleware.
 #[derive(Debug, Clone)]
 pub enum Caller {
     User {
         user: UserId,
-        workspaces: Vec<String>,
-        admin: bool,
+        claims: Claims,
     },
     /// The edge worker, which verified the user's token itself and forwards the user.
-    Edge { user: Option<UserId> },
+    Edge {
+        user: Option<UserId>,
+    },
 }
 
 impl Caller {
@@ -50,15 +39,10 @@ impl Caller {
     pub fn workspace(&self, ws: &WorkspaceId) -> Result<()> {
         match self {
             Self::Edge { .. } => Ok(()),
-            Self::User {
-                workspaces, admin, ..
-            } => {
-                let granted = workspaces.iter().any(|w| w == ws.as_str())
-                    || (*admin && workspaces.iter().any(|w| w == ALL_WORKSPACES));
-                granted
-                    .then_some(())
-                    .ok_or(Error::Forbidden("the token does not grant this workspace"))
-            }
+            Self::User { claims, .. } => claims
+                .grants(ws)
+                .then_some(())
+                .ok_or(Error::Forbidden("the token does not grant this workspace")),
         }
     }
 
@@ -70,7 +54,7 @@ impl Caller {
 
     pub fn admin(&self) -> Result<()> {
         match self {
-            Self::User { admin: true, .. } => Ok(()),
+            Self::User { claims, .. } if claims.is_admin() => Ok(()),
             _ => Err(Error::Forbidden("this needs the admin role")),
         }
     }
@@ -88,8 +72,7 @@ impl Caller {
 }
 
 pub struct Verifier {
-    decoding: DecodingKey,
-    validation: Validation,
+    tokens: TokenVerifier,
     internal_digest: Option<[u8; 32]>,
 }
 
@@ -99,24 +82,10 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 impl Verifier {
     pub fn new(jwt_secret: &[u8], internal_key: Option<&str>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            decoding: DecodingKey::from_secret(jwt_secret),
-            validation,
+            tokens: TokenVerifier::new(jwt_secret),
             internal_digest: internal_key.map(|k| digest(k.as_bytes())),
         }
-    }
-
-    fn verify_token(&self, token: &str) -> Result<Claims> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(Error::Unauthorized);
-        }
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| Error::Unauthorized)
     }
 
     /// Compares digests of equal length in constant time, so neither the key's length
@@ -138,18 +107,17 @@ impl Verifier {
         }
         let auth = single_header(headers, "authorization")?.ok_or(Error::Unauthorized)?;
         let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
-        let claims = self.verify_token(token.trim())?;
+        let claims = self
+            .tokens
+            .verify(token.trim())
+            .map_err(|_| Error::Unauthorized)?;
         let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
         if let Some(claimed) = single_header(headers, USER_HEADER)? {
             if claimed != user.as_str() {
                 return Err(Error::Forbidden("X-User-ID differs from the token's user"));
             }
         }
-        Ok(Caller::User {
-            user,
-            workspaces: claims.workspaces,
-            admin: claims.role.as_deref() == Some("admin"),
-        })
+        Ok(Caller::User { user, claims })
     }
 }
 
@@ -187,16 +155,6 @@ pub fn path_matches_header(headers: &HeaderMap, ws: &WorkspaceId) -> Result<()> 
         )),
         _ => Ok(()),
     }
-}
-
-/// Signs a token (the `token` command, the demo token and the tests).
-pub fn issue(secret: &[u8], claims: &Claims) -> Result<String> {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(|e| Error::Internal(format!("cannot sign a token: {e}")))
 }
 
 pub async fn middleware(
@@ -290,22 +248,5 @@ mod tests {
         assert!(none
             .authenticate(&headers(&[(INTERNAL_KEY_HEADER, "edge-internal-key-1")]))
             .is_err());
-    }
-
-    #[test]
-    fn an_operator_token_grants_every_workspace_but_a_plain_wildcard_does_not() {
-        let operator = Caller::User {
-            user: UserId::parse("op").expect("user"),
-            workspaces: vec![ALL_WORKSPACES.into()],
-            admin: true,
-        };
-        let plain = Caller::User {
-            user: UserId::parse("u").expect("user"),
-            workspaces: vec![ALL_WORKSPACES.into()],
-            admin: false,
-        };
-        let ws = WorkspaceId::parse("999").expect("ws");
-        assert!(operator.admin_of(&ws).is_ok());
-        assert!(plain.workspace(&ws).is_err());
     }
 }

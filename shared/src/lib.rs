@@ -9,6 +9,7 @@ pub mod model;
 pub mod query;
 pub mod settings;
 pub mod splice;
+pub mod token;
 
 pub use error::InputError;
 pub use ids::{BoardId, ContactId, UserId, WorkspaceId};

@@ -1,0 +1,122 @@
+//! Bearer tokens, verified the same way at the edge and at the origin: HS256 only,
+//! `exp` and `sub` required, `nbf` honoured, 5 s leeway, oversized tokens refused unread.
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::WorkspaceId;
+
+/// Grants every workspace; only meaningful with the admin role (operators).
+pub const ALL_WORKSPACES: &str = "*";
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub workspaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub exp: u64,
+}
+
+impl Claims {
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin")
+    }
+
+    /// Exact match only: a workspace id is never trimmed, split or case-folded here.
+    pub fn grants(&self, ws: &WorkspaceId) -> bool {
+        self.workspaces.iter().any(|w| w == ws.as_str())
+            || (self.is_admin() && self.workspaces.iter().any(|w| w == ALL_WORKSPACES))
+    }
+}
+
+/// Why a token was refused; callers answer every case with the same 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid token")]
+pub struct InvalidToken;
+
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(InvalidToken);
+        }
+        decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| InvalidToken)
+    }
+}
+
+/// Signs a token (the origin's `token` command, its demo token, and tests).
+pub fn issue(secret: &[u8], claims: &Claims) -> Result<String, InvalidToken> {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|_| InvalidToken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            workspaces: vec!["15213".into()],
+            role: None,
+            exp,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_round_trips_and_a_tampered_one_does_not() {
+        let token = issue(SECRET, &claims(4_000_000_000)).expect("signed");
+        let v = TokenVerifier::new(SECRET);
+        assert_eq!(v.verify(&token), Ok(claims(4_000_000_000)));
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert_eq!(v.verify(&tampered), Err(InvalidToken));
+        assert_eq!(
+            v.verify(&issue(SECRET, &claims(1)).expect("signed")),
+            Err(InvalidToken)
+        );
+    }
+
+    #[test]
+    fn alg_none_and_oversized_tokens_are_refused() {
+        let v = TokenVerifier::new(SECRET);
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsIndvcmtzcGFjZXMiOlsiMTUyMTMiXSwiZXhwIjo0MDAwMDAwMDAwfQ.";
+        assert_eq!(v.verify(none), Err(InvalidToken));
+        assert_eq!(v.verify(&"a".repeat(16 * 1024)), Err(InvalidToken));
+    }
+
+    #[test]
+    fn a_wildcard_grants_every_workspace_only_to_admins() {
+        let ws = WorkspaceId::parse("999").expect("ws");
+        let mut c = claims(0);
+        c.workspaces = vec![ALL_WORKSPACES.into()];
+        assert!(!c.grants(&ws));
+        c.role = Some("admin".into());
+        assert!(c.grants(&ws));
+    }
+}
