@@ -1,0 +1,102 @@
+//! Request metrics of this worker isolate: real counts and latency percentiles over the
+//! last requests it served (isolates are per location and short-lived; these are not global).
+
+use std::collections::VecDeque;
+
+use serde_json::{json, Value};
+use shared::model::{CacheStatus, Source};
+
+const WINDOW: usize = 1000;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    total: u64,
+    hits: u64,
+    misses: u64,
+    errors: u64,
+    kv_hits: u64,
+    redis_hits: u64,
+    database_hits: u64,
+    latencies_ms: VecDeque<f64>,
+}
+
+impl Metrics {
+    /// Records one answered read: `source` is where the data came from.
+    pub fn read(&mut self, status: CacheStatus, source: Source, ms: f64) {
+        self.total += 1;
+        match status {
+            CacheStatus::Hit | CacheStatus::Stale => self.hits += 1,
+            CacheStatus::Miss | CacheStatus::Bypass => self.misses += 1,
+        }
+        match source {
+            Source::CloudflareKv => self.kv_hits += 1,
+            Source::RedisCache | Source::Memory => self.redis_hits += 1,
+            Source::Database => self.database_hits += 1,
+        }
+        self.latency(ms);
+    }
+
+    pub fn error(&mut self, ms: f64) {
+        self.total += 1;
+        self.errors += 1;
+        self.latency(ms);
+    }
+
+    fn latency(&mut self, ms: f64) {
+        if self.latencies_ms.len() == WINDOW {
+            self.latencies_ms.pop_front();
+        }
+        self.latencies_ms.push_back(ms);
+    }
+
+    fn percentile(sorted: &[f64], q: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+        sorted[idx.min(sorted.len() - 1)]
+    }
+
+    /// API.md's `metrics` object.
+    pub fn snapshot(&self) -> Value {
+        let mut sorted: Vec<f64> = self.latencies_ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let avg = if sorted.is_empty() { 0.0 } else { sorted.iter().sum::<f64>() / sorted.len() as f64 };
+        let lookups = self.hits + self.misses;
+        let hit_rate = if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 };
+        json!({
+            "requests": {"total": self.total, "cache_hits": self.hits, "cache_misses": self.misses, "errors": self.errors},
+            "performance": {
+                "avg_response_time_ms": avg,
+                "p95_response_time_ms": Self::percentile(&sorted, 0.95),
+                "p99_response_time_ms": Self::percentile(&sorted, 0.99),
+            },
+            "cache": {
+                "hit_rate": hit_rate,
+                "kv_hits": self.kv_hits,
+                "redis_hits": self.redis_hits,
+                "database_hits": self.database_hits,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_percentiles_follow_what_was_recorded() {
+        let mut m = Metrics::default();
+        for i in 1..=100 {
+            m.read(CacheStatus::Hit, Source::CloudflareKv, f64::from(i));
+        }
+        m.read(CacheStatus::Miss, Source::Database, 1.0);
+        m.error(1.0);
+        let s = m.snapshot();
+        assert_eq!(s["requests"]["total"], 102);
+        assert_eq!(s["cache"]["kv_hits"], 100);
+        assert_eq!(s["cache"]["database_hits"], 1);
+        assert_eq!(s["performance"]["p99_response_time_ms"], 99.0);
+    }
+}

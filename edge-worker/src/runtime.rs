@@ -1,0 +1,419 @@
+//! The Workers runtime glue: read the request, ask KV, ask the origin on a miss, answer.
+//! Nothing here may panic (a panic in wasm fails every request in flight on the
+//! isolate): every failure becomes a JSON error response.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use serde_json::{json, Value};
+use shared::keys::{board_patterns, workspace_patterns, GenerationScope, Generations, KeySpace};
+use shared::model::{CacheMeta, CacheStatus, Source};
+use shared::query::ContactListQuery;
+use shared::token::TokenVerifier;
+use shared::{BoardId, UserId, WorkspaceId};
+use worker::{
+    event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, Request, RequestInit,
+    Response,
+};
+
+use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
+use crate::metrics::Metrics;
+use crate::reply::{cached_body, error_body, success_body};
+use crate::route::Route;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+thread_local! {
+    static METRICS: RefCell<Metrics> = RefCell::new(Metrics::default());
+}
+
+/// A failure answered as API.md's error JSON.
+struct Fail {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl Fail {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(401, "unauthorized", "authentication required")
+    }
+}
+
+impl From<worker::Error> for Fail {
+    fn from(e: worker::Error) -> Self {
+        worker::console_error!("worker error: {e}");
+        Self::new(500, "internal", "an internal error occurred")
+    }
+}
+
+impl From<worker::kv::KvError> for Fail {
+    fn from(e: worker::kv::KvError) -> Self {
+        worker::console_error!("KV error: {e}");
+        Self::new(503, "kv_unavailable", "the edge store is unavailable")
+    }
+}
+
+impl From<shared::InputError> for Fail {
+    fn from(e: shared::InputError) -> Self {
+        Self::new(400, e.code, e.message)
+    }
+}
+
+type Result<T> = std::result::Result<T, Fail>;
+
+struct Config {
+    kv: KvStore,
+    keys: KeySpace,
+    tokens: TokenVerifier,
+    origin_url: String,
+    internal_key: String,
+    timeout: Duration,
+    grace_secs: u64,
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+}
+
+fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+}
+
+impl Config {
+    fn load(env: &Env) -> Result<Self> {
+        let missing = |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
+        let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
+        Ok(Self {
+            kv: env.kv("CACHE_KV").map_err(|_| missing("CACHE_KV binding"))?,
+            keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,
+            tokens: TokenVerifier::new(jwt.as_bytes()),
+            origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
+            internal_key: secret(env, "INTERNAL_API_KEY").ok_or_else(|| missing("INTERNAL_API_KEY"))?,
+            timeout: Duration::from_millis(var(env, "ORIGIN_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(5000)),
+            grace_secs: var(env, "STALE_GRACE_SECS").and_then(|v| v.parse().ok()).unwrap_or(3600),
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("cache-control", "private, no-store");
+    Response::ok(body)
+        .map(|r| r.with_status(status).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))
+}
+
+/// `Response::empty` cannot fail in practice; this keeps the no-panic rule without unwrap.
+fn unreachable_response() -> Response {
+    Response::error("internal", 500).unwrap_or_else(|_| unreachable_response())
+}
+
+fn colo(req: &Request) -> String {
+    req.cf().map(|cf| cf.colo()).unwrap_or_else(|| "unknown".into())
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let started = now_ms();
+    let origin = req.headers().get("Origin").ok().flatten();
+    let mut response = match handle(req, &env, &ctx, started).await {
+        Ok(r) => r,
+        Err(f) => {
+            METRICS.with(|m| m.borrow_mut().error((now_ms() - started) as f64));
+            json_response(f.status, error_body(f.code, &f.message))
+        }
+    };
+    allow_cors(&mut response, &env, origin.as_deref());
+    Ok(response)
+}
+
+/// Answers browsers from the origins listed in `CORS_ALLOW_ORIGINS` (comma-separated).
+fn allow_cors(response: &mut Response, env: &Env, origin: Option<&str>) {
+    let Some(origin) = origin else { return };
+    let allowed = var(env, "CORS_ALLOW_ORIGINS").unwrap_or_default();
+    if allowed.split(',').any(|a| a.trim() == origin) {
+        let h = response.headers_mut();
+        let _ = h.set("access-control-allow-origin", origin);
+        let _ = h.set("vary", "Origin");
+        let _ = h.set("access-control-allow-headers", "authorization, content-type, x-workspace-id, x-user-id");
+        let _ = h.set("access-control-allow-methods", "GET, POST, OPTIONS");
+        let _ = h.set("access-control-max-age", "600");
+    }
+}
+
+async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Result<Response> {
+    let method = req.method().to_string();
+    match Route::parse(&method, &req.path()) {
+        Route::Health => health(env, &req, started).await,
+        Route::Metrics => Ok(metrics(&req)),
+        Route::Preflight => Ok(json_response(204, String::new())),
+        Route::NotFound => Err(Fail::new(404, "not_found", "route not found")),
+        Route::MethodNotAllowed => Err(Fail::new(405, "method_not_allowed", "this method is not allowed here")),
+        Route::Counts { workspace } => {
+            let cfg = Config::load(env)?;
+            let ws = WorkspaceId::parse(&workspace)?;
+            let (user, ws) = authorize(&cfg, &req, Some(ws))?;
+            let gens = generations(&cfg, &ws).await;
+            let g = pick(&gens, GenerationScope::Counts);
+            let key = cfg.keys.counts(&ws, g, &user);
+            let path = format!("/api/cache-settings/workspace/{ws}/counts");
+            read(cfg, &req, ctx, started, key, path, ws, user).await
+        }
+        Route::Contacts { board } => {
+            let cfg = Config::load(env)?;
+            let board = BoardId::parse(&board)?;
+            let (user, ws) = authorize(&cfg, &req, None)?;
+            let url = req.url()?;
+            let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let q = ContactListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &user)?;
+            let gens = generations(&cfg, &ws).await;
+            let key = cfg.keys.contacts(&ws, board, pick(&gens, GenerationScope::Board(board)), &q);
+            let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let path = format!("/api/boards/{board}/contacts{query}");
+            read(cfg, &req, ctx, started, key, path, ws, user).await
+        }
+        Route::Invalidate => {
+            let cfg = Config::load(env)?;
+            let (_, ws) = authorize(&cfg, &req, None)?;
+            let body = req.text().await?;
+            invalidate(&cfg, &ws, &body).await
+        }
+    }
+}
+
+/// Verifies the token before anything else (a KV hit never skips this) and the workspace
+/// it must grant: the path's, or else `X-Workspace-ID`.
+fn authorize(cfg: &Config, req: &Request, path_ws: Option<WorkspaceId>) -> Result<(UserId, WorkspaceId)> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let auth = header("Authorization").ok_or_else(Fail::unauthorized)?;
+    let token = auth.strip_prefix("Bearer ").ok_or_else(Fail::unauthorized)?;
+    let claims = cfg.tokens.verify(token.trim()).map_err(|_| Fail::unauthorized())?;
+    let user = UserId::parse(&claims.sub).map_err(|_| Fail::unauthorized())?;
+    if header("X-User-ID").is_some_and(|u| u != user.as_str()) {
+        return Err(Fail::new(403, "forbidden", "X-User-ID differs from the token's user"));
+    }
+    let header_ws = header("X-Workspace-ID").map(|w| WorkspaceId::parse(&w)).transpose()?;
+    let ws = match (path_ws, header_ws) {
+        (Some(p), Some(h)) if p != h => {
+            return Err(Fail::new(400, "workspace_mismatch", "X-Workspace-ID differs from the workspace in the path"))
+        }
+        (Some(p), _) => p,
+        (None, Some(h)) => h,
+        (None, None) => return Err(Fail::new(400, "missing_workspace", "X-Workspace-ID is required")),
+    };
+    if !claims.grants(&ws) {
+        return Err(Fail::new(403, "forbidden", "the token does not grant this workspace"));
+    }
+    Ok((user, ws))
+}
+
+/// The workspace's generation counters at this location (missing or unreadable: zeros).
+async fn generations(cfg: &Config, ws: &WorkspaceId) -> HashMap<String, u64> {
+    cfg.kv
+        .get(&cfg.keys.generations(ws))
+        .json::<HashMap<String, u64>>()
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn pick(gens: &HashMap<String, u64>, scope: GenerationScope) -> Generations {
+    let get = |s: GenerationScope| gens.get(&s.field()).copied().unwrap_or(0);
+    Generations { workspace: get(GenerationScope::Workspace), scope: get(scope) }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read(
+    cfg: Config,
+    req: &Request,
+    ctx: &Context,
+    started: u64,
+    key: String,
+    path: String,
+    ws: WorkspaceId,
+    user: UserId,
+) -> Result<Response> {
+    let location = colo(req);
+    let cached = cfg.kv.get(&key).text_with_metadata::<EntryMeta>().await.unwrap_or((None, None));
+    let now = now_ms();
+    let (status, source, data, meta) = match cached {
+        (Some(data), Some(meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Fresh => {
+            (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
+        }
+        (Some(data), Some(meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Stale => {
+            ctx.wait_until(async move {
+                let _ = fill(&cfg, &key, &path, &ws, &user).await;
+            });
+            (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
+        }
+        (stale, meta) => match fill(&cfg, &key, &path, &ws, &user).await {
+            Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
+            Err(f) if f.status >= 500 => match (stale, meta) {
+                (Some(data), Some(meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),
+                _ => return Err(f),
+            },
+            Err(f) => return Err(f),
+        },
+    };
+    let elapsed = (now_ms() - started) as f64;
+    let fresh = matches!(status, CacheStatus::Hit | CacheStatus::Miss);
+    let cache_meta = CacheMeta {
+        status,
+        source,
+        ttl: meta.filter(|_| fresh).map(|m| m.remaining_secs(now_ms())).unwrap_or(0),
+        edge_location: Some(location),
+        response_time_ms: elapsed,
+    };
+    METRICS.with(|m| m.borrow_mut().read(status, source, elapsed));
+    let mut response = json_response(200, cached_body(&data, &cache_meta));
+    let _ = response.headers_mut().set("x-cache-status", status.as_str());
+    Ok(response)
+}
+
+/// Asks the origin and stores its answer in KV for as long as the origin says it is fresh.
+async fn fill(
+    cfg: &Config,
+    key: &str,
+    path: &str,
+    ws: &WorkspaceId,
+    user: &UserId,
+) -> Result<(String, Source, Option<EntryMeta>)> {
+    let (status, body) = ask_origin(cfg, path, ws, user).await?;
+    let parsed: Value = serde_json::from_str(&body).map_err(|_| Fail::new(502, "bad_gateway", "the origin answered something unreadable"))?;
+    if !(200..300).contains(&status) {
+        let code = parsed["error"]["code"].as_str().unwrap_or("origin_error").to_owned();
+        let message = parsed["error"]["message"].as_str().unwrap_or("the origin refused the request").to_owned();
+        let status = if status >= 500 { 502 } else { status };
+        return Err(Fail { status, code: leak_code(&code), message });
+    }
+    let data = &parsed["data"];
+    let source = serde_json::from_value(data["_cache"]["source"].clone()).unwrap_or(Source::Database);
+    let ttl = data["_cache"]["ttl"].as_u64().unwrap_or(0);
+    let data = data.to_string();
+    if ttl == 0 {
+        return Ok((data, source, None));
+    }
+    let meta = EntryMeta::new(now_ms(), ttl);
+    if let Ok(put) = cfg.kv.put(key, data.clone()) {
+        if let Ok(put) = put.expiration_ttl(kv_expiration_secs(ttl, cfg.grace_secs)).metadata(meta) {
+            if let Err(e) = put.execute().await {
+                worker::console_warn!("KV write failed: {e}");
+            }
+        }
+    }
+    Ok((data, source, Some(meta)))
+}
+
+/// Error codes are `&'static str`; the origin's are mapped onto the few the worker knows.
+fn leak_code(code: &str) -> &'static str {
+    match code {
+        "not_found" => "not_found",
+        "forbidden" => "forbidden",
+        "unauthorized" => "unauthorized",
+        "unavailable" => "unavailable",
+        "timeout" => "timeout",
+        c if c.starts_with("invalid") => "invalid_request",
+        _ => "origin_error",
+    }
+}
+
+async fn ask_origin(cfg: &Config, path: &str, ws: &WorkspaceId, user: &UserId) -> Result<(u16, String)> {
+    let headers = Headers::new();
+    headers.set("X-Internal-Key", &cfg.internal_key)?;
+    headers.set("X-Workspace-ID", ws.as_str())?;
+    headers.set("X-User-ID", user.as_str())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let request = Request::new_with_init(&format!("{}{path}", cfg.origin_url), &init)?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let outcome = {
+        let sent = Box::pin(fetch.send_with_signal(&signal));
+        let timer = Box::pin(Delay::from(cfg.timeout));
+        match select(sent, timer).await {
+            Either::Left((sent, _)) => Some(sent),
+            Either::Right(_) => None,
+        }
+    };
+    match outcome {
+        Some(Ok(mut response)) => {
+            let status = response.status_code();
+            let body = response
+                .text()
+                .await
+                .map_err(|_| Fail::new(502, "bad_gateway", "the origin's answer broke off"))?;
+            Ok((status, body))
+        }
+        Some(Err(_)) => Err(Fail::new(502, "bad_gateway", "the origin is unreachable")),
+        None => {
+            controller.abort();
+            Err(Fail::new(504, "timeout", "the origin did not answer in time"))
+        }
+    }
+}
+
+async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Response> {
+    let body: Value = serde_json::from_str(body).map_err(|_| Fail::new(400, "invalid_json", "the body is not JSON"))?;
+    let action = body["action"].as_str().unwrap_or("");
+    if !["contact_moved", "contact_updated", "contact_created", "contact_deleted", "workspace"].contains(&action) {
+        return Err(Fail::new(400, "invalid_action", "action must be contact_moved, contact_updated, contact_created, contact_deleted or workspace"));
+    }
+    let board = match &body["boardId"] {
+        Value::Null => None,
+        Value::Number(n) => Some(BoardId::parse(&n.to_string())?),
+        Value::String(s) => Some(BoardId::parse(s.trim_start_matches("board_"))?),
+        _ => return Err(Fail::new(400, "invalid_board_id", "boardId must be a board id")),
+    };
+    let (scopes, patterns) = match board {
+        Some(b) => (vec![GenerationScope::Board(b), GenerationScope::Counts], board_patterns(ws, b)),
+        None => (vec![GenerationScope::Workspace], workspace_patterns(ws)),
+    };
+    let mut gens = generations(cfg, ws).await;
+    for scope in &scopes {
+        *gens.entry(scope.field()).or_default() += 1;
+    }
+    cfg.kv.put(&cfg.keys.generations(ws), serde_json::to_string(&gens).unwrap_or_default())?.execute().await?;
+    Ok(json_response(200, success_body(&json!({"invalidated": scopes.len(), "patterns": patterns, "method": "generation_bump"}))))
+}
+
+async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
+    let kv_available = match env.kv("CACHE_KV") {
+        Ok(kv) => kv.get("health-probe").text().await.is_ok(),
+        Err(_) => false,
+    };
+    let data = json!({
+        "status": if kv_available { "healthy" } else { "degraded" },
+        "worker": "contact-list-cache",
+        "version": VERSION,
+        "edge_location": colo(req),
+        "kv_available": kv_available,
+        "timestamp": Date::now().to_string(),
+        "response_time": (now_ms() - started) as f64,
+    });
+    Ok(json_response(200, data.to_string()))
+}
+
+fn metrics(req: &Request) -> Response {
+    let snapshot = METRICS.with(|m| m.borrow().snapshot());
+    let data = json!({
+        "worker": "contact-list-cache",
+        "edge_location": colo(req),
+        "metrics": snapshot,
+        "timestamp": Date::now().to_string(),
+    });
+    json_response(200, data.to_string())
+}
