@@ -61,9 +61,17 @@ impl Metrics {
     pub fn snapshot(&self) -> Value {
         let mut sorted: Vec<f64> = self.latencies_ms.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
-        let avg = if sorted.is_empty() { 0.0 } else { sorted.iter().sum::<f64>() / sorted.len() as f64 };
+        let avg = if sorted.is_empty() {
+            0.0
+        } else {
+            sorted.iter().sum::<f64>() / sorted.len() as f64
+        };
         let lookups = self.hits + self.misses;
-        let hit_rate = if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 };
+        let hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        };
         json!({
             "requests": {"total": self.total, "cache_hits": self.hits, "cache_misses": self.misses, "errors": self.errors},
             "performance": {

@@ -18,7 +18,10 @@ pub fn cached_body(data: &str, meta: &CacheMeta) -> String {
     let mut fields = to_fields(&json!({ "_cache": meta }));
     fields.insert("_edge".into(), Value::Bool(true));
     let data = strip_field(data, "_cache");
-    format!(r#"{{"success":true,"data":{}}}"#, append_fields(&data, &fields))
+    format!(
+        r#"{{"success":true,"data":{}}}"#,
+        append_fields(&data, &fields)
+    )
 }
 
 /// Removes one top-level field of a JSON object (re-serializing it; only on a miss).

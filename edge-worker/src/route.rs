@@ -54,10 +54,18 @@ mod tests {
         );
         assert_eq!(
             Route::parse("GET", "/api/workspaces/15213/counts"),
-            Route::Counts { workspace: "15213".into() }
+            Route::Counts {
+                workspace: "15213".into()
+            }
         );
-        assert_eq!(Route::parse("POST", "/api/cache/invalidate"), Route::Invalidate);
-        assert_eq!(Route::parse("OPTIONS", "/api/cache/invalidate"), Route::Preflight);
+        assert_eq!(
+            Route::parse("POST", "/api/cache/invalidate"),
+            Route::Invalidate
+        );
+        assert_eq!(
+            Route::parse("OPTIONS", "/api/cache/invalidate"),
+            Route::Preflight
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use shared::query::ContactListQuery;
 use shared::token::TokenVerifier;
 use shared::{BoardId, UserId, WorkspaceId};
 use worker::{
-    event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, Request, RequestInit,
-    Response,
+    event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, Request,
+    RequestInit, Response,
 };
 
 use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
@@ -38,7 +38,11 @@ struct Fail {
 
 impl Fail {
     fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     fn unauthorized() -> Self {
@@ -79,25 +83,41 @@ struct Config {
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn secret(env: &Env, name: &str) -> Option<String> {
-    env.secret(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+    env.secret(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
 }
 
 impl Config {
     fn load(env: &Env) -> Result<Self> {
-        let missing = |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
+        let missing =
+            |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
         let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
         Ok(Self {
-            kv: env.kv("CACHE_KV").map_err(|_| missing("CACHE_KV binding"))?,
+            kv: env
+                .kv("CACHE_KV")
+                .map_err(|_| missing("CACHE_KV binding"))?,
             keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,
             tokens: TokenVerifier::new(jwt.as_bytes()),
             origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
-            internal_key: secret(env, "INTERNAL_API_KEY").ok_or_else(|| missing("INTERNAL_API_KEY"))?,
-            timeout: Duration::from_millis(var(env, "ORIGIN_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(5000)),
-            grace_secs: var(env, "STALE_GRACE_SECS").and_then(|v| v.parse().ok()).unwrap_or(3600),
+            internal_key: secret(env, "INTERNAL_API_KEY")
+                .ok_or_else(|| missing("INTERNAL_API_KEY"))?,
+            timeout: Duration::from_millis(
+                var(env, "ORIGIN_TIMEOUT_MS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(5000),
+            ),
+            grace_secs: var(env, "STALE_GRACE_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3600),
         })
     }
 }
@@ -121,7 +141,9 @@ fn unreachable_response() -> Response {
 }
 
 fn colo(req: &Request) -> String {
-    req.cf().map(|cf| cf.colo()).unwrap_or_else(|| "unknown".into())
+    req.cf()
+        .map(|cf| cf.colo())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[event(fetch)]
@@ -147,7 +169,10 @@ fn allow_cors(response: &mut Response, env: &Env, origin: Option<&str>) {
         let h = response.headers_mut();
         let _ = h.set("access-control-allow-origin", origin);
         let _ = h.set("vary", "Origin");
-        let _ = h.set("access-control-allow-headers", "authorization, content-type, x-workspace-id, x-user-id");
+        let _ = h.set(
+            "access-control-allow-headers",
+            "authorization, content-type, x-workspace-id, x-user-id",
+        );
         let _ = h.set("access-control-allow-methods", "GET, POST, OPTIONS");
         let _ = h.set("access-control-max-age", "600");
     }
@@ -160,7 +185,11 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
         Route::Metrics => Ok(metrics(&req)),
         Route::Preflight => Ok(json_response(204, String::new())),
         Route::NotFound => Err(Fail::new(404, "not_found", "route not found")),
-        Route::MethodNotAllowed => Err(Fail::new(405, "method_not_allowed", "this method is not allowed here")),
+        Route::MethodNotAllowed => Err(Fail::new(
+            405,
+            "method_not_allowed",
+            "this method is not allowed here",
+        )),
         Route::Counts { workspace } => {
             let cfg = Config::load(env)?;
             let ws = WorkspaceId::parse(&workspace)?;
@@ -176,10 +205,18 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             let board = BoardId::parse(&board)?;
             let (user, ws) = authorize(&cfg, &req, None)?;
             let url = req.url()?;
-            let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-            let q = ContactListQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &user)?;
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let q = ContactListQuery::from_pairs(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &user,
+            )?;
             let gens = generations(&cfg, &ws).await;
-            let key = cfg.keys.contacts(&ws, board, pick(&gens, GenerationScope::Board(board)), &q);
+            let key = cfg
+                .keys
+                .contacts(&ws, board, pick(&gens, GenerationScope::Board(board)), &q);
             let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
             let path = format!("/api/boards/{board}/contacts{query}");
             read(cfg, &req, ctx, started, key, path, ws, user).await
@@ -195,26 +232,55 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
 
 /// Verifies the token before anything else (a KV hit never skips this) and the workspace
 /// it must grant: the path's, or else `X-Workspace-ID`.
-fn authorize(cfg: &Config, req: &Request, path_ws: Option<WorkspaceId>) -> Result<(UserId, WorkspaceId)> {
+fn authorize(
+    cfg: &Config,
+    req: &Request,
+    path_ws: Option<WorkspaceId>,
+) -> Result<(UserId, WorkspaceId)> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let auth = header("Authorization").ok_or_else(Fail::unauthorized)?;
-    let token = auth.strip_prefix("Bearer ").ok_or_else(Fail::unauthorized)?;
-    let claims = cfg.tokens.verify(token.trim()).map_err(|_| Fail::unauthorized())?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .ok_or_else(Fail::unauthorized)?;
+    let claims = cfg
+        .tokens
+        .verify(token.trim())
+        .map_err(|_| Fail::unauthorized())?;
     let user = UserId::parse(&claims.sub).map_err(|_| Fail::unauthorized())?;
     if header("X-User-ID").is_some_and(|u| u != user.as_str()) {
-        return Err(Fail::new(403, "forbidden", "X-User-ID differs from the token's user"));
+        return Err(Fail::new(
+            403,
+            "forbidden",
+            "X-User-ID differs from the token's user",
+        ));
     }
-    let header_ws = header("X-Workspace-ID").map(|w| WorkspaceId::parse(&w)).transpose()?;
+    let header_ws = header("X-Workspace-ID")
+        .map(|w| WorkspaceId::parse(&w))
+        .transpose()?;
     let ws = match (path_ws, header_ws) {
         (Some(p), Some(h)) if p != h => {
-            return Err(Fail::new(400, "workspace_mismatch", "X-Workspace-ID differs from the workspace in the path"))
+            return Err(Fail::new(
+                400,
+                "workspace_mismatch",
+                "X-Workspace-ID differs from the workspace in the path",
+            ))
         }
         (Some(p), _) => p,
         (None, Some(h)) => h,
-        (None, None) => return Err(Fail::new(400, "missing_workspace", "X-Workspace-ID is required")),
+        (None, None) => {
+            return Err(Fail::new(
+                400,
+                "missing_workspace",
+                "X-Workspace-ID is required",
+            ))
+        }
     };
     if !claims.grants(&ws) {
-        return Err(Fail::new(403, "forbidden", "the token does not grant this workspace"));
+        return Err(Fail::new(
+            403,
+            "forbidden",
+            "the token does not grant this workspace",
+        ));
     }
     Ok((user, ws))
 }
@@ -232,7 +298,10 @@ async fn generations(cfg: &Config, ws: &WorkspaceId) -> HashMap<String, u64> {
 
 fn pick(gens: &HashMap<String, u64>, scope: GenerationScope) -> Generations {
     let get = |s: GenerationScope| gens.get(&s.field()).copied().unwrap_or(0);
-    Generations { workspace: get(GenerationScope::Workspace), scope: get(scope) }
+    Generations {
+        workspace: get(GenerationScope::Workspace),
+        scope: get(scope),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,7 +316,12 @@ async fn read(
     user: UserId,
 ) -> Result<Response> {
     let location = colo(req);
-    let cached = cfg.kv.get(&key).text_with_metadata::<EntryMeta>().await.unwrap_or((None, None));
+    let cached = cfg
+        .kv
+        .get(&key)
+        .text_with_metadata::<EntryMeta>()
+        .await
+        .unwrap_or((None, None));
     let now = now_ms();
     let (status, source, data, meta) = match cached {
         (Some(data), Some(meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Fresh => {
@@ -262,7 +336,9 @@ async fn read(
         (stale, meta) => match fill(&cfg, &key, &path, &ws, &user).await {
             Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
             Err(f) if f.status >= 500 => match (stale, meta) {
-                (Some(data), Some(meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),
+                (Some(data), Some(meta)) => {
+                    (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
+                }
                 _ => return Err(f),
             },
             Err(f) => return Err(f),
@@ -273,13 +349,18 @@ async fn read(
     let cache_meta = CacheMeta {
         status,
         source,
-        ttl: meta.filter(|_| fresh).map(|m| m.remaining_secs(now_ms())).unwrap_or(0),
+        ttl: meta
+            .filter(|_| fresh)
+            .map(|m| m.remaining_secs(now_ms()))
+            .unwrap_or(0),
         edge_location: Some(location),
         response_time_ms: elapsed,
     };
     METRICS.with(|m| m.borrow_mut().read(status, source, elapsed));
     let mut response = json_response(200, cached_body(&data, &cache_meta));
-    let _ = response.headers_mut().set("x-cache-status", status.as_str());
+    let _ = response
+        .headers_mut()
+        .set("x-cache-status", status.as_str());
     Ok(response)
 }
 
@@ -292,15 +373,32 @@ async fn fill(
     user: &UserId,
 ) -> Result<(String, Source, Option<EntryMeta>)> {
     let (status, body) = ask_origin(cfg, path, ws, user).await?;
-    let parsed: Value = serde_json::from_str(&body).map_err(|_| Fail::new(502, "bad_gateway", "the origin answered something unreadable"))?;
+    let parsed: Value = serde_json::from_str(&body).map_err(|_| {
+        Fail::new(
+            502,
+            "bad_gateway",
+            "the origin answered something unreadable",
+        )
+    })?;
     if !(200..300).contains(&status) {
-        let code = parsed["error"]["code"].as_str().unwrap_or("origin_error").to_owned();
-        let message = parsed["error"]["message"].as_str().unwrap_or("the origin refused the request").to_owned();
+        let code = parsed["error"]["code"]
+            .as_str()
+            .unwrap_or("origin_error")
+            .to_owned();
+        let message = parsed["error"]["message"]
+            .as_str()
+            .unwrap_or("the origin refused the request")
+            .to_owned();
         let status = if status >= 500 { 502 } else { status };
-        return Err(Fail { status, code: leak_code(&code), message });
+        return Err(Fail {
+            status,
+            code: leak_code(&code),
+            message,
+        });
     }
     let data = &parsed["data"];
-    let source = serde_json::from_value(data["_cache"]["source"].clone()).unwrap_or(Source::Database);
+    let source =
+        serde_json::from_value(data["_cache"]["source"].clone()).unwrap_or(Source::Database);
     let ttl = data["_cache"]["ttl"].as_u64().unwrap_or(0);
     let data = data.to_string();
     if ttl == 0 {
@@ -308,7 +406,10 @@ async fn fill(
     }
     let meta = EntryMeta::new(now_ms(), ttl);
     if let Ok(put) = cfg.kv.put(key, data.clone()) {
-        if let Ok(put) = put.expiration_ttl(kv_expiration_secs(ttl, cfg.grace_secs)).metadata(meta) {
+        if let Ok(put) = put
+            .expiration_ttl(kv_expiration_secs(ttl, cfg.grace_secs))
+            .metadata(meta)
+        {
             if let Err(e) = put.execute().await {
                 worker::console_warn!("KV write failed: {e}");
             }
@@ -330,7 +431,12 @@ fn leak_code(code: &str) -> &'static str {
     }
 }
 
-async fn ask_origin(cfg: &Config, path: &str, ws: &WorkspaceId, user: &UserId) -> Result<(u16, String)> {
+async fn ask_origin(
+    cfg: &Config,
+    path: &str,
+    ws: &WorkspaceId,
+    user: &UserId,
+) -> Result<(u16, String)> {
     let headers = Headers::new();
     headers.set("X-Internal-Key", &cfg.internal_key)?;
     headers.set("X-Workspace-ID", ws.as_str())?;
@@ -361,33 +467,66 @@ async fn ask_origin(cfg: &Config, path: &str, ws: &WorkspaceId, user: &UserId) -
         Some(Err(_)) => Err(Fail::new(502, "bad_gateway", "the origin is unreachable")),
         None => {
             controller.abort();
-            Err(Fail::new(504, "timeout", "the origin did not answer in time"))
+            Err(Fail::new(
+                504,
+                "timeout",
+                "the origin did not answer in time",
+            ))
         }
     }
 }
 
 async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Response> {
-    let body: Value = serde_json::from_str(body).map_err(|_| Fail::new(400, "invalid_json", "the body is not JSON"))?;
+    let body: Value = serde_json::from_str(body)
+        .map_err(|_| Fail::new(400, "invalid_json", "the body is not JSON"))?;
     let action = body["action"].as_str().unwrap_or("");
-    if !["contact_moved", "contact_updated", "contact_created", "contact_deleted", "workspace"].contains(&action) {
+    if ![
+        "contact_moved",
+        "contact_updated",
+        "contact_created",
+        "contact_deleted",
+        "workspace",
+    ]
+    .contains(&action)
+    {
         return Err(Fail::new(400, "invalid_action", "action must be contact_moved, contact_updated, contact_created, contact_deleted or workspace"));
     }
     let board = match &body["boardId"] {
         Value::Null => None,
         Value::Number(n) => Some(BoardId::parse(&n.to_string())?),
         Value::String(s) => Some(BoardId::parse(s.trim_start_matches("board_"))?),
-        _ => return Err(Fail::new(400, "invalid_board_id", "boardId must be a board id")),
+        _ => {
+            return Err(Fail::new(
+                400,
+                "invalid_board_id",
+                "boardId must be a board id",
+            ))
+        }
     };
     let (scopes, patterns) = match board {
-        Some(b) => (vec![GenerationScope::Board(b), GenerationScope::Counts], board_patterns(ws, b)),
+        Some(b) => (
+            vec![GenerationScope::Board(b), GenerationScope::Counts],
+            board_patterns(ws, b),
+        ),
         None => (vec![GenerationScope::Workspace], workspace_patterns(ws)),
     };
     let mut gens = generations(cfg, ws).await;
     for scope in &scopes {
         *gens.entry(scope.field()).or_default() += 1;
     }
-    cfg.kv.put(&cfg.keys.generations(ws), serde_json::to_string(&gens).unwrap_or_default())?.execute().await?;
-    Ok(json_response(200, success_body(&json!({"invalidated": scopes.len(), "patterns": patterns, "method": "generation_bump"}))))
+    cfg.kv
+        .put(
+            &cfg.keys.generations(ws),
+            serde_json::to_string(&gens).unwrap_or_default(),
+        )?
+        .execute()
+        .await?;
+    Ok(json_response(
+        200,
+        success_body(
+            &json!({"invalidated": scopes.len(), "patterns": patterns, "method": "generation_bump"}),
+        ),
+    ))
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {

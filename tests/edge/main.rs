@@ -1,0 +1,353 @@
+//! The real wasm worker, built by worker-build and run by `wrangler dev` in workerd with
+//! a local KV, in front of a real origin (real Postgres and Redis), driven over HTTP.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use origin::auth::{issue, Claims};
+use origin::config::{Config, Secret};
+use origin::store;
+use origin::Application;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::keys::KeySpace;
+use shared::WorkspaceId;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{ConnectOptions, PgPool};
+use tokio::sync::oneshot;
+
+const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-000001";
+const INTERNAL_KEY: &str = "e2e-internal-key-0001";
+const WS: &str = "15213";
+const OTHER_WS: &str = "15214";
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 5];
+    getrandom::fill(&mut bytes).expect("randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token(user: &str, workspaces: &[&str]) -> String {
+    let claims = Claims {
+        sub: user.into(),
+        workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
+        role: None,
+        exp: 4_000_000_000,
+    };
+    issue(SECRET.as_bytes(), &claims).expect("token")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A fresh database for this run, migrated and seeded.
+async fn database() -> PgPool {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("postgres");
+    let name = format!("e2e_{}", random_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .expect("url")
+        .database(&name)
+        .disable_statement_logging();
+    let db = PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(options)
+        .await
+        .expect("connect");
+    store::migrate(&db).await.expect("migrate");
+    store::seed::seed(&db, &WorkspaceId::parse(WS).expect("ws"), 800, 2)
+        .await
+        .expect("seed");
+    store::seed::seed(&db, &WorkspaceId::parse(OTHER_WS).expect("ws"), 200, 1)
+        .await
+        .expect("seed");
+    db
+}
+
+/// `wrangler dev` in a process group of its own, so that dropping it stops wrangler's
+/// node processes and the workerd they started, not only the first process.
+struct Wrangler(Child);
+
+impl Drop for Wrangler {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_wrangler(port: u16, origin_port: u16, namespace: &str) -> Wrangler {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let state_dir = std::env::temp_dir().join(format!("edgecache-e2e-{}", random_suffix()));
+    let child = Command::new(format!("{root}/node_modules/.bin/wrangler"))
+        .current_dir(root)
+        .args([
+            "dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--persist-to",
+        ])
+        .arg(&state_dir)
+        .args([
+            "--var",
+            &format!("ORIGIN_URL:http://127.0.0.1:{origin_port}"),
+        ])
+        .args(["--var", &format!("JWT_SECRET:{SECRET}")])
+        .args(["--var", &format!("INTERNAL_API_KEY:{INTERNAL_KEY}")])
+        .args(["--var", &format!("CACHE_NAMESPACE:{namespace}")])
+        .args(["--var", "ORIGIN_TIMEOUT_MS:3000"])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("wrangler dev starts (run `npm ci` first)");
+    Wrangler(child)
+}
+
+struct Edge {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Edge {
+    async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/health", self.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("wrangler dev was not ready within {limit:?}");
+    }
+
+    async fn get(&self, path: &str, token: &str, ws: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("X-Workspace-ID", ws)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.expect("every answer is JSON"))
+    }
+}
+
+/// The data of an answer without the fields that describe how it was served.
+fn payload(answer: &Value) -> Value {
+    let mut data = answer["data"].clone();
+    if let Some(map) = data.as_object_mut() {
+        map.retain(|k, _| !k.starts_with('_'));
+    }
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the_origin_stops() {
+    let db = database().await;
+    let boards: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
+            .bind(WS)
+            .fetch_all(&db)
+            .await
+            .expect("boards");
+    let namespace = format!("e{}", random_suffix());
+    let mut config = Config::from_env().expect("config");
+    config.listen_addr = "127.0.0.1:0".parse().expect("addr");
+    config.jwt_secret = Some(Secret(SECRET.into()));
+    config.internal_key = Some(Secret(INTERNAL_KEY.into()));
+    config.key_space = KeySpace::new(&namespace).expect("namespace");
+    let app = Application::build(config, db.clone())
+        .await
+        .expect("origin");
+    let origin_port = app.port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let origin = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let port = free_port();
+    let _wrangler = start_wrangler(port, origin_port, &namespace);
+    let edge = Edge {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    edge.wait_ready(Duration::from_secs(600)).await;
+    let user = token("user_3", &[WS]);
+
+    // A first read misses, the second is a KV hit with the same data.
+    let counts = format!("/api/workspaces/{WS}/counts");
+    let (s1, miss) = edge.get(&counts, &user, WS).await;
+    let (s2, hit) = edge.get(&counts, &user, WS).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{miss}");
+    assert_eq!(miss["data"]["_cache"]["status"], "MISS");
+    assert_eq!(hit["data"]["_cache"]["status"], "HIT");
+    assert_eq!(hit["data"]["_cache"]["source"], "cloudflare_kv");
+    assert!(hit["data"]["_cache"]["edge_location"].is_string());
+    assert_eq!(payload(&miss), payload(&hit));
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND NOT archived",
+    )
+    .bind(WS)
+    .fetch_one(&db)
+    .await
+    .expect("total");
+    assert_eq!(hit["data"]["total"], total);
+
+    // A page through the edge equals the origin's answer for the same query.
+    let page = format!(
+        "/api/boards/{}/contacts?filter=open&sort_by=name&sort_order=asc&per_page=7&page=2",
+        boards[0]
+    );
+    let (_, via_edge) = edge.get(&page, &user, WS).await;
+    let (_, via_edge_again) = edge.get(&page, &user, WS).await;
+    assert_eq!(via_edge_again["data"]["_cache"]["status"], "HIT");
+    let direct: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{origin_port}{page}"))
+        .bearer_auth(&user)
+        .header("X-Workspace-ID", WS)
+        .send()
+        .await
+        .expect("origin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(payload(&via_edge), payload(&direct));
+    assert_eq!(
+        via_edge["data"]["contacts"].as_array().map(Vec::len),
+        Some(7)
+    );
+
+    // Auth is checked before KV: a cached key is still refused without the right token.
+    let stranger = token("user_3", &[OTHER_WS]);
+    let (status, body) = edge.get(&counts, &stranger, WS).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = edge.get(&counts, "not-a-token", WS).await;
+    assert_eq!(
+        (status, body["success"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(false))
+    );
+    let (status, _) = edge
+        .get(
+            &format!("/api/workspaces/{WS}/counts"),
+            &user,
+            "15213,15214",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Bad input and unknown routes answer JSON errors.
+    for (path, expected) in [
+        (
+            format!("/api/boards/{}/contacts?per_page=0", boards[0]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/boards/abc/contacts".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/boards/{}/contacts.css", boards[0]),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/nope".to_owned(), StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = edge.get(&path, &user, WS).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert_eq!(body["success"], false);
+    }
+
+    // Invalidating the board makes its next read fresh.
+    let invalidated: Value = edge
+        .http
+        .post(format!("{}/api/cache/invalidate", edge.base))
+        .bearer_auth(&user)
+        .header("X-Workspace-ID", WS)
+        .json(&json!({"boardId": boards[0], "contactId": 1, "action": "contact_updated"}))
+        .send()
+        .await
+        .expect("invalidate")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(invalidated["data"]["invalidated"], 2, "{invalidated}");
+    let (_, after) = edge.get(&page, &user, WS).await;
+    assert_eq!(after["data"]["_cache"]["status"], "MISS");
+
+    // With the origin stopped, a cached key is served stale and an uncached one is a 502.
+    let short_ttl = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
+        ))
+        .bearer_auth(
+            issue(
+                SECRET.as_bytes(),
+                &Claims {
+                    sub: "admin".into(),
+                    workspaces: vec![WS.into()],
+                    role: Some("admin".into()),
+                    exp: 4_000_000_000,
+                },
+            )
+            .expect("token"),
+        )
+        .json(&json!({"cacheConfig": {"contactCountsTTL": 2}}))
+        .send()
+        .await
+        .expect("settings");
+    assert_eq!(short_ttl.status(), StatusCode::OK);
+    let other_user = token("user_7", &[WS]);
+    let (_, fresh) = edge.get(&counts, &other_user, WS).await;
+    assert_eq!(fresh["data"]["_cache"]["status"], "MISS");
+    let _ = stop.send(());
+    origin
+        .await
+        .expect("origin task")
+        .expect("origin stopped cleanly");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stale = loop {
+        let (status, body) = edge.get(&counts, &other_user, WS).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["data"]["_cache"]["status"] == "STALE" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never served stale: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(payload(&stale), payload(&fresh));
+    let (status, body) = edge.get(&counts, &token("user_8", &[WS]), WS).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["success"], false);
+}
