@@ -437,12 +437,30 @@ async fn ask_origin(
     ws: &WorkspaceId,
     user: &UserId,
 ) -> Result<(u16, String)> {
+    call_origin(cfg, Method::Get, path, ws, Some(user), None).await
+}
+
+/// One request to the origin with the internal key, bounded by `ORIGIN_TIMEOUT_MS`.
+async fn call_origin(
+    cfg: &Config,
+    method: Method,
+    path: &str,
+    ws: &WorkspaceId,
+    user: Option<&UserId>,
+    body: Option<String>,
+) -> Result<(u16, String)> {
     let headers = Headers::new();
     headers.set("X-Internal-Key", &cfg.internal_key)?;
     headers.set("X-Workspace-ID", ws.as_str())?;
-    headers.set("X-User-ID", user.as_str())?;
+    if let Some(user) = user {
+        headers.set("X-User-ID", user.as_str())?;
+    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
+    if let Some(body) = body {
+        headers.set("content-type", "application/json")?;
+        init.with_body(Some(body.into()));
+    }
+    init.with_method(method).with_headers(headers);
     let request = Request::new_with_init(&format!("{}{path}", cfg.origin_url), &init)?;
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -521,11 +539,24 @@ async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Respon
         )?
         .execute()
         .await?;
+    let origin_body = json!({"workspaceId": ws, "boardId": board.map(|b| b.0)}).to_string();
+    let origin = call_origin(
+        cfg,
+        Method::Post,
+        "/api/cache-settings/invalidate",
+        ws,
+        None,
+        Some(origin_body),
+    )
+    .await;
     Ok(json_response(
         200,
-        success_body(
-            &json!({"invalidated": scopes.len(), "patterns": patterns, "method": "generation_bump"}),
-        ),
+        success_body(&json!({
+            "invalidated": scopes.len(),
+            "patterns": patterns,
+            "method": "generation_bump",
+            "origin_notified": matches!(origin, Ok((200, _))),
+        })),
     ))
 }
 

@@ -302,6 +302,10 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .await
         .expect("json");
     assert_eq!(invalidated["data"]["invalidated"], 2, "{invalidated}");
+    assert_eq!(
+        invalidated["data"]["origin_notified"], true,
+        "{invalidated}"
+    );
     let (_, after) = edge.get(&page, &user, WS).await;
     assert_eq!(after["data"]["_cache"]["status"], "MISS");
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::keys::{self, GenerationScope};
 use shared::query::ContactListQuery;
-use shared::{UserId, WorkspaceId};
+use shared::{BoardId, UserId, WorkspaceId};
 
 use super::contacts::read_page;
 use super::counts::read_counts;
@@ -59,22 +59,50 @@ impl WorkspaceBody {
     }
 }
 
-/// Bumps the workspace generation: O(1) whatever the number of entries. Nothing is
-/// deleted; every cached entry of the workspace becomes unreachable and ages out.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InvalidateBody {
+    workspace_id: String,
+    board_id: Option<i64>,
+}
+
+/// Bumps a generation: O(1) whatever the number of entries. Nothing is deleted; every
+/// entry built on the old generation becomes unreachable and ages out. Workspace-wide
+/// needs an admin (or the edge); one board (with the counts) any member of the workspace.
 async fn invalidate(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    JsonBody(body): JsonBody<WorkspaceBody>,
+    JsonBody(body): JsonBody<InvalidateBody>,
 ) -> Result<Response> {
-    let (ws, _) = body.parse(&caller)?;
-    let bump = state.invalidate(&ws, GenerationScope::Workspace).await;
+    let ws = WorkspaceId::parse(&body.workspace_id)?;
+    let board = body
+        .board_id
+        .map(|b| BoardId::parse(&b.to_string()))
+        .transpose()?;
+    let edge = matches!(caller, Caller::Edge { .. });
+    if board.is_some() || edge {
+        caller.workspace(&ws)?;
+    } else {
+        caller.admin_of(&ws)?;
+    }
+    let (bump, patterns) = match board {
+        Some(b) => {
+            let bump = state.invalidate(&ws, GenerationScope::Board(b)).await;
+            state.invalidate(&ws, GenerationScope::Counts).await;
+            (bump, keys::board_patterns(&ws, b))
+        }
+        None => (
+            state.invalidate(&ws, GenerationScope::Workspace).await,
+            keys::workspace_patterns(&ws),
+        ),
+    };
     Ok(reply::ok(json!({
         "deletedEntries": 0,
         "method": "generation_bump",
         "generation": bump.generation,
         "sharedWithAllInstances": bump.shared,
         "instancesNotified": bump.notified,
-        "patterns": keys::workspace_patterns(&ws),
+        "patterns": patterns,
     })))
 }
 

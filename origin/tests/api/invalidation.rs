@@ -266,3 +266,43 @@ async fn the_performance_test_measures_each_layer(db: PgPool) {
         assert!(p[layer]["timeMs"].as_f64().expect("time") > 0.0, "{layer}");
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_member_may_invalidate_one_board_and_its_counts_but_not_the_others(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let token = member();
+    let (b0, b1) = (app.boards[0], app.boards[1]);
+    for board in [b0, b1] {
+        data(
+            app.get(&format!("/api/boards/{board}/contacts"), &token)
+                .await,
+        )
+        .await;
+    }
+    app.counts(&token).await;
+    let report = data(
+        app.post(
+            "/api/cache-settings/invalidate",
+            &token,
+            json!({"workspaceId": WS, "boardId": b0}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        report["patterns"],
+        json!([
+            format!("contacts:{WS}:board_{b0}:*"),
+            format!("counts:{WS}:*")
+        ])
+    );
+    let read = |board: i64| {
+        let path = format!("/api/boards/{board}/contacts");
+        let app = &app;
+        let token = token.clone();
+        async move { data(app.get(&path, &token).await).await["_source"].clone() }
+    };
+    assert_eq!(read(b0).await, "database");
+    assert_eq!(read(b1).await, "memory");
+    assert_eq!(app.counts(&token).await["_source"], "database");
+}
