@@ -126,18 +126,14 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-fn json_response(status: u16, body: String) -> Response {
+/// Authenticated answers are for this browser only: never stored by shared caches.
+fn json_response(status: u16, body: String) -> worker::Result<Response> {
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("cache-control", "private, no-store");
-    Response::ok(body)
-        .map(|r| r.with_status(status).with_headers(headers))
-        .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))
-}
-
-/// `Response::empty` cannot fail in practice; this keeps the no-panic rule without unwrap.
-fn unreachable_response() -> Response {
-    Response::error("internal", 500).unwrap_or_else(|_| unreachable_response())
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "private, no-store")?;
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 fn colo(req: &Request) -> String {
@@ -154,7 +150,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Ok(r) => r,
         Err(f) => {
             METRICS.with(|m| m.borrow_mut().error((now_ms() - started) as f64));
-            json_response(f.status, error_body(f.code, &f.message))
+            json_response(f.status, error_body(f.code, &f.message))?
         }
     };
     allow_cors(&mut response, &env, origin.as_deref());
@@ -182,8 +178,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
     let method = req.method().to_string();
     match Route::parse(&method, &req.path()) {
         Route::Health => health(env, &req, started).await,
-        Route::Metrics => Ok(metrics(&req)),
-        Route::Preflight => Ok(json_response(204, String::new())),
+        Route::Metrics => Ok(metrics(&req)?),
+        Route::Preflight => Ok(json_response(204, String::new())?),
         Route::NotFound => Err(Fail::new(404, "not_found", "route not found")),
         Route::MethodNotAllowed => Err(Fail::new(
             405,
@@ -357,7 +353,7 @@ async fn read(
         response_time_ms: elapsed,
     };
     METRICS.with(|m| m.borrow_mut().read(status, source, elapsed));
-    let mut response = json_response(200, cached_body(&data, &cache_meta));
+    let mut response = json_response(200, cached_body(&data, &cache_meta))?;
     let _ = response
         .headers_mut()
         .set("x-cache-status", status.as_str());
@@ -557,7 +553,7 @@ async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Respon
             "method": "generation_bump",
             "origin_notified": matches!(origin, Ok((200, _))),
         })),
-    ))
+    )?)
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
@@ -574,10 +570,10 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
         "timestamp": Date::now().to_string(),
         "response_time": (now_ms() - started) as f64,
     });
-    Ok(json_response(200, data.to_string()))
+    Ok(json_response(200, data.to_string())?)
 }
 
-fn metrics(req: &Request) -> Response {
+fn metrics(req: &Request) -> worker::Result<Response> {
     let snapshot = METRICS.with(|m| m.borrow().snapshot());
     let data = json!({
         "worker": "contact-list-cache",

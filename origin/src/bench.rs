@@ -91,7 +91,7 @@ fn print(what: &str, rows: &[(&str, Sample)]) {
     println!("{what}");
     println!(
         "  {:<9} {:>10} {:>10} {:>12} {:>12}",
-        "layer", "p50 µs", "p99 µs", "p50 vs db", "p99 vs db"
+        "layer", "p50 µs", "p99 µs", "p50 speedup", "p99 speedup"
     );
     for (layer, s) in rows {
         let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);

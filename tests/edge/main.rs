@@ -249,6 +249,43 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         Some(7)
     );
 
+    // Search goes through the edge too (not cached while the search feature is off).
+    let search = format!("/api/boards/{}/contacts?search=GRACE&per_page=5", boards[0]);
+    let (_, searched) = edge.get(&search, &user, WS).await;
+    let direct_search: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{origin_port}{search}"))
+        .bearer_auth(&user)
+        .header("X-Workspace-ID", WS)
+        .send()
+        .await
+        .expect("origin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(payload(&searched), payload(&direct_search));
+    assert!(searched["data"]["contacts"][0]["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("Grace")));
+
+    // Browsers from the allow-list get CORS headers; others do not.
+    for (origin, allowed) in [
+        ("http://localhost:3000", true),
+        ("http://evil.example", false),
+    ] {
+        let preflight = edge
+            .http
+            .request(reqwest::Method::OPTIONS, format!("{}{counts}", edge.base))
+            .header("Origin", origin)
+            .send()
+            .await
+            .expect("preflight");
+        let header = preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .cloned();
+        assert_eq!(header.is_some_and(|h| h == origin), allowed, "{origin}");
+    }
+
     // Auth is checked before KV: a cached key is still refused without the right token.
     let stranger = token("user_3", &[OTHER_WS]);
     let (status, body) = edge.get(&counts, &stranger, WS).await;
