@@ -23,73 +23,52 @@ fn parse_text_id(raw: &str, what: &'static str, code: &'static str) -> Result<St
     Ok(raw.to_owned())
 }
 
-/// A tenant. Compared exactly: `15213`, ` 15213` and `15213,15214` are different or invalid.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct WorkspaceId(String);
+macro_rules! text_id {
+    ($(#[$meta:meta])* $name:ident, $what:literal, $code:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl WorkspaceId {
-    pub fn parse(raw: &str) -> Result<Self, InputError> {
-        parse_text_id(raw, "workspace id", "invalid_workspace_id").map(Self)
-    }
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, InputError> {
+                parse_text_id(raw, $what, $code).map(Self)
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InputError;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for WorkspaceId {
-    type Error = InputError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<WorkspaceId> for String {
-    fn from(id: WorkspaceId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for WorkspaceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The user a request acts for; `assignedToMe` counts and filters depend on it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn parse(raw: &str) -> Result<Self, InputError> {
-        parse_text_id(raw, "user id", "invalid_user_id").map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for UserId {
-    type Error = InputError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<UserId> for String {
-    fn from(id: UserId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(
+    /// A tenant. Compared exactly: `15213`, ` 15213` and `15213,15214` are different or invalid.
+    WorkspaceId, "workspace id", "invalid_workspace_id"
+);
+text_id!(
+    /// The user a request acts for; `assignedToMe` counts and filters depend on it.
+    UserId, "user id", "invalid_user_id"
+);
 
 fn parse_positive(raw: &str, what: &'static str, code: &'static str) -> Result<i64, InputError> {
     let digits_only = !raw.is_empty() && raw.len() <= 18 && raw.bytes().all(|b| b.is_ascii_digit());

@@ -164,6 +164,20 @@ impl Edge {
     }
 }
 
+/// The origin's own answer to what the edge was asked.
+async fn origin_get(port: u16, path: &str, token: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(token)
+        .header("X-Workspace-ID", WS)
+        .send()
+        .await
+        .expect("origin")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// The data of an answer without the fields that describe how it was served.
 fn payload(answer: &Value) -> Value {
     let mut data = answer["data"].clone();
@@ -233,16 +247,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, via_edge) = edge.get(&page, &user, WS).await;
     let (_, via_edge_again) = edge.get(&page, &user, WS).await;
     assert_eq!(via_edge_again["data"]["_cache"]["status"], "HIT");
-    let direct: Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{origin_port}{page}"))
-        .bearer_auth(&user)
-        .header("X-Workspace-ID", WS)
-        .send()
-        .await
-        .expect("origin")
-        .json()
-        .await
-        .expect("json");
+    let direct = origin_get(origin_port, &page, &user).await;
     assert_eq!(payload(&via_edge), payload(&direct));
     assert_eq!(
         via_edge["data"]["contacts"].as_array().map(Vec::len),
@@ -252,16 +257,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // Search goes through the edge too (not cached while the search feature is off).
     let search = format!("/api/boards/{}/contacts?search=GRACE&per_page=5", boards[0]);
     let (_, searched) = edge.get(&search, &user, WS).await;
-    let direct_search: Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{origin_port}{search}"))
-        .bearer_auth(&user)
-        .header("X-Workspace-ID", WS)
-        .send()
-        .await
-        .expect("origin")
-        .json()
-        .await
-        .expect("json");
+    let direct_search = origin_get(origin_port, &search, &user).await;
     assert_eq!(payload(&searched), payload(&direct_search));
     assert!(searched["data"]["contacts"][0]["name"]
         .as_str()

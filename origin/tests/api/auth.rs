@@ -125,14 +125,7 @@ async fn the_edge_reads_with_the_internal_key_and_a_wrong_key_is_refused(db: PgP
 #[sqlx::test(migrations = "../migrations")]
 async fn health_and_metrics_need_no_token(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    let health = data(
-        app.http
-            .get(app.url("/api/cache-settings/health"))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await;
+    let health = app.health().await;
     assert_eq!(health["healthy"], true);
     app.counts(&member()).await;
     let metrics = app

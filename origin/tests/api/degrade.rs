@@ -54,14 +54,7 @@ async fn with_redis_unreachable_answers_stay_correct_and_health_says_why(db: PgP
         (Some("database"), Some("memory"))
     );
 
-    let health = data(
-        app.http
-            .get(app.url("/api/cache-settings/health"))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await;
+    let health = app.health().await;
     assert_eq!(health["healthy"], false);
     assert_eq!(health["components"]["redis"]["up"], false);
     assert!(health["components"]["redis"]["reason"]

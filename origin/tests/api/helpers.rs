@@ -115,6 +115,17 @@ impl TestApp {
         .await
     }
 
+    /// The health data (no token).
+    pub async fn health(&self) -> Value {
+        let r = self
+            .http
+            .get(self.url("/api/cache-settings/health"))
+            .send()
+            .await
+            .expect("request");
+        data(r).await
+    }
+
     pub fn db_queries(&self) -> u64 {
         self.state.cache.stats.db_queries()
     }
