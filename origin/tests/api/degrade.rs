@@ -108,3 +108,88 @@ async fn with_postgres_cut_cached_answers_are_served_stale_and_others_get_503(db
         "unavailable"
     );
 }
+
+/// A redis-server of the test's own, on a free port, that the test can stop and restart.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        Self { port, child }
+    }
+
+    async fn wait_ready(&self) {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).expect("url");
+        eventually(Duration::from_secs(5), || async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut redis = PrivateRedis::start(port);
+    redis.wait_ready().await;
+    let mut config = test_config(&unique_namespace());
+    config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let a = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let b = a.sibling().await;
+    let token = member();
+    let expected = a.counts(&token).await["total"].clone();
+    assert_eq!(b.counts(&token).await["_source"], "redis_cache");
+
+    redis.stop();
+    let during = a.counts(&token).await;
+    assert_eq!(during["total"], expected);
+    assert_eq!(a.health().await["components"]["redis"]["up"], false);
+
+    let redis = PrivateRedis::start(port);
+    redis.wait_ready().await;
+    // Each probe uses a key never read before: A fills it, B must find it in Redis.
+    let probe = std::sync::atomic::AtomicU32::new(0);
+    eventually(Duration::from_secs(10), || async {
+        let n = probe.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let user = token_for(&format!("probe_{n}"), &[WS], false, 3600);
+        a.counts(&user).await;
+        (b.counts(&user).await["_source"] == "redis_cache").then_some(())
+    })
+    .await;
+    assert_eq!(a.health().await["components"]["redis"]["up"], true);
+}
