@@ -19,7 +19,7 @@ use crate::state::AppState;
 pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
 pub const WORKSPACE_HEADER: &str = "x-workspace-id";
 pub const USER_HEADER: &str = "x-user-id";
-pub use shared::token::{issue, Claims, ALL_WORKSPACES};
+pub use shared::token::{issue, Claims};
 
 /// Who is calling, as established by the middleware.
 #[derive(Debug, Clone)]

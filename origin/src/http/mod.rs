@@ -14,7 +14,6 @@ mod writes;
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
@@ -64,9 +63,4 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     Error::Internal("a handler panicked".into()).into_response()
-}
-
-/// The deadline of a request, also given to work it starts.
-pub fn deadline(state: &AppState) -> Duration {
-    state.config.request_timeout
 }

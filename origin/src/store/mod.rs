@@ -21,7 +21,7 @@ pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
     Ok(pool_options(config).connect_lazy_with(options.options([("statement_timeout", "5000")])))
 }
 
-pub fn pool_options(config: &Config) -> PgPoolOptions {
+fn pool_options(config: &Config) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .acquire_timeout(config.db_acquire_timeout)
