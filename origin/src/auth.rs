@@ -59,6 +59,20 @@ impl Caller {
         }
     }
 
+    /// An admin whose token grants every workspace: sees the system-wide view.
+    pub fn is_operator(&self) -> bool {
+        match self {
+            Self::User { claims, .. } => {
+                claims.is_admin()
+                    && claims
+                        .workspaces
+                        .iter()
+                        .any(|w| w == shared::token::ALL_WORKSPACES)
+            }
+            Self::Edge { .. } => false,
+        }
+    }
+
     /// The user the request acts for (`assignedToMe`).
     pub fn user(&self) -> Result<&UserId> {
         match self {

@@ -10,6 +10,7 @@ pub mod generations;
 pub mod memory;
 pub mod redis;
 pub mod stats;
+pub mod traffic;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use self::generations::Generations;
 use self::memory::Memory;
 use self::redis::RedisCache;
 use self::stats::Stats;
+use self::traffic::Traffic;
 use crate::error::Result;
 
 /// How long another instance's fill may hold a key before this one reads the database too.
@@ -58,14 +60,10 @@ pub struct Cache {
     pub redis: Option<RedisCache>,
     pub generations: Generations,
     pub stats: Stats,
+    pub traffic: Traffic,
     pub keys: KeySpace,
     locks: KeyLocks,
     grace: Duration,
-}
-
-fn observe(source: Source, started: Instant) {
-    metrics::histogram!("edgecache_read_duration_seconds", "layer" => source.as_str())
-        .record(started.elapsed().as_secs_f64());
 }
 
 impl Cache {
@@ -81,15 +79,23 @@ impl Cache {
             redis,
             generations,
             stats: Stats::default(),
+            traffic: Traffic::default(),
             keys,
             locks: KeyLocks::default(),
             grace,
         }
     }
 
+    fn observe(&self, source: Source, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        metrics::histogram!("edgecache_read_duration_seconds", "layer" => source.as_str())
+            .record(secs);
+        self.traffic.latency(source, secs * 1000.0);
+    }
+
     fn hit(&self, entry: Arc<Entry>, source: Source, started: Instant) -> Answer {
         self.stats.hit(source);
-        observe(source, started);
+        self.observe(source, started);
         Answer {
             entry,
             source,
@@ -190,7 +196,7 @@ impl Cache {
             Ok(body) => {
                 let entry = Arc::new(Entry::new(body, ttl_secs));
                 self.fill(redis, &key, &entry, ttl_secs, layers).await;
-                observe(Source::Database, started);
+                self.observe(Source::Database, started);
                 Ok(Answer {
                     entry,
                     source: Source::Database,
@@ -252,9 +258,10 @@ impl Cache {
     {
         let Some(ttl) = ttl else {
             self.stats.db_query();
+            self.traffic.read(ws, false);
             let started = Instant::now();
             let body = compute().await?;
-            observe(Source::Database, started);
+            self.observe(Source::Database, started);
             return Ok(Answer {
                 entry: Arc::new(Entry::new(body, 0)),
                 source: Source::Database,
@@ -265,8 +272,14 @@ impl Cache {
             .generations
             .current(self.redis.as_ref(), ws, scope)
             .await;
-        self.read_through(key(gens), ttl, Layers::ALL, compute)
-            .await
+        let answer = self
+            .read_through(key(gens), ttl, Layers::ALL, compute)
+            .await;
+        if let Ok(a) = &answer {
+            let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
+            self.traffic.read(ws, hit);
+        }
+        answer
     }
 
     /// Drops one key from both layers (the performance test's cold start).

@@ -75,10 +75,15 @@ async fn status(
 ) -> Result<Response> {
     caller.admin()?;
     let components = check(&state).await;
+    let top = caller
+        .is_operator()
+        .then(|| state.cache.traffic.top_workspaces(10));
     Ok(reply::ok(json!({
         "cacheStats": state.cache.stats.snapshot(),
         "healthCheck": {"healthy": is_healthy(&components), "components": components},
         "redisEnabled": state.cache.redis.is_some(),
+        "latencyMs": state.cache.traffic.latencies(),
+        "topWorkspaces": top,
         "timestamp": Utc::now(),
     })))
 }

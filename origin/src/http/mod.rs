@@ -8,6 +8,7 @@ mod counts;
 mod extract;
 mod health;
 mod metrics;
+mod panel;
 mod reply;
 mod settings;
 mod writes;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
+        .merge(panel::router())
         .merge(authenticated)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })

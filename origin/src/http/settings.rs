@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::json;
 use shared::keys::GenerationScope;
-use shared::settings::SettingsUpdate;
+use shared::settings::{SettingsUpdate, MAX_TTL_SECS, MIN_TTL_SECS};
 use shared::WorkspaceId;
 
 use super::{reply, JsonBody};
@@ -38,7 +38,10 @@ async fn read(
     }
     let settings = store::settings::load(&state.db, &ws).await?;
     state.settings.remember(&ws, settings);
-    Ok(reply::ok(settings))
+    let mut data =
+        serde_json::to_value(settings).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    data["bounds"] = json!({"minTTL": MIN_TTL_SECS, "maxTTL": MAX_TTL_SECS});
+    Ok(reply::ok(data))
 }
 
 async fn write(

@@ -1,0 +1,134 @@
+// Browser tests of the cache panel: Debian's chromium driven by playwright-core against a
+// real origin (its own database and its own redis-server, so Redis can be stopped).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const origin = path.join(root, "target/debug/origin");
+const secret = "panel-secret-panel-secret-panel-secret-01";
+const baseDb = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const shots = process.env.PANEL_SCREENSHOTS; // a folder: the screenshots of docs/ are made here
+
+const freePort = () => new Promise((resolve) => {
+  const s = createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+async function until(what, probe, ms = 20000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try { if (await probe()) return; } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`${what} not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let redis, server, browser, page, base, dbName, token;
+
+before(async () => {
+  dbName = `panel_${randomBytes(5).toString("hex")}`;
+  execFileSync("psql", [baseDb, "-qc", `CREATE DATABASE ${dbName}`]);
+  const redisPort = await freePort();
+  redis = spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const env = {
+    ...process.env,
+    DATABASE_URL: baseDb.replace(/\/[^/]*$/, `/${dbName}`),
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    LISTEN_ADDR: `127.0.0.1:${port}`,
+    JWT_SECRET: secret,
+    CACHE_NAMESPACE: `p${randomBytes(4).toString("hex")}`,
+    SEED_DEMO_CONTACTS: "3000",
+    RUST_LOG: "warn",
+  };
+  token = execFileSync(origin, ["token", "--user", "operator", "--workspace", "*", "--admin"], { env }).toString().trim();
+  server = spawn(origin, ["serve"], { env, stdio: "ignore" });
+  await until("origin health", async () => (await fetch(`${base}/api/cache-settings/health`)).ok, 60000);
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("dialog", (d) => d.accept());
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  redis?.kill("SIGKILL");
+  await new Promise((r) => setTimeout(r, 300));
+  try { execFileSync("psql", [baseDb, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]); } catch { /* best effort */ }
+});
+
+const shot = async (name) => { if (shots) await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true }); };
+
+test("an operator signs in with a token and sees every component healthy", async () => {
+  await page.goto(`${base}/admin`);
+  await shot("signin");
+  await page.fill("#token", token);
+  await page.fill("#workspace", "15213");
+  await page.click("button[type=submit]");
+  for (const c of ["origin", "redis", "postgres"]) {
+    await page.waitForSelector(`[data-component=${c}][data-state=up]`);
+  }
+  assert.equal(await page.isVisible("#operator"), true);
+});
+
+test("a changed TTL is persisted and shown again after a reload", async () => {
+  await page.waitForFunction(() => document.querySelector("#t-contactsTTL").value !== "");
+  await page.fill("#t-contactsTTL", "77");
+  await page.click("#settings button[type=submit]");
+  await page.waitForSelector("#settings-status.ok");
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector("#t-contactsTTL").value === "77");
+  const stored = await (await fetch(`${base}/api/cache-settings/workspace/15213/settings`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.equal(stored.data.cacheConfig.contactsTTL, 77);
+});
+
+test("a TTL out of bounds is refused with a message and changes nothing", async () => {
+  await page.fill("#t-searchTTL", "0");
+  await page.click("#settings button[type=submit]");
+  await page.waitForSelector("#settings-status.error");
+  assert.match(await page.textContent("#settings-status"), /between 1 and 86400/);
+  const stored = await (await fetch(`${base}/api/cache-settings/workspace/15213/settings`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.equal(stored.data.cacheConfig.searchTTL, 120);
+});
+
+test("after an invalidation the next counts come from the database", async () => {
+  await page.click("#counts-refresh");
+  await page.click("#counts-refresh");
+  await page.waitForFunction(() => /from memory/.test(document.querySelector("#action-status").textContent));
+  await page.click("#invalidate");
+  await page.waitForFunction(() => /Invalidated/.test(document.querySelector("#action-status").textContent));
+  await page.click("#counts-refresh");
+  await page.waitForFunction(() => /from database/.test(document.querySelector("#action-status").textContent));
+});
+
+test("the performance test shows one bar per layer with real timings", async () => {
+  await page.click("#perf");
+  await page.waitForSelector("#chart-perf rect.bar");
+  const bars = await page.$$eval("#chart-perf rect.bar", (rects) => rects.length);
+  assert.ok(bars >= 3, `${bars} bars`);
+  // The live charts draw from deltas between refreshes: wait for a few before the screenshot.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#chart-hits path")].some((p) => p.getAttribute("d").includes("L")),
+    null,
+    { timeout: 15000 },
+  );
+  await page.waitForSelector("#top tr");
+  await shot("dashboard");
+});
+
+test("health turns red when Redis is stopped", async () => {
+  redis.kill("SIGKILL");
+  await page.waitForSelector("[data-component=redis][data-state=down]", { timeout: 15000 });
+  assert.match(await page.textContent("[data-component=redis] small"), /\S/);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("phone");
+});
