@@ -77,20 +77,22 @@ function badge(name, state, detail) {
   return li;
 }
 
+/** The edge's health badge and, when it answers, its own metrics (per worker isolate). */
 async function edgeHealth() {
-  if (!session.edge) return badge("edge", "unknown", "no edge URL given at sign-in");
+  if (!session.edge) return [badge("edge", "unknown", "no edge URL given at sign-in"), null];
+  const edge = session.edge.replace(/\/$/, "");
   try {
-    const res = await fetch(`${session.edge.replace(/\/$/, "")}/health`);
-    const h = await res.json();
-    return badge("edge", h.kv_available ? "up" : "down", `${h.status}, ${h.edge_location}, KV ${h.kv_available ? "available" : "unavailable"}`);
+    const [h, m] = await Promise.all([fetch(`${edge}/health`).then((r) => r.json()), fetch(`${edge}/metrics`).then((r) => r.json())]);
+    const state = h.kv_available ? "up" : "down";
+    return [badge("edge", state, `${h.status}, ${h.edge_location}, KV ${h.kv_available ? "available" : "unavailable"}`), m.metrics];
   } catch (e) {
-    return badge("edge", "down", `unreachable: ${e.message}`);
+    return [badge("edge", "down", `unreachable: ${e.message}`), null];
   }
 }
 
 async function refresh() {
   try {
-    const [health, status, edge] = await Promise.all([
+    const [health, status, [edge, edgeMetrics]] = await Promise.all([
       api("/api/cache-settings/health", { auth: false }),
       api("/api/cache-settings/status"),
       edgeHealth(),
@@ -103,14 +105,14 @@ async function refresh() {
       badge("postgres", c.postgres.up ? "up" : "down", describe(c.postgres)),
       edge,
     );
-    record(status);
+    record(status, edgeMetrics);
     clearError();
   } catch (e) {
     showError(e);
   }
 }
 
-function record(status) {
+function record(status, edgeMetrics) {
   const s = status.cacheStats;
   session.history.push({ t: Date.now(), memory: s.memoryHits, redis: s.redisHits, misses: s.misses });
   if (session.history.length > HISTORY) session.history.shift();
@@ -129,6 +131,11 @@ function record(status) {
     kpi("hit rate (all time)", s.hitRate),
     kpi("memory hits", s.memoryHits), kpi("Redis hits", s.redisHits), kpi("misses", s.misses),
     kpi("stale served", s.staleServed), kpi("requests / s", last.rate.toFixed(1)),
+    ...(edgeMetrics ? [
+      kpi("edge hit rate", `${(100 * edgeMetrics.cache.hit_rate).toFixed(2)}%`),
+      kpi("edge KV hits", edgeMetrics.cache.kv_hits),
+      kpi("edge p99, ms", edgeMetrics.performance.p99_response_time_ms),
+    ] : []),
   );
   $("live-stamp").textContent = `updated ${new Date().toLocaleTimeString()}`;
   lineChart($("chart-hits"), points, LAYERS.map(([k, , color]) => [k, color]), 100);
@@ -168,8 +175,11 @@ function latencyChart(svg, latency) {
   svg.replaceChildren(...nodes);
 }
 
+let sortBy = "reads";
 function operatorTable(rows) {
-  $("top").replaceChildren(...rows.map((r) => {
+  session.lastTop = rows;
+  const sorted = [...rows].sort((a, b) => b[sortBy] - a[sortBy]);
+  $("top").replaceChildren(...sorted.map((r) => {
     const tr = el("tr");
     for (const v of [r.workspaceId, r.reads, r.hits, r.misses, `${r.hitRate.toFixed(1)} %`]) tr.append(el("td", {}, String(v)));
     return tr;
@@ -292,6 +302,13 @@ $("ws-switch").addEventListener("change", (e) => {
   try { signIn(session.token, e.target.value.trim(), session.edge); } catch (err) { showError(err); }
 });
 $("settings").addEventListener("submit", saveSettings);
+for (const button of document.querySelectorAll("[data-sort]")) {
+  button.addEventListener("click", () => {
+    sortBy = button.dataset.sort;
+    for (const b of document.querySelectorAll("[data-sort]")) b.setAttribute("aria-pressed", String(b === button));
+    operatorTable(session.lastTop ?? []);
+  });
+}
 wireActions();
 const saved = sessionStorage.getItem("edgecache-panel");
 if (saved) {

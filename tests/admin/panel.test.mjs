@@ -122,6 +122,9 @@ test("the performance test shows one bar per layer with real timings", async () 
     { timeout: 15000 },
   );
   await page.waitForSelector("#top tr");
+  await page.click("[data-sort=hitRate]");
+  assert.equal(await page.getAttribute("[data-sort=hitRate]", "aria-pressed"), "true");
+  assert.equal(await page.textContent("#top tr td"), "15213");
   await shot("dashboard");
 });
 
