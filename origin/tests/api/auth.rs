@@ -143,3 +143,52 @@ async fn health_and_metrics_need_no_token(db: PgPool) {
     );
     assert!(metrics.contains("edgecache_db_pool_connections"));
 }
+
+/// Signs arbitrary claims with the right key, to probe what the claims themselves may be.
+fn signed(claims: serde_json::Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hostile_tokens_all_get_the_same_401(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let now = chrono::Utc::now().timestamp();
+    let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1c2VyXzMiLCJ3b3Jrc3BhY2VzIjpbIjE1MjEzIl0sImV4cCI6NDAwMDAwMDAwMH0.";
+    let valid_claims = json!({"sub": "user_3", "workspaces": [WS], "exp": now + 3600});
+    let oversized = signed(
+        json!({"sub": "user_3", "workspaces": [WS], "exp": now + 3600, "pad": "x".repeat(16 * 1024)}),
+    );
+    let tokens = [
+        alg_none.to_owned(),
+        token_for("user_3", &[WS], false, -120),
+        signed(json!({"sub": "user_3", "workspaces": [WS], "exp": (now + 3600).to_string()})),
+        signed(json!({"sub": "user_3", "workspaces": [WS]})),
+        signed(json!({"sub": "user_3", "workspaces": [WS], "exp": now + 3600, "nbf": now + 600})),
+        oversized,
+        "@@@.###.$$$".to_owned(),
+        format!("{}x", signed(valid_claims.clone())),
+    ];
+    let path = app.url(&format!("/api/cache-settings/workspace/{WS}/counts"));
+    let mut bodies = std::collections::HashSet::new();
+    for token in &tokens {
+        let r = app
+            .http
+            .get(&path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token:.40}");
+        bodies.insert(r.text().await.expect("body"));
+    }
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let ok = app
+        .http
+        .get(&path)
+        .bearer_auth(signed(valid_claims))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), StatusCode::OK, "the control token must pass");
+}

@@ -141,3 +141,38 @@ async fn unknown_routes_and_methods_answer_json(db: PgPool) {
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["success"], false);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn look_alike_paths_are_not_served_and_answers_are_never_for_shared_caches(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let board = app.boards[0];
+    for path in [
+        format!("/api/boards/{board}/contacts.css"),
+        format!("/api/boards/{board}/contacts;x.js"),
+        format!("/api/boards/{board}/contacts/"),
+        format!("/api/boards/{board}%2Fcontacts"),
+        format!("/api/boards/{board}/..%2f{board}/contacts"),
+    ] {
+        let r = app.get(&path, &member()).await;
+        assert!(r.status().is_client_error(), "{path}: {}", r.status());
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["success"], false, "{path}");
+    }
+    let r = app
+        .http
+        .get(app.url(&format!("/api/boards/{board}/contacts")))
+        .bearer_auth(member())
+        .header("X-Workspace-ID", WS)
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+    let page: serde_json::Value = r.json().await.expect("json");
+    assert!(!page["data"]["contacts"]
+        .as_array()
+        .expect("contacts")
+        .is_empty());
+}
