@@ -26,6 +26,11 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub listen_addr: SocketAddr,
     pub database_url: String,
+    /// A read replica for cache fills; `None` reads the primary.
+    pub database_read_url: Option<String>,
+    /// After a workspace changes, fills read the primary for this long, so a lagging
+    /// replica cannot put data older than an acknowledged write back into the caches.
+    pub replica_lag_window: Duration,
     /// `None` runs with L1 and Postgres only.
     pub redis_url: Option<String>,
     /// HS256 key of the bearer tokens; `None` makes one up per process (local use only).
@@ -77,6 +82,8 @@ impl Config {
             listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+            database_read_url: var("DATABASE_READ_URL"),
+            replica_lag_window: millis("REPLICA_LAG_WINDOW_MS", 5000)?,
             redis_url,
             jwt_secret: var("JWT_SECRET").map(Secret),
             internal_key: var("INTERNAL_API_KEY").map(Secret),

@@ -33,6 +33,8 @@ pub enum StartError {
     NoJwtSecret,
     #[error("invalid REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("invalid DATABASE_READ_URL: {0}")]
+    ReadReplica(#[from] sqlx::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -52,6 +54,10 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
         config.key_space.clone(),
         config.stale_grace,
     );
+    let read_db = match &config.database_read_url {
+        Some(url) => store::pool_at(&config, url)?,
+        None => db.clone(),
+    };
     let auth = auth::Verifier::new(
         secret.0.as_bytes(),
         config.internal_key.as_ref().map(|k| k.0.as_str()),
@@ -59,6 +65,7 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
     Ok(AppState {
         config,
         db,
+        read_db,
         cache,
         settings: SettingsCache::default(),
         auth,

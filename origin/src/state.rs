@@ -16,7 +16,10 @@ use crate::settings::SettingsCache;
 
 pub struct AppState {
     pub config: Config,
+    /// The primary: writes, settings, and fills right after a change.
     pub db: PgPool,
+    /// Where cache fills read (the replica when configured, else the primary).
+    pub read_db: PgPool,
     pub cache: Cache,
     pub settings: SettingsCache,
     pub auth: Verifier,
@@ -25,6 +28,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The pool a cache fill of `ws` reads.
+    pub fn reader(&self, ws: &WorkspaceId) -> &PgPool {
+        let window = self.config.replica_lag_window;
+        if self.cache.generations.changed_within(ws, window) {
+            &self.db
+        } else {
+            &self.read_db
+        }
+    }
+
     pub async fn settings_for(&self, ws: &WorkspaceId) -> CacheSettings {
         self.settings.get(&self.db, ws).await
     }

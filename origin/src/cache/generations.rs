@@ -29,6 +29,8 @@ pub struct Generations {
     max_age: Duration,
     mirrors: Mutex<HashMap<WorkspaceId, Mirror>>,
     pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
+    /// When each workspace last changed (bumped here or announced by another instance).
+    changed: Mutex<HashMap<WorkspaceId, Instant>>,
 }
 
 /// What a bump did, for the invalidation report.
@@ -48,7 +50,22 @@ impl Generations {
             max_age,
             mirrors: Mutex::default(),
             pending: Mutex::default(),
+            changed: Mutex::default(),
         }
+    }
+
+    fn mark_changed(&self, ws: &WorkspaceId) {
+        let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        if changed.len() > 1024 {
+            changed.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        }
+        changed.insert(ws.clone(), Instant::now());
+    }
+
+    /// Whether `ws` changed less than `window` ago, as far as this instance has heard.
+    pub fn changed_within(&self, ws: &WorkspaceId, window: Duration) -> bool {
+        let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        changed.get(ws).is_some_and(|at| at.elapsed() < window)
     }
 
     fn read_mirror(&self, ws: &WorkspaceId, allow_stale: bool) -> Option<HashMap<String, u64>> {
@@ -114,6 +131,7 @@ impl Generations {
         ws: &WorkspaceId,
         scope: GenerationScope,
     ) -> Bump {
+        self.mark_changed(ws);
         if let Some(redis) = redis {
             if let Ok(generation) = redis
                 .hincr(&self.keys.generations(ws), &scope.field())
@@ -192,6 +210,7 @@ impl Generations {
 
     /// Another instance bumped `ws`: the next read asks Redis.
     pub fn forget(&self, ws: &WorkspaceId) {
+        self.mark_changed(ws);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
             m.fetched = None;

@@ -126,7 +126,7 @@ async fn warm(
         }
         None => false,
     };
-    let boards = store::contacts::boards(&state.db, &ws).await?;
+    let boards = store::contacts::boards(state.reader(&ws), &ws).await?;
     if let Some(ttl) = settings.list_ttl(false) {
         let q = ContactListQuery::default();
         for board in &boards {
@@ -165,7 +165,7 @@ async fn test_performance(
         .cache_config
         .contact_counts_ttl;
     let started = Instant::now();
-    store::contacts::counts(&state.db, &ws, &user).await?;
+    store::contacts::counts(state.reader(&ws), &ws, &user).await?;
     let standard = elapsed_ms(started);
 
     let cache = &state.cache;
@@ -175,7 +175,7 @@ async fn test_performance(
         .await;
     let key = cache.keys.counts(&ws, gens, &user);
     let compute = || async {
-        let counts = store::contacts::counts(&state.db, &ws, &user).await?;
+        let counts = store::contacts::counts(state.reader(&ws), &ws, &user).await?;
         serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
     };
     let timed = |layers: Layers| {

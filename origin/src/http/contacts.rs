@@ -62,7 +62,7 @@ pub async fn read_page(
             ttl,
             |gens| keys.contacts(ws, board, gens, q),
             || async {
-                let page = store::contacts::page(&state.db, ws, board, q, user).await?;
+                let page = store::contacts::page(state.reader(ws), ws, board, q, user).await?;
                 serde_json::to_string(&page).map_err(|e| Error::Internal(e.to_string()))
             },
         )

@@ -57,7 +57,7 @@ pub async fn read_counts(
             ttl,
             |gens| keys.counts(ws, gens, user),
             || async {
-                let counts = store::contacts::counts(&state.db, ws, user).await?;
+                let counts = store::contacts::counts(state.reader(ws), ws, user).await?;
                 serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
             },
         )

@@ -30,6 +30,13 @@ async fn check(state: &AppState) -> Value {
         Ok(_) => json!({"up": true, "latencyMs": elapsed_ms(started)}),
         Err(e) => json!({"up": false, "reason": e.to_string()}),
     };
+    let replica = match &state.config.database_read_url {
+        None => json!({"up": false, "configured": false}),
+        Some(_) => match sqlx::query("SELECT 1").execute(&state.read_db).await {
+            Ok(_) => json!({"up": true, "configured": true}),
+            Err(e) => json!({"up": false, "configured": true, "reason": e.to_string()}),
+        },
+    };
     let redis = match &state.cache.redis {
         None => json!({"up": false, "configured": false, "reason": "REDIS_URL is off"}),
         Some(r) => {
@@ -42,6 +49,7 @@ async fn check(state: &AppState) -> Value {
     };
     json!({
         "postgres": postgres,
+        "postgresReplica": replica,
         "redis": redis,
         "memory": {
             "up": true,

@@ -17,7 +17,12 @@ use crate::config::Config;
 
 /// Connects lazily: the origin starts, and serves what it has cached, while Postgres is down.
 pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.database_url.parse()?;
+    pool_at(config, &config.database_url)
+}
+
+/// A pool to `url` with the configured limits (the read replica's too).
+pub fn pool_at(config: &Config, url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
     Ok(pool_options(config).connect_lazy_with(options.options([("statement_timeout", "5000")])))
 }
 

@@ -306,3 +306,52 @@ async fn a_member_may_invalidate_one_board_and_its_counts_but_not_the_others(db:
     assert_eq!(read(b1).await, "memory");
     assert_eq!(app.counts(&token).await["_source"], "database");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn three_instances_stay_coherent_after_writes_and_invalidations(db: PgPool) {
+    let a = TestApp::spawn(db.clone()).await;
+    let (b, c) = (a.sibling().await, a.sibling().await);
+    let token = member();
+    for app in [&a, &b, &c] {
+        app.counts(&token).await;
+        assert_eq!(app.counts(&token).await["_source"], "memory");
+    }
+    let (id, _) = some_open_contact(&db).await;
+    let patched = b
+        .http
+        .patch(b.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"status": "closed"}))
+        .send()
+        .await
+        .expect("patch");
+    data(patched).await;
+    let open = sql_count(&db, "NOT archived AND status = 'open'").await;
+    for app in [&a, &b, &c] {
+        eventually(Duration::from_secs(1), || async {
+            (app.counts(&token).await["open"] == open).then_some(())
+        })
+        .await;
+    }
+
+    sqlx::query("UPDATE contacts SET status = 'open' WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .expect("direct write");
+    data(
+        c.post(
+            "/api/cache-settings/invalidate",
+            &admin(),
+            json!({"workspaceId": WS}),
+        )
+        .await,
+    )
+    .await;
+    for app in [&a, &b, &c] {
+        eventually(Duration::from_secs(1), || async {
+            (app.counts(&token).await["open"] == open + 1).then_some(())
+        })
+        .await;
+    }
+}
