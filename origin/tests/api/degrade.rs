@@ -193,3 +193,79 @@ async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool)
     .await;
     assert_eq!(a.health().await["components"]["redis"]["up"], true);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
+    let a = TestApp::spawn(db.clone()).await;
+    let token = member();
+    let user = shared::UserId::parse("user_3").expect("user");
+    let cache = &a.state.cache;
+    let gens = cache
+        .generations
+        .current(
+            cache.redis.as_ref(),
+            &ws(WS),
+            shared::keys::GenerationScope::Counts,
+        )
+        .await;
+    let key = cache.keys.counts(&ws(WS), gens, &user);
+    let client =
+        redis::Client::open(a.state.config.redis_url.clone().expect("redis url")).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let expected = sql_count(&db, "NOT archived").await;
+    for garbage in [
+        "\u{0}\u{1}garbage",
+        r#"{"total": 1}"#,
+        "ec0|1|9999999999999|{\"total\":1}",
+        "ec1|x|y|{}",
+    ] {
+        a.state.cache.memory.remove(&key).await;
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(garbage)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("set garbage");
+        let d = a.counts(&token).await;
+        assert_eq!(
+            (d["_source"].as_str(), &d["total"]),
+            (Some("database"), &json!(expected)),
+            "{garbage:?}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_hung_redis_costs_a_timeout_not_an_error(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let redis = PrivateRedis::start(port);
+    redis.wait_ready().await;
+    let mut config = test_config(&unique_namespace());
+    config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let expected = sql_count(&db, "NOT archived").await;
+    app.counts(&member()).await;
+
+    let pid = redis.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("SIGSTOP");
+    for i in 0..20 {
+        let user = token_for(&format!("hung_{i}"), &[WS], false, 3600);
+        let d = app.counts(&user).await;
+        assert_eq!(d["total"], expected, "read {i}");
+    }
+    assert_eq!(app.health().await["components"]["redis"]["up"], false);
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("SIGCONT");
+}
