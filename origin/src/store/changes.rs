@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shared::keys::GenerationScope;
 use shared::{BoardId, WorkspaceId};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 
 use crate::state::AppState;
 
@@ -22,9 +22,15 @@ fn parse(payload: &str) -> Option<(WorkspaceId, BoardId)> {
 
 /// Runs until the process ends.
 pub async fn listen(state: Arc<AppState>) {
+    // LISTEN holds its connection for good: a pool of its own keeps it from taking one
+    // of the request pool's.
+    let options = state.db.connect_options().as_ref().clone();
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
     let mut first = true;
     loop {
-        match PgListener::connect_with(&state.db).await {
+        match PgListener::connect_with(&own).await {
             Ok(mut listener) => {
                 if listener.listen(CHANNEL).await.is_ok() {
                     if !first {
