@@ -238,3 +238,95 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod injectivity {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::query::{Filter, SortBy, SortOrder};
+
+    /// Everything a list key depends on, generated in its parsed (canonical) form.
+    type ListInput = (
+        String,
+        i64,
+        (u64, u64),
+        u32,
+        u32,
+        usize,
+        Option<String>,
+        Option<i64>,
+        bool,
+        bool,
+        String,
+    );
+
+    fn list_input() -> impl Strategy<Value = ListInput> {
+        (
+            "[A-Za-z0-9_-]{1,8}",
+            1i64..50,
+            (0u64..4, 0u64..4),
+            1u32..4,
+            1u32..101,
+            0usize..Filter::ALL.len(),
+            proptest::option::of("[a-z0-9 |:\"\\\\,{}]{1,6}"),
+            proptest::option::of(1i64..5),
+            any::<bool>(),
+            any::<bool>(),
+            "[a-z0-9_]{1,4}",
+        )
+    }
+
+    fn build(input: &ListInput) -> (String, (WorkspaceId, i64, (u64, u64), ContactListQuery)) {
+        let (w, board, g, page, per_page, filter, search, column_id, by_name, asc, user) =
+            input.clone();
+        let filter = Filter::ALL[filter];
+        let query = ContactListQuery {
+            page,
+            per_page,
+            filter,
+            search,
+            column_id,
+            sort_by: if by_name {
+                SortBy::Name
+            } else {
+                SortBy::CreatedAt
+            },
+            sort_order: if asc { SortOrder::Asc } else { SortOrder::Desc },
+            user: (filter == Filter::AssignedToMe)
+                .then(|| UserId::parse(&user).expect("valid user")),
+        };
+        let ws = WorkspaceId::parse(&w).expect("valid workspace");
+        let gens = Generations {
+            workspace: g.0,
+            scope: g.1,
+        };
+        let key =
+            KeySpace::new("ec")
+                .expect("namespace")
+                .contacts(&ws, BoardId(board), gens, &query);
+        (key, (ws, board, g, query))
+    }
+
+    proptest! {
+        #[test]
+        fn list_keys_are_equal_exactly_when_their_inputs_are(a in list_input(), b in list_input()) {
+            let (ka, ia) = build(&a);
+            let (kb, ib) = build(&b);
+            prop_assert_eq!(ka == kb, ia == ib);
+        }
+
+        #[test]
+        fn counts_keys_are_equal_exactly_when_their_inputs_are(
+            a in ("[A-Za-z0-9_-]{1,6}", 0u64..3, 0u64..3, "[a-z0-9_-]{1,4}"),
+            b in ("[A-Za-z0-9_-]{1,6}", 0u64..3, 0u64..3, "[a-z0-9_-]{1,4}"),
+        ) {
+            let key = |(w, g1, g2, u): &(String, u64, u64, String)| {
+                let ws = WorkspaceId::parse(w).expect("valid workspace");
+                let user = UserId::parse(u).expect("valid user");
+                KeySpace::new("ec").expect("namespace").counts(&ws, Generations { workspace: *g1, scope: *g2 }, &user)
+            };
+            prop_assert_eq!(key(&a) == key(&b), a == b);
+        }
+    }
+}
