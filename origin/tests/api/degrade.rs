@@ -134,6 +134,24 @@ impl PrivateRedis {
         Self { port, child }
     }
 
+    async fn on_free_port() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let redis = Self::start(port);
+        redis.wait_ready().await;
+        redis
+    }
+
+    /// An origin on seeded workspaces that uses this Redis.
+    async fn app(&self, db: PgPool) -> TestApp {
+        let seeded = seed_workspaces(&db).await;
+        let mut config = test_config(&unique_namespace());
+        config.redis_url = Some(format!("redis://127.0.0.1:{}", self.port));
+        TestApp::spawn_with(db, config, seeded.boards).await
+    }
+
     async fn wait_ready(&self) {
         let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).expect("url");
         eventually(Duration::from_secs(5), || async {
@@ -160,16 +178,9 @@ impl Drop for PrivateRedis {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool) {
-    let seeded = seed_workspaces(&db).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let mut redis = PrivateRedis::start(port);
-    redis.wait_ready().await;
-    let mut config = test_config(&unique_namespace());
-    config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
-    let a = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let mut redis = PrivateRedis::on_free_port().await;
+    let a = redis.app(db.clone()).await;
+    let port = redis.port;
     let b = a.sibling().await;
     let token = member();
     let expected = a.counts(&token).await["total"].clone();
@@ -240,16 +251,8 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_hung_redis_costs_a_timeout_not_an_error(db: PgPool) {
-    let seeded = seed_workspaces(&db).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let redis = PrivateRedis::start(port);
-    redis.wait_ready().await;
-    let mut config = test_config(&unique_namespace());
-    config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
-    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let redis = PrivateRedis::on_free_port().await;
+    let app = redis.app(db.clone()).await;
     let expected = sql_count(&db, "NOT archived").await;
     app.counts(&member()).await;
 

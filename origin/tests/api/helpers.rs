@@ -115,6 +115,19 @@ impl TestApp {
         .await
     }
 
+    /// PATCHes a contact of the test workspace; the updated contact.
+    pub async fn patch_contact(&self, id: i64, token: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .patch(self.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("patch");
+        data(r).await
+    }
+
     /// The health data (no token).
     pub async fn health(&self) -> Value {
         let r = self

@@ -25,14 +25,9 @@ async fn a_write_through_the_api_is_visible_on_the_next_read(db: PgPool) {
     data(app.get(&page_path, &token).await).await;
 
     let patched = app
-        .http
-        .patch(app.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"status": "closed"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(data(patched).await["status"], "closed");
+        .patch_contact(id, &token, json!({"status": "closed"}))
+        .await;
+    assert_eq!(patched["status"], "closed");
 
     let after = app.counts(&token).await;
     assert_eq!(after["_source"], "database");
@@ -93,15 +88,7 @@ async fn a_write_on_one_instance_reaches_another_within_a_second(db: PgPool) {
     assert_eq!(b.counts(&token).await["_source"], "memory");
 
     let (id, _) = some_open_contact(&db).await;
-    let patched = a
-        .http
-        .patch(a.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"archived": true}))
-        .send()
-        .await
-        .expect("patch");
-    data(patched).await;
+    a.patch_contact(id, &token, json!({"archived": true})).await;
 
     let expected = cached["total"].as_i64().expect("total") - 1;
     eventually(Duration::from_secs(1), || async {
@@ -317,15 +304,8 @@ async fn three_instances_stay_coherent_after_writes_and_invalidations(db: PgPool
         assert_eq!(app.counts(&token).await["_source"], "memory");
     }
     let (id, _) = some_open_contact(&db).await;
-    let patched = b
-        .http
-        .patch(b.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"status": "closed"}))
-        .send()
-        .await
-        .expect("patch");
-    data(patched).await;
+    b.patch_contact(id, &token, json!({"status": "closed"}))
+        .await;
     let open = sql_count(&db, "NOT archived AND status = 'open'").await;
     for app in [&a, &b, &c] {
         eventually(Duration::from_secs(1), || async {

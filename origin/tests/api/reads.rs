@@ -260,15 +260,8 @@ async fn fills_read_the_replica_except_right_after_a_change(db: PgPool) {
     .fetch_one(&db)
     .await
     .expect("a primary contact");
-    let patched = app
-        .http
-        .patch(app.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"archived": true}))
-        .send()
-        .await
-        .expect("patch");
-    data(patched).await;
+    app.patch_contact(id, &token, json!({"archived": true}))
+        .await;
     let after = app.counts(&token).await;
     assert_eq!(after["_source"], "database");
     assert_eq!(
