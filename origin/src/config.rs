@@ -48,6 +48,10 @@ pub struct Config {
     /// Upper bound on how long an instance trusts its copy of the generations without
     /// asking Redis, should a pub/sub message be lost.
     pub generation_max_age: Duration,
+    /// Contact writes one user may make in one workspace per minute.
+    pub writes_per_user_per_min: u32,
+    /// Authenticated requests one workspace may make per minute (all users together).
+    pub requests_per_workspace_per_min: u32,
     /// Contacts of the demo workspace seeded on first start; 0 seeds nothing.
     pub seed_demo_contacts: u32,
 }
@@ -95,6 +99,8 @@ impl Config {
             request_timeout: millis("REQUEST_TIMEOUT_MS", 10_000)?,
             stale_grace: Duration::from_secs(parsed("STALE_GRACE_SECS", 3600)?),
             generation_max_age: millis("GENERATION_MAX_AGE_MS", 1000)?,
+            writes_per_user_per_min: parsed("RATE_LIMIT_WRITES_PER_MIN", 60)?,
+            requests_per_workspace_per_min: parsed("RATE_LIMIT_REQUESTS_PER_MIN", 6000)?,
             seed_demo_contacts: parsed("SEED_DEMO_CONTACTS", 200_000)?,
         };
         config.validate()
@@ -112,6 +118,11 @@ impl Config {
                     "INTERNAL_API_KEY must be at least 16 bytes".into(),
                 ));
             }
+        }
+        if self.writes_per_user_per_min == 0 || self.requests_per_workspace_per_min == 0 {
+            return Err(ConfigError(
+                "rate limits must be at least 1 per minute".into(),
+            ));
         }
         if self.db_max_connections == 0 {
             return Err(ConfigError("DB_MAX_CONNECTIONS must be at least 1".into()));

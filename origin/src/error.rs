@@ -25,6 +25,9 @@ pub enum Error {
     /// A dependency is down and nothing cached can stand in.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// Over a rate limit; the value is the seconds until a retry can succeed.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     #[error("the request took too long")]
     Timeout,
     #[error("database error: {0}")]
@@ -43,6 +46,7 @@ impl Error {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Database(e) if is_outage(e) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Database(_) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -91,11 +95,13 @@ impl IntoResponse for Error {
             other => other.to_string(),
         };
         let body = json!({"success": false, "error": {"code": code, "message": message}});
+        let retry_after = match &self {
+            Self::RateLimited(secs) => Some(secs.max(&1).to_string()),
+            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then(|| "5".to_owned()),
+        };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

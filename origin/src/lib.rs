@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod settings;
 pub mod state;
 pub mod store;
@@ -58,6 +59,10 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
         Some(url) => store::pool_at(&config, url)?,
         None => db.clone(),
     };
+    let limits = limits::Limits::new(
+        config.writes_per_user_per_min,
+        config.requests_per_workspace_per_min,
+    );
     let auth = auth::Verifier::new(
         secret.0.as_bytes(),
         config.internal_key.as_ref().map(|k| k.0.as_str()),
@@ -68,10 +73,19 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
         read_db,
         cache,
         settings: SettingsCache::default(),
+        limits,
         auth,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
     })
+}
+
+async fn prune_limits(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        state.limits.prune();
+    }
 }
 
 /// A bound, not yet serving application; tests bind port 0 and read `port()`.
@@ -86,6 +100,7 @@ impl Application {
         let state = Arc::new(build_state(config, db)?);
         tokio::spawn(cache::events::listen(state.clone()));
         tokio::spawn(store::changes::listen(state.clone()));
+        tokio::spawn(prune_limits(state.clone()));
         Ok(Self { state, listener })
     }
 

@@ -12,6 +12,7 @@ use crate::auth::Verifier;
 use crate::cache::generations::Bump;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::settings::SettingsCache;
 
 pub struct AppState {
@@ -22,6 +23,7 @@ pub struct AppState {
     pub read_db: PgPool,
     pub cache: Cache,
     pub settings: SettingsCache,
+    pub limits: Limits,
     pub auth: Verifier,
     pub metrics: PrometheusHandle,
     pub started: Instant,

@@ -34,6 +34,7 @@ async fn list(
     let board = BoardId::parse(&board)?;
     let ws = header_workspace(&headers)?;
     caller.workspace(&ws)?;
+    state.limits.request(&ws)?;
     let user = caller.user()?.clone();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let q = ContactListQuery::from_pairs(pairs, &user)?;

@@ -33,6 +33,7 @@ async fn counts(
     let ws = WorkspaceId::parse(&ws)?;
     caller.workspace(&ws)?;
     path_matches_header(&headers, &ws)?;
+    state.limits.request(&ws)?;
     let user = caller.user()?.clone();
     let use_cache = query.flag("useCache")?;
     let settings = state.settings_for(&ws).await;

@@ -30,10 +30,17 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-fn authorize(caller: &Caller, headers: &HeaderMap, ws: &str) -> Result<WorkspaceId> {
+/// Checks the workspace grant, then the caller's write budget in it.
+fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    ws: &str,
+) -> Result<WorkspaceId> {
     let ws = WorkspaceId::parse(ws)?;
     caller.workspace(&ws)?;
     path_matches_header(headers, &ws)?;
+    state.limits.write(&ws, caller.user()?)?;
     Ok(ws)
 }
 
@@ -51,7 +58,7 @@ async fn create(
     headers: HeaderMap,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws)?;
     let contact = writes::create(&state.db, &ws, fields).await?;
     touched(&state, &ws, &[BoardId(contact.board_id)]).await;
     Ok(reply::with_status(StatusCode::CREATED, contact))
@@ -78,7 +85,7 @@ async fn update(
     headers: HeaderMap,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws)?;
     apply(&state, &ws, &id, fields).await
 }
 
@@ -89,7 +96,7 @@ async fn move_contact(
     headers: HeaderMap,
     JsonBody(to): JsonBody<Move>,
 ) -> Result<Response> {
-    let ws = authorize(&caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws)?;
     apply(&state, &ws, &id, to.into()).await
 }
 
@@ -99,7 +106,7 @@ async fn delete(
     Path((ws, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let ws = authorize(&caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws)?;
     let board = writes::delete(&state.db, &ws, ContactId::parse(&id)?).await?;
     touched(&state, &ws, &[board]).await;
     Ok(reply::ok(serde_json::json!({"deleted": id})))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use shared::keys::GenerationScope;
 use shared::{BoardId, WorkspaceId};
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgPool;
 
 use crate::state::AppState;
 
@@ -20,7 +21,8 @@ fn parse(payload: &str) -> Option<(WorkspaceId, BoardId)> {
     Some((WorkspaceId::parse(ws).ok()?, BoardId::parse(board).ok()?))
 }
 
-/// Runs until the process ends.
+/// Runs until the request pool is closed (the process ends, or a test finishes), then
+/// closes its own connection so that nothing holds the database open.
 pub async fn listen(state: Arc<AppState>) {
     // LISTEN holds its connection for good: a pool of its own keeps it from taking one
     // of the request pool's.
@@ -28,9 +30,17 @@ pub async fn listen(state: Arc<AppState>) {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy_with(options);
+    tokio::select! {
+        () = state.db.close_event() => {}
+        () = follow(&state, &own) => {}
+    }
+    own.close().await;
+}
+
+async fn follow(state: &AppState, own: &PgPool) {
     let mut first = true;
     loop {
-        match PgListener::connect_with(&own).await {
+        match PgListener::connect_with(own).await {
             Ok(mut listener) => {
                 if listener.listen(CHANNEL).await.is_ok() {
                     if !first {

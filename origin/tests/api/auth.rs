@@ -192,3 +192,45 @@ async fn hostile_tokens_all_get_the_same_401(db: PgPool) {
         .expect("request");
     assert_eq!(ok.status(), StatusCode::OK, "the control token must pass");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn writes_past_the_per_user_limit_get_429_whatever_the_forwarded_address(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.writes_per_user_per_min = 3;
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM contacts WHERE workspace_id = $1 LIMIT 1")
+        .bind(WS)
+        .fetch_one(&db)
+        .await
+        .expect("contact");
+    let patch = |token: String, forwarded: &'static str| {
+        app.http
+            .patch(app.url(&format!("/api/workspaces/{WS}/contacts/{id}")))
+            .bearer_auth(token)
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({"favorite": true}))
+            .send()
+    };
+    for i in 0..3 {
+        let r = patch(member(), "10.0.0.1").await.expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "write {i}");
+    }
+    for forwarded in ["10.0.0.1", "10.0.0.2", "203.0.113.7"] {
+        let r = patch(member(), forwarded).await.expect("request");
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(
+            error_code(r, StatusCode::TOO_MANY_REQUESTS).await,
+            "rate_limited"
+        );
+    }
+    let someone_else = patch(token_for("user_4", &[WS], false, 3600), "10.0.0.1")
+        .await
+        .expect("request");
+    assert_eq!(someone_else.status(), StatusCode::OK);
+}
