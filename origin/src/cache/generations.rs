@@ -24,6 +24,14 @@ struct Mirror {
     fetched: Option<Instant>,
 }
 
+fn pick(fields: &HashMap<String, u64>, scope: GenerationScope) -> KeyGens {
+    let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
+    KeyGens {
+        workspace: get(GenerationScope::Workspace),
+        scope: get(scope),
+    }
+}
+
 pub struct Generations {
     keys: KeySpace,
     max_age: Duration,
@@ -68,11 +76,18 @@ impl Generations {
         changed.get(ws).is_some_and(|at| at.elapsed() < window)
     }
 
-    fn read_mirror(&self, ws: &WorkspaceId, allow_stale: bool) -> Option<HashMap<String, u64>> {
+    /// The generations of `scope` from the mirror, without copying the mirror: this runs
+    /// on every read.
+    fn read_mirror(
+        &self,
+        ws: &WorkspaceId,
+        scope: GenerationScope,
+        allow_stale: bool,
+    ) -> Option<KeyGens> {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws)?;
         let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        (fresh || allow_stale).then(|| m.fields.clone())
+        (fresh || allow_stale).then(|| pick(&m.fields, scope))
     }
 
     fn store_mirror(&self, ws: &WorkspaceId, fields: HashMap<String, u64>) {
@@ -93,29 +108,23 @@ impl Generations {
         ws: &WorkspaceId,
         scope: GenerationScope,
     ) -> KeyGens {
-        let fields = self.fields(redis, ws).await;
-        let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
-        KeyGens {
-            workspace: get(GenerationScope::Workspace),
-            scope: get(scope),
-        }
-    }
-
-    async fn fields(&self, redis: Option<&RedisCache>, ws: &WorkspaceId) -> HashMap<String, u64> {
         let Some(redis) = redis else {
-            return self.read_mirror(ws, true).unwrap_or_default();
+            return self.read_mirror(ws, scope, true).unwrap_or_default();
         };
-        if let Some(fields) = self.read_mirror(ws, false) {
-            return fields;
+        if let Some(gens) = self.read_mirror(ws, scope, false) {
+            return gens;
         }
         self.replay_pending(redis).await;
         match redis.hgetall(&self.keys.generations(ws)).await {
-            Ok(fields) if self.has_pending(ws) => self.read_mirror(ws, true).unwrap_or(fields),
+            Ok(fields) if self.has_pending(ws) => self
+                .read_mirror(ws, scope, true)
+                .unwrap_or_else(|| pick(&fields, scope)),
             Ok(fields) => {
-                self.store_mirror(ws, fields.clone());
-                fields
+                let gens = pick(&fields, scope);
+                self.store_mirror(ws, fields);
+                gens
             }
-            Err(_) => self.read_mirror(ws, true).unwrap_or_default(),
+            Err(_) => self.read_mirror(ws, scope, true).unwrap_or_default(),
         }
     }
 
