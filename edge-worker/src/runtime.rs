@@ -191,7 +191,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws))?;
             let gens = generations(&cfg, &ws).await;
-            let g = pick(&gens, GenerationScope::Counts);
+            let g = Generations::from_fields(&gens, GenerationScope::Counts);
             let key = cfg.keys.counts(&ws, g, &user);
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
             read(cfg, &req, ctx, started, key, path, ws, user).await
@@ -210,9 +210,12 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
                 &user,
             )?;
             let gens = generations(&cfg, &ws).await;
-            let key = cfg
-                .keys
-                .contacts(&ws, board, pick(&gens, GenerationScope::Board(board)), &q);
+            let key = cfg.keys.contacts(
+                &ws,
+                board,
+                Generations::from_fields(&gens, GenerationScope::Board(board)),
+                &q,
+            );
             let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
             let path = format!("/api/boards/{board}/contacts{query}");
             read(cfg, &req, ctx, started, key, path, ws, user).await
@@ -290,14 +293,6 @@ async fn generations(cfg: &Config, ws: &WorkspaceId) -> HashMap<String, u64> {
         .ok()
         .flatten()
         .unwrap_or_default()
-}
-
-fn pick(gens: &HashMap<String, u64>, scope: GenerationScope) -> Generations {
-    let get = |s: GenerationScope| gens.get(&s.field()).copied().unwrap_or(0);
-    Generations {
-        workspace: get(GenerationScope::Workspace),
-        scope: get(scope),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

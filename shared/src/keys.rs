@@ -3,6 +3,8 @@
 //! invalidating is O(1) (old keys become unreachable) and a value written by an older
 //! format is simply never looked up.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 
 use crate::query::ContactListQuery;
@@ -17,6 +19,18 @@ pub const FORMAT_VERSION: &str = "v1";
 pub struct Generations {
     pub workspace: u64,
     pub scope: u64,
+}
+
+impl Generations {
+    /// The generations a key of `scope` is built on, from a workspace's counters as
+    /// stored (Redis hash at the origin, KV value at the edge); a missing counter is 0.
+    pub fn from_fields(fields: &HashMap<String, u64>, scope: GenerationScope) -> Self {
+        let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
+        Self {
+            workspace: get(GenerationScope::Workspace),
+            scope: get(scope),
+        }
+    }
 }
 
 /// Which generation counter a write or an invalidation bumps.

@@ -24,14 +24,6 @@ struct Mirror {
     fetched: Option<Instant>,
 }
 
-fn pick(fields: &HashMap<String, u64>, scope: GenerationScope) -> KeyGens {
-    let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
-    KeyGens {
-        workspace: get(GenerationScope::Workspace),
-        scope: get(scope),
-    }
-}
-
 pub struct Generations {
     keys: KeySpace,
     max_age: Duration,
@@ -87,7 +79,7 @@ impl Generations {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws)?;
         let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        (fresh || allow_stale).then(|| pick(&m.fields, scope))
+        (fresh || allow_stale).then(|| KeyGens::from_fields(&m.fields, scope))
     }
 
     fn store_mirror(&self, ws: &WorkspaceId, fields: HashMap<String, u64>) {
@@ -118,9 +110,9 @@ impl Generations {
         match redis.hgetall(&self.keys.generations(ws)).await {
             Ok(fields) if self.has_pending(ws) => self
                 .read_mirror(ws, scope, true)
-                .unwrap_or_else(|| pick(&fields, scope)),
+                .unwrap_or_else(|| KeyGens::from_fields(&fields, scope)),
             Ok(fields) => {
-                let gens = pick(&fields, scope);
+                let gens = KeyGens::from_fields(&fields, scope);
                 self.store_mirror(ws, fields);
                 gens
             }
