@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use shared::keys::GenerationScope;
 use shared::query::ContactListQuery;
-use shared::{BoardId, UserId, WorkspaceId};
+use shared::{UserId, WorkspaceId};
 
 use crate::cache::{Cache, Layers};
 use crate::error::{Error, Result};
@@ -114,10 +114,7 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         .current(cache.redis.as_ref(), ws, GenerationScope::Counts)
         .await;
     let counts_key = cache.keys.counts(ws, gens, &user);
-    let counts = || async {
-        let c = store::contacts::counts(&state.db, ws, &user).await?;
-        serde_json::to_string(&c).map_err(|e| Error::Internal(e.to_string()))
-    };
+    let counts = || store::contacts::counts_json(&state.db, ws, &user);
     print("counts", &layers(cache, &counts_key, n, counts).await?);
 
     let board = *store::contacts::boards(&state.db, ws)
@@ -126,10 +123,7 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         .ok_or(Error::NotFound("board"))?;
     let q = ContactListQuery::default();
     let page_key = cache.keys.contacts(ws, board, gens, &q);
-    let page = || async {
-        let p = store::contacts::page(&state.db, ws, BoardId(board.0), &q, &user).await?;
-        serde_json::to_string(&p).map_err(|e| Error::Internal(e.to_string()))
-    };
+    let page = || store::contacts::page_json(&state.db, ws, board, &q, &user);
     print(
         "list page 1 (50 contacts)",
         &layers(cache, &page_key, n, page).await?,

@@ -174,10 +174,7 @@ async fn test_performance(
         .current(cache.redis.as_ref(), &ws, GenerationScope::Counts)
         .await;
     let key = cache.keys.counts(&ws, gens, &user);
-    let compute = || async {
-        let counts = store::contacts::counts(state.reader(&ws), &ws, &user).await?;
-        serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
-    };
+    let compute = || store::contacts::counts_json(state.reader(&ws), &ws, &user);
     let timed = |layers: Layers| {
         let key = key.clone();
         async move {

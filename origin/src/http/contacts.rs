@@ -15,7 +15,7 @@ use shared::{BoardId, UserId, WorkspaceId};
 use super::{reply, QueryPairs};
 use crate::auth::{header_workspace, Caller};
 use crate::cache::Answer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::AppState;
 use crate::store;
 
@@ -62,10 +62,7 @@ pub async fn read_page(
             GenerationScope::Board(board),
             ttl,
             |gens| keys.contacts(ws, board, gens, q),
-            || async {
-                let page = store::contacts::page(state.reader(ws), ws, board, q, user).await?;
-                serde_json::to_string(&page).map_err(|e| Error::Internal(e.to_string()))
-            },
+            || store::contacts::page_json(state.reader(ws), ws, board, q, user),
         )
         .await
 }

@@ -14,7 +14,7 @@ use shared::{UserId, WorkspaceId};
 use super::{reply, QueryPairs};
 use crate::auth::{path_matches_header, Caller};
 use crate::cache::Answer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::AppState;
 use crate::store;
 
@@ -57,10 +57,7 @@ pub async fn read_counts(
             GenerationScope::Counts,
             ttl,
             |gens| keys.counts(ws, gens, user),
-            || async {
-                let counts = store::contacts::counts(state.reader(ws), ws, user).await?;
-                serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))
-            },
+            || store::contacts::counts_json(state.reader(ws), ws, user),
         )
         .await
 }

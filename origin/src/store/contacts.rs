@@ -157,6 +157,26 @@ pub async fn page(
     })
 }
 
+/// Counts as the JSON object that is cached.
+pub async fn counts_json(db: &PgPool, ws: &WorkspaceId, user: &UserId) -> Result<String> {
+    to_json(&counts(db, ws, user).await?)
+}
+
+/// A page as the JSON object that is cached.
+pub async fn page_json(
+    db: &PgPool,
+    ws: &WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+) -> Result<String> {
+    to_json(&page(db, ws, board, q, user).await?)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// The workspace's boards, for warming.
 pub async fn boards(db: &PgPool, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
     let ids: Vec<i64> =
