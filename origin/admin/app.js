@@ -101,8 +101,10 @@ async function refresh() {
     const describe = (x) => (x.up ? `up, ${x.latencyMs ?? "?"} ms` : x.reason ?? "down");
     $("health").replaceChildren(
       badge("origin", health.healthy ? "up" : "down", health.healthy ? `healthy, up ${health.uptimeSecs} s` : "degraded: a dependency is down"),
-      badge("redis", c.redis.up ? "up" : "down", describe(c.redis)),
-      badge("postgres", c.postgres.up ? "up" : "down", describe(c.postgres)),
+      c.redis.configured
+        ? badge("redis", c.redis.up ? "up" : "down", describe(c.redis))
+        : badge("redis", "unknown", "not configured: L1 only (set REDIS_URL for L2)"),
+      badge("database", c.database.up ? "up" : "down", `${c.database.store}: ${describe(c.database)}`),
       edge,
     );
     record(status, edgeMetrics);

@@ -11,7 +11,7 @@ use shared::{UserId, WorkspaceId};
 use crate::cache::{Cache, Layers};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store;
+use crate::store::{self, Read};
 
 struct Sample {
     p50: Duration,
@@ -114,16 +114,18 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         .current(cache.redis.as_ref(), ws, GenerationScope::Counts)
         .await;
     let counts_key = cache.keys.counts(ws, gens, &user);
-    let counts = || store::contacts::counts_json(&state.db, ws, &user);
+    let counts = || store::counts_json(state.store.as_ref(), Read::Primary, ws, &user);
     print("counts", &layers(cache, &counts_key, n, counts).await?);
 
-    let board = *store::contacts::boards(&state.db, ws)
+    let board = *state
+        .store
+        .boards(Read::Primary, ws)
         .await?
         .first()
         .ok_or(Error::NotFound("board"))?;
     let q = ContactListQuery::default();
     let page_key = cache.keys.contacts(ws, board, gens, &q);
-    let page = || store::contacts::page_json(&state.db, ws, board, &q, &user);
+    let page = || store::page_json(state.store.as_ref(), Read::Primary, ws, board, &q, &user);
     print(
         "list page 1 (50 contacts)",
         &layers(cache, &page_key, n, page).await?,

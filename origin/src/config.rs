@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::keys::KeySpace;
@@ -22,16 +23,63 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where the truth lives: `DATABASE_URL` names Postgres; without it, an embedded SQLite
+/// file under `DATA_DIR` lets the origin run with nothing installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Postgres {
+        url: Secret,
+        /// A read replica for cache fills; `None` reads the primary.
+        read_url: Option<Secret>,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
+}
+
+impl StoreConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        let read_url = var("DATABASE_READ_URL").map(Secret);
+        let store = match var("DATABASE_URL") {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::Postgres {
+                    url: Secret(url),
+                    read_url,
+                }
+            }
+            Some(url) => match url
+                .strip_prefix("sqlite://")
+                .or(url.strip_prefix("sqlite:"))
+            {
+                Some(path) if !path.is_empty() => Self::Sqlite { path: path.into() },
+                _ => {
+                    return Err(ConfigError(
+                        "DATABASE_URL must be postgres://… or sqlite:<path>".into(),
+                    ))
+                }
+            },
+            None => Self::Sqlite {
+                path: PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "data".to_owned()))
+                    .join("edgecache.sqlite3"),
+            },
+        };
+        if matches!(store, Self::Sqlite { .. }) && var("DATABASE_READ_URL").is_some() {
+            return Err(ConfigError(
+                "DATABASE_READ_URL needs a Postgres DATABASE_URL".into(),
+            ));
+        }
+        Ok(store)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
-    pub database_url: String,
-    /// A read replica for cache fills; `None` reads the primary.
-    pub database_read_url: Option<String>,
+    pub store: StoreConfig,
     /// After a workspace changes, fills read the primary for this long, so a lagging
     /// replica cannot put data older than an acknowledged write back into the caches.
     pub replica_lag_window: Duration,
-    /// `None` runs with L1 and Postgres only.
+    /// `None` runs with L1 and the store only.
     pub redis_url: Option<String>,
     /// HS256 key of the bearer tokens; `None` makes one up per process (local use only).
     pub jwt_secret: Option<Secret>,
@@ -76,19 +124,12 @@ fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let redis_url = match var("REDIS_URL").as_deref() {
-            None => Some("redis://127.0.0.1:6379".to_owned()),
-            Some("off" | "none") => None,
-            Some(url) => Some(url.to_owned()),
-        };
         let namespace = var("CACHE_NAMESPACE").unwrap_or_else(|| "ec".to_owned());
         let config = Self {
             listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
-            database_read_url: var("DATABASE_READ_URL"),
+            store: StoreConfig::from_env()?,
             replica_lag_window: millis("REPLICA_LAG_WINDOW_MS", 5000)?,
-            redis_url,
+            redis_url: var("REDIS_URL").filter(|u| u != "off"),
             jwt_secret: var("JWT_SECRET").map(Secret),
             internal_key: var("INTERNAL_API_KEY").map(Secret),
             key_space: KeySpace::new(&namespace).map_err(|e| ConfigError(e.message))?,

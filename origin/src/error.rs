@@ -67,6 +67,26 @@ impl Error {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::Input(InputError::new(code, message))
     }
+
+    /// A write's database error, where a foreign-key violation means a board or column
+    /// outside the workspace.
+    pub fn reference(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(db) if db.is_foreign_key_violation() => Self::bad_request(
+                "invalid_reference",
+                "board_id and column_id must name a board of this workspace and a column of that board",
+            ),
+            _ => Self::Database(e),
+        }
+    }
+
+    /// A settings save's database error: the workspace may not exist.
+    pub fn settings(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(d) if d.is_foreign_key_violation() => Self::NotFound("workspace"),
+            _ => Self::Database(e),
+        }
+    }
 }
 
 /// Whether a database error means "Postgres is unreachable" rather than "the query is wrong".

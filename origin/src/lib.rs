@@ -1,5 +1,6 @@
 //! The edgecache origin: an axum service answering contact counts and list pages
-//! through L1 (moka), L2 (Redis) and Postgres, with the admin API of API.md.
+//! through L1 (moka), L2 (Redis) and the store (Postgres, or embedded SQLite), with the
+//! admin API of API.md.
 
 pub mod auth;
 pub mod bench;
@@ -17,7 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::PgPool;
+use shared::keys::GenerationScope;
+
 use tokio::net::TcpListener;
 
 use crate::cache::generations::Generations;
@@ -27,6 +29,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::settings::SettingsCache;
 use crate::state::AppState;
+use crate::store::{Change, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,14 +37,14 @@ pub enum StartError {
     NoJwtSecret,
     #[error("invalid REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("invalid DATABASE_READ_URL: {0}")]
-    ReadReplica(#[from] sqlx::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] error::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
 
 /// Builds the shared state. Connections are lazy: nothing here waits for Postgres or Redis.
-pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
+pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
     let secret = config.jwt_secret.clone().ok_or(StartError::NoJwtSecret)?;
     let redis = config
         .redis_url
@@ -55,10 +58,6 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
         config.key_space.clone(),
         config.stale_grace,
     );
-    let read_db = match &config.database_read_url {
-        Some(url) => store::pool_at(&config, url)?,
-        None => db.clone(),
-    };
     let limits = limits::Limits::new(
         config.writes_per_user_per_min,
         config.requests_per_workspace_per_min,
@@ -69,8 +68,7 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
     );
     Ok(AppState {
         config,
-        db,
-        read_db,
+        store,
         cache,
         settings: SettingsCache::default(),
         limits,
@@ -78,6 +76,30 @@ pub fn build_state(config: Config, db: PgPool) -> Result<AppState, StartError> {
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
     })
+}
+
+/// Writes made to the store by other applications reach the caches here: each changed
+/// board is bumped with its workspace's counts; after a gap in the notices, every
+/// workspace this instance caches is.
+async fn follow_changes(state: Arc<AppState>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follow = state.store.follow_changes(tx);
+    let apply = async {
+        while let Some(change) = rx.recv().await {
+            match change {
+                Change::Board(ws, board) => {
+                    state.invalidate(&ws, GenerationScope::Board(board)).await;
+                    state.invalidate(&ws, GenerationScope::Counts).await;
+                }
+                Change::Unknown => {
+                    for ws in state.cache.generations.known_workspaces() {
+                        state.invalidate(&ws, GenerationScope::Workspace).await;
+                    }
+                }
+            }
+        }
+    };
+    tokio::join!(follow, apply);
 }
 
 async fn prune_limits(state: Arc<AppState>) {
@@ -95,11 +117,11 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config, db: PgPool) -> Result<Self, StartError> {
+    pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let listener = TcpListener::bind(config.listen_addr).await?;
-        let state = Arc::new(build_state(config, db)?);
+        let state = Arc::new(build_state(config, store)?);
         tokio::spawn(cache::events::listen(state.clone()));
-        tokio::spawn(store::changes::listen(state.clone()));
+        tokio::spawn(follow_changes(state.clone()));
         tokio::spawn(prune_limits(state.clone()));
         Ok(Self { state, listener })
     }

@@ -5,7 +5,8 @@ use origin::auth::{issue, Claims};
 use origin::cache::generations::Generations;
 use origin::cache::redis::RedisCache;
 use origin::config::{Config, Secret};
-use origin::{store, telemetry, Application};
+use origin::store::{self, Store};
+use origin::{telemetry, Application};
 use shared::keys::GenerationScope;
 use shared::WorkspaceId;
 
@@ -94,6 +95,25 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// What the origin runs on, and how to switch, for the first lines of its log.
+fn describe_layout(config: &Config, store: &dyn Store) {
+    tracing::info!(
+        store = store.kind(),
+        at = %store.location(),
+        "store: {}",
+        match store.kind() {
+            "sqlite" => "embedded SQLite (set DATABASE_URL=postgres://… for Postgres)",
+            _ => "Postgres",
+        }
+    );
+    match &config.redis_url {
+        Some(_) => tracing::info!("cache layers: L1 memory, L2 Redis"),
+        None => {
+            tracing::info!("cache layers: L1 memory only (set REDIS_URL=redis://… to add L2 Redis)")
+        }
+    }
+}
+
 async fn serve(mut config: Config) -> Result<(), BoxError> {
     if config.jwt_secret.is_none() {
         let secret = random_secret()?;
@@ -102,20 +122,16 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
         println!("demo operator token (valid 24 h, this process only):\n{demo}");
         config.jwt_secret = Some(Secret(secret));
     }
-    let db = store::pool(&config)?;
-    match store::migrate(&db).await {
-        Ok(()) => seed_demo(&config, &db).await,
+    let store = store::open(&config).await?;
+    describe_layout(&config, store.as_ref());
+    match store.migrate().await {
+        Ok(()) => seed_demo(&config, store.as_ref()).await,
         Err(e) => {
-            tracing::error!(error = %e, "migrations not applied (is Postgres up?); serving what the caches hold")
+            tracing::error!(error = %e, "migrations not applied (is the database up?); serving what the caches hold")
         }
     }
-    let app = Application::build(config.clone(), db).await?;
-    tracing::info!(
-        addr = %config.listen_addr,
-        redis = config.redis_url.is_some(),
-        "origin listening: L1 memory{}, Postgres",
-        if config.redis_url.is_some() { ", L2 Redis" } else { "" }
-    );
+    let app = Application::build(config.clone(), store).await?;
+    tracing::info!(addr = %config.listen_addr, "origin listening; the admin panel is at /admin");
     app.run_until(shutdown_signal()).await?;
     Ok(())
 }
@@ -130,16 +146,16 @@ async fn invalidate_after_seed(config: &Config, ws: &WorkspaceId) {
     }
 }
 
-async fn seed_demo(config: &Config, db: &sqlx::PgPool) {
+async fn seed_demo(config: &Config, store: &dyn Store) {
     let contacts = config.seed_demo_contacts;
-    if contacts == 0 || !matches!(store::seed::is_empty(db).await, Ok(true)) {
+    if contacts == 0 || !matches!(store.is_empty().await, Ok(true)) {
         return;
     }
     let Ok(ws) = WorkspaceId::parse("15213") else {
         return;
     };
     tracing::info!(contacts, "first start: seeding demo workspace 15213");
-    match store::seed::seed(db, &ws, contacts, 4).await {
+    match store.seed(&ws, contacts, 4).await {
         Ok(_) => invalidate_after_seed(config, &ws).await,
         Err(e) => tracing::error!(error = %e, "demo seeding failed"),
     }
@@ -157,12 +173,12 @@ async fn main() -> Result<(), BoxError> {
             contacts,
             boards,
         } => {
-            let db = store::pool(&config)?;
-            store::migrate(&db).await?;
+            let store = store::open(&config).await?;
+            store.migrate().await?;
             for raw in workspaces {
                 let ws = WorkspaceId::parse(&raw)?;
                 let started = std::time::Instant::now();
-                let seeded = store::seed::seed(&db, &ws, contacts, boards).await?;
+                let seeded = store.seed(&ws, contacts, boards).await?;
                 invalidate_after_seed(&config, &ws).await;
                 println!(
                     "seeded workspace {ws}: {} contacts on boards {:?} in {:.1}s",
@@ -179,8 +195,8 @@ async fn main() -> Result<(), BoxError> {
         } => {
             let mut config = config;
             config.jwt_secret = Some(Secret(random_secret()?));
-            let db = store::pool(&config)?;
-            let state = origin::build_state(config, db)?;
+            let store = store::open(&config).await?;
+            let state = origin::build_state(config, store)?;
             origin::bench::run(&state, &WorkspaceId::parse(&workspace)?, iterations.max(1)).await?;
             Ok(())
         }

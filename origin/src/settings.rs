@@ -1,6 +1,6 @@
 //! Each workspace's settings, read on every request, so kept in memory. A save here is
 //! announced to the other instances; a reload is forced after `MAX_AGE` in case an
-//! announcement is lost. When Postgres is down the last known settings stay in force.
+//! announcement is lost. When the store is down the last known settings stay in force.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +9,8 @@ use std::sync::Mutex;
 
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
-use sqlx::PgPool;
 
-use crate::store;
+use crate::store::Store;
 
 const MAX_AGE: Duration = Duration::from_secs(30);
 
@@ -28,12 +27,12 @@ pub struct SettingsCache {
 }
 
 impl SettingsCache {
-    pub async fn get(&self, db: &PgPool, ws: &WorkspaceId) -> CacheSettings {
+    pub async fn get(&self, store: &dyn Store, ws: &WorkspaceId) -> CacheSettings {
         let known = self.lock().get(ws).copied();
         if let Some(k) = known.filter(|k| k.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)) {
             return k.settings;
         }
-        match store::settings::load(db, ws).await {
+        match store.load_settings(ws).await {
             Ok(settings) => {
                 self.remember(ws, settings);
                 settings

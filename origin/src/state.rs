@@ -1,12 +1,12 @@
 //! The shared handles every request uses; cheap to share behind one `Arc`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::keys::GenerationScope;
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
-use sqlx::PgPool;
 
 use crate::auth::Verifier;
 use crate::cache::generations::Bump;
@@ -14,13 +14,11 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::settings::SettingsCache;
+use crate::store::{Read, Store};
 
 pub struct AppState {
     pub config: Config,
-    /// The primary: writes, settings, and fills right after a change.
-    pub db: PgPool,
-    /// Where cache fills read (the replica when configured, else the primary).
-    pub read_db: PgPool,
+    pub store: Arc<dyn Store>,
     pub cache: Cache,
     pub settings: SettingsCache,
     pub limits: Limits,
@@ -30,18 +28,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The pool a cache fill of `ws` reads.
-    pub fn reader(&self, ws: &WorkspaceId) -> &PgPool {
+    /// Which copy a cache fill of `ws` reads: right after a change the primary, so that a
+    /// lagging replica cannot put data older than an acknowledged write into the caches.
+    pub fn reader(&self, ws: &WorkspaceId) -> Read {
         let window = self.config.replica_lag_window;
         if self.cache.generations.changed_within(ws, window) {
-            &self.db
+            Read::Primary
         } else {
-            &self.read_db
+            Read::Replica
         }
     }
 
     pub async fn settings_for(&self, ws: &WorkspaceId) -> CacheSettings {
-        self.settings.get(&self.db, ws).await
+        self.settings.get(self.store.as_ref(), ws).await
     }
 
     /// Makes every key of `scope` in `ws` unreachable, on every instance.

@@ -74,7 +74,7 @@ test("an operator signs in with a token and sees every component healthy", async
   await page.fill("#token", token);
   await page.fill("#workspace", "15213");
   await page.click("button[type=submit]");
-  for (const c of ["origin", "redis", "postgres"]) {
+  for (const c of ["origin", "redis", "database"]) {
     await page.waitForSelector(`[data-component=${c}][data-state=up]`);
   }
   assert.equal(await page.isVisible("#operator"), true);

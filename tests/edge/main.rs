@@ -3,11 +3,13 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
-use origin::store;
+use origin::store::postgres::PgStore;
+use origin::store::Store;
 use origin::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -69,11 +71,14 @@ async fn database() -> PgPool {
         .connect_with(options)
         .await
         .expect("connect");
-    store::migrate(&db).await.expect("migrate");
-    store::seed::seed(&db, &WorkspaceId::parse(WS).expect("ws"), 800, 2)
+    let store = PgStore::new(db.clone(), None);
+    store.migrate().await.expect("migrate");
+    store
+        .seed(&WorkspaceId::parse(WS).expect("ws"), 800, 2)
         .await
         .expect("seed");
-    store::seed::seed(&db, &WorkspaceId::parse(OTHER_WS).expect("ws"), 200, 1)
+    store
+        .seed(&WorkspaceId::parse(OTHER_WS).expect("ws"), 200, 1)
         .await
         .expect("seed");
     db
@@ -202,7 +207,9 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     config.jwt_secret = Some(Secret(SECRET.into()));
     config.internal_key = Some(Secret(INTERNAL_KEY.into()));
     config.key_space = KeySpace::new(&namespace).expect("namespace");
-    let app = Application::build(config, db.clone())
+    config.redis_url =
+        Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+    let app = Application::build(config, Arc::new(PgStore::new(db.clone(), None)))
         .await
         .expect("origin");
     let origin_port = app.port();

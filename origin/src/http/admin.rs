@@ -126,7 +126,7 @@ async fn warm(
         }
         None => false,
     };
-    let boards = store::contacts::boards(state.reader(&ws), &ws).await?;
+    let boards = state.store.boards(state.reader(&ws), &ws).await?;
     if let Some(ttl) = settings.list_ttl(false) {
         let q = ContactListQuery::default();
         for board in &boards {
@@ -151,7 +151,7 @@ fn improvement(standard: f64, other: f64) -> f64 {
     ((standard - other) / standard * 10_000.0).round() / 100.0
 }
 
-/// Times the same counts read four ways, in this order: straight from Postgres, through
+/// Times the same counts read four ways, in this order: straight from the store, through
 /// Redis with the key removed (a miss that fills Redis), from Redis, and from memory.
 async fn test_performance(
     State(state): State<Arc<AppState>>,
@@ -165,7 +165,7 @@ async fn test_performance(
         .cache_config
         .contact_counts_ttl;
     let started = Instant::now();
-    store::contacts::counts(state.reader(&ws), &ws, &user).await?;
+    state.store.counts(state.reader(&ws), &ws, &user).await?;
     let standard = elapsed_ms(started);
 
     let cache = &state.cache;
@@ -174,7 +174,7 @@ async fn test_performance(
         .current(cache.redis.as_ref(), &ws, GenerationScope::Counts)
         .await;
     let key = cache.keys.counts(&ws, gens, &user);
-    let compute = || store::contacts::counts_json(state.reader(&ws), &ws, &user);
+    let compute = || store::counts_json(state.store.as_ref(), state.reader(&ws), &ws, &user);
     let timed = |layers: Layers| {
         let key = key.clone();
         async move {

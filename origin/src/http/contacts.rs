@@ -62,7 +62,7 @@ pub async fn read_page(
             GenerationScope::Board(board),
             ttl,
             |gens| keys.contacts(ws, board, gens, q),
-            || store::contacts::page_json(state.reader(ws), ws, board, q, user),
+            || store::page_json(state.store.as_ref(), state.reader(ws), ws, board, q, user),
         )
         .await
 }

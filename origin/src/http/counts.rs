@@ -57,7 +57,7 @@ pub async fn read_counts(
             GenerationScope::Counts,
             ttl,
             |gens| keys.counts(ws, gens, user),
-            || store::contacts::counts_json(state.reader(ws), ws, user),
+            || store::counts_json(state.store.as_ref(), state.reader(ws), ws, user),
         )
         .await
 }

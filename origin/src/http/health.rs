@@ -14,6 +14,7 @@ use super::reply::{self, elapsed_ms};
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::state::AppState;
+use crate::store::Read;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/cache-settings/health", get(health))
@@ -26,19 +27,21 @@ pub fn status_router() -> Router<Arc<AppState>> {
 /// Probes each dependency; a failed probe gives its reason.
 async fn check(state: &AppState) -> Value {
     let started = Instant::now();
-    let postgres = match sqlx::query("SELECT 1").execute(&state.db).await {
-        Ok(_) => json!({"up": true, "latencyMs": elapsed_ms(started)}),
-        Err(e) => json!({"up": false, "reason": e.to_string()}),
+    let store = &state.store;
+    let database = match store.ping(Read::Primary).await {
+        Ok(()) => json!({"up": true, "store": store.kind(), "latencyMs": elapsed_ms(started)}),
+        Err(e) => json!({"up": false, "store": store.kind(), "reason": e.to_string()}),
     };
-    let replica = match &state.config.database_read_url {
-        None => json!({"up": false, "configured": false}),
-        Some(_) => match sqlx::query("SELECT 1").execute(&state.read_db).await {
-            Ok(_) => json!({"up": true, "configured": true}),
+    let replica = if store.has_replica() {
+        match store.ping(Read::Replica).await {
+            Ok(()) => json!({"up": true, "configured": true}),
             Err(e) => json!({"up": false, "configured": true, "reason": e.to_string()}),
-        },
+        }
+    } else {
+        json!({"up": false, "configured": false})
     };
     let redis = match &state.cache.redis {
-        None => json!({"up": false, "configured": false, "reason": "REDIS_URL is off"}),
+        None => json!({"up": false, "configured": false, "reason": "REDIS_URL is not set"}),
         Some(r) => {
             let started = Instant::now();
             match r.ping().await {
@@ -48,8 +51,8 @@ async fn check(state: &AppState) -> Value {
         }
     };
     json!({
-        "postgres": postgres,
-        "postgresReplica": replica,
+        "database": database,
+        "databaseReplica": replica,
         "redis": redis,
         "memory": {
             "up": true,
@@ -63,7 +66,7 @@ async fn check(state: &AppState) -> Value {
 fn is_healthy(components: &Value) -> bool {
     let up = |name: &str| components[name]["up"].as_bool().unwrap_or(false);
     let redis_configured = components["redis"]["configured"].as_bool().unwrap_or(false);
-    up("postgres") && (up("redis") || !redis_configured)
+    up("database") && (up("redis") || !redis_configured)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

@@ -16,8 +16,9 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// Gauges are sampled at scrape time; counters and histograms accumulate as requests run.
 async fn render(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    metrics::gauge!("edgecache_db_pool_connections").set(f64::from(state.db.size()));
-    metrics::gauge!("edgecache_db_pool_idle").set(state.db.num_idle() as f64);
+    let (open, idle) = state.store.connections();
+    metrics::gauge!("edgecache_db_pool_connections").set(f64::from(open));
+    metrics::gauge!("edgecache_db_pool_idle").set(idle as f64);
     metrics::gauge!("edgecache_l1_entries").set(state.cache.memory.entry_count() as f64);
     metrics::gauge!("edgecache_l1_bytes").set(state.cache.memory.weighted_bytes() as f64);
     let redis_up = state.cache.redis.as_ref().is_some_and(|r| r.is_up());

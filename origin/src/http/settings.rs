@@ -18,7 +18,6 @@ use crate::auth::Caller;
 use crate::cache::events::Event;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::store;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route(
@@ -36,7 +35,7 @@ async fn read(
     if !matches!(caller, Caller::Edge { .. }) {
         caller.admin_of(&ws)?;
     }
-    let settings = store::settings::load(&state.db, &ws).await?;
+    let settings = state.store.load_settings(&ws).await?;
     state.settings.remember(&ws, settings);
     let mut data =
         serde_json::to_value(settings).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
@@ -52,9 +51,9 @@ async fn write(
 ) -> Result<Response> {
     let ws = WorkspaceId::parse(&ws)?;
     caller.admin_of(&ws)?;
-    let current = store::settings::load(&state.db, &ws).await?;
+    let current = state.store.load_settings(&ws).await?;
     let next = current.apply(&update)?;
-    let updated_at = store::settings::save(&state.db, &ws, &next).await?;
+    let updated_at = state.store.save_settings(&ws, &next).await?;
     state.settings.remember(&ws, next);
     if let Some(redis) = &state.cache.redis {
         let _ = redis

@@ -15,7 +15,7 @@ use super::{reply, JsonBody};
 use crate::auth::{path_matches_header, Caller};
 use crate::error::Result;
 use crate::state::AppState;
-use crate::store::writes::{self, ContactFields, Move};
+use crate::store::fields::{ContactFields, Move};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -59,7 +59,9 @@ async fn create(
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
     let ws = authorize(&state, &caller, &headers, &ws)?;
-    let contact = writes::create(&state.db, &ws, fields).await?;
+    fields.validate()?;
+    fields.required()?;
+    let contact = state.store.create_contact(&ws, fields).await?;
     touched(&state, &ws, &[BoardId(contact.board_id)]).await;
     Ok(reply::with_status(StatusCode::CREATED, contact))
 }
@@ -71,7 +73,8 @@ async fn apply(
     fields: ContactFields,
 ) -> Result<Response> {
     let id = ContactId::parse(id)?;
-    let (contact, from) = writes::update(&state.db, ws, id, fields).await?;
+    fields.validate()?;
+    let (contact, from) = state.store.update_contact(ws, id, fields).await?;
     let to = BoardId(contact.board_id);
     let boards = if from == to { vec![to] } else { vec![from, to] };
     touched(state, ws, &boards).await;
@@ -107,7 +110,10 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<Response> {
     let ws = authorize(&state, &caller, &headers, &ws)?;
-    let board = writes::delete(&state.db, &ws, ContactId::parse(&id)?).await?;
+    let board = state
+        .store
+        .delete_contact(&ws, ContactId::parse(&id)?)
+        .await?;
     touched(&state, &ws, &[board]).await;
     Ok(reply::ok(serde_json::json!({"deleted": id})))
 }

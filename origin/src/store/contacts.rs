@@ -1,13 +1,15 @@
-//! Reads: workspace counts and board list pages.
+//! Contacts as rows, and the statements both stores run, built once for either dialect.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use shared::model::{Contact, ContactPage, Counts, Pagination};
+use shared::model::{Contact, Counts};
 use shared::query::{ContactListQuery, SortOrder};
-use shared::{BoardId, UserId, WorkspaceId};
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder, Row};
+use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, FromRow, QueryBuilder, Row, Type};
 
-use super::filters::{counts_from, push_predicate, COUNTED};
-use crate::error::{Error, Result};
+use super::fields::ContactFields;
+use super::filters::{counts_from, push_predicate, Dialect, COUNTED};
+use crate::error::Result;
 
 pub const CONTACT_COLUMNS: &str =
     "id, workspace_id, board_id, column_id, name, email, phone, company, \
@@ -35,7 +37,7 @@ pub struct ContactRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     last_activity_at: DateTime<Utc>,
-    custom_attributes: serde_json::Value,
+    custom_attributes: Json<serde_json::Value>,
 }
 
 fn timestamp(t: DateTime<Utc>) -> String {
@@ -64,24 +66,39 @@ impl From<ContactRow> for Contact {
             created_at: timestamp(r.created_at),
             updated_at: timestamp(r.updated_at),
             last_activity_at: timestamp(r.last_activity_at),
-            custom_attributes: r.custom_attributes,
+            custom_attributes: r.custom_attributes.0,
         }
     }
 }
 
-pub async fn counts(db: &PgPool, ws: &WorkspaceId, user: &UserId) -> Result<Counts> {
-    let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+/// The counts of every filter in one pass over the workspace's contacts.
+pub fn counts_query<'a, DB>(ws: &'a WorkspaceId, user: &UserId, d: Dialect) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT ");
     for (i, filter) in COUNTED.iter().enumerate() {
         if i > 0 {
             qb.push(", ");
         }
         qb.push("count(*) FILTER (WHERE ");
-        push_predicate(&mut qb, *filter, user.as_str());
+        push_predicate(&mut qb, *filter, user.as_str(), d);
         qb.push(")");
     }
     qb.push(" FROM contacts WHERE workspace_id = ")
         .push_bind(ws.as_str());
-    let row = qb.build().fetch_one(db).await?;
+    qb
+}
+
+/// Reads the row of `counts_query`.
+pub fn counts_of<R>(row: &R) -> Result<Counts>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
     let mut values = [0i64; 15];
     for (i, v) in values.iter_mut().enumerate() {
         *v = row.try_get(i)?;
@@ -89,18 +106,24 @@ pub async fn counts(db: &PgPool, ws: &WorkspaceId, user: &UserId) -> Result<Coun
     Ok(counts_from(&values))
 }
 
-fn push_where<'a>(
-    qb: &mut QueryBuilder<'a, Postgres>,
+fn push_where<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
     ws: &'a WorkspaceId,
     board: BoardId,
-    q: &'a ContactListQuery,
-    user: &str,
-) {
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
     qb.push(" FROM contacts WHERE workspace_id = ")
         .push_bind(ws.as_str());
     qb.push(" AND board_id = ").push_bind(board.0);
     qb.push(" AND ");
-    push_predicate(qb, q.filter, user);
+    push_predicate(qb, q.filter, user.as_str(), d);
     if let Some(column) = q.column_id {
         qb.push(" AND column_id = ").push_bind(column);
     }
@@ -112,34 +135,47 @@ fn push_where<'a>(
         qb.push(
             " AND lower(name || ' ' || coalesce(email, '') || ' ' || coalesce(company, '')) LIKE ",
         )
-        .push_bind(format!("%{escaped}%"));
+        .push_bind(format!("%{escaped}%"))
+        .push(d.like_escape());
     }
 }
 
-/// One page of a board, or `NotFound` when the board is not the workspace's.
-pub async fn page(
-    db: &PgPool,
-    ws: &WorkspaceId,
+/// How many contacts the page's filter matches on the board.
+pub fn total_query<'a, DB>(
+    ws: &'a WorkspaceId,
     board: BoardId,
     q: &ContactListQuery,
     user: &UserId,
-) -> Result<ContactPage> {
-    let exists = sqlx::query("SELECT 1 FROM boards WHERE id = $1 AND workspace_id = $2")
-        .bind(board.0)
-        .bind(ws.as_str())
-        .fetch_optional(db)
-        .await?;
-    if exists.is_none() {
-        return Err(Error::NotFound("board"));
-    }
+    d: Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT count(*)");
+    push_where(&mut qb, ws, board, q, user, d);
+    qb
+}
 
-    let mut total_q = QueryBuilder::<Postgres>::new("SELECT count(*)");
-    push_where(&mut total_q, ws, board, q, user.as_str());
-    let total: i64 = total_q.build_query_scalar().fetch_one(db).await?;
-
-    let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+/// The page's contacts, in the requested order with the id breaking ties.
+pub fn page_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT ");
     qb.push(CONTACT_COLUMNS);
-    push_where(&mut qb, ws, board, q, user.as_str());
+    push_where(&mut qb, ws, board, q, user, d);
     let dir = match q.sort_order {
         SortOrder::Asc => "ASC",
         SortOrder::Desc => "DESC",
@@ -150,39 +186,87 @@ pub async fn page(
     ));
     qb.push(" LIMIT ").push_bind(i64::from(q.per_page));
     qb.push(" OFFSET ").push_bind(q.offset());
-    let rows: Vec<ContactRow> = qb.build_query_as().fetch_all(db).await?;
-    Ok(ContactPage {
-        contacts: rows.into_iter().map(Contact::from).collect(),
-        pagination: Pagination::new(q.page, q.per_page, total),
-    })
+    qb
 }
 
-/// Counts as the JSON object that is cached.
-pub async fn counts_json(db: &PgPool, ws: &WorkspaceId, user: &UserId) -> Result<String> {
-    to_json(&counts(db, ws, user).await?)
+/// Inserts a contact, the table's defaults standing in for absent fields.
+pub fn insert_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    f: &'a ContactFields,
+) -> Result<QueryBuilder<'a, DB>>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+    Json<&'a serde_json::Value>: Encode<'a, DB> + Type<DB>,
+{
+    let (board, column, name) = f.required()?;
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO contacts (workspace_id, board_id, column_id, name, email, phone, company, \
+         status, priority, assigned_to, needs_response, follow_up, favorite, archived, sentiment, \
+         custom_attributes) VALUES (",
+    );
+    let empty = &EMPTY_OBJECT;
+    let mut values = qb.separated(", ");
+    values
+        .push_bind(ws.as_str())
+        .push_bind(board)
+        .push_bind(column)
+        .push_bind(name)
+        .push_bind(f.email.as_ref().and_then(|v| v.as_deref()))
+        .push_bind(f.phone.as_ref().and_then(|v| v.as_deref()))
+        .push_bind(f.company.as_ref().and_then(|v| v.as_deref()))
+        .push_bind(f.status.as_deref().unwrap_or("open"))
+        .push_bind(f.priority.as_deref().unwrap_or("medium"))
+        .push_bind(f.assigned_to.as_ref().and_then(|v| v.as_deref()))
+        .push_bind(f.needs_response.unwrap_or(false))
+        .push_bind(f.follow_up.unwrap_or(false))
+        .push_bind(f.favorite.unwrap_or(false))
+        .push_bind(f.archived.unwrap_or(false))
+        .push_bind(f.sentiment.as_deref().unwrap_or("neutral"))
+        .push_bind(Json(f.custom_attributes.as_ref().unwrap_or(empty)));
+    qb.push(") RETURNING ").push(CONTACT_COLUMNS);
+    Ok(qb)
 }
 
-/// A page as the JSON object that is cached.
-pub async fn page_json(
-    db: &PgPool,
-    ws: &WorkspaceId,
-    board: BoardId,
-    q: &ContactListQuery,
-    user: &UserId,
-) -> Result<String> {
-    to_json(&page(db, ws, board, q, user).await?)
-}
+static EMPTY_OBJECT: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::Value::Object(serde_json::Map::new()));
 
-fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// The workspace's boards, for warming.
-pub async fn boards(db: &PgPool, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
-            .bind(ws.as_str())
-            .fetch_all(db)
-            .await?;
-    Ok(ids.into_iter().map(BoardId).collect())
+/// Applies the fields that are present; a present null clears a nullable field.
+pub fn update_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    id: ContactId,
+    f: &'a ContactFields,
+    d: Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+    Json<&'a serde_json::Value>: Encode<'a, DB> + Type<DB>,
+{
+    let now = d.now();
+    let mut qb = QueryBuilder::new(format!(
+        "UPDATE contacts SET updated_at = {now}, last_activity_at = {now}"
+    ));
+    macro_rules! set {
+        ($($field:ident),+ => $as_bound:expr) => {$(
+            if let Some(v) = &f.$field {
+                qb.push(concat!(", ", stringify!($field), " = ")).push_bind($as_bound(v));
+            }
+        )+};
+    }
+    set!(board_id, column_id => |v: &i64| *v);
+    set!(name, status, priority, sentiment => |v: &'a String| v.as_str());
+    set!(email, phone, company, assigned_to => |v: &'a Option<String>| v.as_deref());
+    set!(needs_response, follow_up, favorite, archived => |v: &bool| *v);
+    set!(custom_attributes => |v: &'a serde_json::Value| Json(v));
+    qb.push(" WHERE workspace_id = ").push_bind(ws.as_str());
+    qb.push(" AND id = ").push_bind(id.0);
+    qb.push(" RETURNING ").push(CONTACT_COLUMNS);
+    qb
 }

@@ -3,32 +3,74 @@
 
 use shared::model::Counts;
 use shared::query::Filter;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+/// Where the two stores' SQL differs: time arithmetic and text search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The current time as the store writes timestamps.
+    pub fn now(self) -> &'static str {
+        match self {
+            Self::Postgres => "now()",
+            Self::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        }
+    }
+
+    fn predicate(self, filter: Filter) -> &'static str {
+        match (filter, self) {
+            (Filter::All, _) => "NOT archived",
+            (Filter::Open, _) => "NOT archived AND status = 'open'",
+            (Filter::Closed, _) => "NOT archived AND status = 'closed'",
+            (Filter::Unassigned, _) => "NOT archived AND assigned_to IS NULL",
+            (Filter::AssignedToMe, _) => "NOT archived AND assigned_to = ",
+            (Filter::HighPriority, _) => "NOT archived AND priority = 'high'",
+            (Filter::MediumPriority, _) => "NOT archived AND priority = 'medium'",
+            (Filter::LowPriority, _) => "NOT archived AND priority = 'low'",
+            (Filter::NeedsResponse, _) => "NOT archived AND needs_response",
+            (Filter::FollowUp, _) => "NOT archived AND follow_up",
+            (Filter::Favorites, _) => "NOT archived AND favorite",
+            (Filter::Archived, _) => "archived",
+            (Filter::UnhappyCustomers, _) => "NOT archived AND sentiment = 'negative'",
+            (Filter::NewCustomers, Self::Postgres) => {
+                "NOT archived AND created_at > now() - interval '7 days'"
+            }
+            (Filter::NewCustomers, Self::Sqlite) => {
+                "NOT archived AND created_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-7 days')"
+            }
+            (Filter::RecentActivity, Self::Postgres) => {
+                "NOT archived AND last_activity_at > now() - interval '24 hours'"
+            }
+            (Filter::RecentActivity, Self::Sqlite) => {
+                "NOT archived AND last_activity_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-24 hours')"
+            }
+        }
+    }
+
+    /// Ends a search LIKE: backslash escapes are Postgres's default and must be spelled
+    /// out for SQLite.
+    pub fn like_escape(self) -> &'static str {
+        match self {
+            Self::Postgres => "",
+            Self::Sqlite => " ESCAPE '\\'",
+        }
+    }
+}
 
 /// Appends `filter`'s predicate; `user` is bound for `assigned_to_me`.
-pub fn push_predicate(qb: &mut QueryBuilder<'_, Postgres>, filter: Filter, user: &str) {
-    let sql = match filter {
-        Filter::All => "NOT archived",
-        Filter::Open => "NOT archived AND status = 'open'",
-        Filter::Closed => "NOT archived AND status = 'closed'",
-        Filter::Unassigned => "NOT archived AND assigned_to IS NULL",
-        Filter::AssignedToMe => {
-            qb.push("NOT archived AND assigned_to = ")
-                .push_bind(user.to_owned());
-            return;
-        }
-        Filter::HighPriority => "NOT archived AND priority = 'high'",
-        Filter::MediumPriority => "NOT archived AND priority = 'medium'",
-        Filter::LowPriority => "NOT archived AND priority = 'low'",
-        Filter::NeedsResponse => "NOT archived AND needs_response",
-        Filter::FollowUp => "NOT archived AND follow_up",
-        Filter::Favorites => "NOT archived AND favorite",
-        Filter::Archived => "archived",
-        Filter::UnhappyCustomers => "NOT archived AND sentiment = 'negative'",
-        Filter::NewCustomers => "NOT archived AND created_at > now() - interval '7 days'",
-        Filter::RecentActivity => "NOT archived AND last_activity_at > now() - interval '24 hours'",
-    };
-    qb.push(sql);
+pub fn push_predicate<'a, DB>(qb: &mut QueryBuilder<'a, DB>, filter: Filter, user: &str, d: Dialect)
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    qb.push(d.predicate(filter));
+    if filter == Filter::AssignedToMe {
+        qb.push_bind(user.to_owned());
+    }
 }
 
 /// Each count and the filter it counts, in the order the counts query returns them.

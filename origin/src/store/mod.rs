@@ -1,39 +1,149 @@
-//! Postgres access as plain async functions, one module per concern. Every query takes
-//! the workspace and filters on it: there is no query here that can read across tenants.
+//! The source of truth behind the caches. Two stores answer the same interface:
+//! Postgres in production, and SQLite embedded in the binary so that a newcomer runs
+//! the origin with nothing installed. Every method takes the workspace and filters on
+//! it: there is no query here that can read across tenants. One contract suite
+//! (`origin/tests/api/contract.rs`) runs against both.
 
-pub mod changes;
 pub mod contacts;
+pub mod fields;
 pub mod filters;
-pub mod seed;
-pub mod settings;
-pub mod writes;
+pub mod postgres;
+pub mod sqlite;
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shared::model::{Contact, ContactPage, Counts};
+use shared::query::ContactListQuery;
+use shared::settings::CacheSettings;
+use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use tokio::sync::mpsc;
 
-use crate::config::Config;
+use self::fields::ContactFields;
+use crate::config::{Config, StoreConfig};
+use crate::error::{Error, Result};
 
-/// Connects lazily: the origin starts, and serves what it has cached, while Postgres is down.
-pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
-    pool_at(config, &config.database_url)
+/// Which copy a cache fill may read. Only Postgres with `DATABASE_READ_URL` has two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Primary,
+    Replica,
 }
 
-/// A pool to `url` with the configured limits (the read replica's too).
-pub fn pool_at(config: &Config, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    Ok(pool_options(config).connect_lazy_with(options.options([("statement_timeout", "5000")])))
+/// What another writer changed in the store, learned from the store itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Board(WorkspaceId, BoardId),
+    /// Notices may have been missed (the listener reconnected): everything may be stale.
+    Unknown,
 }
 
-fn pool_options(config: &Config) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(config.db_acquire_timeout)
-        .idle_timeout(Some(Duration::from_secs(300)))
+/// What `seed` created, for the log and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeded {
+    pub boards: Vec<i64>,
+    pub contacts: u64,
 }
 
-/// Runs the migrations of `migrations/`, embedded in the binary.
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("../migrations").run(pool).await
+/// The demo and test data: columns of each seeded board, in order.
+pub const SEED_COLUMNS: [&str; 5] = ["New", "Contacted", "Qualified", "Negotiation", "Won"];
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `"postgres"` or `"sqlite"`, for health and the start-up log.
+    fn kind(&self) -> &'static str;
+    /// Where the data lives, without credentials.
+    fn location(&self) -> String;
+    fn has_replica(&self) -> bool;
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self, read: Read) -> Result<()>;
+    /// Open and idle connections, for `/metrics`.
+    fn connections(&self) -> (u32, usize);
+
+    async fn counts(&self, read: Read, ws: &WorkspaceId, user: &UserId) -> Result<Counts>;
+    /// One page of a board, or `NotFound` when the board is not the workspace's.
+    async fn page(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+        user: &UserId,
+    ) -> Result<ContactPage>;
+    async fn boards(&self, read: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>>;
+
+    /// Creates a contact from validated fields (`ContactFields::validate_new`).
+    async fn create_contact(&self, ws: &WorkspaceId, f: ContactFields) -> Result<Contact>;
+    /// Applies a validated PATCH or move; the contact and the board it was on before.
+    async fn update_contact(
+        &self,
+        ws: &WorkspaceId,
+        id: ContactId,
+        f: ContactFields,
+    ) -> Result<(Contact, BoardId)>;
+    /// Deletes a contact; the board it was on.
+    async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId>;
+
+    /// The stored settings, or the contract's defaults for a workspace that never saved any.
+    async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings>;
+    async fn save_settings(
+        &self,
+        ws: &WorkspaceId,
+        settings: &CacheSettings,
+    ) -> Result<DateTime<Utc>>;
+
+    /// Adds a workspace with `boards` boards of five columns and `contacts` contacts.
+    /// Values vary the way a CRM's do: most contacts open, a minority urgent, archived
+    /// or unhappy, activity spread over two years.
+    async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded>;
+    /// Whether any workspace exists (the first start seeds the demo one).
+    async fn is_empty(&self) -> Result<bool>;
+
+    /// Reports changes made by writers other than this API until the store is closed.
+    async fn follow_changes(&self, changes: mpsc::UnboundedSender<Change>);
+    async fn close(&self);
+}
+
+/// The store the configuration names. Connections are lazy where the store is remote:
+/// the origin starts, and serves what it has cached, while Postgres is down.
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Postgres { url, read_url } => Arc::new(postgres::PgStore::connect(
+            config,
+            &url.0,
+            read_url.as_ref().map(|r| r.0.as_str()),
+        )?),
+        StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// Counts as the JSON object that is cached.
+pub async fn counts_json(
+    store: &dyn Store,
+    read: Read,
+    ws: &WorkspaceId,
+    user: &UserId,
+) -> Result<String> {
+    to_json(&store.counts(read, ws, user).await?)
+}
+
+/// A page as the JSON object that is cached.
+pub async fn page_json(
+    store: &dyn Store,
+    read: Read,
+    ws: &WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+) -> Result<String> {
+    to_json(&store.page(read, ws, board, q, user).await?)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(internal)
 }

@@ -60,7 +60,8 @@ async fn with_redis_unreachable_answers_stay_correct_and_health_says_why(db: PgP
     assert!(health["components"]["redis"]["reason"]
         .as_str()
         .is_some_and(|r| !r.is_empty()));
-    assert_eq!(health["components"]["postgres"]["up"], true);
+    assert_eq!(health["components"]["database"]["up"], true);
+    assert_eq!(health["components"]["database"]["store"], "postgres");
 }
 
 #[sqlx::test(migrations = "../migrations")]

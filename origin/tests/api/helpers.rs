@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
 use origin::state::AppState;
-use origin::store::seed::{seed, Seeded};
+use origin::store::postgres::PgStore;
+use origin::store::{Seeded, Store};
 use origin::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -46,13 +47,25 @@ pub fn test_config(namespace: &str) -> Config {
     config.internal_key = Some(Secret(INTERNAL_KEY.into()));
     config.key_space = KeySpace::new(namespace).expect("namespace");
     config.seed_demo_contacts = 0;
+    config.redis_url = Some(redis_url());
     config
+}
+
+/// The suites' Redis: `REDIS_URL`, by default the local one.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The Postgres store over a test's pool.
+pub fn pg(db: &PgPool) -> Arc<dyn Store> {
+    Arc::new(PgStore::new(db.clone(), None))
 }
 
 /// Seeds two small workspaces (the second one for isolation checks).
 pub async fn seed_workspaces(db: &PgPool) -> Seeded {
-    let seeded = seed(db, &ws(WS), 600, 2).await.expect("seed");
-    seed(db, &ws(OTHER_WS), 300, 1).await.expect("seed other");
+    let store = pg(db);
+    let seeded = store.seed(&ws(WS), 600, 2).await.expect("seed");
+    store.seed(&ws(OTHER_WS), 300, 1).await.expect("seed other");
     seeded
 }
 
@@ -63,7 +76,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: PgPool, config: Config, boards: Vec<i64>) -> Self {
-        let app = Application::build(config, db.clone()).await.expect("build");
+        let store = pg(&db);
+        Self::spawn_on(db, store, config, boards).await
+    }
+
+    /// An origin on `store`; `db` is the Postgres the test inspects directly.
+    pub async fn spawn_on(
+        db: PgPool,
+        store: Arc<dyn Store>,
+        config: Config,
+        boards: Vec<i64>,
+    ) -> Self {
+        let app = Application::build(config, store).await.expect("build");
         let base = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         tokio::spawn(app.run_until(std::future::pending()));

@@ -1,8 +1,11 @@
 //! The origin's HTTP API against real Postgres (a fresh database per test) and real
-//! Redis (a fresh key namespace per test). One binary, so it links once.
+//! Redis (a fresh key namespace per test), and the store contract against Postgres and
+//! SQLite. One binary, so it links once.
 
 mod auth;
+mod contract;
 mod degrade;
+mod embedded;
 mod helpers;
 mod input;
 mod invalidation;

@@ -1,6 +1,8 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use origin::store::postgres::PgStore;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -210,7 +212,7 @@ async fn concurrent_misses_on_two_instances_cause_one_database_query(db: PgPool)
 
 /// A database standing in for a read replica, with data of its own so that a test can
 /// tell which database answered.
-async fn replica(db: &PgPool) -> (PgPool, String, String) {
+async fn replica(db: &PgPool) -> (PgPool, String) {
     let name = format!("replica_{}", unique_namespace());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(db)
@@ -222,22 +224,19 @@ async fn replica(db: &PgPool) -> (PgPool, String, String) {
         base.rsplit_once('/').expect("url with a database").0
     );
     let pool = sqlx::PgPool::connect(&url).await.expect("replica");
-    origin::store::migrate(&pool)
-        .await
-        .expect("migrate replica");
-    origin::store::seed::seed(&pool, &ws(WS), 50, 1)
-        .await
-        .expect("seed replica");
-    (pool, url, name)
+    let store = pg(&pool);
+    store.migrate().await.expect("migrate replica");
+    store.seed(&ws(WS), 50, 1).await.expect("seed replica");
+    (pool, name)
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn fills_read_the_replica_except_right_after_a_change(db: PgPool) {
     let seeded = seed_workspaces(&db).await;
-    let (replica_db, replica_url, replica_name) = replica(&db).await;
-    let mut config = test_config(&unique_namespace());
-    config.database_read_url = Some(replica_url);
-    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let (replica_db, replica_name) = replica(&db).await;
+    let store = Arc::new(PgStore::new(db.clone(), Some(replica_db.clone())));
+    let config = test_config(&unique_namespace());
+    let app = TestApp::spawn_on(db.clone(), store, config, seeded.boards).await;
     let token = member();
     let total = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>(

@@ -3,15 +3,14 @@
 //! workspace. Notices sent while the listener was disconnected are lost, so after a
 //! reconnect every workspace this instance caches is invalidated once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use shared::keys::GenerationScope;
 use shared::{BoardId, WorkspaceId};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use tokio::sync::mpsc::UnboundedSender;
 
-use crate::state::AppState;
+use super::super::Change;
 
 pub const CHANNEL: &str = "edgecache_contacts";
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -23,35 +22,34 @@ fn parse(payload: &str) -> Option<(WorkspaceId, BoardId)> {
 
 /// Runs until the request pool is closed (the process ends, or a test finishes), then
 /// closes its own connection so that nothing holds the database open.
-pub async fn listen(state: Arc<AppState>) {
+pub async fn listen(db: &PgPool, changes: UnboundedSender<Change>) {
     // LISTEN holds its connection for good: a pool of its own keeps it from taking one
     // of the request pool's.
-    let options = state.db.connect_options().as_ref().clone();
+    let options = db.connect_options().as_ref().clone();
     let own = PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy_with(options);
     tokio::select! {
-        () = state.db.close_event() => {}
-        () = follow(&state, &own) => {}
+        () = db.close_event() => {}
+        () = follow(&own, &changes) => {}
     }
     own.close().await;
 }
 
-async fn follow(state: &AppState, own: &PgPool) {
+async fn follow(own: &PgPool, changes: &UnboundedSender<Change>) {
     let mut first = true;
     loop {
         match PgListener::connect_with(own).await {
             Ok(mut listener) => {
                 if listener.listen(CHANNEL).await.is_ok() {
-                    if !first {
-                        for ws in state.cache.generations.known_workspaces() {
-                            state.invalidate(&ws, GenerationScope::Workspace).await;
-                        }
+                    if !first && changes.send(Change::Unknown).is_err() {
+                        return;
                     }
                     while let Ok(Some(notice)) = listener.try_recv().await {
                         if let Some((ws, board)) = parse(notice.payload()) {
-                            state.invalidate(&ws, GenerationScope::Board(board)).await;
-                            state.invalidate(&ws, GenerationScope::Counts).await;
+                            if changes.send(Change::Board(ws, board)).is_err() {
+                                return;
+                            }
                         }
                     }
                     tracing::warn!("lost the Postgres change listener; reconnecting");

@@ -4,20 +4,9 @@
 use shared::WorkspaceId;
 use sqlx::PgPool;
 
+use super::super::{Seeded, SEED_COLUMNS};
 use crate::error::Result;
 
-const COLUMNS: [&str; 5] = ["New", "Contacted", "Qualified", "Negotiation", "Won"];
-
-/// What `seed` created, for the log and the tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seeded {
-    pub boards: Vec<i64>,
-    pub contacts: u64,
-}
-
-/// Adds a workspace with `boards` boards of five columns and `contacts` contacts spread
-/// over them. Values vary the way a CRM's do: most contacts open, a minority urgent,
-/// archived or unhappy, activity spread over two years.
 pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
     let mut tx = db.begin().await?;
     sqlx::query("SELECT set_config('edgecache.skip_notify', 'on', true), set_config('statement_timeout', '0', true), setseed(0.15213)")
@@ -42,7 +31,7 @@ pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> 
              SELECT $1, name, ord::int FROM unnest($2::text[]) WITH ORDINALITY AS c(name, ord)",
         )
         .bind(id)
-        .bind(&COLUMNS[..])
+        .bind(&SEED_COLUMNS[..])
         .execute(&mut *tx)
         .await?;
         board_ids.push(id);
@@ -62,7 +51,6 @@ pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> 
     })
 }
 
-/// Whether any workspace exists (the first start seeds the demo one).
 pub async fn is_empty(db: &PgPool) -> Result<bool> {
     let any: Option<i32> = sqlx::query_scalar("SELECT 1 FROM workspaces LIMIT 1")
         .fetch_optional(db)

@@ -8,7 +8,6 @@ use sqlx::PgPool;
 
 use crate::error::{Error, Result};
 
-/// The stored settings, or the contract's defaults for a workspace that never saved any.
 pub async fn load(db: &PgPool, ws: &WorkspaceId) -> Result<CacheSettings> {
     let row: Option<Json<CacheSettings>> =
         sqlx::query_scalar("SELECT settings FROM workspace_cache_settings WHERE workspace_id = $1")
@@ -32,8 +31,5 @@ pub async fn save(
     .bind(Json(settings))
     .fetch_one(db)
     .await
-    .map_err(|e| match e.as_database_error() {
-        Some(d) if d.is_foreign_key_violation() => Error::NotFound("workspace"),
-        _ => Error::Database(e),
-    })
+    .map_err(Error::settings)
 }

@@ -1,0 +1,198 @@
+//! The production store: Postgres, with an optional read replica for cache fills.
+
+mod changes;
+mod seed;
+mod settings;
+mod writes;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shared::model::{Contact, ContactPage, Counts, Pagination};
+use shared::query::ContactListQuery;
+use shared::settings::CacheSettings;
+use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::contacts::{counts_of, counts_query, page_query, total_query, ContactRow};
+use super::fields::ContactFields;
+use super::filters::Dialect;
+use super::{Change, Read, Seeded, Store};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub use changes::CHANNEL;
+
+const D: Dialect = Dialect::Postgres;
+
+pub struct PgStore {
+    /// The primary: writes, settings, and fills right after a change.
+    db: PgPool,
+    /// Where fills read when allowed to (the primary again when no replica is set).
+    replica: Option<PgPool>,
+}
+
+impl PgStore {
+    /// Connects lazily: nothing here waits for Postgres.
+    pub fn connect(config: &Config, url: &str, read_url: Option<&str>) -> Result<Self> {
+        let replica = read_url.map(|u| pool(config, u)).transpose()?;
+        Ok(Self::new(pool(config, url)?, replica))
+    }
+
+    pub fn new(db: PgPool, replica: Option<PgPool>) -> Self {
+        Self { db, replica }
+    }
+
+    fn reader(&self, read: Read) -> &PgPool {
+        match (read, &self.replica) {
+            (Read::Replica, Some(r)) => r,
+            _ => &self.db,
+        }
+    }
+}
+
+/// A pool to `url` with the configured limits; a statement may not run past 5 s.
+fn pool(config: &Config, url: &str) -> Result<PgPool> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(config.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(options.options([("statement_timeout", "5000")])))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn location(&self) -> String {
+        let o = self.db.connect_options();
+        format!(
+            "{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        )
+    }
+
+    fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations")
+            .run(&self.db)
+            .await
+            .map_err(super::internal)
+    }
+
+    async fn ping(&self, read: Read) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.reader(read)).await?;
+        Ok(())
+    }
+
+    fn connections(&self) -> (u32, usize) {
+        (self.db.size(), self.db.num_idle())
+    }
+
+    async fn counts(&self, read: Read, ws: &WorkspaceId, user: &UserId) -> Result<Counts> {
+        let row = counts_query::<Postgres>(ws, user, D)
+            .build()
+            .fetch_one(self.reader(read))
+            .await?;
+        counts_of(&row)
+    }
+
+    async fn page(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+        user: &UserId,
+    ) -> Result<ContactPage> {
+        let db = self.reader(read);
+        let exists = sqlx::query("SELECT 1 FROM boards WHERE id = $1 AND workspace_id = $2")
+            .bind(board.0)
+            .bind(ws.as_str())
+            .fetch_optional(db)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound("board"));
+        }
+        let total: i64 = total_query::<Postgres>(ws, board, q, user, D)
+            .build_query_scalar()
+            .fetch_one(db)
+            .await?;
+        let rows: Vec<ContactRow> = page_query::<Postgres>(ws, board, q, user, D)
+            .build_query_as()
+            .fetch_all(db)
+            .await?;
+        Ok(ContactPage {
+            contacts: rows.into_iter().map(Contact::from).collect(),
+            pagination: Pagination::new(q.page, q.per_page, total),
+        })
+    }
+
+    async fn boards(&self, read: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
+                .bind(ws.as_str())
+                .fetch_all(self.reader(read))
+                .await?;
+        Ok(ids.into_iter().map(BoardId).collect())
+    }
+
+    async fn create_contact(&self, ws: &WorkspaceId, f: ContactFields) -> Result<Contact> {
+        writes::create(&self.db, ws, &f).await
+    }
+
+    async fn update_contact(
+        &self,
+        ws: &WorkspaceId,
+        id: ContactId,
+        f: ContactFields,
+    ) -> Result<(Contact, BoardId)> {
+        writes::update(&self.db, ws, id, &f).await
+    }
+
+    async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
+        writes::delete(&self.db, ws, id).await
+    }
+
+    async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {
+        settings::load(&self.db, ws).await
+    }
+
+    async fn save_settings(
+        &self,
+        ws: &WorkspaceId,
+        settings: &CacheSettings,
+    ) -> Result<DateTime<Utc>> {
+        settings::save(&self.db, ws, settings).await
+    }
+
+    async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
+        seed::seed(&self.db, ws, contacts, boards).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        seed::is_empty(&self.db).await
+    }
+
+    async fn follow_changes(&self, changes: UnboundedSender<Change>) {
+        changes::listen(&self.db, changes).await;
+    }
+
+    async fn close(&self) {
+        self.db.close().await;
+        if let Some(r) = &self.replica {
+            r.close().await;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Contact writes. Each runs in a transaction that tells the change trigger to stay
+//! quiet (the caller invalidates synchronously, before it answers) and returns the
+//! boards it touched, which are what the caller invalidates.
+
+use shared::model::Contact;
+use shared::{BoardId, ContactId, WorkspaceId};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::super::contacts::{insert_query, update_query, ContactRow};
+use super::super::fields::ContactFields;
+use super::super::filters::Dialect;
+use crate::error::{Error, Result};
+
+async fn quiet_tx(db: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT set_config('edgecache.skip_notify', 'on', true)")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+pub async fn create(db: &PgPool, ws: &WorkspaceId, f: &ContactFields) -> Result<Contact> {
+    let mut qb = insert_query::<Postgres>(ws, f)?;
+    let mut tx = quiet_tx(db).await?;
+    let row: ContactRow = qb
+        .build_query_as()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::reference)?;
+    tx.commit().await?;
+    Ok(row.into())
+}
+
+pub async fn update(
+    db: &PgPool,
+    ws: &WorkspaceId,
+    id: ContactId,
+    f: &ContactFields,
+) -> Result<(Contact, BoardId)> {
+    let mut tx = quiet_tx(db).await?;
+    let from: Option<i64> = sqlx::query_scalar(
+        "SELECT board_id FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(ws.as_str())
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let from = from.ok_or(Error::NotFound("contact"))?;
+    f.check_move(from)?;
+    let row: ContactRow = update_query::<Postgres>(ws, id, f, Dialect::Postgres)
+        .build_query_as()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::reference)?;
+    tx.commit().await?;
+    Ok((row.into(), BoardId(from)))
+}
+
+pub async fn delete(db: &PgPool, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
+    let mut tx = quiet_tx(db).await?;
+    let board: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM contacts WHERE workspace_id = $1 AND id = $2 RETURNING board_id",
+    )
+    .bind(ws.as_str())
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    board.map(BoardId).ok_or(Error::NotFound("contact"))
+}

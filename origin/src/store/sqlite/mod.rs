@@ -1,0 +1,238 @@
+//! The embedded store: one SQLite file, so that the origin runs with nothing installed.
+//! Writes go through a pool of one connection (SQLite has one writer at a time; queuing
+//! them here beats retrying on "database is locked"); reads use their own connections,
+//! which WAL mode lets run beside a write.
+
+mod seed;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shared::model::{Contact, ContactPage, Counts, Pagination};
+use shared::query::ContactListQuery;
+use shared::settings::CacheSettings;
+use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{ConnectOptions, Sqlite, SqlitePool};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::contacts::{
+    counts_of, counts_query, insert_query, page_query, total_query, update_query, ContactRow,
+};
+use super::fields::ContactFields;
+use super::filters::Dialect;
+use super::{Change, Read, Seeded, Store};
+use crate::error::{Error, Result};
+
+const D: Dialect = Dialect::Sqlite;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `path`, creating it and its directory on first use.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // The writer seeds the demo data, one statement for all of it: not worth a warning.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().disable_statement_logging())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(options.read_only(true));
+        Ok(Self {
+            path: path.to_owned(),
+            write,
+            read,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn has_replica(&self) -> bool {
+        false
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.write)
+            .await
+            .map_err(super::internal)
+    }
+
+    async fn ping(&self, _: Read) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    fn connections(&self) -> (u32, usize) {
+        (
+            self.write.size() + self.read.size(),
+            self.write.num_idle() + self.read.num_idle(),
+        )
+    }
+
+    async fn counts(&self, _: Read, ws: &WorkspaceId, user: &UserId) -> Result<Counts> {
+        let row = counts_query::<Sqlite>(ws, user, D)
+            .build()
+            .fetch_one(&self.read)
+            .await?;
+        counts_of(&row)
+    }
+
+    async fn page(
+        &self,
+        _: Read,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+        user: &UserId,
+    ) -> Result<ContactPage> {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM boards WHERE id = ? AND workspace_id = ?")
+                .bind(board.0)
+                .bind(ws.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound("board"));
+        }
+        let total: i64 = total_query::<Sqlite>(ws, board, q, user, D)
+            .build_query_scalar()
+            .fetch_one(&self.read)
+            .await?;
+        let rows: Vec<ContactRow> = page_query::<Sqlite>(ws, board, q, user, D)
+            .build_query_as()
+            .fetch_all(&self.read)
+            .await?;
+        Ok(ContactPage {
+            contacts: rows.into_iter().map(Contact::from).collect(),
+            pagination: Pagination::new(q.page, q.per_page, total),
+        })
+    }
+
+    async fn boards(&self, _: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = ? ORDER BY id")
+                .bind(ws.as_str())
+                .fetch_all(&self.read)
+                .await?;
+        Ok(ids.into_iter().map(BoardId).collect())
+    }
+
+    async fn create_contact(&self, ws: &WorkspaceId, f: ContactFields) -> Result<Contact> {
+        let row: ContactRow = insert_query::<Sqlite>(ws, &f)?
+            .build_query_as()
+            .fetch_one(&self.write)
+            .await
+            .map_err(Error::reference)?;
+        Ok(row.into())
+    }
+
+    async fn update_contact(
+        &self,
+        ws: &WorkspaceId,
+        id: ContactId,
+        f: ContactFields,
+    ) -> Result<(Contact, BoardId)> {
+        let mut tx = self.write.begin().await?;
+        let from: Option<i64> =
+            sqlx::query_scalar("SELECT board_id FROM contacts WHERE workspace_id = ? AND id = ?")
+                .bind(ws.as_str())
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let from = from.ok_or(Error::NotFound("contact"))?;
+        f.check_move(from)?;
+        let row: ContactRow = update_query::<Sqlite>(ws, id, &f, D)
+            .build_query_as()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::reference)?;
+        tx.commit().await?;
+        Ok((row.into(), BoardId(from)))
+    }
+
+    async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
+        let board: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM contacts WHERE workspace_id = ? AND id = ? RETURNING board_id",
+        )
+        .bind(ws.as_str())
+        .bind(id.0)
+        .fetch_optional(&self.write)
+        .await?;
+        board.map(BoardId).ok_or(Error::NotFound("contact"))
+    }
+
+    async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {
+        let row: Option<Json<CacheSettings>> = sqlx::query_scalar(
+            "SELECT settings FROM workspace_cache_settings WHERE workspace_id = ?",
+        )
+        .bind(ws.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|j| j.0).unwrap_or_default())
+    }
+
+    async fn save_settings(
+        &self,
+        ws: &WorkspaceId,
+        settings: &CacheSettings,
+    ) -> Result<DateTime<Utc>> {
+        sqlx::query_scalar(
+            "INSERT INTO workspace_cache_settings (workspace_id, settings, updated_at) \
+             VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+             ON CONFLICT (workspace_id) DO UPDATE SET settings = excluded.settings, \
+             updated_at = excluded.updated_at RETURNING updated_at",
+        )
+        .bind(ws.as_str())
+        .bind(Json(settings))
+        .fetch_one(&self.write)
+        .await
+        .map_err(Error::settings)
+    }
+
+    async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
+        seed::seed(&self.write, ws, contacts, boards).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        seed::is_empty(&self.write).await
+    }
+
+    /// Nothing but this API writes the file: there is nothing to follow.
+    async fn follow_changes(&self, _: UnboundedSender<Change>) {
+        self.write.close_event().await;
+    }
+
+    async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}

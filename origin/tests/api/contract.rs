@@ -1,0 +1,430 @@
+//! The store contract: every case runs against Postgres (a fresh database) and the
+//! embedded SQLite store (a fresh file), and must pass for both.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use origin::error::Error;
+use origin::store::fields::ContactFields;
+use origin::store::sqlite::SqliteStore;
+use origin::store::{Read, Store};
+use serde_json::json;
+use shared::model::Counts;
+use shared::query::{ContactListQuery, Filter, SortBy, SortOrder};
+use shared::settings::CacheSettings;
+use shared::{BoardId, ContactId, UserId};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+/// A SQLite file of its own, removed (with its WAL files) when the test ends.
+struct TempSqlite {
+    store: Arc<SqliteStore>,
+    path: PathBuf,
+}
+
+impl TempSqlite {
+    async fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("edgecache-{}.sqlite3", unique_namespace()));
+        let store = Arc::new(SqliteStore::open(&path).await.expect("open sqlite"));
+        store.migrate().await.expect("migrate sqlite");
+        Self { store, path }
+    }
+}
+
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            use super::*;
+
+            #[sqlx::test(migrations = "../migrations")]
+            async fn postgres(db: PgPool) {
+                super::$case(pg(&db)).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                let file = TempSqlite::new().await;
+                super::$case(file.store.clone()).await;
+            }
+        }
+    )+};
+}
+
+contract!(
+    seeding_fills_an_empty_store,
+    every_count_equals_the_total_of_its_filtered_list,
+    pages_follow_the_requested_order_without_gaps_or_repeats,
+    search_matches_name_email_and_company_literally,
+    nothing_reads_or_writes_across_workspaces,
+    writes_create_patch_move_and_delete,
+    settings_default_then_persist,
+);
+
+fn user() -> UserId {
+    UserId::parse("user_3").expect("user")
+}
+
+fn count_of(c: &Counts, f: Filter) -> i64 {
+    match f {
+        Filter::All => c.total,
+        Filter::Open => c.open,
+        Filter::Closed => c.closed,
+        Filter::Unassigned => c.unassigned,
+        Filter::AssignedToMe => c.assigned_to_me,
+        Filter::HighPriority => c.high_priority,
+        Filter::MediumPriority => c.medium_priority,
+        Filter::LowPriority => c.low_priority,
+        Filter::NeedsResponse => c.needs_response,
+        Filter::FollowUp => c.follow_up,
+        Filter::Favorites => c.favorites,
+        Filter::Archived => c.archived,
+        Filter::UnhappyCustomers => c.unhappy_customers,
+        Filter::NewCustomers => c.new_customers,
+        Filter::RecentActivity => c.recent_activity,
+    }
+}
+
+async fn seed_two(store: &Arc<dyn Store>) -> Vec<BoardId> {
+    let seeded = store.seed(&ws(WS), 400, 2).await.expect("seed");
+    store.seed(&ws(OTHER_WS), 100, 1).await.expect("seed other");
+    seeded.boards.into_iter().map(BoardId).collect()
+}
+
+fn fields(value: serde_json::Value) -> ContactFields {
+    serde_json::from_value(value).expect("fields")
+}
+
+async fn seeding_fills_an_empty_store(store: Arc<dyn Store>) {
+    assert!(store.is_empty().await.expect("is_empty"));
+    let seeded = store.seed(&ws(WS), 250, 3).await.expect("seed");
+    assert!(!store.is_empty().await.expect("is_empty"));
+    assert_eq!(seeded.contacts, 250);
+    assert_eq!(seeded.boards.len(), 3);
+    let boards = store.boards(Read::Primary, &ws(WS)).await.expect("boards");
+    assert_eq!(
+        boards,
+        seeded
+            .boards
+            .iter()
+            .copied()
+            .map(BoardId)
+            .collect::<Vec<_>>()
+    );
+    let c = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    assert_eq!(c.total + c.archived, 250);
+    assert_eq!(c.open + c.closed, c.total);
+    assert_eq!(
+        c.high_priority + c.medium_priority + c.low_priority,
+        c.total
+    );
+    assert!(c.archived > 0 && c.unassigned > 0 && c.recent_activity < c.total);
+}
+
+async fn every_count_equals_the_total_of_its_filtered_list(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    let counts = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    for &filter in Filter::ALL {
+        let mut listed = 0;
+        for board in &boards {
+            let q = ContactListQuery {
+                filter,
+                ..ContactListQuery::default()
+            };
+            let page = store
+                .page(Read::Primary, &ws(WS), *board, &q, &user())
+                .await
+                .expect("page");
+            listed += page.pagination.total;
+        }
+        assert_eq!(listed, count_of(&counts, filter), "{filter:?}");
+    }
+    assert!(counts.new_customers > 0 || counts.recent_activity > 0);
+}
+
+async fn pages_follow_the_requested_order_without_gaps_or_repeats(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    for &sort_by in SortBy::ALL {
+        for &sort_order in SortOrder::ALL {
+            let mut seen = Vec::new();
+            let mut total = 0;
+            for page in 1..=3 {
+                let q = ContactListQuery {
+                    page,
+                    per_page: 100,
+                    sort_by,
+                    sort_order,
+                    ..ContactListQuery::default()
+                };
+                let p = store
+                    .page(Read::Primary, &ws(WS), boards[0], &q, &user())
+                    .await
+                    .expect("page");
+                total = p.pagination.total;
+                seen.extend(p.contacts);
+            }
+            assert_eq!(seen.len() as i64, total, "{sort_by:?} {sort_order:?}");
+            let key = |c: &shared::model::Contact| match sort_by {
+                SortBy::CreatedAt => c.created_at.clone(),
+                SortBy::UpdatedAt => c.updated_at.clone(),
+                SortBy::Name => c.name.clone(),
+                SortBy::LastActivityAt => c.last_activity_at.clone(),
+            };
+            for pair in seen.windows(2) {
+                let (a, b) = ((key(&pair[0]), pair[0].id), (key(&pair[1]), pair[1].id));
+                match sort_order {
+                    SortOrder::Asc => assert!(a < b, "{sort_by:?} asc: {a:?} then {b:?}"),
+                    SortOrder::Desc => assert!(a > b, "{sort_by:?} desc: {a:?} then {b:?}"),
+                }
+            }
+            assert!(seen
+                .iter()
+                .all(|c| c.board_id == boards[0].0 && !c.archived));
+        }
+    }
+}
+
+async fn search_matches_name_email_and_company_literally(store: Arc<dyn Store>) {
+    let board = seed_two(&store).await[0];
+    let search = |term: &str| {
+        let store = store.clone();
+        let q = ContactListQuery {
+            search: Some(term.to_owned()),
+            per_page: 100,
+            ..ContactListQuery::default()
+        };
+        async move {
+            store
+                .page(Read::Primary, &ws(WS), board, &q, &user())
+                .await
+                .expect("search")
+        }
+    };
+    let hopper = search("hopper").await;
+    assert!(hopper.pagination.total > 0);
+    assert!(hopper.contacts.iter().all(|c| c.name.contains("Hopper")));
+    let company = search("initech").await;
+    assert!(company.pagination.total > 0);
+    assert!(company
+        .contacts
+        .iter()
+        .all(|c| c.company.as_deref() == Some("Initech")));
+    let at = search("@acme.example").await;
+    assert!(at.pagination.total > 0);
+    // LIKE wildcards in a search are literal characters, not patterns.
+    assert_eq!(search("%").await.pagination.total, 0);
+    assert_eq!(search("_").await.pagination.total, 0);
+}
+
+async fn nothing_reads_or_writes_across_workspaces(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    let other_boards = store
+        .boards(Read::Primary, &ws(OTHER_WS))
+        .await
+        .expect("boards");
+    assert!(boards.iter().all(|b| !other_boards.contains(b)));
+    let q = ContactListQuery::default();
+    let err = store
+        .page(Read::Primary, &ws(WS), other_boards[0], &q, &user())
+        .await
+        .expect_err("another workspace's board");
+    assert!(matches!(err, Error::NotFound("board")), "{err:?}");
+
+    let theirs = store
+        .page(Read::Primary, &ws(OTHER_WS), other_boards[0], &q, &user())
+        .await
+        .expect("own board")
+        .contacts[0]
+        .id;
+    let err = store
+        .update_contact(
+            &ws(WS),
+            ContactId(theirs),
+            fields(json!({"name": "Mallory"})),
+        )
+        .await
+        .expect_err("update across workspaces");
+    assert!(matches!(err, Error::NotFound("contact")), "{err:?}");
+    let err = store
+        .delete_contact(&ws(WS), ContactId(theirs))
+        .await
+        .expect_err("delete across workspaces");
+    assert!(matches!(err, Error::NotFound("contact")), "{err:?}");
+    let err = store
+        .create_contact(
+            &ws(WS),
+            fields(json!({"board_id": other_boards[0].0, "column_id": 1, "name": "Eve"})),
+        )
+        .await
+        .expect_err("create on another workspace's board");
+    assert!(
+        matches!(err, Error::Input(ref e) if e.code == "invalid_reference"),
+        "{err:?}"
+    );
+    let after = store
+        .counts(Read::Primary, &ws(OTHER_WS), &user())
+        .await
+        .expect("counts");
+    assert_eq!(after.total + after.archived, 100);
+}
+
+async fn writes_create_patch_move_and_delete(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    let first = store
+        .page(
+            Read::Primary,
+            &ws(WS),
+            boards[0],
+            &ContactListQuery::default(),
+            &user(),
+        )
+        .await
+        .expect("page");
+    let column = first.contacts[0].column_id;
+    let before = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+
+    let created = store
+        .create_contact(
+            &ws(WS),
+            fields(json!({
+                "board_id": boards[0].0, "column_id": column, "name": "  Zed Zimmer ",
+                "email": "zed@example.com", "priority": "high",
+                "custom_attributes": {"plan": "team", "seats": 3}
+            })),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.name, "Zed Zimmer");
+    assert_eq!(created.status, "open");
+    assert_eq!(created.priority, "high");
+    assert_eq!(created.sentiment, "neutral");
+    assert!(!created.archived && !created.favorite);
+    assert_eq!(
+        created.custom_attributes,
+        json!({"plan": "team", "seats": 3})
+    );
+    let after = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    assert_eq!(after.total, before.total + 1);
+    assert_eq!(after.high_priority, before.high_priority + 1);
+    assert_eq!(after.new_customers, before.new_customers + 1);
+
+    let id = ContactId(created.id);
+    let (patched, from) = store
+        .update_contact(
+            &ws(WS),
+            id,
+            fields(json!({"email": null, "favorite": true})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(from, boards[0]);
+    assert_eq!(patched.email, None);
+    assert!(patched.favorite);
+    assert_eq!(patched.name, "Zed Zimmer");
+    assert!(patched.updated_at >= created.updated_at);
+
+    let err = store
+        .update_contact(&ws(WS), id, fields(json!({"board_id": boards[1].0})))
+        .await
+        .expect_err("a move without a column");
+    assert!(matches!(err, Error::Input(_)), "{err:?}");
+    let target = store
+        .page(
+            Read::Primary,
+            &ws(WS),
+            boards[1],
+            &ContactListQuery::default(),
+            &user(),
+        )
+        .await
+        .expect("page")
+        .contacts[0]
+        .column_id;
+    let err = store
+        .update_contact(&ws(WS), id, fields(json!({"column_id": target})))
+        .await
+        .expect_err("a column of another board");
+    assert!(
+        matches!(err, Error::Input(ref e) if e.code == "invalid_reference"),
+        "{err:?}"
+    );
+    let (moved, from) = store
+        .update_contact(
+            &ws(WS),
+            id,
+            fields(json!({"board_id": boards[1].0, "column_id": target})),
+        )
+        .await
+        .expect("move");
+    assert_eq!(
+        (from, moved.board_id, moved.column_id),
+        (boards[0], boards[1].0, target)
+    );
+
+    assert_eq!(
+        store.delete_contact(&ws(WS), id).await.expect("delete"),
+        boards[1]
+    );
+    let err = store
+        .delete_contact(&ws(WS), id)
+        .await
+        .expect_err("deleted twice");
+    assert!(matches!(err, Error::NotFound("contact")), "{err:?}");
+    let last = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    assert_eq!(last, before);
+}
+
+async fn settings_default_then_persist(store: Arc<dyn Store>) {
+    seed_two(&store).await;
+    let loaded = store.load_settings(&ws(WS)).await.expect("load");
+    assert_eq!(loaded, CacheSettings::default());
+    let mut changed = CacheSettings::default();
+    changed.cache_enabled = !changed.cache_enabled;
+    changed.cache_config.contact_counts_ttl = 77;
+    let first = store.save_settings(&ws(WS), &changed).await.expect("save");
+    assert_eq!(store.load_settings(&ws(WS)).await.expect("load"), changed);
+    changed.cache_config.contact_counts_ttl = 78;
+    let second = store
+        .save_settings(&ws(WS), &changed)
+        .await
+        .expect("save again");
+    assert!(second >= first);
+    assert_eq!(store.load_settings(&ws(WS)).await.expect("load"), changed);
+    assert_eq!(
+        store
+            .load_settings(&ws(OTHER_WS))
+            .await
+            .expect("load other"),
+        CacheSettings::default()
+    );
+    let err = store
+        .save_settings(&ws("no_such_workspace"), &changed)
+        .await
+        .expect_err("unknown workspace");
+    assert!(matches!(err, Error::NotFound("workspace")), "{err:?}");
+}
