@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use origin::auth::{issue, Claims};
 use origin::cache::generations::Generations;
 use origin::cache::redis::RedisCache;
+use origin::cache::topology::Layout;
 use origin::config::{Config, Secret};
 use origin::store::{self, Store};
 use origin::{telemetry, Application};
@@ -106,8 +107,9 @@ fn describe_layout(config: &Config, store: &dyn Store) {
             _ => "Postgres",
         }
     );
-    match &config.redis_url {
-        Some(_) => tracing::info!("cache layers: L1 memory, L2 Redis"),
+    match config.redis_url.as_deref().map(Layout::parse) {
+        Some(Ok(layout)) => tracing::info!("cache layers: L1 memory, L2 Redis ({})", layout.name()),
+        Some(Err(e)) => tracing::error!(error = %e, "REDIS_URL is not valid"),
         None => {
             tracing::info!("cache layers: L1 memory only (set REDIS_URL=redis://… to add L2 Redis)")
         }

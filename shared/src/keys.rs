@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::query::ContactListQuery;
 use crate::{BoardId, InputError, UserId, WorkspaceId};
 
-/// Bumped whenever the layout of a cached value changes.
-pub const FORMAT_VERSION: &str = "v1";
+/// Bumped whenever the layout of a key or a cached value changes (v2: hash tags).
+pub const FORMAT_VERSION: &str = "v2";
 
 /// The generations a key depends on. `workspace` is bumped by a workspace-wide
 /// invalidation; `scope` by a narrower one (the counts, or one board).
@@ -80,10 +80,12 @@ impl KeySpace {
         format!("{}:{FORMAT_VERSION}", self.namespace)
     }
 
-    /// `counts:{workspace}:{user}` of API.md, with generations.
+    /// `counts:{workspace}:{user}` of API.md, with generations. The workspace is the key's
+    /// Redis Cluster hash tag: all of a workspace's keys, its generation hash and its fill
+    /// locks live in one slot, so anything that must touch several of them together can.
     pub fn counts(&self, ws: &WorkspaceId, gens: Generations, user: &UserId) -> String {
         format!(
-            "{}:counts:{ws}:g{}.{}:{user}",
+            "{}:counts:{{{ws}}}:g{}.{}:{user}",
             self.root(),
             gens.workspace,
             gens.scope
@@ -99,7 +101,7 @@ impl KeySpace {
         query: &ContactListQuery,
     ) -> String {
         format!(
-            "{}:contacts:{ws}:board_{board}:g{}.{}:{}:page:{}",
+            "{}:contacts:{{{ws}}}:board_{board}:g{}.{}:{}:page:{}",
             self.root(),
             gens.workspace,
             gens.scope,
@@ -111,7 +113,7 @@ impl KeySpace {
     /// The Redis hash holding every generation counter of one workspace, so that one
     /// read fetches them all and one HINCRBY bumps one.
     pub fn generations(&self, ws: &WorkspaceId) -> String {
-        format!("{}:gen:{ws}", self.root())
+        format!("{}:gen:{{{ws}}}", self.root())
     }
 
     /// Held while one instance fills `key`, so the others wait instead of querying too.
@@ -176,14 +178,43 @@ mod tests {
         };
         let key = space().contacts(&ws("15213"), BoardId(123), gens, &q);
         assert!(
-            key.starts_with("ec:v1:contacts:15213:board_123:g3.7:"),
+            key.starts_with("ec:v2:contacts:{15213}:board_123:g3.7:"),
             "{key}"
         );
         assert!(key.ends_with(":page:1"), "{key}");
         assert_eq!(
             space().counts(&ws("15213"), gens, &user("u9")),
-            "ec:v1:counts:15213:g3.7:u9"
+            "ec:v2:counts:{15213}:g3.7:u9"
         );
+    }
+
+    /// What Redis Cluster hashes: the text between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').expect("a hash tag");
+        let close = key[open..].find('}').expect("a closed hash tag") + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn every_key_of_a_workspace_hashes_to_its_slot() {
+        let s = space();
+        let gens = Generations {
+            workspace: 1,
+            scope: 2,
+        };
+        for w in WORKSPACES {
+            let list = s.contacts(&ws(w), BoardId(9), gens, &ContactListQuery::default());
+            let counts = s.counts(&ws(w), gens, &user("u1"));
+            for key in [
+                s.generations(&ws(w)),
+                s.fill_lock(&list),
+                s.fill_lock(&counts),
+                list,
+                counts,
+            ] {
+                assert_eq!(hash_tag(&key), w, "{key}");
+            }
+        }
     }
 
     const GENS: [(u64, u64); 5] = [(0, 0), (0, 1), (1, 0), (10, 1), (1, 10)];

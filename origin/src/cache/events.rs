@@ -46,7 +46,8 @@ pub async fn listen(state: Arc<AppState>) {
     };
     let channel = state.cache.keys.channel();
     loop {
-        match redis.client().get_async_pubsub().await {
+        let client = redis.pubsub_client().await;
+        match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     state.cache.generations.forget_all();

@@ -10,6 +10,7 @@ pub mod generations;
 pub mod memory;
 pub mod redis;
 pub mod stats;
+pub mod topology;
 pub mod traffic;
 
 use std::future::Future;

@@ -1,18 +1,20 @@
 //! L2: Redis, shared by every origin instance. Each call has a short timeout, and after
 //! a run of failures a breaker skips Redis for a moment, so an outage or a hung server
 //! costs a request one timeout at most and never an error: to callers a Redis failure
-//! is a miss. The connection is lazy, so the origin starts while Redis is down, and the
-//! connection manager reconnects by itself when it returns.
+//! is a miss. The connection is lazy, so the origin starts while Redis is down, and it
+//! reconnects by itself when Redis returns. Redis may be one server, a Cluster or a
+//! Sentinel-managed primary (`topology.rs`); every command here names one key, and a
+//! workspace's keys share a hash tag, so nothing ever spans slots.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisError};
 
 use super::entry::now_ms;
+use super::topology::{Conn, Connector, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisFailure {
@@ -73,31 +75,27 @@ impl Breaker {
 }
 
 pub struct RedisCache {
-    client: Client,
-    conn: ConnectionManager,
+    connector: Connector,
     timeout: Duration,
     breaker: Breaker,
 }
 
 impl RedisCache {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Self {
-            client,
-            conn,
+            connector: Connector::new(url, timeout)?,
             timeout,
             breaker: Breaker::default(),
         })
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn layout(&self) -> &Layout {
+        self.connector.layout()
+    }
+
+    /// A client to subscribe with (see `Connector::pubsub_client`).
+    pub async fn pubsub_client(&self) -> Result<Client, RedisError> {
+        self.connector.pubsub_client().await
     }
 
     /// Whether Redis answered the last calls (false while the breaker is open).
@@ -107,13 +105,14 @@ impl RedisCache {
 
     async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, RedisFailure>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         if !self.breaker.allows() {
             return Err(RedisFailure::CircuitOpen);
         }
-        let result = match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let attempt = async { f(self.connector.get().await?).await };
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisFailure::Redis(e)),
             Err(_) => Err(RedisFailure::Timeout),
@@ -122,6 +121,7 @@ impl RedisCache {
             Ok(_) => self.breaker.success(),
             Err(e) => {
                 self.breaker.failure();
+                self.connector.failed();
                 metrics::counter!("edgecache_redis_errors_total", "op" => op).increment(1);
                 tracing::debug!(op, error = %e, "redis call failed");
             }

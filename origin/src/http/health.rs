@@ -45,8 +45,14 @@ async fn check(state: &AppState) -> Value {
         Some(r) => {
             let started = Instant::now();
             match r.ping().await {
-                Ok(()) => json!({"up": true, "configured": true, "latencyMs": elapsed_ms(started)}),
-                Err(e) => json!({"up": false, "configured": true, "reason": e.to_string()}),
+                Ok(()) => json!({
+                    "up": true, "configured": true, "layout": r.layout().name(),
+                    "latencyMs": elapsed_ms(started),
+                }),
+                Err(e) => json!({
+                    "up": false, "configured": true, "layout": r.layout().name(),
+                    "reason": e.to_string(),
+                }),
             }
         }
     };

@@ -8,6 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::helpers::*;
+use crate::servers::PrivateRedis;
 
 /// A TCP proxy to Postgres that the test can cut: `cut` drops the listener and every
 /// connection through it, as a network partition would.
@@ -110,76 +111,9 @@ async fn with_postgres_cut_cached_answers_are_served_stale_and_others_get_503(db
     );
 }
 
-/// A redis-server of the test's own, on a free port, that the test can stop and restart.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        Self { port, child }
-    }
-
-    async fn on_free_port() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let redis = Self::start(port);
-        redis.wait_ready().await;
-        redis
-    }
-
-    /// An origin on seeded workspaces that uses this Redis.
-    async fn app(&self, db: PgPool) -> TestApp {
-        let seeded = seed_workspaces(&db).await;
-        let mut config = test_config(&unique_namespace());
-        config.redis_url = Some(format!("redis://127.0.0.1:{}", self.port));
-        TestApp::spawn_with(db, config, seeded.boards).await
-    }
-
-    async fn wait_ready(&self) {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).expect("url");
-        eventually(Duration::from_secs(5), || async {
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        })
-        .await;
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool) {
-    let mut redis = PrivateRedis::on_free_port().await;
+    let mut redis = PrivateRedis::on_free_port(&[]).await;
     let a = redis.app(db.clone()).await;
     let port = redis.port;
     let b = a.sibling().await;
@@ -192,7 +126,7 @@ async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool)
     assert_eq!(during["total"], expected);
     assert_eq!(a.health().await["components"]["redis"]["up"], false);
 
-    let redis = PrivateRedis::start(port);
+    let redis = PrivateRedis::start(port, &[]);
     redis.wait_ready().await;
     // Each probe uses a key never read before: A fills it, B must find it in Redis.
     let probe = std::sync::atomic::AtomicU32::new(0);
@@ -252,7 +186,7 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_hung_redis_costs_a_timeout_not_an_error(db: PgPool) {
-    let redis = PrivateRedis::on_free_port().await;
+    let redis = PrivateRedis::on_free_port(&[]).await;
     let app = redis.app(db.clone()).await;
     let expected = sql_count(&db, "NOT archived").await;
     app.counts(&member()).await;

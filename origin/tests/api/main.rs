@@ -10,3 +10,5 @@ mod helpers;
 mod input;
 mod invalidation;
 mod reads;
+mod redis_layouts;
+mod servers;
