@@ -8,6 +8,10 @@ use shared::keys::GenerationScope;
 use shared::query::ContactListQuery;
 use shared::{UserId, WorkspaceId};
 
+use std::sync::Arc;
+
+use crate::cache::entry::Entry;
+use crate::cache::memory::Memory;
 use crate::cache::{Cache, Layers};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -130,5 +134,61 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         "list page 1 (50 contacts)",
         &layers(cache, &page_key, n, page).await?,
     );
+    Ok(())
+}
+
+/// Resident set size of this process, from `/proc/self/status` (Linux), in bytes.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// What L1 costs as it grows: for each size, lookup latency over random keys and the
+/// process's resident memory once that many counts-sized entries are cached. One JSON
+/// line per size, for the benchmark harness.
+pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
+    for &n in sizes {
+        let memory = Memory::new(u64::MAX / 2, Duration::from_secs(3600));
+        let before = resident_bytes().unwrap_or(0);
+        let key = |i: usize| format!("ec:v2:counts:{{ws{}}}:g1.1:user_{i}", i % 500);
+        for i in 0..n {
+            memory
+                .insert(key(i), Arc::new(Entry::new(body.to_owned(), 3600)))
+                .await;
+        }
+        memory.settle().await;
+        let after = resident_bytes().unwrap_or(0);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut times = Vec::with_capacity(100_000);
+        for _ in 0..100_000 {
+            // xorshift: a spread of keys without a dependency for randomness.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let k = key(usize::try_from(state % n.max(1) as u64).unwrap_or(0));
+            let started = Instant::now();
+            let hit = memory.get(&k).await;
+            times.push(started.elapsed());
+            if hit.is_none() {
+                return Err(Error::Internal(format!("L1 lost {k}")));
+            }
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+        println!(
+            "{}",
+            serde_json::json!({
+                "entries": n,
+                "entryCount": memory.entry_count(),
+                "weightedBytes": memory.weighted_bytes(),
+                "rssBeforeBytes": before,
+                "rssAfterBytes": after,
+                "getP50Ns": at(0.50).as_nanos(),
+                "getP99Ns": at(0.99).as_nanos(),
+            })
+        );
+    }
     Ok(())
 }

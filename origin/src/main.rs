@@ -38,6 +38,10 @@ enum Command {
         workspace: String,
         #[arg(long, default_value_t = 300)]
         iterations: usize,
+        /// Instead: L1 lookup latency and resident memory at these entry counts
+        /// (comma-separated), with entries the size of a counts answer.
+        #[arg(long, value_delimiter = ',')]
+        l1_entries: Vec<usize>,
     },
     /// Print a signed token (needs JWT_SECRET).
     Token {
@@ -51,6 +55,9 @@ enum Command {
         ttl_secs: u64,
     },
 }
+
+/// A counts answer as cached (15 numbers under their names), for sizing L1.
+const COUNTS_LIKE: &str = r#"{"unassigned":51784,"assignedToMe":2031,"open":124168,"closed":61646,"total":185814,"highPriority":27789,"mediumPriority":92908,"lowPriority":65117,"needsResponse":26226,"followUp":20435,"favorites":8108,"archived":14186,"unhappyCustomers":18518,"newCustomers":1797,"recentActivity":13537}"#;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -191,9 +198,14 @@ async fn main() -> Result<(), BoxError> {
             }
             Ok(())
         }
+        Command::Bench { l1_entries, .. } if !l1_entries.is_empty() => {
+            origin::bench::l1(&l1_entries, COUNTS_LIKE).await?;
+            Ok(())
+        }
         Command::Bench {
             workspace,
             iterations,
+            ..
         } => {
             let mut config = config;
             config.jwt_secret = Some(Secret(random_secret()?));

@@ -35,13 +35,17 @@ impl Expiry<String, Arc<Entry>> for KeepUntilStale {
     }
 }
 
+/// `None` when L1 is off (`L1_MAX_BYTES=0`): every read goes on to Redis or the store.
 #[derive(Clone)]
 pub struct Memory {
-    cache: Cache<String, Arc<Entry>>,
+    cache: Option<Cache<String, Arc<Entry>>>,
 }
 
 impl Memory {
     pub fn new(max_bytes: u64, grace: Duration) -> Self {
+        if max_bytes == 0 {
+            return Self { cache: None };
+        }
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, value: &Arc<Entry>| {
@@ -50,26 +54,37 @@ impl Memory {
             })
             .expire_after(KeepUntilStale { grace })
             .build();
-        Self { cache }
+        Self { cache: Some(cache) }
     }
 
     pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.cache.get(key).await
+        self.cache.as_ref()?.get(key).await
     }
 
     pub async fn insert(&self, key: String, entry: Arc<Entry>) {
-        self.cache.insert(key, entry).await;
+        if let Some(c) = &self.cache {
+            c.insert(key, entry).await;
+        }
     }
 
     pub async fn remove(&self, key: &str) {
-        self.cache.invalidate(key).await;
+        if let Some(c) = &self.cache {
+            c.invalidate(key).await;
+        }
     }
 
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.as_ref().map_or(0, |c| c.entry_count())
     }
 
     pub fn weighted_bytes(&self) -> u64 {
-        self.cache.weighted_size()
+        self.cache.as_ref().map_or(0, |c| c.weighted_size())
+    }
+
+    /// Applies pending insertions and evictions, so that the counts above are exact.
+    pub async fn settle(&self) {
+        if let Some(c) = &self.cache {
+            c.run_pending_tasks().await;
+        }
     }
 }
