@@ -1,1 +1,107 @@
-//! End-to-end suites live in `tests/`; this crate has no code of its own.
+//! What the end-to-end suites and the benchmark harness share: free ports, processes
+//! that stop with everything they started, and `wrangler dev` running the edge worker.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 5];
+    getrandom::fill(&mut bytes).expect("randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// A process in a process group of its own, so that dropping it stops what it started
+/// too (wrangler's node processes and workerd, nginx's workers), not only the first.
+pub struct Group(Child);
+
+impl Group {
+    pub fn spawn(mut command: Command) -> std::io::Result<Self> {
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .map(Self)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let kill = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill("-KILL");
+        let _ = self.0.wait();
+    }
+}
+
+/// `wrangler dev` on `port` in front of the origin on `origin_port`, with a local KV of
+/// its own; `vars` are added as `--var NAME:value`.
+pub fn start_wrangler(port: u16, origin_port: u16, vars: &[(&str, &str)]) -> Group {
+    let root = root();
+    let state_dir = std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()));
+    let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(&root)
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--persist-to")
+        .arg(&state_dir)
+        .args([
+            "--var",
+            &format!("ORIGIN_URL:http://127.0.0.1:{origin_port}"),
+        ])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in vars {
+        command.args(["--var", &format!("{name}:{value}")]);
+    }
+    Group::spawn(command).expect("wrangler dev starts (run `npm ci` first)")
+}
+
+/// Polls `url` until it answers 200, failing after `limit`.
+pub async fn wait_ok(url: &str, limit: Duration) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not answer within {limit:?}");
+}

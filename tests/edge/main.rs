@@ -1,11 +1,10 @@
 //! The real wasm worker, built by worker-build and run by `wrangler dev` in workerd with
 //! a local KV, in front of a real origin (real Postgres and Redis), driven over HTTP.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::{free_port, random_suffix, start_wrangler, wait_ok};
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
 use origin::store::postgres::PgStore;
@@ -24,12 +23,6 @@ const INTERNAL_KEY: &str = "e2e-internal-key-0001";
 const WS: &str = "15213";
 const OTHER_WS: &str = "15214";
 
-fn random_suffix() -> String {
-    let mut bytes = [0u8; 5];
-    getrandom::fill(&mut bytes).expect("randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn token(user: &str, workspaces: &[&str]) -> String {
     let claims = Claims {
         sub: user.into(),
@@ -38,13 +31,6 @@ fn token(user: &str, workspaces: &[&str]) -> String {
         exp: 4_000_000_000,
     };
     issue(SECRET.as_bytes(), &claims).expect("token")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A fresh database for this run, migrated and seeded.
@@ -84,77 +70,12 @@ async fn database() -> PgPool {
     db
 }
 
-/// `wrangler dev` in a process group of its own, so that dropping it stops wrangler's
-/// node processes and the workerd they started, not only the first process.
-struct Wrangler(Child);
-
-impl Drop for Wrangler {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_wrangler(port: u16, origin_port: u16, namespace: &str) -> Wrangler {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let state_dir = std::env::temp_dir().join(format!("edgecache-e2e-{}", random_suffix()));
-    let child = Command::new(format!("{root}/node_modules/.bin/wrangler"))
-        .current_dir(root)
-        .args([
-            "dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--persist-to",
-        ])
-        .arg(&state_dir)
-        .args([
-            "--var",
-            &format!("ORIGIN_URL:http://127.0.0.1:{origin_port}"),
-        ])
-        .args(["--var", &format!("JWT_SECRET:{SECRET}")])
-        .args(["--var", &format!("INTERNAL_API_KEY:{INTERNAL_KEY}")])
-        .args(["--var", &format!("CACHE_NAMESPACE:{namespace}")])
-        .args(["--var", "ORIGIN_TIMEOUT_MS:3000"])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("wrangler dev starts (run `npm ci` first)");
-    Wrangler(child)
-}
-
 struct Edge {
     base: String,
     http: reqwest::Client,
 }
 
 impl Edge {
-    async fn wait_ready(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/health", self.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("wrangler dev was not ready within {limit:?}");
-    }
-
     async fn get(&self, path: &str, token: &str, ws: &str) -> (StatusCode, Value) {
         let r = self
             .http
@@ -219,12 +140,21 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     }));
 
     let port = free_port();
-    let _wrangler = start_wrangler(port, origin_port, &namespace);
+    let _wrangler = start_wrangler(
+        port,
+        origin_port,
+        &[
+            ("JWT_SECRET", SECRET),
+            ("INTERNAL_API_KEY", INTERNAL_KEY),
+            ("CACHE_NAMESPACE", &namespace),
+            ("ORIGIN_TIMEOUT_MS", "3000"),
+        ],
+    );
     let edge = Edge {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
-    edge.wait_ready(Duration::from_secs(600)).await;
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(600)).await;
     let user = token("user_3", &[WS]);
 
     // A first read misses, the second is a KV hit with the same data.

@@ -1,0 +1,261 @@
+//! A day in the life: two origin instances sharing Redis, clients picking workspaces and
+//! pages by Zipf's law, 5% of operations contact writes through the API and a few admin
+//! invalidations. Measures hit rate per layer, read and write p99, and staleness: a counts
+//! read that started after a write was acknowledged and still shows the count before it.
+//! Writes only ever add a favorite, so the favorites count rises by one per write and
+//! any lower value is old.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::rng::{Rng, Zipf};
+
+#[derive(Clone)]
+pub struct Workspace {
+    pub id: String,
+    pub boards: Vec<i64>,
+    pub token: String,
+    pub admin: String,
+}
+
+/// Acknowledged writes of one workspace: when each was acknowledged and the favorites
+/// count after it. Writes of a workspace are serialized, so the counts only rise.
+struct History {
+    initial: i64,
+    acks: Vec<(Instant, i64)>,
+    candidates: Vec<i64>,
+}
+
+impl History {
+    fn expected_at(&self, t: Instant) -> (i64, Option<Instant>) {
+        match self.acks.iter().rev().find(|(at, _)| *at <= t) {
+            Some((at, n)) => (*n, Some(*at)),
+            None => (self.initial, None),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    reads: Vec<Duration>,
+    writes: Vec<Duration>,
+    checked: u64,
+    stale: u64,
+    stale_ages: Vec<Duration>,
+    errors: u64,
+    invalidations: u64,
+}
+
+fn percentile(times: &mut [Duration], q: f64) -> f64 {
+    if times.is_empty() {
+        return 0.0;
+    }
+    times.sort();
+    let i = ((times.len() as f64 - 1.0) * q).round() as usize;
+    times[i].as_secs_f64() * 1000.0
+}
+
+async fn stats(http: &reqwest::Client, base: &str) -> Value {
+    let v: Value = http
+        .get(format!("{base}/api/cache-settings/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("health json");
+    v["data"]["stats"].clone()
+}
+
+pub async fn run(
+    db: &PgPool,
+    origins: &[String],
+    workspaces: &[Workspace],
+    clients: usize,
+    duration: Duration,
+) -> Value {
+    let mut histories = HashMap::new();
+    for ws in workspaces {
+        let initial: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND NOT archived AND favorite",
+        )
+        .bind(&ws.id)
+        .fetch_one(db)
+        .await
+        .expect("favorites");
+        let candidates: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND NOT favorite \
+             ORDER BY random() LIMIT 20000",
+        )
+        .bind(&ws.id)
+        .fetch_all(db)
+        .await
+        .expect("candidates");
+        let history = History {
+            initial,
+            acks: Vec::new(),
+            candidates,
+        };
+        histories.insert(ws.id.clone(), Arc::new(tokio::sync::Mutex::new(history)));
+    }
+    let http = reqwest::Client::new();
+    let mut before = Vec::new();
+    for base in origins {
+        before.push(stats(&http, base).await);
+    }
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let workspaces = Arc::new(workspaces.to_vec());
+    let origins = Arc::new(origins.to_vec());
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (http, tally, workspaces, origins, histories) = (
+            http.clone(),
+            tally.clone(),
+            workspaces.clone(),
+            origins.clone(),
+            histories.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::seeded(client as u64 + 1);
+            let pick_ws = Zipf::new(workspaces.len(), 1.1);
+            let pick_page = Zipf::new(50, 1.1);
+            while Instant::now() < deadline {
+                let ws = &workspaces[pick_ws.sample(&mut rng)];
+                let base = &origins[rng.below(origins.len())];
+                let history = &histories[&ws.id];
+                let roll = rng.unit();
+                if roll < 0.05 {
+                    let mut h = history.lock().await;
+                    let Some(id) = h.candidates.pop() else {
+                        continue;
+                    };
+                    let started = Instant::now();
+                    let r = http
+                        .patch(format!("{base}/api/workspaces/{}/contacts/{id}", ws.id))
+                        .bearer_auth(&ws.token)
+                        .json(&json!({"favorite": true}))
+                        .send()
+                        .await;
+                    let elapsed = started.elapsed();
+                    let ok = r.is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        let next = h.acks.last().map_or(h.initial, |a| a.1) + 1;
+                        h.acks.push((Instant::now(), next));
+                    }
+                    drop(h);
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.writes.push(elapsed);
+                    t.errors += u64::from(!ok);
+                } else if roll < 0.052 {
+                    let r = http
+                        .post(format!("{base}/api/cache-settings/invalidate"))
+                        .bearer_auth(&ws.admin)
+                        .json(&json!({"workspaceId": ws.id}))
+                        .send()
+                        .await;
+                    let ok = r.is_ok_and(|r| r.status().is_success());
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.invalidations += 1;
+                    t.errors += u64::from(!ok);
+                } else if roll < 0.35 {
+                    let started = Instant::now();
+                    let r = http
+                        .get(format!(
+                            "{base}/api/cache-settings/workspace/{}/counts",
+                            ws.id
+                        ))
+                        .bearer_auth(&ws.token)
+                        .header("X-Workspace-ID", &ws.id)
+                        .send()
+                        .await;
+                    let elapsed = started.elapsed();
+                    let favorites = match r {
+                        Ok(r) if r.status().is_success() => r
+                            .json::<Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["data"]["favorites"].as_i64()),
+                        _ => None,
+                    };
+                    let (expected, acked_at) = history.lock().await.expected_at(started);
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.reads.push(elapsed);
+                    match favorites {
+                        None => t.errors += 1,
+                        Some(f) => {
+                            t.checked += 1;
+                            if f < expected {
+                                t.stale += 1;
+                                if let Some(at) = acked_at {
+                                    t.stale_ages.push(started.saturating_duration_since(at));
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    let board = ws.boards[rng.below(ws.boards.len())];
+                    let page = pick_page.sample(&mut rng) + 1;
+                    let started = Instant::now();
+                    let r = http
+                        .get(format!("{base}/api/boards/{board}/contacts?page={page}"))
+                        .bearer_auth(&ws.token)
+                        .header("X-Workspace-ID", &ws.id)
+                        .send()
+                        .await;
+                    let ok = r.is_ok_and(|r| r.status().is_success());
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.reads.push(started.elapsed());
+                    t.errors += u64::from(!ok);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+
+    let mut layers = json!({});
+    for (base, before) in origins.iter().zip(&before) {
+        let after = stats(&http, base).await;
+        for key in ["memoryHits", "redisHits", "databaseQueries", "staleServed"] {
+            let delta = after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+            let sum = layers[key].as_u64().unwrap_or(0) + delta;
+            layers[key] = json!(sum);
+        }
+    }
+    let served: u64 = ["memoryHits", "redisHits", "databaseQueries"]
+        .iter()
+        .map(|k| layers[*k].as_u64().unwrap_or(0))
+        .sum();
+    let share = |k: &str| layers[k].as_u64().unwrap_or(0) as f64 / served.max(1) as f64;
+    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let secs = duration.as_secs_f64();
+    let reads = t.reads.len();
+    json!({
+        "clients": clients,
+        "seconds": secs,
+        "reads": reads,
+        "writes": t.writes.len(),
+        "invalidations": t.invalidations,
+        "errors": t.errors,
+        "readsPerSec": reads as f64 / secs,
+        "readP50Ms": percentile(&mut t.reads, 0.50),
+        "readP99Ms": percentile(&mut t.reads, 0.99),
+        "writeP50Ms": percentile(&mut t.writes, 0.50),
+        "writeP99Ms": percentile(&mut t.writes, 0.99),
+        "hitRate": {
+            "memory": share("memoryHits"),
+            "redis": share("redisHits"),
+            "database": share("databaseQueries"),
+        },
+        "countsReadsChecked": t.checked,
+        "staleReads": t.stale,
+        "staleMaxAgeMs": t.stale_ages.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    })
+}

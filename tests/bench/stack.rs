@@ -1,0 +1,197 @@
+//! The processes a benchmark run measures, each on its own loopback port: origins built
+//! in release mode (one per layer under test), the edge worker in `wrangler dev`, nginx
+//! with `proxy_cache` in front of an origin, and the bare hyper ceiling.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e::{free_port, root, start_wrangler, wait_ok, Group};
+
+pub const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
+pub const INTERNAL_KEY: &str = "bench-internal-key-0001";
+
+pub fn origin_binary() -> PathBuf {
+    root().join("target/release/origin")
+}
+
+pub struct Origin {
+    pub port: u16,
+    _process: Group,
+}
+
+impl Origin {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Which layers an origin under test has.
+pub struct Layers {
+    pub l1_bytes: u64,
+    pub redis: Option<String>,
+    pub namespace: String,
+}
+
+pub async fn origin(database_url: &str, layers: &Layers) -> Origin {
+    let port = free_port();
+    let mut command = Command::new(origin_binary());
+    command
+        .env("DATABASE_URL", database_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .env("INTERNAL_API_KEY", INTERNAL_KEY)
+        .env("CACHE_NAMESPACE", &layers.namespace)
+        .env("L1_MAX_BYTES", layers.l1_bytes.to_string())
+        .env("SEED_DEMO_CONTACTS", "0")
+        .env("RATE_LIMIT_REQUESTS_PER_MIN", "1000000000")
+        .env("RATE_LIMIT_WRITES_PER_MIN", "1000000000")
+        .env("RUST_LOG", "warn")
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_READ_URL")
+        .stdout(Stdio::null());
+    if let Some(url) = &layers.redis {
+        command.env("REDIS_URL", url);
+    }
+    let process = Group::spawn(command).expect("origin starts (cargo build --release -p origin)");
+    let origin = Origin {
+        port,
+        _process: process,
+    };
+    wait_ok(
+        &format!("{}/api/cache-settings/health", origin.base()),
+        Duration::from_secs(30),
+    )
+    .await;
+    origin
+}
+
+pub struct Edge {
+    pub port: u16,
+    _process: Group,
+}
+
+pub async fn edge(origin_port: u16, namespace: &str) -> Edge {
+    let port = free_port();
+    let process = start_wrangler(
+        port,
+        origin_port,
+        &[
+            ("JWT_SECRET", SECRET),
+            ("INTERNAL_API_KEY", INTERNAL_KEY),
+            ("CACHE_NAMESPACE", namespace),
+        ],
+    );
+    wait_ok(
+        &format!("http://127.0.0.1:{port}/health"),
+        Duration::from_secs(600),
+    )
+    .await;
+    Edge {
+        port,
+        _process: process,
+    }
+}
+
+pub struct Nginx {
+    pub port: u16,
+    _process: Group,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// nginx caching the origin's 200s for a minute per URL, token and workspace: what a
+/// team would put in front of the origin instead of this gateway. The origin marks its
+/// answers `private, no-store`; nginx is told to ignore that, as such a setup must.
+pub async fn nginx(origin_port: u16) -> Nginx {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("edgecache-nginx-{}", e2e::random_suffix()));
+    std::fs::create_dir_all(dir.join("cache")).expect("nginx dir");
+    let conf = format!(
+        r#"daemon off;
+user root;
+worker_processes 2;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    proxy_cache_path {dir}/cache levels=1:2 keys_zone=edgecache:32m max_size=1g inactive=10m;
+    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache edgecache;
+            proxy_cache_key "$request_uri|$http_authorization|$http_x_workspace_id";
+            proxy_cache_valid 200 60s;
+            proxy_ignore_headers Cache-Control Expires Set-Cookie;
+            proxy_cache_lock on;
+        }}
+    }}
+}}
+"#,
+        dir = dir.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("nginx.conf");
+    let mut command = Command::new("nginx");
+    command
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let process = Group::spawn(command).expect("nginx starts (scripts/setup-bench installs it)");
+    wait_ok(
+        &format!("http://127.0.0.1:{port}/api/cache-settings/health"),
+        Duration::from_secs(10),
+    )
+    .await;
+    Nginx {
+        port,
+        _process: process,
+        dir,
+    }
+}
+
+pub struct Ceiling {
+    pub port: u16,
+    _process: Group,
+}
+
+/// This harness's own `ceiling` subcommand serving `body` on every path.
+pub async fn ceiling(body: &Path) -> Ceiling {
+    let port = free_port();
+    let mut command = Command::new(std::env::current_exe().expect("own path"));
+    command
+        .arg("ceiling")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--body")
+        .arg(body)
+        .stdout(Stdio::null());
+    let process = Group::spawn(command).expect("ceiling starts");
+    wait_ok(
+        &format!("http://127.0.0.1:{port}/"),
+        Duration::from_secs(10),
+    )
+    .await;
+    Ceiling {
+        port,
+        _process: process,
+    }
+}
