@@ -1,6 +1,8 @@
 //! What the end-to-end suites and the benchmark harness share: free ports, processes
 //! that stop with everything they started, and `wrangler dev` running the edge worker.
 
+pub mod origins;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

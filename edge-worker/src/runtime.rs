@@ -150,7 +150,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Ok(r) => r,
         Err(f) => {
             METRICS.with(|m| m.borrow_mut().error((now_ms() - started) as f64));
-            json_response(f.status, error_body(f.code, &f.message))?
+            let mut r = json_response(f.status, error_body(f.code, &f.message))?;
+            if f.status == 503 {
+                r.headers_mut().set("Retry-After", "5")?;
+            }
+            r
         }
     };
     allow_cors(&mut response, &env, origin.as_deref());
@@ -473,7 +477,11 @@ async fn call_origin(
                 .map_err(|_| Fail::new(502, "bad_gateway", "the origin's answer broke off"))?;
             Ok((status, body))
         }
-        Some(Err(_)) => Err(Fail::new(502, "bad_gateway", "the origin is unreachable")),
+        Some(Err(_)) => Err(Fail::new(
+            503,
+            "origin_unavailable",
+            "the origin is unreachable; retry shortly",
+        )),
         None => {
             controller.abort();
             Err(Fail::new(

@@ -4,7 +4,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use shared::InputError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -100,6 +99,22 @@ pub fn is_outage(e: &sqlx::Error) -> bool {
     )
 }
 
+/// The error envelope of API.md, the one shape every failure answers with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `invalid_page`, `unauthorized`, `rate_limited`.
+    pub code: &'static str,
+    /// For people; never an internal cause.
+    pub message: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -114,7 +129,10 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        let body = json!({"success": false, "error": {"code": code, "message": message}});
+        let body = ErrorBody {
+            success: false,
+            error: ErrorDetail { code, message },
+        };
         let retry_after = match &self {
             Self::RateLimited(secs) => Some(secs.max(&1).to_string()),
             _ => (status == StatusCode::SERVICE_UNAVAILABLE).then(|| "5".to_owned()),

@@ -7,6 +7,8 @@ use crate::InputError;
 
 pub const MIN_TTL_SECS: u32 = 1;
 pub const MAX_TTL_SECS: u32 = 86_400;
+/// Bounds of a workspace's own rate limits (per minute).
+pub const MAX_RATE_PER_MIN: u32 = 1_000_000;
 
 /// TTL defaults of API.md not tied to a setting.
 pub const CONTACT_DETAILS_TTL_SECS: u32 = 600;
@@ -33,12 +35,24 @@ pub struct CacheConfig {
     pub message_history_ttl: u32,
 }
 
+/// A workspace's own rate limits; `None` keeps the deployment's default
+/// (`RATE_LIMIT_REQUESTS_PER_MIN`, `RATE_LIMIT_WRITES_PER_MIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimits {
+    pub requests_per_minute: Option<u32>,
+    pub writes_per_user_per_minute: Option<u32>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheSettings {
     pub cache_enabled: bool,
     pub features: Features,
     pub cache_config: CacheConfig,
+    /// Absent in settings saved before it existed.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
 }
 
 impl Default for CacheSettings {
@@ -57,19 +71,59 @@ impl Default for CacheSettings {
                 search_ttl: 120,
                 message_history_ttl: 300,
             },
+            rate_limits: RateLimits::default(),
         }
     }
 }
 
 /// What a settings POST may carry: any subset, applied over the current settings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsUpdate {
     pub cache_enabled: Option<bool>,
     pub features: Option<FeaturesUpdate>,
     pub cache_config: Option<CacheConfigUpdate>,
+    pub rate_limits: Option<RateLimitsUpdate>,
 }
 
+/// Each limit: absent leaves it, `null` returns to the default, a number sets it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitsUpdate {
+    #[serde(default, deserialize_with = "present")]
+    pub requests_per_minute: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub writes_per_user_per_minute: Option<Option<i64>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+fn rate(
+    name: &str,
+    value: Option<Option<i64>>,
+    current: Option<u32>,
+) -> Result<Option<u32>, InputError> {
+    match value {
+        None => Ok(current),
+        Some(None) => Ok(None),
+        Some(Some(v)) => u32::try_from(v)
+            .ok()
+            .filter(|v| (1..=MAX_RATE_PER_MIN).contains(v))
+            .map(Some)
+            .ok_or_else(|| {
+                InputError::new(
+                    "invalid_rate_limit",
+                    format!("{name} must be between 1 and {MAX_RATE_PER_MIN} per minute, got {v}"),
+                )
+            }),
+    }
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeaturesUpdate {
@@ -79,6 +133,7 @@ pub struct FeaturesUpdate {
     pub message_history: Option<bool>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfigUpdate {
@@ -142,6 +197,21 @@ impl CacheSettings {
                 )?,
             };
         }
+        if let Some(r) = &update.rate_limits {
+            let cur = self.rate_limits;
+            next.rate_limits = RateLimits {
+                requests_per_minute: rate(
+                    "requestsPerMinute",
+                    r.requests_per_minute,
+                    cur.requests_per_minute,
+                )?,
+                writes_per_user_per_minute: rate(
+                    "writesPerUserPerMinute",
+                    r.writes_per_user_per_minute,
+                    cur.writes_per_user_per_minute,
+                )?,
+            };
+        }
         Ok(next)
     }
 
@@ -167,6 +237,29 @@ impl CacheSettings {
 mod tests {
     use super::*;
 
+    #[test]
+    fn rate_limits_are_set_bounded_and_reset_with_null() {
+        let base = CacheSettings::default();
+        let set = base
+            .apply(&update(r#"{"rateLimits": {"requestsPerMinute": 120}}"#))
+            .expect("valid");
+        assert_eq!(set.rate_limits.requests_per_minute, Some(120));
+        assert_eq!(set.rate_limits.writes_per_user_per_minute, None);
+        for bad in [0, -1, 1_000_001] {
+            let body = format!(r#"{{"rateLimits": {{"writesPerUserPerMinute": {bad}}}}}"#);
+            assert!(set.apply(&update(&body)).is_err(), "{bad}");
+        }
+        let reset = set
+            .apply(&update(r#"{"rateLimits": {"requestsPerMinute": null}}"#))
+            .expect("valid");
+        assert_eq!(reset.rate_limits, RateLimits::default());
+        let stored: CacheSettings = serde_json::from_str(
+            r#"{"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300}}"#,
+        )
+        .expect("settings saved before rate limits existed");
+        assert_eq!(stored, CacheSettings::default());
+    }
+
     fn update(json: &str) -> SettingsUpdate {
         serde_json::from_str(json).expect("valid update json")
     }
@@ -176,7 +269,7 @@ mod tests {
         let json = serde_json::to_value(CacheSettings::default()).expect("serializes");
         assert_eq!(
             json,
-            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300}})
+            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300},"rateLimits":{"requestsPerMinute":null,"writesPerUserPerMinute":null}})
         );
     }
 

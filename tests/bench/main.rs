@@ -18,13 +18,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use origin::auth::{issue, Claims};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::stack::{Layers, SECRET};
 use crate::wrk::{Load, Outcome, Req};
+use e2e::origins::{self, token, Layers};
 
 #[derive(Parser)]
 #[command(about = "Benchmark every layer of edgecache against its peers")]
@@ -117,16 +116,6 @@ impl Plan {
     }
 }
 
-fn token(user: &str, ws: &str, admin: bool) -> String {
-    let claims = Claims {
-        sub: user.into(),
-        workspaces: vec![ws.into()],
-        role: admin.then(|| "admin".into()),
-        exp: 4_000_000_000,
-    };
-    issue(SECRET.as_bytes(), &claims).expect("token")
-}
-
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -149,21 +138,13 @@ fn machine() -> Value {
     })
 }
 
+/// A workspace to seed: its id, contacts and boards.
+type Seed = (String, u32, u32);
+
 /// The bench database, seeded with exactly the plan's workspaces (recreated otherwise).
 async fn database(plan: &Plan) -> (PgPool, String) {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let url = format!(
-        "{}/{}",
-        base.rsplit_once('/').expect("url with a database").0,
-        plan.database()
-    );
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .expect("postgres");
-    let mut wanted: Vec<(String, u32, u32)> = plan
+    let url = origins::database_url(plan.database());
+    let mut wanted: Vec<Seed> = plan
         .main
         .iter()
         .map(|w| (w.clone(), plan.main_contacts, 4))
@@ -184,29 +165,28 @@ async fn database(plan: &Plan) -> (PgPool, String) {
     }
     if !ready {
         let name = plan.database();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await
-            .expect("drop bench database");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .expect("create bench database");
-        for (ws, n, boards) in &wanted {
-            let started = Instant::now();
-            let status = Command::new(stack::origin_binary())
-                .args(["seed", "--workspace", ws, "--contacts"])
-                .arg(n.to_string())
-                .arg("--boards")
-                .arg(boards.to_string())
-                .env("DATABASE_URL", &url)
-                .env_remove("REDIS_URL")
-                .env("RUST_LOG", "warn")
-                .status()
-                .expect("origin seed");
-            assert!(status.success(), "seeding {ws} failed");
-            eprintln!("seeded {ws} ({n} contacts) in {:.0?}", started.elapsed());
+        origins::on_server(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        origins::on_server(&format!("CREATE DATABASE {name}")).await;
+        // Two seeds at a time: each is one INSERT … SELECT on one Postgres core.
+        let mut lanes: [(u64, Vec<Seed>); 2] = Default::default();
+        wanted.sort_by_key(|w| std::cmp::Reverse(w.1));
+        for w in wanted {
+            let lane = if lanes[0].0 <= lanes[1].0 { 0 } else { 1 };
+            lanes[lane].0 += u64::from(w.1);
+            lanes[lane].1.push(w);
         }
+        std::thread::scope(|scope| {
+            for (_, lane) in &lanes {
+                let url = &url;
+                scope.spawn(move || {
+                    for (ws, n, boards) in lane {
+                        let started = Instant::now();
+                        origins::seed(url, ws, *n, *boards);
+                        eprintln!("seeded {ws} ({n} contacts) in {:.0?}", started.elapsed());
+                    }
+                });
+            }
+        });
     }
     let db = PgPoolOptions::new()
         .max_connections(4)
@@ -214,14 +194,6 @@ async fn database(plan: &Plan) -> (PgPool, String) {
         .await
         .expect("bench database");
     (db, url)
-}
-
-async fn boards(db: &PgPool, ws: &str) -> Vec<i64> {
-    sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
-        .bind(ws)
-        .fetch_all(db)
-        .await
-        .expect("boards")
 }
 
 /// Asks `base` for every request once, 16 at a time (fills the caches behind it).
@@ -389,7 +361,7 @@ fn ratios(rows: &[Row]) -> Vec<Value> {
 
 fn l1_runs(entries: &[usize]) -> Vec<Value> {
     let sizes: Vec<String> = entries.iter().map(ToString::to_string).collect();
-    let output = Command::new(stack::origin_binary())
+    let output = Command::new(origins::origin_binary())
         .args(["bench", "--l1-entries", &sizes.join(",")])
         .env("RUST_LOG", "warn")
         .output()
@@ -420,14 +392,14 @@ async fn main() {
         namespace: namespace.to_owned(),
     };
     let l1 = 256 * 1024 * 1024;
-    let memory = stack::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
-    let l2 = stack::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
-    let uncached = stack::origin(&url, &layers(0, None, &run_ns)).await;
+    let memory = origins::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
+    let l2 = origins::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
+    let uncached = origins::origin(&url, &layers(0, None, &run_ns)).await;
     let edge = stack::edge(memory.port, &run_ns).await;
     let nginx = stack::nginx(memory.port).await;
 
     let ws = plan.main[0].as_str();
-    let board = boards(&db, ws).await;
+    let board = origins::boards(&db, ws).await;
     let user = token("user_3", ws, false);
     let hot = |path: String| {
         vec![Req {
@@ -591,13 +563,13 @@ async fn main() {
 
     // The mixed workload on two instances sharing Redis.
     let mixed_ns = format!("{run_ns}m");
-    let a = stack::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
-    let b = stack::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
+    let a = origins::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
+    let b = origins::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
     let mut workspaces = Vec::new();
     for w in &plan.main {
         workspaces.push(mixed::Workspace {
             id: w.clone(),
-            boards: boards(&db, w).await,
+            boards: origins::boards(&db, w).await,
             token: token("user_3", w, false),
             admin: token("user_1", w, true),
         });

@@ -1,70 +1,13 @@
-//! The processes a benchmark run measures, each on its own loopback port: origins built
-//! in release mode (one per layer under test), the edge worker in `wrangler dev`, nginx
-//! with `proxy_cache` in front of an origin, and the bare hyper ceiling.
+//! The peers a benchmark run measures beside the origins (`e2e::origins`), each on its own
+//! loopback port: the edge worker in `wrangler dev`, nginx with `proxy_cache` in front of
+//! an origin, and the bare hyper ceiling.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{free_port, root, start_wrangler, wait_ok, Group};
-
-pub const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
-pub const INTERNAL_KEY: &str = "bench-internal-key-0001";
-
-pub fn origin_binary() -> PathBuf {
-    root().join("target/release/origin")
-}
-
-pub struct Origin {
-    pub port: u16,
-    _process: Group,
-}
-
-impl Origin {
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// Which layers an origin under test has.
-pub struct Layers {
-    pub l1_bytes: u64,
-    pub redis: Option<String>,
-    pub namespace: String,
-}
-
-pub async fn origin(database_url: &str, layers: &Layers) -> Origin {
-    let port = free_port();
-    let mut command = Command::new(origin_binary());
-    command
-        .env("DATABASE_URL", database_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", SECRET)
-        .env("INTERNAL_API_KEY", INTERNAL_KEY)
-        .env("CACHE_NAMESPACE", &layers.namespace)
-        .env("L1_MAX_BYTES", layers.l1_bytes.to_string())
-        .env("SEED_DEMO_CONTACTS", "0")
-        .env("RATE_LIMIT_REQUESTS_PER_MIN", "1000000000")
-        .env("RATE_LIMIT_WRITES_PER_MIN", "1000000000")
-        .env("RUST_LOG", "warn")
-        .env_remove("REDIS_URL")
-        .env_remove("DATABASE_READ_URL")
-        .stdout(Stdio::null());
-    if let Some(url) = &layers.redis {
-        command.env("REDIS_URL", url);
-    }
-    let process = Group::spawn(command).expect("origin starts (cargo build --release -p origin)");
-    let origin = Origin {
-        port,
-        _process: process,
-    };
-    wait_ok(
-        &format!("{}/api/cache-settings/health", origin.base()),
-        Duration::from_secs(30),
-    )
-    .await;
-    origin
-}
+use e2e::origins::{INTERNAL_KEY, SECRET};
+use e2e::{free_port, start_wrangler, wait_ok, Group};
 
 pub struct Edge {
     pub port: u16,

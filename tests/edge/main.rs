@@ -200,6 +200,66 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .as_str()
         .is_some_and(|n| n.starts_with("Grace")));
 
+    // Cross-tenant probes: the other workspace's pages sit in KV; no spelling of the
+    // workspace header, and no path trick, serves them (or their marker) to this token.
+    sqlx::query("UPDATE contacts SET company = 'MARK-' || workspace_id")
+        .execute(&db)
+        .await
+        .expect("markers");
+    let theirs = token("user_3", &[OTHER_WS]);
+    let their_boards: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
+            .bind(OTHER_WS)
+            .fetch_all(&db)
+            .await
+            .expect("boards");
+    let foreign = format!("MARK-{OTHER_WS}");
+    for board in &their_boards {
+        let path = format!("/api/boards/{board}/contacts?per_page=20&sort_by=name");
+        edge.get(&path, &theirs, OTHER_WS).await;
+        let (_, hit) = edge.get(&path, &theirs, OTHER_WS).await;
+        assert_eq!(hit["data"]["_cache"]["status"], "HIT");
+        assert!(hit.to_string().contains(&foreign), "the probe sees markers");
+        let spellings: [&[&str]; 9] = [
+            &[WS],
+            &[OTHER_WS],
+            &[WS, OTHER_WS],
+            &[OTHER_WS, WS],
+            &["15213,15214"],
+            &["15214,15213"],
+            &[" 15214 "],
+            &["%31%35%32%31%34"],
+            &[],
+        ];
+        for spelling in spellings {
+            for probe in [
+                path.clone(),
+                format!("/api/workspaces/{OTHER_WS}/counts"),
+                format!("/api/boards/{board}/contacts/?per_page=20&sort_by=name"),
+                format!("/api/boards/{board}/contacts.css?per_page=20&sort_by=name"),
+            ] {
+                let mut request = edge
+                    .http
+                    .get(format!("{}{probe}", edge.base))
+                    .bearer_auth(&user);
+                for value in spelling {
+                    request = request.header("X-Workspace-ID", *value);
+                }
+                let r = request.send().await.expect("probe");
+                let status = r.status();
+                let body = r.text().await.expect("body");
+                assert!(
+                    status.is_client_error(),
+                    "{probe} {spelling:?}: {status} {body}"
+                );
+                assert!(
+                    !body.contains(&foreign),
+                    "{probe} {spelling:?} leaked: {body}"
+                );
+            }
+        }
+    }
+
     // Browsers from the allow-list get CORS headers; others do not.
     for (origin, allowed) in [
         ("http://localhost:3000", true),
@@ -279,7 +339,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, after) = edge.get(&page, &user, WS).await;
     assert_eq!(after["data"]["_cache"]["status"], "MISS");
 
-    // With the origin stopped, a cached key is served stale and an uncached one is a 502.
+    // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
@@ -321,7 +381,21 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(payload(&stale), payload(&fresh));
-    let (status, body) = edge.get(&counts, &token("user_8", &[WS]), WS).await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    // A key nothing holds: a 503 JSON error with Retry-After, never an exception page.
+    let miss = edge
+        .http
+        .get(format!("{}{counts}", edge.base))
+        .bearer_auth(token("user_8", &[WS]))
+        .header("X-Workspace-ID", WS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(miss.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        miss.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
+    let body: Value = miss.json().await.expect("a JSON error");
     assert_eq!(body["success"], false);
+    assert_eq!(body["error"]["code"], "origin_unavailable");
 }

@@ -9,6 +9,7 @@
 //! a write it acknowledged.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,27 @@ pub struct Generations {
     pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
     /// When each workspace last changed (bumped here or announced by another instance).
     changed: Mutex<HashMap<WorkspaceId, Instant>>,
+    /// Counts `forget`s: a Redis read that started before one may return generations
+    /// older than the announcement, so it must not be stored as the mirror.
+    forgets: AtomicU64,
+    /// Workspaces whose expired mirror one read is refreshing; the others meanwhile use
+    /// the expired copy instead of queueing on Redis (which, were Redis down, would add
+    /// its timeout to every read once a second).
+    refreshing: Mutex<HashSet<WorkspaceId>>,
+}
+
+/// Clears a workspace's refreshing mark however the refreshing read ends (a cancelled
+/// request included).
+struct Refreshing<'a> {
+    set: &'a Mutex<HashSet<WorkspaceId>>,
+    ws: WorkspaceId,
+}
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.ws);
+    }
 }
 
 /// What a bump did, for the invalidation report.
@@ -51,6 +73,8 @@ impl Generations {
             mirrors: Mutex::default(),
             pending: Mutex::default(),
             changed: Mutex::default(),
+            forgets: AtomicU64::new(0),
+            refreshing: Mutex::default(),
         }
     }
 
@@ -106,18 +130,43 @@ impl Generations {
         if let Some(gens) = self.read_mirror(ws, scope, false) {
             return gens;
         }
+        let refreshing = self.mark_refreshing(ws);
+        if refreshing.is_none() {
+            if let Some(gens) = self.read_expired(ws, scope) {
+                return gens;
+            }
+        }
         self.replay_pending(redis).await;
+        let forgets = self.forgets.load(Ordering::Acquire);
         match redis.hgetall(&self.keys.generations(ws)).await {
             Ok(fields) if self.has_pending(ws) => self
                 .read_mirror(ws, scope, true)
                 .unwrap_or_else(|| KeyGens::from_fields(&fields, scope)),
             Ok(fields) => {
                 let gens = KeyGens::from_fields(&fields, scope);
-                self.store_mirror(ws, fields);
+                if self.forgets.load(Ordering::Acquire) == forgets {
+                    self.store_mirror(ws, fields);
+                }
                 gens
             }
             Err(_) => self.read_mirror(ws, scope, true).unwrap_or_default(),
         }
+    }
+
+    /// Makes this read the one refreshing `ws`; `None` when another read already is.
+    fn mark_refreshing(&self, ws: &WorkspaceId) -> Option<Refreshing<'_>> {
+        let mut set = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(ws.clone()).then(|| Refreshing {
+            set: &self.refreshing,
+            ws: ws.clone(),
+        })
+    }
+
+    /// An expired (but not forgotten) mirror's generations.
+    fn read_expired(&self, ws: &WorkspaceId, scope: GenerationScope) -> Option<KeyGens> {
+        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
+        Some(KeyGens::from_fields(&m.fields, scope))
     }
 
     fn has_pending(&self, ws: &WorkspaceId) -> bool {
@@ -212,6 +261,7 @@ impl Generations {
     /// Another instance bumped `ws`: the next read asks Redis.
     pub fn forget(&self, ws: &WorkspaceId) {
         self.mark_changed(ws);
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
             m.fetched = None;
@@ -220,6 +270,7 @@ impl Generations {
 
     /// Announcements may have been missed (pub/sub reconnected): distrust every mirror.
     pub fn forget_all(&self) {
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         for m in mirrors.values_mut() {
             m.fetched = None;

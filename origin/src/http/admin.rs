@@ -15,6 +15,7 @@ use shared::{BoardId, UserId, WorkspaceId};
 
 use super::contacts::read_page;
 use super::counts::read_counts;
+use super::openapi::Failures;
 use super::reply::{self, elapsed_ms};
 use super::JsonBody;
 use crate::auth::Caller;
@@ -34,9 +35,9 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WorkspaceBody {
+pub(super) struct WorkspaceBody {
     workspace_id: String,
     user_id: Option<String>,
 }
@@ -59,9 +60,9 @@ impl WorkspaceBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InvalidateBody {
+pub(super) struct InvalidateBody {
     workspace_id: String,
     board_id: Option<i64>,
 }
@@ -69,7 +70,11 @@ struct InvalidateBody {
 /// Bumps a generation: O(1) whatever the number of entries. Nothing is deleted; every
 /// entry built on the old generation becomes unreachable and ages out. Workspace-wide
 /// needs an admin (or the edge); one board (with the counts) any member of the workspace.
-async fn invalidate(
+#[utoipa::path(post, path = "/api/cache-settings/invalidate", tag = "admin",
+    request_body = InvalidateBody,
+    responses((status = 200, description = "The generations bumped and the patterns they cover"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn invalidate(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<InvalidateBody>,
@@ -107,7 +112,11 @@ async fn invalidate(
 }
 
 /// Fills the counts of one user and page 1 of every board.
-async fn warm(
+#[utoipa::path(post, path = "/api/cache-settings/warm-cache", tag = "admin",
+    request_body = WorkspaceBody,
+    responses((status = 200, description = "What was warmed and how long it took"), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn warm(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<WorkspaceBody>,
@@ -153,7 +162,11 @@ fn improvement(standard: f64, other: f64) -> f64 {
 
 /// Times the same counts read four ways, in this order: straight from the store, through
 /// Redis with the key removed (a miss that fills Redis), from Redis, and from memory.
-async fn test_performance(
+#[utoipa::path(post, path = "/api/cache-settings/test-performance", tag = "admin",
+    request_body = WorkspaceBody,
+    responses((status = 200, description = "One counts read timed from each layer"), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn test_performance(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<WorkspaceBody>,

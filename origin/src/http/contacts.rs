@@ -12,10 +12,11 @@ use shared::keys::GenerationScope;
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
+use super::openapi::Failures;
 use super::{reply, QueryPairs};
 use crate::auth::{header_workspace, Caller};
 use crate::cache::Answer;
-use crate::error::Result;
+use crate::error::{ErrorBody, Result};
 use crate::state::AppState;
 use crate::store;
 
@@ -23,7 +24,20 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/boards/{board_id}/contacts", get(list))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/boards/{board_id}/contacts", tag = "reads",
+    params(("board_id" = i64, Path, description = "Board id"), ("X-Workspace-ID" = String, Header, description = "The workspace; must match the path's and be granted by the token"),
+        ("page" = Option<u32>, Query, description = "1 to 10000"),
+        ("per_page" = Option<u32>, Query, description = "1 to 100"),
+        ("filter" = Option<String>, Query, description = "all, open, closed, unassigned, assigned_to_me, high_priority, medium_priority, low_priority, needs_response, follow_up, favorites, archived, unhappy_customers, new_customers, recent_activity"),
+        ("search" = Option<String>, Query, description = "Up to 100 characters"),
+        ("column_id" = Option<i64>, Query),
+        ("sort_by" = Option<String>, Query, description = "created_at, updated_at, name, last_activity_at"),
+        ("sort_order" = Option<String>, Query, description = "asc or desc"),
+        ("useCache" = Option<bool>, Query)),
+    responses((status = 200, description = "A page of contacts with pagination and cache metadata"),
+        (status = 404, description = "Not a board of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(board): Path<String>,
@@ -34,12 +48,12 @@ async fn list(
     let board = BoardId::parse(&board)?;
     let ws = header_workspace(&headers)?;
     caller.workspace(&ws)?;
-    state.limits.request(&ws)?;
+    let settings = state.settings_for(&ws).await;
+    state.limits.request(&ws, &settings.rate_limits)?;
     let user = caller.user()?.clone();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let q = ContactListQuery::from_pairs(pairs, &user)?;
     let use_cache = query.flag("useCache")?;
-    let settings = state.settings_for(&ws).await;
     let ttl = settings.list_ttl(q.search.is_some()).filter(|_| use_cache);
     let answer = read_page(&state, &ws, board, &q, &user, ttl).await?;
     Ok(reply::answer(&answer, started, settings.cache_enabled))

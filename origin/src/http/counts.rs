@@ -11,6 +11,7 @@ use axum::{Extension, Router};
 use shared::keys::GenerationScope;
 use shared::{UserId, WorkspaceId};
 
+use super::openapi::Failures;
 use super::{reply, QueryPairs};
 use crate::auth::{path_matches_header, Caller};
 use crate::cache::Answer;
@@ -19,10 +20,15 @@ use crate::state::AppState;
 use crate::store;
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/api/cache-settings/workspace/{id}/counts", get(counts))
+    Router::new().route("/api/cache-settings/workspace/{ws}/counts", get(counts))
 }
 
-async fn counts(
+#[utoipa::path(get, path = "/api/cache-settings/workspace/{ws}/counts", tag = "reads",
+    params(("ws" = String, Path, description = "Workspace id"), ("X-Workspace-ID" = String, Header, description = "The workspace; must match the path's and be granted by the token"),
+        ("useCache" = Option<bool>, Query, description = "false reads the database")),
+    responses((status = 200, description = "The 15 counts, with cache metadata"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn counts(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(ws): Path<String>,
@@ -33,10 +39,10 @@ async fn counts(
     let ws = WorkspaceId::parse(&ws)?;
     caller.workspace(&ws)?;
     path_matches_header(&headers, &ws)?;
-    state.limits.request(&ws)?;
+    let settings = state.settings_for(&ws).await;
+    state.limits.request(&ws, &settings.rate_limits)?;
     let user = caller.user()?.clone();
     let use_cache = query.flag("useCache")?;
-    let settings = state.settings_for(&ws).await;
     let ttl = settings.counts_ttl().filter(|_| use_cache);
     let answer = read_counts(&state, &ws, &user, ttl).await?;
     Ok(reply::answer(&answer, started, settings.cache_enabled))

@@ -10,6 +10,7 @@ use axum::{Extension, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::openapi::Failures;
 use super::reply::{self, elapsed_ms};
 use crate::auth::Caller;
 use crate::error::Result;
@@ -75,7 +76,9 @@ fn is_healthy(components: &Value) -> bool {
     up("database") && (up("redis") || !redis_configured)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/api/cache-settings/health", tag = "operations",
+    responses((status = 200, description = "Each dependency's state and the cache statistics")))]
+pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let components = check(&state).await;
     reply::ok(json!({
         "healthy": is_healthy(&components),
@@ -86,7 +89,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     }))
 }
 
-async fn status(
+#[utoipa::path(get, path = "/api/cache-settings/status", tag = "operations",
+    responses((status = 200, description = "Statistics, health and latency for admins"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn status(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response> {

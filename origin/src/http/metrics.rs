@@ -15,7 +15,9 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// Gauges are sampled at scrape time; counters and histograms accumulate as requests run.
-async fn render(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(super) async fn render(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let (open, idle) = state.store.connections();
     metrics::gauge!("edgecache_db_pool_connections").set(f64::from(open));
     metrics::gauge!("edgecache_db_pool_idle").set(idle as f64);

@@ -1,5 +1,5 @@
 //! The HTTP API of API.md. Each resource module has its own `router()`; this one merges
-//! them, puts authentication in front of all but health and metrics, and turns every
+//! them, puts authentication in front of all but health, metrics and the OpenAPI document, and turns every
 //! failure (bad JSON, oversized body, timeout, panic, unknown route) into the error JSON.
 
 mod admin;
@@ -8,6 +8,7 @@ mod counts;
 mod extract;
 mod health;
 mod metrics;
+pub mod openapi;
 mod panel;
 mod reply;
 mod settings;
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
+        .merge(openapi::router())
         .merge(panel::router())
         .merge(authenticated)
         .fallback(|| async { Error::NotFound("route") })

@@ -10,23 +10,28 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::json;
 use shared::keys::GenerationScope;
-use shared::settings::{SettingsUpdate, MAX_TTL_SECS, MIN_TTL_SECS};
+use shared::settings::{SettingsUpdate, MAX_RATE_PER_MIN, MAX_TTL_SECS, MIN_TTL_SECS};
 use shared::WorkspaceId;
 
+use super::openapi::Failures;
 use super::{reply, JsonBody};
 use crate::auth::Caller;
 use crate::cache::events::Event;
-use crate::error::Result;
+use crate::error::{ErrorBody, Result};
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route(
-        "/api/cache-settings/workspace/{id}/settings",
+        "/api/cache-settings/workspace/{ws}/settings",
         get(read).post(write),
     )
 }
 
-async fn read(
+#[utoipa::path(get, path = "/api/cache-settings/workspace/{ws}/settings", tag = "settings",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "The workspace's settings and their bounds"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn read(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(ws): Path<String>,
@@ -39,11 +44,19 @@ async fn read(
     state.settings.remember(&ws, settings);
     let mut data =
         serde_json::to_value(settings).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-    data["bounds"] = json!({"minTTL": MIN_TTL_SECS, "maxTTL": MAX_TTL_SECS});
+    data["bounds"] = json!({
+        "minTTL": MIN_TTL_SECS, "maxTTL": MAX_TTL_SECS, "maxRatePerMinute": MAX_RATE_PER_MIN,
+    });
     Ok(reply::ok(data))
 }
 
-async fn write(
+#[utoipa::path(post, path = "/api/cache-settings/workspace/{ws}/settings", tag = "settings",
+    params(("ws" = String, Path, description = "Workspace id")),
+    request_body = SettingsUpdate,
+    responses((status = 200, description = "The settings saved"),
+        (status = 404, description = "No such workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn write(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(ws): Path<String>,
@@ -70,7 +83,7 @@ async fn write(
             "enabled": next.cache_enabled,
             "features": next.features,
             "config": next.cache_config,
-        }},
+        }, "rateLimits": next.rate_limits},
         "updated_at": updated_at,
     })))
 }

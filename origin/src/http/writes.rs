@@ -11,9 +11,10 @@ use axum::{Extension, Router};
 use shared::keys::GenerationScope;
 use shared::{BoardId, ContactId, WorkspaceId};
 
+use super::openapi::Failures;
 use super::{reply, JsonBody};
 use crate::auth::{path_matches_header, Caller};
-use crate::error::Result;
+use crate::error::{ErrorBody, Result};
 use crate::state::AppState;
 use crate::store::fields::{ContactFields, Move};
 
@@ -31,7 +32,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// Checks the workspace grant, then the caller's write budget in it.
-fn authorize(
+async fn authorize(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -40,7 +41,8 @@ fn authorize(
     let ws = WorkspaceId::parse(ws)?;
     caller.workspace(&ws)?;
     path_matches_header(headers, &ws)?;
-    state.limits.write(&ws, caller.user()?)?;
+    let own = state.settings_for(&ws).await.rate_limits;
+    state.limits.write(&ws, caller.user()?, &own)?;
     Ok(ws)
 }
 
@@ -51,14 +53,19 @@ async fn touched(state: &AppState, ws: &WorkspaceId, boards: &[BoardId]) {
     state.invalidate(ws, GenerationScope::Counts).await;
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/workspaces/{ws}/contacts", tag = "writes",
+    params(("ws" = String, Path, description = "Workspace id")),
+    request_body = ContactFields,
+    responses((status = 201, description = "The contact created"), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(ws): Path<String>,
     headers: HeaderMap,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws).await?;
     fields.validate()?;
     fields.required()?;
     let contact = state.store.create_contact(&ws, fields).await?;
@@ -81,35 +88,52 @@ async fn apply(
     Ok(reply::ok(contact))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/api/workspaces/{ws}/contacts/{id}", tag = "writes",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = i64, Path, description = "Contact id")),
+    request_body = ContactFields,
+    responses((status = 200, description = "The contact updated"),
+        (status = 404, description = "Not a contact of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn update(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path((ws, id)): Path<(String, String)>,
     headers: HeaderMap,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws).await?;
     apply(&state, &ws, &id, fields).await
 }
 
-async fn move_contact(
+#[utoipa::path(post, path = "/api/workspaces/{ws}/contacts/{id}/move", tag = "writes",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = i64, Path, description = "Contact id")),
+    request_body = Move,
+    responses((status = 200, description = "The contact moved"),
+        (status = 404, description = "Not a contact of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn move_contact(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path((ws, id)): Path<(String, String)>,
     headers: HeaderMap,
     JsonBody(to): JsonBody<Move>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws).await?;
     apply(&state, &ws, &id, to.into()).await
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/api/workspaces/{ws}/contacts/{id}", tag = "writes",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = i64, Path, description = "Contact id")),
+    responses((status = 200, description = "The contact deleted"),
+        (status = 404, description = "Not a contact of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path((ws, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws)?;
+    let ws = authorize(&state, &caller, &headers, &ws).await?;
     let board = state
         .store
         .delete_contact(&ws, ContactId::parse(&id)?)

@@ -14,7 +14,7 @@ where
 
 /// The writable fields of a contact; every one is optional so that one type serves
 /// create (with `board_id`, `column_id` and `name` required), PATCH and move.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactFields {
     pub board_id: Option<i64>,
@@ -39,7 +39,7 @@ pub struct ContactFields {
 }
 
 /// A move between columns (and maybe boards).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Move {
     pub column_id: i64,

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
@@ -233,4 +235,57 @@ async fn writes_past_the_per_user_limit_get_429_whatever_the_forwarded_address(d
         .await
         .expect("request");
     assert_eq!(someone_else.status(), StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_workspace_with_its_own_request_limit_gets_429_past_it_and_others_do_not(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let saved = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"rateLimits": {"requestsPerMinute": 5}}),
+        )
+        .await;
+    let settings = data(saved).await;
+    assert_eq!(
+        settings["settings"]["rateLimits"]["requestsPerMinute"], 5,
+        "{settings}"
+    );
+    let refused = eventually(Duration::from_secs(2), || async {
+        let r = app
+            .get(
+                &format!("/api/cache-settings/workspace/{WS}/counts"),
+                &member(),
+            )
+            .await;
+        (r.status() == StatusCode::TOO_MANY_REQUESTS).then_some(r)
+    })
+    .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let other = app
+        .http
+        .get(app.url(&format!("/api/cache-settings/workspace/{OTHER_WS}/counts")))
+        .bearer_auth(token_for("user_3", &[OTHER_WS], false, 3600))
+        .header("X-Workspace-ID", OTHER_WS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "the limit is that workspace's own"
+    );
+
+    let bad = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"rateLimits": {"writesPerUserPerMinute": 0}}),
+        )
+        .await;
+    assert_eq!(
+        error_code(bad, StatusCode::BAD_REQUEST).await,
+        "invalid_rate_limit"
+    );
 }

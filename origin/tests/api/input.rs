@@ -176,3 +176,50 @@ async fn look_alike_paths_are_not_served_and_answers_are_never_for_shared_caches
         .expect("contacts")
         .is_empty());
 }
+
+/// The document is generated from the handlers, so every path it lists must be a route
+/// (401 without a token where it asks for one, 200 where it does not), never a 404 or 405.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_openapi_document_is_public_and_every_operation_in_it_is_a_route(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let r = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: serde_json::Value = r.json().await.expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["internalKey"]["name"], "X-Internal-Key");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (template, methods) in paths {
+        let path = template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in methods.as_object().expect("methods") {
+            operations += 1;
+            let method =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let status = app
+                .http
+                .request(method.clone(), app.url(&path))
+                .send()
+                .await
+                .expect("request")
+                .status();
+            let expected = if operation.get("security").is_some() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, expected, "{method} {template}");
+        }
+    }
+    assert_eq!(operations, 14, "{:?}", paths.keys().collect::<Vec<_>>());
+}

@@ -9,6 +9,7 @@ mod embedded;
 mod helpers;
 mod input;
 mod invalidation;
+mod isolation;
 mod reads;
 mod redis_layouts;
 mod servers;
