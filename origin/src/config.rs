@@ -93,6 +93,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long past its TTL a value is kept to be served stale when Postgres is down.
     pub stale_grace: Duration,
+    /// How long a read with a stale value at hand waits for a fresh one before serving the
+    /// stale one; at most half the request timeout, so stale always beats the 504.
+    pub stale_if_slow: Duration,
     /// Upper bound on how long an instance trusts its copy of the generations without
     /// asking Redis, should a pub/sub message be lost.
     pub generation_max_age: Duration,
@@ -139,6 +142,7 @@ impl Config {
             redis_timeout: millis("REDIS_TIMEOUT_MS", 250)?,
             request_timeout: millis("REQUEST_TIMEOUT_MS", 10_000)?,
             stale_grace: Duration::from_secs(parsed("STALE_GRACE_SECS", 3600)?),
+            stale_if_slow: millis("STALE_IF_SLOW_MS", 1000)?,
             generation_max_age: millis("GENERATION_MAX_AGE_MS", 1000)?,
             writes_per_user_per_min: parsed("RATE_LIMIT_WRITES_PER_MIN", 60)?,
             requests_per_workspace_per_min: parsed("RATE_LIMIT_REQUESTS_PER_MIN", 6000)?,
@@ -147,7 +151,8 @@ impl Config {
         config.validate()
     }
 
-    fn validate(self) -> Result<Self, ConfigError> {
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        self.stale_if_slow = self.stale_if_slow.min(self.request_timeout / 2);
         if let Some(secret) = &self.jwt_secret {
             if secret.0.len() < 32 {
                 return Err(ConfigError("JWT_SECRET must be at least 32 bytes".into()));

@@ -57,6 +57,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         Generations::new(config.key_space.clone(), config.generation_max_age),
         config.key_space.clone(),
         config.stale_grace,
+        config.stale_if_slow,
     );
     let limits = limits::Limits::new(
         config.writes_per_user_per_min,

@@ -216,6 +216,18 @@ pub fn page_targets(base: &str, ws: &str, boards: &[i64], pages: u32) -> Vec<Tar
     out
 }
 
+/// TTLs of one second for `ws`, so a warmed page is past fresh soon after: stale.
+pub async fn short_ttls(base: &str, ws: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/cache-settings/workspace/{ws}/settings"))
+        .bearer_auth(token("user_1", ws, true))
+        .json(&json!({"cacheConfig": {"contactsTTL": 1, "contactCountsTTL": 1}}))
+        .send()
+        .await
+        .expect("settings");
+    assert!(r.status().is_success(), "settings: {}", r.status());
+}
+
 /// Asks every target once (fills the caches behind them).
 pub async fn warm(targets: &[Target]) {
     let http = reqwest::Client::new();

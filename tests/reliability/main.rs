@@ -212,18 +212,7 @@ async fn postgres_down(
     let through = url.replacen(&format!(":{pg_port}/"), &format!(":{}/", proxy.port), 1);
     let origin = origins::origin(&through, &layers(None, true)).await;
     let http = reqwest::Client::new();
-    // Short TTLs, so that during the outage the cached pages are past fresh: stale.
-    let r = http
-        .post(format!(
-            "{}/api/cache-settings/workspace/{WS}/settings",
-            origin.base()
-        ))
-        .bearer_auth(token("user_1", WS, true))
-        .json(&json!({"cacheConfig": {"contactsTTL": 1, "contactCountsTTL": 1}}))
-        .send()
-        .await
-        .expect("settings");
-    assert!(r.status().is_success(), "settings: {}", r.status());
+    faults::short_ttls(&origin.base(), WS).await;
     let cached = faults::page_targets(&origin.base(), WS, board_ids, 10);
     faults::warm(&cached).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -297,7 +286,8 @@ async fn postgres_down(
     (figures, checks)
 }
 
-/// Scenario 4, every answer from Postgres delayed 2 s: the request deadline answers instead.
+/// Scenario 4, every answer from Postgres delayed 2 s: keys with a stale value answer stale
+/// after the stale-if-slow deadline, the others 504 (or 503 when no connection is free).
 async fn postgres_slow(
     pg_port: u16,
     url: &str,
@@ -309,11 +299,14 @@ async fn postgres_slow(
     let origin = origins::origin_with(
         &through,
         &layers(None, true),
-        &[("REQUEST_TIMEOUT_MS", "1000")],
+        &[("REQUEST_TIMEOUT_MS", "1000"), ("STALE_IF_SLOW_MS", "300")],
     )
     .await;
+    faults::short_ttls(&origin.base(), WS).await;
     let warm = faults::page_targets(&origin.base(), WS, board_ids, 5);
     faults::warm(&warm).await;
+    // Past the one-second TTL: every warm page is now stale.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     proxy.slow();
     let rss_before = faults::rss_mib(origin.pid());
     let cold: Vec<Target> = (100..400)
@@ -324,16 +317,32 @@ async fn postgres_slow(
             workspace: WS.into(),
         })
         .collect();
-    let samples = load::run(Arc::new(cold), 100, plan.slow).await;
+    let stale_run = tokio::spawn(load::run(Arc::new(warm), 100, plan.slow));
+    let cold_samples = load::run(Arc::new(cold), 100, plan.slow).await;
+    let stale_samples = stale_run.await.expect("load");
     let rss_after = faults::rss_mib(origin.pid());
     proxy.restore();
-    let w = load::window(&samples, Duration::ZERO, plan.slow);
-    let slowest = samples.iter().map(|s| s.latency).max().unwrap_or_default();
+    let cold_w = load::window(&cold_samples, Duration::ZERO, plan.slow);
+    let stale_w = load::window(&stale_samples, Duration::ZERO, plan.slow);
+    let slowest = cold_samples
+        .iter()
+        .chain(&stale_samples)
+        .map(|s| s.latency)
+        .max()
+        .unwrap_or_default();
+    let all_stale = stale_w["requests"].as_u64().is_some_and(|n| {
+        n > 0 && stale_w["ok"].as_u64() == Some(n) && stale_w["stale"].as_u64() == Some(n)
+    });
     let checks = vec![
         check(
-            "slow queries end in 504 (or 503), never 500",
-            w["status500"].as_u64() == Some(0) && w["noAnswer"].as_u64() == Some(0),
-            format!("{w}"),
+            "pages with a stale value answer 200 marked stale after the stale-if-slow deadline",
+            all_stale,
+            format!("{stale_w}"),
+        ),
+        check(
+            "pages with nothing cached end in 504 (or 503), never 500",
+            cold_w["status500"].as_u64() == Some(0) && cold_w["noAnswer"].as_u64() == Some(0),
+            format!("{cold_w}"),
         ),
         check(
             "every request answered within the deadline plus a margin (< 2 s)",
@@ -347,7 +356,7 @@ async fn postgres_slow(
         ),
     ];
     (
-        json!({"rate": 100, "phases": w, "rssBeforeMiB": rss_before, "rssAfterMiB": rss_after}),
+        json!({"rate": 200, "stale": stale_w, "cold": cold_w, "rssBeforeMiB": rss_before, "rssAfterMiB": rss_after}),
         checks,
     )
 }

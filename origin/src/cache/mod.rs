@@ -1,7 +1,9 @@
 //! The read path: L1 (moka, this instance) → L2 (Redis, all instances) → Postgres.
 //! A miss fills the layers above it; concurrent misses of one key cost one database
 //! read, in this instance (a per-key lock) and across instances (a short Redis lock that
-//! the others wait on). When Postgres is down a value past its TTL is served as stale.
+//! the others wait on). A value past its TTL is served as stale when Postgres is down,
+//! and when refreshing it takes longer than the stale-if-slow deadline (Postgres slow, or
+//! queued behind another refresh of the key), so a slow database costs a bounded wait.
 
 pub mod entry;
 pub mod events;
@@ -28,7 +30,7 @@ use self::memory::Memory;
 use self::redis::RedisCache;
 use self::stats::Stats;
 use self::traffic::Traffic;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How long another instance's fill may hold a key before this one reads the database too.
 const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
@@ -65,6 +67,7 @@ pub struct Cache {
     pub keys: KeySpace,
     locks: KeyLocks,
     grace: Duration,
+    stale_if_slow: Duration,
 }
 
 impl Cache {
@@ -74,6 +77,7 @@ impl Cache {
         generations: Generations,
         keys: KeySpace,
         grace: Duration,
+        stale_if_slow: Duration,
     ) -> Self {
         Self {
             memory,
@@ -84,6 +88,7 @@ impl Cache {
             keys,
             locks: KeyLocks::default(),
             grace,
+            stale_if_slow,
         }
     }
 
@@ -147,14 +152,18 @@ impl Cache {
         Fut: Future<Output = Result<String>>,
     {
         let started = Instant::now();
+        let deadline = started + self.stale_if_slow;
         let mut stale = None;
         let _local_flight = if layers.memory {
             if let Some(e) = self.memory.get(&key).await {
                 if e.is_fresh(now_ms()) {
                     return Ok(self.hit(e, Source::Memory, started));
                 }
+                stale = Some((e, Source::Memory));
             }
-            let guard = self.locks.lock(&key).await;
+            let Some(guard) = until(&stale, deadline, self.locks.lock(&key)).await else {
+                return self.serve_stale(stale);
+            };
             if let Some(e) = self.memory.get(&key).await {
                 if e.is_fresh(now_ms()) {
                     return Ok(self.hit(e, Source::Memory, started));
@@ -181,18 +190,27 @@ impl Cache {
             }
             holds_lock = r.try_lock(&lock, FILL_LOCK_TTL).await.unwrap_or(false);
             if !holds_lock && r.is_up() {
-                if let Some(e) = self.wait_for_fill(r, &key, &lock).await {
-                    if layers.memory {
-                        self.memory.insert(key, e.clone()).await;
+                match until(&stale, deadline, self.wait_for_fill(r, &key, &lock)).await {
+                    Some(Some(e)) => {
+                        if layers.memory {
+                            self.memory.insert(key, e.clone()).await;
+                        }
+                        return Ok(self.hit(e, Source::RedisCache, started));
                     }
-                    return Ok(self.hit(e, Source::RedisCache, started));
+                    Some(None) => {}
+                    None => return self.serve_stale(stale),
                 }
             }
         }
 
         self.stats.miss();
         self.stats.db_query();
-        let computed = compute().await;
+        let Some(computed) = until(&stale, deadline, compute()).await else {
+            if let (Some(r), true) = (redis, holds_lock) {
+                let _ = r.del(&lock).await;
+            }
+            return self.serve_stale(stale);
+        };
         let answer = match computed {
             Ok(body) => {
                 let entry = Arc::new(Entry::new(body, ttl_secs));
@@ -204,23 +222,25 @@ impl Cache {
                     status: CacheStatus::Miss,
                 })
             }
-            Err(e) if e.is_outage() => match stale {
-                Some((entry, source)) => {
-                    self.stats.stale();
-                    Ok(Answer {
-                        entry,
-                        source,
-                        status: CacheStatus::Stale,
-                    })
-                }
-                None => Err(e),
-            },
+            Err(e) if e.is_outage() && stale.is_some() => self.serve_stale(stale),
             Err(e) => Err(e),
         };
         if let (Some(r), true) = (redis, holds_lock) {
             let _ = r.del(&lock).await;
         }
         answer
+    }
+
+    /// The value past its TTL that stands in for one the database cannot give in time.
+    /// Called with `stale` set (`until` has no deadline without it); a timeout otherwise.
+    fn serve_stale(&self, stale: Option<(Arc<Entry>, Source)>) -> Result<Answer> {
+        let (entry, source) = stale.ok_or(Error::Timeout)?;
+        self.stats.stale();
+        Ok(Answer {
+            entry,
+            source,
+            status: CacheStatus::Stale,
+        })
     }
 
     async fn fill(
@@ -291,4 +311,17 @@ impl Cache {
         }
         self.stats.delete();
     }
+}
+
+/// `work`, or `None` once `deadline` passes, but only while a stale value could stand in:
+/// without one, waiting is the only way to an answer (the request timeout still bounds it).
+async fn until<S, T>(
+    stale: &Option<S>,
+    deadline: Instant,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    if stale.is_none() {
+        return Some(work.await);
+    }
+    tokio::time::timeout_at(deadline.into(), work).await.ok()
 }

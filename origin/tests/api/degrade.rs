@@ -111,6 +111,62 @@ async fn with_postgres_cut_cached_answers_are_served_stale_and_others_get_503(db
     );
 }
 
+/// Postgres slow (here: the contacts table locked by another session): a key with a
+/// value past its TTL answers stale once the stale-if-slow deadline passes; a key with
+/// nothing cached waits for the request deadline and gets 504; fresh again once it ends.
+#[sqlx::test(migrations = "../migrations")]
+async fn with_postgres_slow_a_stale_value_beats_the_wait_and_others_get_504(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.stale_if_slow = Duration::from_millis(300);
+    config.request_timeout = Duration::from_secs(2);
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    data(
+        app.post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"cacheConfig": {"contactCountsTTL": 1}}),
+        )
+        .await,
+    )
+    .await;
+    let cached = app.counts(&member()).await;
+    assert_eq!(cached["_source"], "database");
+
+    let mut blocker = db.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let stale = eventually(Duration::from_secs(5), || async {
+        let d = app.counts(&member()).await;
+        (d["_cache"]["status"] == "STALE").then_some(d)
+    })
+    .await;
+    assert_eq!(stale["total"], cached["total"]);
+    assert_eq!(stale["_timestamp"], cached["_timestamp"]);
+
+    let uncached = app
+        .http
+        .get(app.url(&format!("/api/cache-settings/workspace/{WS}/counts")))
+        .bearer_auth(token_for("user_9", &[WS], false, 3600))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        error_code(uncached, StatusCode::GATEWAY_TIMEOUT).await,
+        "timeout"
+    );
+
+    blocker.rollback().await.expect("unlock");
+    let fresh = eventually(Duration::from_secs(5), || async {
+        let d = app.counts(&member()).await;
+        (d["_source"] == "database").then_some(d)
+    })
+    .await;
+    assert_eq!(fresh["total"], cached["total"]);
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn when_redis_dies_and_returns_the_origin_reconnects_by_itself(db: PgPool) {
     let mut redis = PrivateRedis::on_free_port(&[]).await;
