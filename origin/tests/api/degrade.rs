@@ -40,6 +40,16 @@ impl Proxy {
     }
 }
 
+/// Counts of a user nobody has asked for yet: nothing cached can stand in.
+async fn uncached_counts(app: &TestApp) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/api/cache-settings/workspace/{WS}/counts")))
+        .bearer_auth(token_for("user_9", &[WS], false, 3600))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// Reads the counts until they come back stale: the cached answer, marked as such.
 async fn served_stale(app: &TestApp, cached: &serde_json::Value) {
     let stale = eventually(Duration::from_secs(5), || async {
@@ -102,13 +112,7 @@ async fn with_postgres_cut_cached_answers_are_served_stale_and_others_get_503(db
     proxy.cut();
     served_stale(&app, &cached).await;
 
-    let uncached = app
-        .http
-        .get(app.url(&format!("/api/cache-settings/workspace/{WS}/counts")))
-        .bearer_auth(token_for("user_9", &[WS], false, 3600))
-        .send()
-        .await
-        .expect("request");
+    let uncached = uncached_counts(&app).await;
     assert!(uncached.headers().contains_key("retry-after"));
     assert_eq!(
         error_code(uncached, StatusCode::SERVICE_UNAVAILABLE).await,
@@ -145,13 +149,7 @@ async fn with_postgres_slow_a_stale_value_beats_the_wait_and_others_get_504(db: 
         .expect("lock");
     served_stale(&app, &cached).await;
 
-    let uncached = app
-        .http
-        .get(app.url(&format!("/api/cache-settings/workspace/{WS}/counts")))
-        .bearer_auth(token_for("user_9", &[WS], false, 3600))
-        .send()
-        .await
-        .expect("request");
+    let uncached = uncached_counts(&app).await;
     assert_eq!(
         error_code(uncached, StatusCode::GATEWAY_TIMEOUT).await,
         "timeout"
