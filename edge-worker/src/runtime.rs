@@ -211,6 +211,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
                 .collect();
             let q = ContactListQuery::from_pairs(
                 pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &ws,
+                board,
                 &user,
             )?;
             let gens = generations(&cfg, &ws).await;

@@ -29,8 +29,11 @@ type Parsed = (WorkspaceId, UserId, BoardId, Generations, ContactListQuery);
 
 fn parse(s: &Side<'_>) -> Option<Parsed> {
     let user = UserId::parse(s.user).ok()?;
+    let ws = WorkspaceId::parse(s.ws).ok()?;
     let query = ContactListQuery::from_pairs(
         s.query.split('&').map(|p| p.split_once('=').unwrap_or((p, ""))),
+        &ws,
+        BoardId(s.board),
         &user,
     )
     .ok()?;
@@ -39,7 +42,7 @@ fn parse(s: &Side<'_>) -> Option<Parsed> {
         scope: s.gens.1,
     };
     Some((
-        WorkspaceId::parse(s.ws).ok()?,
+        ws,
         user,
         BoardId(s.board),
         gens,
@@ -68,7 +71,7 @@ fuzz_target!(|input: Input<'_>| {
     }
     let same_counts = (&a.0, &a.1, a.3) == (&b.0, &b.1, b.3);
     assert_eq!(counts(&a) == counts(&b), same_counts);
-    let same_list = (&a.0, a.2, a.3, a.4.canonical(), a.4.page)
-        == (&b.0, b.2, b.3, b.4.canonical(), b.4.page);
+    let same_list = (&a.0, a.2, a.3, a.4.canonical(), a.4.page, &a.4.after)
+        == (&b.0, b.2, b.3, b.4.canonical(), b.4.page, &b.4.after);
     assert_eq!(list(&a) == list(&b), same_list);
 });

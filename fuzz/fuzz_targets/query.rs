@@ -5,14 +5,16 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::query::{ContactListQuery, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH_CHARS};
-use shared::UserId;
+use shared::{BoardId, UserId, WorkspaceId};
 
 fuzz_target!(|raw: &str| {
     let pairs = raw
         .split('&')
         .map(|p| p.split_once('=').unwrap_or((p, "")));
     let user = UserId::parse("user_1").expect("a valid user");
-    let Ok(q) = ContactListQuery::from_pairs(pairs, &user) else {
+    let ws = WorkspaceId::parse("15213").expect("a valid workspace");
+    let board = BoardId(1);
+    let Ok(q) = ContactListQuery::from_pairs(pairs, &ws, board, &user) else {
         return;
     };
     assert!((1..=MAX_PAGE).contains(&q.page));
@@ -37,8 +39,12 @@ fuzz_target!(|raw: &str| {
     if let Some(s) = &q.search {
         again.push(("search", s));
     }
-    let reparsed =
-        ContactListQuery::from_pairs(again, &user).expect("a parsed query parses again");
+    let cursor = q.after.as_ref().map(|c| c.encode(&q.binding(&ws, board)));
+    if let Some(c) = &cursor {
+        again.push(("cursor", c));
+    }
+    let reparsed = ContactListQuery::from_pairs(again, &ws, board, &user)
+        .expect("a parsed query parses again");
     assert_eq!(reparsed, q);
     assert_eq!(reparsed.canonical(), q.canonical());
 });

@@ -54,7 +54,7 @@ async fn layers<F, Fut>(
 ) -> Result<Vec<(&'static str, Sample)>>
 where
     F: Fn() -> Fut + Copy,
-    Fut: std::future::Future<Output = Result<String>>,
+    Fut: std::future::Future<Output = Result<String>> + Send + 'static,
 {
     let database = time_n(n, || async { compute().await.map(drop) }).await?;
     let mut out = vec![("database", database)];
@@ -115,10 +115,11 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
     let cache = &state.cache;
     let gens = cache
         .generations
-        .current(cache.redis.as_ref(), ws, GenerationScope::Counts)
+        .current(cache.redis.as_deref(), ws, GenerationScope::Counts)
         .await;
     let counts_key = cache.keys.counts(ws, gens, &user);
-    let counts = || store::counts_json(state.store.as_ref(), Read::Primary, ws, &user);
+    let counts =
+        || store::counts_json(state.store.clone(), Read::Primary, ws.clone(), user.clone());
     print("counts", &layers(cache, &counts_key, n, counts).await?);
 
     let board = *state
@@ -128,8 +129,15 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         .first()
         .ok_or(Error::NotFound("board"))?;
     let q = ContactListQuery::default();
-    let page_key = cache.keys.contacts(ws, board, gens, &q);
-    let page = || store::page_json(state.store.as_ref(), Read::Primary, ws, board, &q, &user);
+    let board_gens = cache
+        .generations
+        .current(cache.redis.as_deref(), ws, GenerationScope::Board(board))
+        .await;
+    let page_key = cache.keys.contacts(ws, board, board_gens, &q);
+    let page = || {
+        let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
+        store::page_json(state.store.clone(), Read::Primary, ws, board, q, user)
+    };
     print(
         "list page 1 (50 contacts)",
         &layers(cache, &page_key, n, page).await?,

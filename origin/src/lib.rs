@@ -49,7 +49,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     let redis = config
         .redis_url
         .as_deref()
-        .map(|url| RedisCache::new(url, config.redis_timeout))
+        .map(|url| RedisCache::new(url, config.redis_timeout).map(Arc::new))
         .transpose()?;
     let cache = Cache::new(
         Memory::new(config.l1_max_bytes, config.stale_grace),

@@ -43,6 +43,11 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         l1_entries: Vec<usize>,
     },
+    /// The counters the database keeps for counts and list totals.
+    Counters {
+        #[command(subcommand)]
+        action: CountersAction,
+    },
     /// Print a signed token (needs JWT_SECRET).
     Token {
         #[arg(long, default_value = "admin")]
@@ -53,6 +58,20 @@ enum Command {
         admin: bool,
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CountersAction {
+    /// Recount the contacts and report where the counters differ (exit status 1 if they
+    /// do and were not repaired). Reads one snapshot; writers go on meanwhile.
+    Check {
+        /// Only this workspace (default: all).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Replace the counters that differ by the recount.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -145,8 +164,9 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Seeding keeps the change trigger quiet; caches (of running origins too) learn of it here.
-async fn invalidate_after_seed(config: &Config, ws: &WorkspaceId) {
+/// Seeding and counter repairs keep the change trigger quiet; caches (of running origins
+/// too) learn of them here.
+async fn invalidate_workspace(config: &Config, ws: &WorkspaceId) {
     let Some(url) = &config.redis_url else { return };
     if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
         Generations::new(config.key_space.clone(), config.generation_max_age)
@@ -165,7 +185,7 @@ async fn seed_demo(config: &Config, store: &dyn Store) {
     };
     tracing::info!(contacts, "first start: seeding demo workspace 15213");
     match store.seed(&ws, contacts, 4).await {
-        Ok(_) => invalidate_after_seed(config, &ws).await,
+        Ok(_) => invalidate_workspace(config, &ws).await,
         Err(e) => tracing::error!(error = %e, "demo seeding failed"),
     }
 }
@@ -188,7 +208,7 @@ async fn main() -> Result<(), BoxError> {
                 let ws = WorkspaceId::parse(&raw)?;
                 let started = std::time::Instant::now();
                 let seeded = store.seed(&ws, contacts, boards).await?;
-                invalidate_after_seed(&config, &ws).await;
+                invalidate_workspace(&config, &ws).await;
                 println!(
                     "seeded workspace {ws}: {} contacts on boards {:?} in {:.1}s",
                     seeded.contacts,
@@ -213,6 +233,43 @@ async fn main() -> Result<(), BoxError> {
             let state = origin::build_state(config, store)?;
             origin::bench::run(&state, &WorkspaceId::parse(&workspace)?, iterations.max(1)).await?;
             Ok(())
+        }
+        Command::Counters {
+            action: CountersAction::Check { workspace, repair },
+        } => {
+            let ws = workspace.as_deref().map(WorkspaceId::parse).transpose()?;
+            let store = store::open(&config).await?;
+            store.migrate().await?;
+            let started = std::time::Instant::now();
+            let drift = store.check_counters(ws.as_ref(), repair).await?;
+            for d in &drift {
+                println!("drift: {d}");
+            }
+            let scope = ws
+                .as_ref()
+                .map_or("all workspaces".to_owned(), |w| format!("workspace {w}"));
+            println!(
+                "counters of {scope}: {} bucket(s) drifted{} ({:.1}s)",
+                drift.len(),
+                if repair && !drift.is_empty() {
+                    ", repaired"
+                } else {
+                    ""
+                },
+                started.elapsed().as_secs_f64()
+            );
+            if repair {
+                let drifted: std::collections::BTreeSet<&str> =
+                    drift.iter().map(|d| d.workspace.as_str()).collect();
+                for w in drifted {
+                    invalidate_workspace(&config, &WorkspaceId::parse(w)?).await;
+                }
+            }
+            if drift.is_empty() || repair {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Token {
             user,

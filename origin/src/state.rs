@@ -48,7 +48,7 @@ impl AppState {
         self.cache.stats.delete();
         self.cache
             .generations
-            .bump(self.cache.redis.as_ref(), ws, scope)
+            .bump(self.cache.redis.as_deref(), ws, scope)
             .await
     }
 }

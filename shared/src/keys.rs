@@ -92,7 +92,8 @@ impl KeySpace {
         )
     }
 
-    /// `contacts:{workspace}:board_{id}:{query-hash}:page:{n}` of API.md, with generations.
+    /// `contacts:{workspace}:board_{id}:{query-hash}:page:{n}` of API.md, with generations;
+    /// a cursor page ends in `:cursor:{position-hash}` instead, one entry per cursor.
     pub fn contacts(
         &self,
         ws: &WorkspaceId,
@@ -100,13 +101,19 @@ impl KeySpace {
         gens: Generations,
         query: &ContactListQuery,
     ) -> String {
+        let position = match &query.after {
+            None => format!("page:{}", query.page),
+            Some(after) => {
+                let at = serde_json::json!([after.page, after.value, after.id]).to_string();
+                format!("cursor:{}", query_hash(&at))
+            }
+        };
         format!(
-            "{}:contacts:{{{ws}}}:board_{board}:g{}.{}:{}:page:{}",
+            "{}:contacts:{{{ws}}}:board_{board}:g{}.{}:{}:{position}",
             self.root(),
             gens.workspace,
             gens.scope,
             query_hash(&query.canonical()),
-            query.page
         )
     }
 
@@ -186,6 +193,36 @@ mod tests {
             space().counts(&ws("15213"), gens, &user("u9")),
             "ec:v2:counts:{15213}:g3.7:u9"
         );
+    }
+
+    #[test]
+    fn each_cursor_has_a_key_of_its_own_apart_from_page_keys() {
+        let at = |page: u32, id: i64| ContactListQuery {
+            page,
+            after: Some(crate::cursor::Cursor {
+                page,
+                value: "2026-01-01T00:00:00Z".into(),
+                id,
+            }),
+            ..ContactListQuery::default()
+        };
+        let key = |q: &ContactListQuery| {
+            space().contacts(&ws("15213"), BoardId(1), Generations::default(), q)
+        };
+        let by_page = ContactListQuery {
+            page: 2,
+            ..ContactListQuery::default()
+        };
+        let keys: HashSet<String> = [
+            key(&at(2, 1)),
+            key(&at(2, 2)),
+            key(&at(3, 1)),
+            key(&by_page),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(keys.len(), 4);
+        assert!(key(&at(2, 1)).contains(":cursor:"));
     }
 
     /// What Redis Cluster hashes: the text between the first `{` and the next `}`.
@@ -340,6 +377,7 @@ mod injectivity {
             sort_order: if asc { SortOrder::Asc } else { SortOrder::Desc },
             user: (filter == Filter::AssignedToMe)
                 .then(|| UserId::parse(&user).expect("valid user")),
+            after: None,
         };
         let ws = WorkspaceId::parse(&w).expect("valid workspace");
         let gens = Generations {

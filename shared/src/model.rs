@@ -48,24 +48,40 @@ pub struct Contact {
     pub custom_attributes: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pagination {
     pub page: u32,
     pub per_page: u32,
     pub total: i64,
     pub total_pages: i64,
+    /// `cursor=` of the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+    /// False when `total` is a lower bound: a search counts its matches only up to a cap,
+    /// so that a broad search never scans the whole workspace to report a number.
+    pub total_exact: bool,
 }
 
 impl Pagination {
-    pub fn new(page: u32, per_page: u32, total: i64) -> Self {
+    pub fn new(page: u32, per_page: u32, total: Total, next_cursor: Option<String>) -> Self {
         let per = i64::from(per_page.max(1));
         Self {
             page,
             per_page,
-            total,
-            total_pages: (total + per - 1) / per,
+            total: total.count,
+            total_pages: (total.count + per - 1) / per,
+            has_more: next_cursor.is_some(),
+            next_cursor,
+            total_exact: total.exact,
         }
     }
+}
+
+/// A list total: exact, or a lower bound where counting further was not worth it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub count: i64,
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

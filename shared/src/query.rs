@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::{InputError, UserId};
+use crate::cursor::Cursor;
+use crate::{BoardId, InputError, UserId, WorkspaceId};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 100;
@@ -75,8 +76,9 @@ named_enum!(SortOrder, "invalid_sort_order", {
 });
 
 /// A validated list query. `user` is kept only where the answer depends on who asks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ContactListQuery {
+    /// The page number; with `after`, the one the cursor leads to.
     pub page: u32,
     pub per_page: u32,
     pub filter: Filter,
@@ -85,6 +87,8 @@ pub struct ContactListQuery {
     pub sort_by: SortBy,
     pub sort_order: SortOrder,
     pub user: Option<UserId>,
+    /// Where a cursor page starts: after this row (keyset), instead of at an offset.
+    pub after: Option<Cursor>,
 }
 
 impl Default for ContactListQuery {
@@ -98,6 +102,7 @@ impl Default for ContactListQuery {
             sort_by: SortBy::CreatedAt,
             sort_order: SortOrder::Desc,
             user: None,
+            after: None,
         }
     }
 }
@@ -114,14 +119,19 @@ fn parse_bounded(raw: &str, name: &str, code: &'static str, max: u32) -> Result<
 }
 
 impl ContactListQuery {
-    /// Parses decoded query pairs. A repeated known parameter is an error (which value
-    /// was meant is ambiguous); unknown parameters are ignored and never reach a key.
+    /// Parses decoded query pairs of a list of `board` in `ws`. A repeated known
+    /// parameter is an error (which value was meant is ambiguous); unknown parameters are
+    /// ignored and never reach a key. A `cursor` must have been made for this very list
+    /// and takes precedence over `page`.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        ws: &WorkspaceId,
+        board: BoardId,
         user: &UserId,
     ) -> Result<Self, InputError> {
         let mut q = Self::default();
         let mut seen: Vec<&str> = Vec::new();
+        let mut cursor = None;
         for (name, value) in pairs {
             let known = [
                 "page",
@@ -131,6 +141,7 @@ impl ContactListQuery {
                 "column_id",
                 "sort_by",
                 "sort_order",
+                "cursor",
             ];
             let Some(name) = known.iter().find(|k| **k == name) else {
                 continue;
@@ -162,13 +173,34 @@ impl ContactListQuery {
                     )
                 }
                 "sort_by" => q.sort_by = SortBy::parse(value)?,
+                "cursor" => cursor = Some(value),
                 _ => q.sort_order = SortOrder::parse(value)?,
             }
         }
         if q.filter == Filter::AssignedToMe {
             q.user = Some(user.clone());
         }
+        if let Some(raw) = cursor {
+            let after = Cursor::decode(raw, &q.binding(ws, board))?;
+            q.page = after.page;
+            q.after = Some(after);
+        }
         Ok(q)
+    }
+
+    /// What a cursor of this list is bound to: the list, not the page size or position.
+    pub fn binding(&self, ws: &WorkspaceId, board: BoardId) -> String {
+        let list = (
+            ws.as_str(),
+            board.0,
+            self.filter.as_str(),
+            &self.search,
+            self.column_id,
+            self.sort_by.as_str(),
+            self.sort_order.as_str(),
+            self.user.as_ref().map(UserId::as_str),
+        );
+        serde_json::to_string(&list).unwrap_or_default()
     }
 
     /// Everything but the page, as an unambiguous string: the input of the key hash.
@@ -216,8 +248,12 @@ mod tests {
         UserId::parse("u1").expect("valid user")
     }
 
+    fn ws() -> WorkspaceId {
+        WorkspaceId::parse("15213").expect("valid workspace")
+    }
+
     fn parse(pairs: &[(&str, &str)]) -> Result<ContactListQuery, InputError> {
-        ContactListQuery::from_pairs(pairs.iter().copied(), &user())
+        ContactListQuery::from_pairs(pairs.iter().copied(), &ws(), BoardId(1), &user())
     }
 
     #[test]
@@ -270,5 +306,28 @@ mod tests {
         assert_eq!(parse(&[("filter", "open")]).expect("valid").user, None);
         let mine = parse(&[("filter", "assigned_to_me")]).expect("valid");
         assert_eq!(mine.user, Some(user()));
+    }
+
+    #[test]
+    fn a_cursor_sets_the_page_and_is_refused_for_another_sort_or_workspace() {
+        let open = parse(&[("filter", "open")]).expect("valid");
+        let after = Cursor {
+            page: 4,
+            value: "Ada".into(),
+            id: 9,
+        };
+        let raw = after.encode(&open.binding(&ws(), BoardId(1)));
+        let next = parse(&[("filter", "open"), ("page", "1"), ("cursor", &raw)]).expect("valid");
+        assert_eq!((next.page, next.after), (4, Some(after)));
+        let other_sort = parse(&[("filter", "open"), ("sort_order", "asc"), ("cursor", &raw)]);
+        assert_eq!(other_sort.map_err(|e| e.code), Err("invalid_cursor"));
+        let other_ws = WorkspaceId::parse("15214").expect("valid workspace");
+        let elsewhere = ContactListQuery::from_pairs(
+            [("filter", "open"), ("cursor", raw.as_str())],
+            &other_ws,
+            BoardId(1),
+            &user(),
+        );
+        assert_eq!(elsewhere.map_err(|e| e.code), Err("invalid_cursor"));
     }
 }

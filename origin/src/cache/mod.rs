@@ -31,6 +31,7 @@ use self::redis::RedisCache;
 use self::stats::Stats;
 use self::traffic::Traffic;
 use crate::error::{Error, Result};
+use tokio::sync::OwnedMutexGuard;
 
 /// How long another instance's fill may hold a key before this one reads the database too.
 const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
@@ -60,9 +61,9 @@ pub struct Answer {
 
 pub struct Cache {
     pub memory: Memory,
-    pub redis: Option<RedisCache>,
+    pub redis: Option<Arc<RedisCache>>,
     pub generations: Generations,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub traffic: Traffic,
     pub keys: KeySpace,
     locks: KeyLocks,
@@ -73,7 +74,7 @@ pub struct Cache {
 impl Cache {
     pub fn new(
         memory: Memory,
-        redis: Option<RedisCache>,
+        redis: Option<Arc<RedisCache>>,
         generations: Generations,
         keys: KeySpace,
         grace: Duration,
@@ -83,7 +84,7 @@ impl Cache {
             memory,
             redis,
             generations,
-            stats: Stats::default(),
+            stats: Arc::default(),
             traffic: Traffic::default(),
             keys,
             locks: KeyLocks::default(),
@@ -149,12 +150,12 @@ impl Cache {
     ) -> Result<Answer>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>>,
+        Fut: Future<Output = Result<String>> + Send + 'static,
     {
         let started = Instant::now();
         let deadline = started + self.stale_if_slow;
         let mut stale = None;
-        let _local_flight = if layers.memory {
+        let local_flight = if layers.memory {
             if let Some(e) = self.memory.get(&key).await {
                 if e.is_fresh(now_ms()) {
                     return Ok(self.hit(e, Source::Memory, started));
@@ -205,16 +206,23 @@ impl Cache {
 
         self.stats.miss();
         self.stats.db_query();
-        let Some(computed) = until(&stale, deadline, compute()).await else {
-            if let (Some(r), true) = (redis, holds_lock) {
-                let _ = r.del(&lock).await;
-            }
+        let fill = Fill {
+            memory: layers.memory.then(|| self.memory.clone()),
+            redis: redis.cloned(),
+            stats: self.stats.clone(),
+            keep: Duration::from_secs(u64::from(ttl_secs)) + self.grace,
+            lock: holds_lock.then_some(lock),
+            _local_flight: local_flight,
+        };
+        // The query and the fill run in a task of their own: a read that stops waiting
+        // at the stale-if-slow deadline leaves them to finish and fill every layer, and
+        // keeps the key's locks held until then, so no second query starts meanwhile.
+        let refresh = tokio::spawn(fill.run(key, ttl_secs, compute()));
+        let Some(computed) = until(&stale, deadline, refresh).await else {
             return self.serve_stale(stale);
         };
-        let answer = match computed {
-            Ok(body) => {
-                let entry = Arc::new(Entry::new(body, ttl_secs));
-                self.fill(redis, &key, &entry, ttl_secs, layers).await;
+        match computed.unwrap_or_else(|e| Err(Error::Internal(format!("fill task: {e}")))) {
+            Ok(entry) => {
                 self.observe(Source::Database, started);
                 Ok(Answer {
                     entry,
@@ -224,11 +232,7 @@ impl Cache {
             }
             Err(e) if e.is_outage() && stale.is_some() => self.serve_stale(stale),
             Err(e) => Err(e),
-        };
-        if let (Some(r), true) = (redis, holds_lock) {
-            let _ = r.del(&lock).await;
         }
-        answer
     }
 
     /// The value past its TTL that stands in for one the database cannot give in time.
@@ -243,26 +247,6 @@ impl Cache {
         })
     }
 
-    async fn fill(
-        &self,
-        redis: Option<&RedisCache>,
-        key: &str,
-        entry: &Arc<Entry>,
-        ttl_secs: u32,
-        layers: Layers,
-    ) {
-        if layers.memory {
-            self.memory.insert(key.to_owned(), entry.clone()).await;
-        }
-        if let Some(r) = redis {
-            let keep = Duration::from_secs(u64::from(ttl_secs)) + self.grace;
-            if r.set(key, &entry.encode(), keep).await.is_err() {
-                self.stats.error();
-            }
-        }
-        self.stats.set();
-    }
-
     /// Reads a key of `scope` in `ws` through every layer, or straight from the database
     /// when `ttl` is `None` (caching off for this workspace, feature or request).
     pub async fn read<F, Fut>(
@@ -275,7 +259,7 @@ impl Cache {
     ) -> Result<Answer>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>>,
+        Fut: Future<Output = Result<String>> + Send + 'static,
     {
         let Some(ttl) = ttl else {
             self.stats.db_query();
@@ -291,7 +275,7 @@ impl Cache {
         };
         let gens = self
             .generations
-            .current(self.redis.as_ref(), ws, scope)
+            .current(self.redis.as_deref(), ws, scope)
             .await;
         let answer = self
             .read_through(key(gens), ttl, Layers::ALL, compute)
@@ -324,4 +308,49 @@ async fn until<S, T>(
         return Some(work.await);
     }
     tokio::time::timeout_at(deadline.into(), work).await.ok()
+}
+
+/// What a fill needs once the read that started it may be gone: owned handles to the
+/// layers, and the locks the read held on the key (released when the fill ends).
+struct Fill {
+    memory: Option<Memory>,
+    redis: Option<Arc<RedisCache>>,
+    stats: Arc<Stats>,
+    /// How long Redis keeps the value: its TTL and the stale grace.
+    keep: Duration,
+    /// The cross-instance fill lock, when this read took it.
+    lock: Option<String>,
+    _local_flight: Option<OwnedMutexGuard<()>>,
+}
+
+impl Fill {
+    async fn run(
+        self,
+        key: String,
+        ttl_secs: u32,
+        compute: impl Future<Output = Result<String>>,
+    ) -> Result<Arc<Entry>> {
+        let entry = compute
+            .await
+            .map(|body| Arc::new(Entry::new(body, ttl_secs)));
+        if let Ok(entry) = &entry {
+            if let Some(m) = &self.memory {
+                m.insert(key.clone(), entry.clone()).await;
+            }
+            if let Some(r) = &self.redis {
+                if r.set(&key, &entry.encode(), self.keep).await.is_err() {
+                    self.stats.error();
+                }
+            }
+            self.stats.set();
+        }
+        self.release().await;
+        entry
+    }
+
+    async fn release(&self) {
+        if let (Some(r), Some(lock)) = (&self.redis, &self.lock) {
+            let _ = r.del(lock).await;
+        }
+    }
 }

@@ -184,10 +184,17 @@ pub(super) async fn test_performance(
     let cache = &state.cache;
     let gens = cache
         .generations
-        .current(cache.redis.as_ref(), &ws, GenerationScope::Counts)
+        .current(cache.redis.as_deref(), &ws, GenerationScope::Counts)
         .await;
     let key = cache.keys.counts(&ws, gens, &user);
-    let compute = || store::counts_json(state.store.as_ref(), state.reader(&ws), &ws, &user);
+    let compute = || {
+        store::counts_json(
+            state.store.clone(),
+            state.reader(&ws),
+            ws.clone(),
+            user.clone(),
+        )
+    };
     let timed = |layers: Layers| {
         let key = key.clone();
         async move {

@@ -52,7 +52,7 @@ pub(super) async fn list(
     state.limits.request(&ws, &settings.rate_limits)?;
     let user = caller.user()?.clone();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let q = ContactListQuery::from_pairs(pairs, &user)?;
+    let q = ContactListQuery::from_pairs(pairs, &ws, board, &user)?;
     let use_cache = query.flag("useCache")?;
     let ttl = settings.list_ttl(q.search.is_some()).filter(|_| use_cache);
     let answer = read_page(&state, &ws, board, &q, &user, ttl).await?;
@@ -76,7 +76,11 @@ pub async fn read_page(
             GenerationScope::Board(board),
             ttl,
             |gens| keys.contacts(ws, board, gens, q),
-            || store::page_json(state.store.as_ref(), state.reader(ws), ws, board, q, user),
+            || {
+                let read = state.reader(ws);
+                let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
+                store::page_json(state.store.clone(), read, ws, board, q, user)
+            },
         )
         .await
 }

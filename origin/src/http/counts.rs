@@ -63,7 +63,14 @@ pub async fn read_counts(
             GenerationScope::Counts,
             ttl,
             |gens| keys.counts(ws, gens, user),
-            || store::counts_json(state.store.as_ref(), state.reader(ws), ws, user),
+            || {
+                store::counts_json(
+                    state.store.clone(),
+                    state.reader(ws),
+                    ws.clone(),
+                    user.clone(),
+                )
+            },
         )
         .await
 }

@@ -1,14 +1,16 @@
 //! Contacts as rows, and the statements both stores run, built once for either dialect.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use shared::model::{Contact, Counts};
-use shared::query::{ContactListQuery, SortOrder};
+use shared::cursor::Cursor;
+use shared::model::{Contact, ContactPage, Pagination, Total};
+use shared::query::{ContactListQuery, SortBy, SortOrder};
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, FromRow, QueryBuilder, Row, Type};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
+use super::counters::board_total_query;
 use super::fields::ContactFields;
-use super::filters::{counts_from, push_predicate, Dialect, COUNTED};
+use super::filters::{counter, push_predicate, Dialect};
 use crate::error::Result;
 
 pub const CONTACT_COLUMNS: &str =
@@ -71,41 +73,6 @@ impl From<ContactRow> for Contact {
     }
 }
 
-/// The counts of every filter in one pass over the workspace's contacts.
-pub fn counts_query<'a, DB>(ws: &'a WorkspaceId, user: &UserId, d: Dialect) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-{
-    let mut qb = QueryBuilder::new("SELECT ");
-    for (i, filter) in COUNTED.iter().enumerate() {
-        if i > 0 {
-            qb.push(", ");
-        }
-        qb.push("count(*) FILTER (WHERE ");
-        push_predicate(&mut qb, *filter, user.as_str(), d);
-        qb.push(")");
-    }
-    qb.push(" FROM contacts WHERE workspace_id = ")
-        .push_bind(ws.as_str());
-    qb
-}
-
-/// Reads the row of `counts_query`.
-pub fn counts_of<R>(row: &R) -> Result<Counts>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    let mut values = [0i64; 15];
-    for (i, v) in values.iter_mut().enumerate() {
-        *v = row.try_get(i)?;
-    }
-    Ok(counts_from(&values))
-}
-
 fn push_where<'a, DB>(
     qb: &mut QueryBuilder<'a, DB>,
     ws: &'a WorkspaceId,
@@ -140,7 +107,12 @@ fn push_where<'a, DB>(
     }
 }
 
-/// How many contacts the page's filter matches on the board.
+/// A search counts its matches only up to here: past it the total is a lower bound.
+pub const SEARCH_TOTAL_CAP: i64 = 1_000;
+
+/// How many contacts the page's filter matches on the board: a counter sum where one
+/// keeps the filter, a scan of the clock's window for the clock's filters, and the
+/// matches of a search up to `SEARCH_TOTAL_CAP`. None of them reads the whole board.
 pub fn total_query<'a, DB>(
     ws: &'a WorkspaceId,
     board: BoardId,
@@ -154,9 +126,31 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT count(*)");
-    push_where(&mut qb, ws, board, q, user, d);
-    qb
+    match (&q.search, counter(q.filter)) {
+        (None, Some(kept)) => board_total_query(ws, board, q.column_id, kept, user),
+        (None, None) => {
+            let mut qb = QueryBuilder::new("SELECT count(*)");
+            push_where(&mut qb, ws, board, q, user, d);
+            qb
+        }
+        (Some(_), _) => {
+            let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
+            push_where(&mut qb, ws, board, q, user, d);
+            qb.push(" LIMIT ")
+                .push_bind(SEARCH_TOTAL_CAP + 1)
+                .push(") m");
+            qb
+        }
+    }
+}
+
+/// The total a `total_query` result stands for.
+pub fn total_of(q: &ContactListQuery, counted: i64) -> Total {
+    let capped = q.search.is_some() && counted > SEARCH_TOTAL_CAP;
+    Total {
+        count: if capped { SEARCH_TOTAL_CAP } else { counted },
+        exact: !capped,
+    }
 }
 
 /// The page's contacts, in the requested order with the id breaking ties.
@@ -176,17 +170,61 @@ where
     let mut qb = QueryBuilder::new("SELECT ");
     qb.push(CONTACT_COLUMNS);
     push_where(&mut qb, ws, board, q, user, d);
-    let dir = match q.sort_order {
-        SortOrder::Asc => "ASC",
-        SortOrder::Desc => "DESC",
+    let (dir, past) = match q.sort_order {
+        SortOrder::Asc => ("ASC", ">"),
+        SortOrder::Desc => ("DESC", "<"),
     };
-    qb.push(format_args!(
-        " ORDER BY {} {dir}, id {dir}",
-        q.sort_by.as_str()
-    ));
-    qb.push(" LIMIT ").push_bind(i64::from(q.per_page));
-    qb.push(" OFFSET ").push_bind(q.offset());
+    let column = q.sort_by.as_str();
+    if let Some(after) = &q.after {
+        qb.push(format_args!(" AND ({column}, id) {past} ("))
+            .push_bind(after.value.clone());
+        if q.sort_by != SortBy::Name {
+            qb.push(d.time_param());
+        }
+        qb.push(", ").push_bind(after.id).push(")");
+    }
+    qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
+    // One row more than the page: whether it exists is `has_more`.
+    qb.push(" LIMIT ").push_bind(i64::from(q.per_page) + 1);
+    if q.after.is_none() {
+        qb.push(" OFFSET ").push_bind(q.offset());
+    }
     qb
+}
+
+/// The page of `rows` (as `page_query` fetched them), with the cursor of the next page.
+pub fn page_of(
+    mut rows: Vec<ContactRow>,
+    ws: &WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    total: Total,
+    d: Dialect,
+) -> ContactPage {
+    let per_page = q.per_page as usize;
+    let next_cursor = (rows.len() > per_page)
+        .then(|| {
+            rows.truncate(per_page);
+            rows.last().map(|last| {
+                let value = match q.sort_by {
+                    SortBy::Name => last.name.clone(),
+                    SortBy::CreatedAt => d.cursor_time(last.created_at),
+                    SortBy::UpdatedAt => d.cursor_time(last.updated_at),
+                    SortBy::LastActivityAt => d.cursor_time(last.last_activity_at),
+                };
+                let next = Cursor {
+                    page: q.page.saturating_add(1),
+                    value,
+                    id: last.id,
+                };
+                next.encode(&q.binding(ws, board))
+            })
+        })
+        .flatten();
+    ContactPage {
+        contacts: rows.into_iter().map(Contact::from).collect(),
+        pagination: Pagination::new(q.page, q.per_page, total, next_cursor),
+    }
 }
 
 /// Inserts a contact, the table's defaults standing in for absent fields.

@@ -1,6 +1,7 @@
 //! The one definition of each list filter as SQL. Counts are built from the same
 //! predicates, which is what makes a filtered list total equal its count.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use shared::model::Counts;
 use shared::query::Filter;
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -51,6 +52,25 @@ impl Dialect {
         }
     }
 
+    /// A cursor's sort value as this store compares it: Postgres keeps microseconds,
+    /// SQLite the millisecond text it writes. Anything coarser would skip or repeat rows
+    /// that share a truncated timestamp.
+    pub fn cursor_time(self, t: DateTime<Utc>) -> String {
+        let precision = match self {
+            Self::Postgres => SecondsFormat::Micros,
+            Self::Sqlite => SecondsFormat::Millis,
+        };
+        t.to_rfc3339_opts(precision, true)
+    }
+
+    /// What turns a bound cursor time back into a timestamp (SQLite compares the text).
+    pub fn time_param(self) -> &'static str {
+        match self {
+            Self::Postgres => "::timestamptz",
+            Self::Sqlite => "",
+        }
+    }
+
     /// Ends a search LIKE: backslash escapes are Postgres's default and must be spelled
     /// out for SQLite.
     pub fn like_escape(self) -> &'static str {
@@ -70,6 +90,37 @@ where
     qb.push(d.predicate(filter));
     if filter == Filter::AssignedToMe {
         qb.push_bind(user.to_owned());
+    }
+}
+
+/// Whose contacts a counter sum covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    Anyone,
+    Nobody,
+    Reader,
+}
+
+/// The column of `contact_counters` (see its migration) that holds `filter`'s count and
+/// the assignee buckets to sum it over; `None` for the clock's filters, which no counter
+/// can keep (a contact leaves "new customers" by aging, with no write to trigger on).
+pub fn counter(filter: Filter) -> Option<(&'static str, Assignee)> {
+    let any = |column| Some((column, Assignee::Anyone));
+    match filter {
+        Filter::All => any("live"),
+        Filter::Unassigned => Some(("live", Assignee::Nobody)),
+        Filter::AssignedToMe => Some(("live", Assignee::Reader)),
+        Filter::Open => any("open"),
+        Filter::Closed => any("closed"),
+        Filter::HighPriority => any("high"),
+        Filter::MediumPriority => any("medium"),
+        Filter::LowPriority => any("low"),
+        Filter::NeedsResponse => any("needs_response"),
+        Filter::FollowUp => any("follow_up"),
+        Filter::Favorites => any("favorites"),
+        Filter::Archived => any("archived"),
+        Filter::UnhappyCustomers => any("unhappy"),
+        Filter::NewCustomers | Filter::RecentActivity => None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! (`origin/tests/api/contract.rs`) runs against both.
 
 pub mod contacts;
+pub mod counters;
 pub mod fields;
 pub mod filters;
 pub mod postgres;
@@ -85,6 +86,15 @@ pub trait Store: Send + Sync {
     /// Deletes a contact; the board it was on.
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId>;
 
+    /// Compares the counters the database keeps with a recount of the contacts, for one
+    /// workspace or all, and returns the buckets that differ; with `repair`, replaces
+    /// them by the recount.
+    async fn check_counters(
+        &self,
+        ws: Option<&WorkspaceId>,
+        repair: bool,
+    ) -> Result<Vec<counters::Drift>>;
+
     /// The stored settings, or the contract's defaults for a workspace that never saved any.
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings>;
     async fn save_settings(
@@ -122,26 +132,27 @@ fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
 
-/// Counts as the JSON object that is cached.
+/// Counts as the JSON object that is cached. The future owns what it reads, so it can
+/// outlive the request that started it (a stale-if-slow refresh finishes in the background).
 pub async fn counts_json(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     read: Read,
-    ws: &WorkspaceId,
-    user: &UserId,
+    ws: WorkspaceId,
+    user: UserId,
 ) -> Result<String> {
-    to_json(&store.counts(read, ws, user).await?)
+    to_json(&store.counts(read, &ws, &user).await?)
 }
 
-/// A page as the JSON object that is cached.
+/// A page as the JSON object that is cached (an owning future, as `counts_json`).
 pub async fn page_json(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     read: Read,
-    ws: &WorkspaceId,
+    ws: WorkspaceId,
     board: BoardId,
-    q: &ContactListQuery,
-    user: &UserId,
+    q: ContactListQuery,
+    user: UserId,
 ) -> Result<String> {
-    to_json(&store.page(read, ws, board, q, user).await?)
+    to_json(&store.page(read, &ws, board, &q, &user).await?)
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {

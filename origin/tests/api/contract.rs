@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use origin::error::Error;
+use origin::store::contacts::SEARCH_TOTAL_CAP;
 use origin::store::fields::ContactFields;
 use origin::store::sqlite::SqliteStore;
 use origin::store::{Read, Store};
@@ -69,6 +70,9 @@ contract!(
     nothing_reads_or_writes_across_workspaces,
     writes_create_patch_move_and_delete,
     settings_default_then_persist,
+    cursor_pages_walk_every_sort_and_filter_as_offset_pages_do,
+    counters_equal_a_recount_after_concurrent_writes,
+    a_broad_search_counts_its_matches_up_to_the_cap,
 );
 
 fn user() -> UserId {
@@ -427,4 +431,219 @@ async fn settings_default_then_persist(store: Arc<dyn Store>) {
         .await
         .expect_err("unknown workspace");
     assert!(matches!(err, Error::NotFound("workspace")), "{err:?}");
+}
+
+fn sort_and_filter_cases() -> Vec<(SortBy, SortOrder, Filter)> {
+    let mut cases = Vec::new();
+    for &sort_by in SortBy::ALL {
+        for &sort_order in SortOrder::ALL {
+            for filter in [
+                Filter::All,
+                Filter::Open,
+                Filter::AssignedToMe,
+                Filter::Archived,
+            ] {
+                cases.push((sort_by, sort_order, filter));
+            }
+        }
+    }
+    cases
+}
+
+async fn cursor_pages_walk_every_sort_and_filter_as_offset_pages_do(store: Arc<dyn Store>) {
+    let board = seed_two(&store).await[0];
+    for (sort_by, sort_order, filter) in sort_and_filter_cases() {
+        let base = ContactListQuery {
+            sort_by,
+            sort_order,
+            filter,
+            user: (filter == Filter::AssignedToMe).then(user),
+            ..ContactListQuery::default()
+        };
+        let mut expected = Vec::new();
+        let mut total = 0;
+        for page in 1.. {
+            let q = ContactListQuery {
+                page,
+                per_page: 100,
+                ..base.clone()
+            };
+            let p = store
+                .page(Read::Primary, &ws(WS), board, &q, &user())
+                .await
+                .expect("offset page");
+            total = p.pagination.total;
+            expected.extend(p.contacts.iter().map(|c| c.id));
+            if !p.pagination.has_more {
+                break;
+            }
+        }
+        assert_eq!(expected.len() as i64, total);
+        let mut q = ContactListQuery {
+            per_page: 7,
+            ..base.clone()
+        };
+        let mut walked = Vec::new();
+        for page in 1.. {
+            let p = store
+                .page(Read::Primary, &ws(WS), board, &q, &user())
+                .await
+                .expect("cursor page");
+            assert_eq!(p.pagination.page, page);
+            assert_eq!(p.pagination.total, total);
+            walked.extend(p.contacts.iter().map(|c| c.id));
+            assert_eq!(p.pagination.has_more, p.pagination.next_cursor.is_some());
+            let Some(next) = p.pagination.next_cursor else {
+                break;
+            };
+            q.after = Some(
+                shared::cursor::Cursor::decode(&next, &q.binding(&ws(WS), board))
+                    .expect("a cursor the store made"),
+            );
+            q.page = page + 1;
+        }
+        assert_eq!(walked, expected, "{sort_by:?} {sort_order:?} {filter:?}");
+    }
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+async fn counters_equal_a_recount_after_concurrent_writes(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    let mut columns = Vec::new();
+    for board in &boards {
+        let q = ContactListQuery {
+            per_page: 100,
+            ..ContactListQuery::default()
+        };
+        let page = store
+            .page(Read::Primary, &ws(WS), *board, &q, &user())
+            .await
+            .expect("page");
+        let mut cols: Vec<i64> = page.contacts.iter().map(|c| c.column_id).collect();
+        cols.sort_unstable();
+        cols.dedup();
+        columns.push((board.0, cols));
+    }
+    let ids: Vec<i64> = store
+        .page(
+            Read::Primary,
+            &ws(WS),
+            boards[0],
+            &ContactListQuery {
+                per_page: 100,
+                ..ContactListQuery::default()
+            },
+            &user(),
+        )
+        .await
+        .expect("page")
+        .contacts
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let columns = Arc::new(columns);
+    let ids = Arc::new(ids);
+    let writers = (0..6u64).map(|w| {
+        let (store, columns, ids) = (store.clone(), columns.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut rng = Lcg(w + 1);
+            for _ in 0..40 {
+                let (board, cols) = &columns[rng.below(columns.len())];
+                let column = cols[rng.below(cols.len())];
+                let id = ContactId(ids[rng.below(ids.len())]);
+                let change = match rng.below(7) {
+                    0 => {
+                        let f = fields(json!({"board_id": board, "column_id": column, "name": "New", "assigned_to": "user_3"}));
+                        store.create_contact(&ws(WS), f).await.map(drop)
+                    }
+                    1 => store.delete_contact(&ws(WS), id).await.map(drop),
+                    2 => {
+                        let f = fields(json!({"board_id": board, "column_id": column}));
+                        store.update_contact(&ws(WS), id, f).await.map(drop)
+                    }
+                    3 => {
+                        let f = fields(json!({"archived": rng.below(2) == 0}));
+                        store.update_contact(&ws(WS), id, f).await.map(drop)
+                    }
+                    4 => {
+                        let who = [json!(null), json!("user_3"), json!("user_9")][rng.below(3)].clone();
+                        store.update_contact(&ws(WS), id, fields(json!({"assigned_to": who}))).await.map(drop)
+                    }
+                    5 => {
+                        let (status, priority) = (["open", "closed"][rng.below(2)], ["high", "low"][rng.below(2)]);
+                        let f = fields(json!({"status": status, "priority": priority, "favorite": rng.below(2) == 0}));
+                        store.update_contact(&ws(WS), id, f).await.map(drop)
+                    }
+                    _ => store.update_contact(&ws(WS), id, fields(json!({"name": "Renamed"}))).await.map(drop),
+                };
+                // A contact deleted by another writer is a 404, not a failure of the counters.
+                if let Err(e) = change {
+                    assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+                }
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.expect("writer");
+    }
+    let drift = store.check_counters(None, false).await.expect("check");
+    assert!(drift.is_empty(), "{drift:?}");
+    let counts = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    let mut listed = 0;
+    for board in &boards {
+        let q = ContactListQuery {
+            filter: Filter::AssignedToMe,
+            user: Some(user()),
+            ..ContactListQuery::default()
+        };
+        listed += store
+            .page(Read::Primary, &ws(WS), *board, &q, &user())
+            .await
+            .expect("page")
+            .pagination
+            .total;
+    }
+    assert_eq!(listed, counts.assigned_to_me);
+}
+
+async fn a_broad_search_counts_its_matches_up_to_the_cap(store: Arc<dyn Store>) {
+    let seeded = store.seed(&ws(WS), 2_500, 1).await.expect("seed");
+    let board = BoardId(seeded.boards[0]);
+    let search = |term: &str| ContactListQuery {
+        search: Some(term.to_owned()),
+        ..ContactListQuery::default()
+    };
+    let broad = store
+        .page(Read::Primary, &ws(WS), board, &search("example"), &user())
+        .await
+        .expect("broad search");
+    let p = &broad.pagination;
+    assert_eq!(
+        (p.total, p.total_exact, p.has_more),
+        (SEARCH_TOTAL_CAP, false, true)
+    );
+    let narrow = store
+        .page(Read::Primary, &ws(WS), board, &search("hopper"), &user())
+        .await
+        .expect("narrow search");
+    let p = &narrow.pagination;
+    assert!(
+        p.total_exact && p.total > 0 && p.total < SEARCH_TOTAL_CAP,
+        "{p:?}"
+    );
 }

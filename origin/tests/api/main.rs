@@ -4,6 +4,7 @@
 
 mod auth;
 mod contract;
+mod cursors;
 mod degrade;
 mod embedded;
 mod helpers;

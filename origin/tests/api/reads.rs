@@ -107,10 +107,26 @@ async fn a_list_page_matches_sql_for_filter_sort_and_page(db: PgPool) {
     .fetch_one(&db)
     .await
     .expect("sql total");
+    let p = &first["pagination"];
     assert_eq!(
-        first["pagination"],
-        json!({"page": 3, "per_page": 10, "total": total, "total_pages": (total + 9) / 10})
+        [
+            &p["page"],
+            &p["per_page"],
+            &p["total"],
+            &p["total_pages"],
+            &p["total_exact"],
+            &p["has_more"]
+        ],
+        [
+            &json!(3),
+            &json!(10),
+            &json!(total),
+            &json!((total + 9) / 10),
+            &json!(true),
+            &json!(true)
+        ]
     );
+    assert!(p["next_cursor"].is_string(), "{p}");
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -1,6 +1,7 @@
 //! The production store: Postgres, with an optional read replica for cache fills.
 
 mod changes;
+mod counters;
 mod seed;
 mod settings;
 mod writes;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shared::model::{Contact, ContactPage, Counts, Pagination};
+use shared::model::{Contact, ContactPage, Counts};
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
@@ -17,7 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::contacts::{counts_of, counts_query, page_query, total_query, ContactRow};
+use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
+use super::counters::{counts_of, counts_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::{Change, Read, Seeded, Store};
@@ -133,10 +135,7 @@ impl Store for PgStore {
             .build_query_as()
             .fetch_all(db)
             .await?;
-        Ok(ContactPage {
-            contacts: rows.into_iter().map(Contact::from).collect(),
-            pagination: Pagination::new(q.page, q.per_page, total),
-        })
+        Ok(page_of(rows, ws, board, q, total_of(q, total), D))
     }
 
     async fn boards(&self, read: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
@@ -163,6 +162,10 @@ impl Store for PgStore {
 
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
         writes::delete(&self.db, ws, id).await
+    }
+
+    async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
+        counters::check(&self.db, ws, repair).await
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {

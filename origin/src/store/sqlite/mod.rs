@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shared::model::{Contact, ContactPage, Counts, Pagination};
+use shared::model::{Contact, ContactPage, Counts};
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
@@ -20,7 +20,10 @@ use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::contacts::{
-    counts_of, counts_query, insert_query, page_query, total_query, update_query, ContactRow,
+    insert_query, page_of, page_query, total_of, total_query, update_query, ContactRow,
+};
+use super::counters::{
+    bucket_of, counts_of, counts_query, drift, rebuild_query, recount_query, stored_query, Drift,
 };
 use super::fields::ContactFields;
 use super::filters::Dialect;
@@ -131,10 +134,7 @@ impl Store for SqliteStore {
             .build_query_as()
             .fetch_all(&self.read)
             .await?;
-        Ok(ContactPage {
-            contacts: rows.into_iter().map(Contact::from).collect(),
-            pagination: Pagination::new(q.page, q.per_page, total),
-        })
+        Ok(page_of(rows, ws, board, q, total_of(q, total), D))
     }
 
     async fn boards(&self, _: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
@@ -188,6 +188,35 @@ impl Store for SqliteStore {
         .fetch_optional(&self.write)
         .await?;
         board.map(BoardId).ok_or(Error::NotFound("contact"))
+    }
+
+    /// On the one writer connection, so no write interleaves with the recount.
+    async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
+        let mut tx = self.write.begin().await?;
+        let stored = stored_query::<Sqlite>(ws)
+            .build()
+            .fetch_all(&mut *tx)
+            .await?;
+        let actual = recount_query::<Sqlite>(ws)
+            .build()
+            .fetch_all(&mut *tx)
+            .await?;
+        let found = drift(
+            stored.iter().map(bucket_of).collect::<Result<_>>()?,
+            actual.iter().map(bucket_of).collect::<Result<_>>()?,
+        );
+        if repair && !found.is_empty() {
+            sqlx::query("DELETE FROM contact_counters WHERE ?1 IS NULL OR workspace_id = ?1")
+                .bind(ws.map(WorkspaceId::as_str))
+                .execute(&mut *tx)
+                .await?;
+            rebuild_query::<Sqlite>(ws)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {

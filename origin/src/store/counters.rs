@@ -1,0 +1,283 @@
+//! Counts and list totals from the counters the database keeps in the writing transaction
+//! (migration `contact_counters`), so a cold count reads a few hundred counter rows
+//! however large the workspace, and the recount that checks them (`origin counters check`).
+
+use std::collections::BTreeMap;
+
+use shared::model::Counts;
+use shared::{BoardId, UserId, WorkspaceId};
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+
+use super::filters::{counter, counts_from, push_predicate, Assignee, Dialect, COUNTED};
+use crate::error::Result;
+
+/// The counter columns, in the order drift reports them.
+pub const COLUMNS: [&str; 11] = [
+    "live",
+    "open",
+    "closed",
+    "high",
+    "medium",
+    "low",
+    "needs_response",
+    "follow_up",
+    "favorites",
+    "archived",
+    "unhappy",
+];
+
+/// Each counter column's definition over `contacts`, for the recount.
+const RECOUNT: [&str; 11] = [
+    "NOT archived",
+    "NOT archived AND status = 'open'",
+    "NOT archived AND status = 'closed'",
+    "NOT archived AND priority = 'high'",
+    "NOT archived AND priority = 'medium'",
+    "NOT archived AND priority = 'low'",
+    "NOT archived AND needs_response",
+    "NOT archived AND follow_up",
+    "NOT archived AND favorite",
+    "archived",
+    "NOT archived AND sentiment = 'negative'",
+];
+
+fn push_sum<'a, DB>(qb: &mut QueryBuilder<'a, DB>, column: &str, who: Assignee, user: &UserId)
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    qb.push(format_args!("CAST(coalesce(sum({column})"));
+    match who {
+        Assignee::Anyone => {}
+        Assignee::Nobody => {
+            qb.push(" FILTER (WHERE assignee = '')");
+        }
+        Assignee::Reader => {
+            qb.push(" FILTER (WHERE assignee = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+    }
+    qb.push(", 0) AS bigint)");
+}
+
+/// The counts of API.md: counter sums, and the clock's two counts as range scans of
+/// their window's index.
+pub fn counts_query<'a, DB>(ws: &'a WorkspaceId, user: &UserId, d: Dialect) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT ");
+    for (i, filter) in COUNTED.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        match counter(*filter) {
+            Some((column, who)) => push_sum(&mut qb, column, who, user),
+            None => {
+                qb.push("(SELECT count(*) FROM contacts WHERE workspace_id = ")
+                    .push_bind(ws.as_str())
+                    .push(" AND ");
+                push_predicate(&mut qb, *filter, user.as_str(), d);
+                qb.push(")");
+            }
+        }
+    }
+    qb.push(" FROM contact_counters WHERE workspace_id = ")
+        .push_bind(ws.as_str());
+    qb
+}
+
+/// Reads the row of `counts_query`.
+pub fn counts_of<R>(row: &R) -> Result<Counts>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut values = [0i64; 15];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = row.try_get(i)?;
+    }
+    Ok(counts_from(&values))
+}
+
+/// A board's total of a counted filter, optionally in one column.
+pub fn board_total_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    column_id: Option<i64>,
+    (column, who): (&'static str, Assignee),
+    user: &UserId,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT ");
+    push_sum(&mut qb, column, who, user);
+    qb.push(" FROM contact_counters WHERE workspace_id = ")
+        .push_bind(ws.as_str());
+    qb.push(" AND board_id = ").push_bind(board.0);
+    if let Some(c) = column_id {
+        qb.push(" AND column_id = ").push_bind(c);
+    }
+    qb
+}
+
+/// Where a counter row counts: workspace, board, column, assignee ('' for nobody).
+pub type BucketKey = (String, i64, i64, String);
+/// One bucket's counters, in the order of `COLUMNS`.
+pub type Bucket = (BucketKey, [i64; 11]);
+
+fn push_bucket_query<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    table: &str,
+    exprs: &[String],
+    ws: Option<&'a WorkspaceId>,
+) where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    qb.push("SELECT workspace_id, board_id, column_id, ")
+        .push(if table == "contacts" {
+            "coalesce(assigned_to, '')"
+        } else {
+            "assignee"
+        });
+    for e in exprs {
+        qb.push(", CAST(").push(e).push(" AS bigint)");
+    }
+    qb.push(format_args!(" FROM {table}"));
+    if let Some(ws) = ws {
+        qb.push(" WHERE workspace_id = ").push_bind(ws.as_str());
+    }
+    qb.push(" GROUP BY 1, 2, 3, 4");
+}
+
+/// The counters as stored, shards summed, per bucket.
+pub fn stored_query<'a, DB>(ws: Option<&'a WorkspaceId>) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let exprs: Vec<String> = COLUMNS.iter().map(|c| format!("sum({c})")).collect();
+    let mut qb = QueryBuilder::new("");
+    push_bucket_query(&mut qb, "contact_counters", &exprs, ws);
+    qb
+}
+
+/// The counters as they should be, counted from the contacts.
+pub fn recount_query<'a, DB>(ws: Option<&'a WorkspaceId>) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("");
+    push_recount(&mut qb, ws);
+    qb
+}
+
+fn push_recount<'a, DB>(qb: &mut QueryBuilder<'a, DB>, ws: Option<&'a WorkspaceId>)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let exprs: Vec<String> = RECOUNT
+        .iter()
+        .map(|p| format!("count(*) FILTER (WHERE {p})"))
+        .collect();
+    push_bucket_query(qb, "contacts", &exprs, ws);
+}
+
+/// Reads a row of `stored_query` or `recount_query`.
+pub fn bucket_of<R>(row: &R) -> Result<Bucket>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut values = [0i64; 11];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = row.try_get(i + 4)?;
+    }
+    Ok((
+        (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        ),
+        values,
+    ))
+}
+
+/// A bucket whose stored counters differ from the recount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub workspace: String,
+    pub board: i64,
+    pub column: i64,
+    pub assignee: String,
+    pub stored: [i64; 11],
+    pub actual: [i64; 11],
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "workspace {} board {} column {} assignee {:?}:",
+            self.workspace, self.board, self.column, self.assignee
+        )?;
+        for ((name, stored), actual) in COLUMNS.iter().zip(self.stored).zip(self.actual) {
+            if stored != actual {
+                write!(f, " {name} {stored} (actual {actual})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The buckets where `stored` and `actual` disagree (a bucket missing on one side is zeros).
+pub fn drift(stored: Vec<Bucket>, actual: Vec<Bucket>) -> Vec<Drift> {
+    let mut both: BTreeMap<BucketKey, ([i64; 11], [i64; 11])> = BTreeMap::new();
+    for (key, values) in stored {
+        both.entry(key).or_default().0 = values;
+    }
+    for (key, values) in actual {
+        both.entry(key).or_default().1 = values;
+    }
+    both.into_iter()
+        .filter(|(_, (s, a))| s != a)
+        .map(
+            |((workspace, board, column, assignee), (stored, actual))| Drift {
+                workspace,
+                board,
+                column,
+                assignee,
+                stored,
+                actual,
+            },
+        )
+        .collect()
+}
+
+/// Replaces a workspace's counters (or all) by the recount: delete them, then run this.
+pub fn rebuild_query<'a, DB>(ws: Option<&'a WorkspaceId>) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO contact_counters (workspace_id, board_id, column_id, assignee, {}) ",
+        COLUMNS.join(", ")
+    ));
+    push_recount(&mut qb, ws);
+    qb
+}

@@ -1,0 +1,125 @@
+//! Cursor pages through the HTTP API (caching per cursor, refusing foreign or altered
+//! cursors) and the counters' check and repair against Postgres.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_cursor_page_equals_the_offset_page_and_is_cached_per_cursor(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let list = format!(
+        "/api/boards/{}/contacts?sort_by=name&sort_order=asc&per_page=20",
+        app.boards[0]
+    );
+    let first = data(app.get(&list, &member()).await).await;
+    let cursor = first["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_owned();
+    let by_cursor = format!("{list}&cursor={cursor}");
+    let next = data(app.get(&by_cursor, &member()).await).await;
+    let again = data(app.get(&by_cursor, &member()).await).await;
+    assert_eq!(
+        (
+            next["_cache"]["status"].as_str(),
+            again["_cache"]["status"].as_str()
+        ),
+        (Some("MISS"), Some("HIT"))
+    );
+    let by_offset = data(app.get(&format!("{list}&page=2"), &member()).await).await;
+    assert_eq!(ids(&next), ids(&by_offset));
+    assert_eq!(next["pagination"]["page"], 2);
+    assert_ne!(
+        next["pagination"]["next_cursor"],
+        first["pagination"]["next_cursor"]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn altered_or_foreign_cursors_are_refused_with_400(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let list = format!("/api/boards/{}/contacts?per_page=10", app.boards[0]);
+    let first = data(app.get(&list, &member()).await).await;
+    let cursor = first["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_owned();
+    let mut altered = cursor.clone().into_bytes();
+    altered[5] = if altered[5] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).expect("ascii");
+    for path in [
+        format!("{list}&cursor={altered}"),
+        format!("{list}&cursor={cursor}&sort_order=asc"),
+        format!("{list}&cursor={cursor}&filter=open"),
+        format!("{list}&cursor=not-a-cursor"),
+    ] {
+        let code = error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(code, "invalid_cursor", "{path}");
+    }
+    let both = token_for("user_3", &[WS, OTHER_WS], false, 3600);
+    let elsewhere = app
+        .http
+        .get(app.url(&format!("{list}&cursor={cursor}")))
+        .bearer_auth(both)
+        .header("X-Workspace-ID", OTHER_WS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        error_code(elsewhere, StatusCode::BAD_REQUEST).await,
+        "invalid_cursor"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn counters_check_finds_drift_and_repair_restores_the_counts(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let store = pg(&db);
+    assert!(store
+        .check_counters(None, false)
+        .await
+        .expect("check")
+        .is_empty());
+    let true_open = app.counts(&member()).await["open"].as_i64().expect("open");
+    sqlx::query(
+        "UPDATE contact_counters SET open = open + 5 \
+         WHERE ctid = (SELECT ctid FROM contact_counters WHERE workspace_id = $1 LIMIT 1)",
+    )
+    .bind(WS)
+    .execute(&db)
+    .await
+    .expect("corrupt a counter");
+
+    let other = ws(OTHER_WS);
+    assert!(store
+        .check_counters(Some(&other), false)
+        .await
+        .expect("check")
+        .is_empty());
+    let drift = store
+        .check_counters(Some(&ws(WS)), true)
+        .await
+        .expect("repair");
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].stored[1], drift[0].actual[1] + 5);
+    assert!(store
+        .check_counters(None, false)
+        .await
+        .expect("check")
+        .is_empty());
+    let path = format!("/api/cache-settings/workspace/{WS}/counts?useCache=false");
+    let counts = data(app.get(&path, &member()).await).await;
+    assert_eq!(counts["open"], true_open);
+}
