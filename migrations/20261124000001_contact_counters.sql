@@ -27,68 +27,94 @@ CREATE TABLE contact_counters (
     PRIMARY KEY (workspace_id, board_id, column_id, assignee, shard)
 );
 
--- Folds one statement's changed rows into the counters: one grouped upsert per statement
--- (a bulk load of a million contacts is one GROUP BY, not a million upserts), rows in key
--- order so concurrent writers lock counter rows in one order and never deadlock, and
--- buckets whose counts did not move (a touch of last_activity_at, a rename) skipped, so
--- the most frequent CRM write never touches a counter at all.
-CREATE FUNCTION contact_counters_fold() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed text;
+-- One contact's contribution to its bucket's counters (`sign` -1 when it leaves): the
+-- one definition of what each counter counts.
+CREATE FUNCTION contact_counter_row(c contacts, sign integer) RETURNS contact_counters
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ROW(c.workspace_id, c.board_id, c.column_id, coalesce(c.assigned_to, ''), 0,
+        sign * (NOT c.archived)::int,
+        sign * (NOT c.archived AND c.status = 'open')::int,
+        sign * (NOT c.archived AND c.status = 'closed')::int,
+        sign * (NOT c.archived AND c.priority = 'high')::int,
+        sign * (NOT c.archived AND c.priority = 'medium')::int,
+        sign * (NOT c.archived AND c.priority = 'low')::int,
+        sign * (NOT c.archived AND c.needs_response)::int,
+        sign * (NOT c.archived AND c.follow_up)::int,
+        sign * (NOT c.archived AND c.favorite)::int,
+        sign * c.archived::int,
+        sign * (NOT c.archived AND c.sentiment = 'negative')::int)::contact_counters
+$$;
+
+-- Adds contributions to the counters: grouped per bucket (a bulk load of a million
+-- contacts is one upsert per bucket, not a million), into the shard of the writing
+-- backend, rows in key order so that concurrent writers lock counter rows in one order
+-- and never deadlock, and buckets whose sums are all zero skipped.
+CREATE FUNCTION contact_counters_add(deltas contact_counters[]) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    changed := CASE TG_OP
-        WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows n'
-        WHEN 'DELETE' THEN 'SELECT o.*, -1 AS sign FROM old_rows o'
-        ELSE 'SELECT n.*, 1 AS sign FROM new_rows n UNION ALL SELECT o.*, -1 FROM old_rows o'
-    END;
-    EXECUTE format($sql$
-        INSERT INTO contact_counters AS c
-        SELECT * FROM (
-            SELECT workspace_id, board_id, column_id, coalesce(assigned_to, '') AS assignee,
-                   (pg_backend_pid() %% 4)::smallint AS shard,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived), 0) AS live,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND status = 'open'), 0) AS open,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND status = 'closed'), 0) AS closed,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND priority = 'high'), 0) AS high,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND priority = 'medium'), 0) AS medium,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND priority = 'low'), 0) AS low,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND needs_response), 0) AS needs_response,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND follow_up), 0) AS follow_up,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND favorite), 0) AS favorites,
-                   coalesce(sum(sign) FILTER (WHERE archived), 0) AS archived,
-                   coalesce(sum(sign) FILTER (WHERE NOT archived AND sentiment = 'negative'), 0) AS unhappy
-            FROM (%s) d
-            GROUP BY 1, 2, 3, 4
-        ) t
-        WHERE (live, open, closed, high, medium, low, needs_response, follow_up, favorites,
-               archived, unhappy) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        ORDER BY 1, 2, 3, 4
-        ON CONFLICT (workspace_id, board_id, column_id, assignee, shard) DO UPDATE SET
-            live = c.live + excluded.live,
-            open = c.open + excluded.open,
-            closed = c.closed + excluded.closed,
-            high = c.high + excluded.high,
-            medium = c.medium + excluded.medium,
-            low = c.low + excluded.low,
-            needs_response = c.needs_response + excluded.needs_response,
-            follow_up = c.follow_up + excluded.follow_up,
-            favorites = c.favorites + excluded.favorites,
-            archived = c.archived + excluded.archived,
-            unhappy = c.unhappy + excluded.unhappy
-    $sql$, changed);
+    INSERT INTO contact_counters AS c
+    SELECT workspace_id, board_id, column_id, assignee, (pg_backend_pid() % 4)::smallint,
+           sum(live), sum(open), sum(closed), sum(high), sum(medium), sum(low),
+           sum(needs_response), sum(follow_up), sum(favorites), sum(archived), sum(unhappy)
+    FROM unnest(deltas)
+    GROUP BY 1, 2, 3, 4
+    HAVING (sum(live), sum(open), sum(closed), sum(high), sum(medium), sum(low),
+            sum(needs_response), sum(follow_up), sum(favorites), sum(archived), sum(unhappy))
+        <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (workspace_id, board_id, column_id, assignee, shard) DO UPDATE SET
+        live = c.live + excluded.live,
+        open = c.open + excluded.open,
+        closed = c.closed + excluded.closed,
+        high = c.high + excluded.high,
+        medium = c.medium + excluded.medium,
+        low = c.low + excluded.low,
+        needs_response = c.needs_response + excluded.needs_response,
+        follow_up = c.follow_up + excluded.follow_up,
+        favorites = c.favorites + excluded.favorites,
+        archived = c.archived + excluded.archived,
+        unhappy = c.unhappy + excluded.unhappy;
+END;
+$$;
+
+-- Inserts and deletes: once per statement, over its transition table.
+CREATE FUNCTION contact_counters_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM contact_counters_add(ARRAY(SELECT contact_counter_row(n, 1) FROM new_rows n));
+    ELSE
+        PERFORM contact_counters_add(ARRAY(SELECT contact_counter_row(o, -1) FROM old_rows o));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Updates: once per row, and only for a row whose counted columns changed (the trigger's
+-- WHEN is checked without calling any function), so the most frequent CRM write, a
+-- touch of last_activity_at, costs the counters nothing.
+CREATE FUNCTION contact_counters_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM contact_counters_add(ARRAY[contact_counter_row(OLD, -1), contact_counter_row(NEW, 1)]);
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER contact_counters_insert AFTER INSERT ON contacts
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION contact_counters_fold();
-CREATE TRIGGER contact_counters_update AFTER UPDATE ON contacts
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION contact_counters_fold();
+    FOR EACH STATEMENT EXECUTE FUNCTION contact_counters_statement();
 CREATE TRIGGER contact_counters_delete AFTER DELETE ON contacts
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION contact_counters_fold();
+    FOR EACH STATEMENT EXECUTE FUNCTION contact_counters_statement();
+CREATE TRIGGER contact_counters_update AFTER UPDATE ON contacts
+    FOR EACH ROW
+    WHEN ((OLD.workspace_id, OLD.board_id, OLD.column_id, OLD.assigned_to, OLD.archived,
+           OLD.status, OLD.priority, OLD.needs_response, OLD.follow_up, OLD.favorite,
+           OLD.sentiment)
+          IS DISTINCT FROM
+          (NEW.workspace_id, NEW.board_id, NEW.column_id, NEW.assigned_to, NEW.archived,
+           NEW.status, NEW.priority, NEW.needs_response, NEW.follow_up, NEW.favorite,
+           NEW.sentiment))
+    EXECUTE FUNCTION contact_counters_row();
 
 CREATE FUNCTION contact_counters_clear() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -11,6 +11,7 @@ mod mixed;
 mod rng;
 mod scaling;
 mod stack;
+mod writes;
 mod wrk;
 
 use std::path::PathBuf;
@@ -67,6 +68,7 @@ struct Plan {
     miss_counts: Vec<usize>,
     miss_pages: Vec<usize>,
     scaling_runs: usize,
+    writes_for: Duration,
 }
 
 impl Plan {
@@ -85,6 +87,7 @@ impl Plan {
                 miss_counts: vec![150, 300],
                 miss_pages: vec![150, 400],
                 scaling_runs: 3,
+                writes_for: Duration::from_secs(2),
             };
         }
         Self {
@@ -104,6 +107,7 @@ impl Plan {
             miss_counts: vec![300, 700, 900],
             miss_pages: vec![300, 1_000, 1_500],
             scaling_runs: 5,
+            writes_for: Duration::from_secs(10),
         }
     }
 
@@ -627,14 +631,21 @@ async fn main() {
             admin: token("user_1", w, true),
         });
     }
-    let mixed = mixed::run(
-        &db,
-        &[a.base(), b.base()],
-        &workspaces,
-        plan.mixed_clients,
-        plan.mixed_for,
-    )
-    .await;
+    let mut mixed = Vec::new();
+    for write_share in [0.05, 0.20] {
+        mixed.push(
+            mixed::run(
+                &db,
+                &[a.base(), b.base()],
+                &workspaces,
+                plan.mixed_clients,
+                plan.mixed_for,
+                write_share,
+            )
+            .await,
+        );
+    }
+    let counters_after_mixed = writes::drift(&url, &plan.main).await;
     drop((a, b, memory, l2));
 
     let mut scaling = Vec::new();
@@ -652,6 +663,7 @@ async fn main() {
         );
     }
     drop(uncached);
+    let writes = writes::measure(&db, &url, &plan.main[0], plan.writes_for).await;
     let l1_runs = l1_runs(&plan.l1_entries);
 
     let ratios = ratios(&rows);
@@ -668,6 +680,11 @@ async fn main() {
         "\n### scaling (median ms)\n\n```\n{}\n```",
         serde_json::to_string_pretty(&scaling).unwrap_or_default()
     );
+    println!(
+        "\n### writes on one workspace, with and without the counter triggers\n\n```\n{}\n```",
+        serde_json::to_string_pretty(&writes).unwrap_or_default()
+    );
+    println!("\ncounter drift after the mixed workloads: {counters_after_mixed} bucket(s)");
     println!(
         "\n### L1 size\n\n```\n{}\n```",
         serde_json::to_string_pretty(&l1_runs).unwrap_or_default()
@@ -695,7 +712,9 @@ async fn main() {
         "layers": results,
         "ratios": ratios,
         "mixed": mixed,
+        "countersDriftAfterMixed": counters_after_mixed,
         "scaling": scaling,
+        "writes": writes,
         "l1": l1_runs,
     });
     let out = cli.out.unwrap_or_else(|| {

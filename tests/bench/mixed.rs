@@ -1,5 +1,6 @@
 //! A day in the life: two origin instances sharing Redis, clients picking workspaces and
-//! pages by Zipf's law, 5% of operations contact writes through the API and a few admin
+//! pages by Zipf's law, a share of operations contact writes through the API (5% and 20%
+//! in a run), 30% counts reads, and a few admin
 //! invalidations. Measures hit rate per layer, read and write p99, and staleness: a counts
 //! read that started after a write was acknowledged and still shows the count before it.
 //! Writes only ever add a favorite, so the favorites count rises by one per write and
@@ -77,6 +78,7 @@ pub async fn run(
     workspaces: &[Workspace],
     clients: usize,
     duration: Duration,
+    write_share: f64,
 ) -> Value {
     let mut histories = HashMap::new();
     for ws in workspaces {
@@ -130,7 +132,7 @@ pub async fn run(
                 let base = &origins[rng.below(origins.len())];
                 let history = &histories[&ws.id];
                 let roll = rng.unit();
-                if roll < 0.05 {
+                if roll < write_share {
                     let mut h = history.lock().await;
                     let Some(id) = h.candidates.pop() else {
                         continue;
@@ -152,7 +154,7 @@ pub async fn run(
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.writes.push(elapsed);
                     t.errors += u64::from(!ok);
-                } else if roll < 0.052 {
+                } else if roll < write_share + 0.002 {
                     let r = http
                         .post(format!("{base}/api/cache-settings/invalidate"))
                         .bearer_auth(&ws.admin)
@@ -163,7 +165,7 @@ pub async fn run(
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.invalidations += 1;
                     t.errors += u64::from(!ok);
-                } else if roll < 0.35 {
+                } else if roll < write_share + 0.3 {
                     let started = Instant::now();
                     let r = http
                         .get(format!(
@@ -238,6 +240,7 @@ pub async fn run(
     let secs = duration.as_secs_f64();
     let reads = t.reads.len();
     json!({
+        "writeShare": write_share,
         "clients": clients,
         "seconds": secs,
         "reads": reads,

@@ -191,6 +191,33 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         Some(7)
     );
 
+    // The page's cursor leads to the next page, cached at the edge per cursor; an
+    // altered cursor is refused at the edge itself.
+    let cursor = via_edge["data"]["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_owned();
+    let next = format!("{page}&cursor={cursor}");
+    let (_, next_miss) = edge.get(&next, &user, WS).await;
+    let (_, next_hit) = edge.get(&next, &user, WS).await;
+    assert_eq!(
+        [
+            &next_miss["data"]["_cache"]["status"],
+            &next_hit["data"]["_cache"]["status"]
+        ],
+        [&json!("MISS"), &json!("HIT")]
+    );
+    assert_eq!(
+        payload(&next_hit),
+        payload(&origin_get(origin_port, &next, &user).await)
+    );
+    assert_eq!(next_hit["data"]["pagination"]["page"], 3);
+    let (status, refused) = edge
+        .get(&format!("{page}&cursor={cursor}x"), &user, WS)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_cursor");
+
     // Search goes through the edge too (not cached while the search feature is off).
     let search = format!("/api/boards/{}/contacts?search=GRACE&per_page=5", boards[0]);
     let (_, searched) = edge.get(&search, &user, WS).await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use shared::WorkspaceId;
 
+use super::redis::RedisCache;
 use crate::state::AppState;
 
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -16,24 +17,33 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// A change announced on the channel.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    Generation(WorkspaceId),
+    /// A workspace's generations changed; with an id, the announcer waits for acks.
+    Generation(WorkspaceId, Option<u64>),
     Settings(WorkspaceId),
+    /// An instance has applied the announcement of this id.
+    Ack(u64),
 }
 
 impl Event {
     pub fn encode(&self) -> String {
         match self {
-            Self::Generation(ws) => format!("gen:{ws}"),
+            Self::Generation(ws, None) => format!("gen:{ws}"),
+            Self::Generation(ws, Some(id)) => format!("gen:{ws}:{id}"),
             Self::Settings(ws) => format!("settings:{ws}"),
+            Self::Ack(id) => format!("ack:{id}"),
         }
     }
 
     pub fn decode(raw: &str) -> Option<Self> {
-        let (kind, ws) = raw.split_once(':')?;
-        let ws = WorkspaceId::parse(ws).ok()?;
+        let (kind, rest) = raw.split_once(':')?;
+        let ws = |w: &str| WorkspaceId::parse(w).ok();
         match kind {
-            "gen" => Some(Self::Generation(ws)),
-            "settings" => Some(Self::Settings(ws)),
+            "gen" => Some(match rest.split_once(':') {
+                Some((w, id)) => Self::Generation(ws(w)?, Some(id.parse().ok()?)),
+                None => Self::Generation(ws(rest)?, None),
+            }),
+            "settings" => Some(Self::Settings(ws(rest)?)),
+            "ack" => rest.parse().ok().map(Self::Ack),
             _ => None,
         }
     }
@@ -57,7 +67,7 @@ pub async fn listen(state: Arc<AppState>) {
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
-                        apply(&state, Event::decode(&payload));
+                        apply(&state, redis, &channel, Event::decode(&payload));
                     }
                     tracing::warn!("invalidation subscription dropped; reconnecting");
                 }
@@ -68,10 +78,19 @@ pub async fn listen(state: Arc<AppState>) {
     }
 }
 
-fn apply(state: &AppState, event: Option<Event>) {
+fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option<Event>) {
     match event {
-        Some(Event::Generation(ws)) => state.cache.generations.forget(&ws),
+        Some(Event::Generation(ws, ack)) => {
+            state.cache.generations.forget(&ws);
+            if let Some(id) = ack {
+                let (redis, channel) = (redis.clone(), channel.to_owned());
+                tokio::spawn(async move {
+                    let _ = redis.publish(&channel, &Event::Ack(id).encode()).await;
+                });
+            }
+        }
         Some(Event::Settings(ws)) => state.settings.forget(&ws),
+        Some(Event::Ack(id)) => state.cache.generations.acked(id),
         None => tracing::warn!("ignored an unreadable invalidation message"),
     }
 }
@@ -83,10 +102,17 @@ mod tests {
     #[test]
     fn events_survive_encoding_and_garbage_is_ignored() {
         let ws = WorkspaceId::parse("15213").expect("valid");
-        for e in [Event::Generation(ws.clone()), Event::Settings(ws)] {
+        for e in [
+            Event::Generation(ws.clone(), None),
+            Event::Generation(ws.clone(), Some(u64::MAX)),
+            Event::Settings(ws),
+            Event::Ack(7),
+        ] {
             assert_eq!(Event::decode(&e.encode()), Some(e));
         }
-        for raw in ["", "gen", "gen:", "gen:a b", "other:1"] {
+        for raw in [
+            "", "gen", "gen:", "gen:a b", "gen:1:x", "ack:", "ack:-1", "other:1",
+        ] {
             assert_eq!(Event::decode(raw), None, "{raw:?}");
         }
     }

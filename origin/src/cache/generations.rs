@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
 use shared::WorkspaceId;
 
+use super::acks::Acks;
 use super::events::Event;
 use super::redis::RedisCache;
 
@@ -35,10 +36,13 @@ pub struct Generations {
     /// Counts `forget`s: a Redis read that started before one may return generations
     /// older than the announcement, so it must not be stored as the mirror.
     forgets: AtomicU64,
+    /// Counts this instance's bumps, for the same reason (see `store_mirror`).
+    bumps: AtomicU64,
     /// Workspaces whose expired mirror one read is refreshing; the others meanwhile use
     /// the expired copy instead of queueing on Redis (which, were Redis down, would add
     /// its timeout to every read once a second).
     refreshing: Mutex<HashSet<WorkspaceId>>,
+    acks: Acks,
 }
 
 /// Clears a workspace's refreshing mark however the refreshing read ends (a cancelled
@@ -63,6 +67,8 @@ pub struct Bump {
     pub shared: bool,
     /// Instances that received the announcement.
     pub notified: u64,
+    /// Instances that applied it before the bump returned (all of them but the slow).
+    pub acknowledged: u64,
 }
 
 impl Generations {
@@ -74,7 +80,9 @@ impl Generations {
             pending: Mutex::default(),
             changed: Mutex::default(),
             forgets: AtomicU64::new(0),
+            bumps: AtomicU64::new(0),
             refreshing: Mutex::default(),
+            acks: Acks::default(),
         }
     }
 
@@ -106,8 +114,17 @@ impl Generations {
         (fresh || allow_stale).then(|| KeyGens::from_fields(&m.fields, scope))
     }
 
-    fn store_mirror(&self, ws: &WorkspaceId, fields: HashMap<String, u64>) {
+    /// `raced`: this instance bumped while the Redis read was under way, so the read may
+    /// predate the bump; each field then keeps the larger value (counters only grow).
+    /// Otherwise Redis's values replace the mirror's, as the authority they are.
+    fn store_mirror(&self, ws: &WorkspaceId, mut fields: HashMap<String, u64>, raced: bool) {
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = mirrors.get(ws).filter(|_| raced) {
+            for (field, value) in &old.fields {
+                let merged = fields.entry(field.clone()).or_default();
+                *merged = (*merged).max(*value);
+            }
+        }
         mirrors.insert(
             ws.clone(),
             Mirror {
@@ -138,6 +155,7 @@ impl Generations {
         }
         self.replay_pending(redis).await;
         let forgets = self.forgets.load(Ordering::Acquire);
+        let bumps = self.bumps.load(Ordering::Acquire);
         match redis.hgetall(&self.keys.generations(ws)).await {
             Ok(fields) if self.has_pending(ws) => self
                 .read_mirror(ws, scope, true)
@@ -145,7 +163,8 @@ impl Generations {
             Ok(fields) => {
                 let gens = KeyGens::from_fields(&fields, scope);
                 if self.forgets.load(Ordering::Acquire) == forgets {
-                    self.store_mirror(ws, fields);
+                    let raced = self.bumps.load(Ordering::Acquire) != bumps;
+                    self.store_mirror(ws, fields, raced);
                 }
                 gens
             }
@@ -188,17 +207,18 @@ impl Generations {
                 .await
             {
                 self.set_local(ws, scope, generation);
+                let pending = self.acks.register();
+                let announcement = Event::Generation(ws.clone(), Some(pending.id));
                 let notified = redis
-                    .publish(
-                        &self.keys.channel(),
-                        &Event::Generation(ws.clone()).encode(),
-                    )
+                    .publish(&self.keys.channel(), &announcement.encode())
                     .await
                     .unwrap_or(0);
+                let acknowledged = pending.wait(notified).await;
                 return Bump {
                     generation,
                     shared: true,
                     notified,
+                    acknowledged,
                 };
             }
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -209,10 +229,12 @@ impl Generations {
             generation,
             shared: false,
             notified: 0,
+            acknowledged: 0,
         }
     }
 
     fn set_local(&self, ws: &WorkspaceId, scope: GenerationScope, value: u64) {
+        self.bumps.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
             let field = m.fields.entry(scope.field()).or_default();
@@ -248,7 +270,7 @@ impl Generations {
             let _ = redis
                 .publish(
                     &self.keys.channel(),
-                    &Event::Generation(ws.clone()).encode(),
+                    &Event::Generation(ws.clone(), None).encode(),
                 )
                 .await;
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,6 +281,11 @@ impl Generations {
     }
 
     /// Another instance bumped `ws`: the next read asks Redis.
+    /// Another instance applied announcement `id` (see `acks.rs`).
+    pub fn acked(&self, id: u64) {
+        self.acks.received(id);
+    }
+
     pub fn forget(&self, ws: &WorkspaceId) {
         self.mark_changed(ws);
         self.forgets.fetch_add(1, Ordering::AcqRel);

@@ -5,6 +5,7 @@
 //! and when refreshing it takes longer than the stale-if-slow deadline (Postgres slow, or
 //! queued behind another refresh of the key), so a slow database costs a bounded wait.
 
+pub mod acks;
 pub mod entry;
 pub mod events;
 pub mod flight;

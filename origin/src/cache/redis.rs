@@ -30,11 +30,15 @@ const TRIP_AFTER_FAILURES: u32 = 3;
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
-/// which one call at a time probes again.
+/// which one call at a time probes again. A timeout counts only when no call succeeded
+/// while it waited: a hung or unreachable Redis answers nobody, whereas a busy instance
+/// (many callers queued on its connections) still sees answers arrive, and tripping then
+/// would only move that load onto Postgres.
 #[derive(Default)]
 struct Breaker {
     failures: AtomicU32,
     open_until_ms: AtomicI64,
+    last_success_ms: AtomicI64,
 }
 
 impl Breaker {
@@ -58,6 +62,7 @@ impl Breaker {
     }
 
     fn success(&self) {
+        self.last_success_ms.store(now_ms(), Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
         self.open_until_ms.store(0, Ordering::Relaxed);
     }
@@ -66,6 +71,13 @@ impl Breaker {
         if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= TRIP_AFTER_FAILURES {
             self.open_until_ms
                 .store(now_ms() + OPEN_FOR_MS, Ordering::Relaxed);
+        }
+    }
+
+    /// A call begun at `started_ms` timed out.
+    fn timeout(&self, started_ms: i64) {
+        if self.last_success_ms.load(Ordering::Relaxed) < started_ms {
+            self.failure();
         }
     }
 
@@ -111,6 +123,7 @@ impl RedisCache {
         if !self.breaker.allows() {
             return Err(RedisFailure::CircuitOpen);
         }
+        let started_ms = now_ms();
         let attempt = async { f(self.connector.get().await?).await };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
@@ -120,7 +133,11 @@ impl RedisCache {
         match &result {
             Ok(_) => self.breaker.success(),
             Err(e) => {
-                self.breaker.failure();
+                if matches!(e, RedisFailure::Timeout) {
+                    self.breaker.timeout(started_ms);
+                } else {
+                    self.breaker.failure();
+                }
                 self.connector.failed();
                 metrics::counter!("edgecache_redis_errors_total", "op" => op).increment(1);
                 tracing::debug!(op, error = %e, "redis call failed");
@@ -199,5 +216,41 @@ impl RedisCache {
                 .map(drop)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_with_no_answer_meanwhile_trip_the_breaker() {
+        let b = Breaker::default();
+        for _ in 0..TRIP_AFTER_FAILURES {
+            assert!(!b.is_open());
+            b.timeout(now_ms());
+        }
+        assert!(b.is_open());
+    }
+
+    #[test]
+    fn timeouts_while_other_calls_are_answered_do_not_trip_it() {
+        let b = Breaker::default();
+        for _ in 0..10 * TRIP_AFTER_FAILURES {
+            let started = now_ms() - 5;
+            b.success();
+            b.timeout(started);
+        }
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn connection_errors_trip_it_whatever_else_succeeded() {
+        let b = Breaker::default();
+        b.success();
+        for _ in 0..TRIP_AFTER_FAILURES {
+            b.failure();
+        }
+        assert!(b.is_open());
     }
 }

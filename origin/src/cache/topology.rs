@@ -112,8 +112,16 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// Connections to one server (single or Sentinel's primary): each multiplexes its
+/// callers' commands on one socket, and several of them keep one reply that is slow to
+/// arrive (a large value, a loaded server) from holding up every caller behind it.
+const CONNECTIONS: usize = 4;
+
 enum Source {
-    Single,
+    Single {
+        pool: Vec<ConnectionManager>,
+        next: AtomicUsize,
+    },
     Cluster {
         client: ClusterClient,
         nodes: Vec<Client>,
@@ -146,11 +154,17 @@ impl Connector {
         let layout = Layout::parse(url)?;
         let (source, current) = match &layout {
             Layout::Single(url) => {
-                let manager = ConnectionManager::new_lazy_with_config(
-                    Client::open(url.as_str())?,
-                    manager_config(timeout),
-                )?;
-                (Source::Single, Some(Conn::Single(manager)))
+                let client = Client::open(url.as_str())?;
+                let pool = (0..CONNECTIONS)
+                    .map(|_| {
+                        ConnectionManager::new_lazy_with_config(
+                            client.clone(),
+                            manager_config(timeout),
+                        )
+                    })
+                    .collect::<Result<_, _>>()?;
+                let next = AtomicUsize::new(0);
+                (Source::Single { pool, next }, None)
             }
             Layout::Cluster(urls) => {
                 let client = ClusterClientBuilder::new(urls.clone())
@@ -199,11 +213,15 @@ impl Connector {
     }
 
     pub async fn get(&self) -> Result<Conn, RedisError> {
+        if let Source::Single { pool, next } = &self.source {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            return Ok(Conn::Single(pool[n % pool.len()].clone()));
+        }
         if let Some(conn) = self.current().clone() {
             return Ok(conn);
         }
         let conn = match &self.source {
-            Source::Single => return Err(invalid("no connection")),
+            Source::Single { .. } => return Err(invalid("no connection")),
             Source::Cluster { client, .. } => Conn::Cluster(client.get_async_connection().await?),
             Source::Sentinel(sentinel) => {
                 let primary = sentinel.lock().await.async_get_client().await?;
@@ -220,7 +238,7 @@ impl Connector {
     /// A call failed: reconnect from scratch next time, except to a single server, whose
     /// connection manager reconnects to the one address there is by itself.
     pub fn failed(&self) {
-        if !matches!(self.source, Source::Single) {
+        if !matches!(self.source, Source::Single { .. }) {
             *self.current() = None;
         }
     }
@@ -229,7 +247,7 @@ impl Connector {
     /// cluster bus forwards them), so each reconnect tries the next node.
     pub async fn pubsub_client(&self) -> Result<Client, RedisError> {
         match (&self.source, &self.layout) {
-            (Source::Single, Layout::Single(url)) => Client::open(url.as_str()),
+            (Source::Single { .. }, Layout::Single(url)) => Client::open(url.as_str()),
             (
                 Source::Cluster {
                     nodes, next_node, ..

@@ -97,6 +97,32 @@ async fn a_write_on_one_instance_reaches_another_within_a_second(db: PgPool) {
     .await;
 }
 
+/// A write answers only once every subscribed instance has dropped the generations it
+/// bumped, so the very next read on any instance is fresh: no waiting, no window.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_acknowledged_on_one_instance_is_fresh_at_once_on_another(db: PgPool) {
+    let a = TestApp::spawn(db.clone()).await;
+    let b = a.sibling().await;
+    let scope = shared::keys::GenerationScope::Counts;
+    let bump = eventually(Duration::from_secs(5), || async {
+        let bump = a.state.invalidate(&ws(WS), scope).await;
+        (bump.notified == 2).then_some(bump)
+    })
+    .await;
+    assert_eq!(bump.acknowledged, 2, "{bump:?}");
+
+    let token = member();
+    for _ in 0..5 {
+        b.counts(&token).await;
+        let cached = b.counts(&token).await;
+        assert_eq!(cached["_source"], "memory");
+        let (id, _) = some_open_contact(&db).await;
+        a.patch_contact(id, &token, json!({"archived": true})).await;
+        let after = b.counts(&token).await;
+        assert_eq!(after["total"], cached["total"].as_i64().expect("total") - 1);
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_direct_sql_update_invalidates_within_a_second(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
