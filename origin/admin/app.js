@@ -93,7 +93,7 @@ async function edgeHealth() {
 async function refresh() {
   try {
     const [health, status, [edge, edgeMetrics]] = await Promise.all([
-      api("/api/cache-settings/health", { auth: false }),
+      api("/api/cache-settings/health"),
       api("/api/cache-settings/status"),
       edgeHealth(),
     ]);

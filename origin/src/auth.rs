@@ -46,6 +46,18 @@ impl Caller {
         }
     }
 
+    /// Fails for the edge's key. The key opens only what the edge calls (list pages,
+    /// counts and board invalidations, for the user the edge verified); writes and
+    /// settings need a person's token, so a leaked key cannot change any workspace.
+    pub fn person(&self) -> Result<()> {
+        match self {
+            Self::User { .. } => Ok(()),
+            Self::Edge { .. } => Err(Error::Forbidden(
+                "the edge's key may only read and invalidate a board",
+            )),
+        }
+    }
+
     /// Fails unless the caller is an admin of `ws` (or an operator).
     pub fn admin_of(&self, ws: &WorkspaceId) -> Result<()> {
         self.workspace(ws)?;

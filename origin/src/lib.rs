@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod recent;
 pub mod settings;
 pub mod state;
 pub mod store;
@@ -27,6 +28,7 @@ use crate::cache::memory::Memory;
 use crate::cache::redis::RedisCache;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::state::AppState;
 use crate::store::{Change, Store};
@@ -76,6 +78,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         auth,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
+        probe: Recent::new(http::health::PROBE_MAX_AGE),
     })
 }
 

@@ -13,6 +13,7 @@ use crate::cache::generations::Bump;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::store::{Read, Store};
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub auth: Verifier,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
+    pub probe: Recent<serde_json::Value>,
 }
 
 impl AppState {

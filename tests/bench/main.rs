@@ -645,8 +645,8 @@ async fn main() {
             .await,
         );
     }
-    let counters_after_mixed = writes::drift(&url, &plan.main).await;
     drop((a, b, memory, l2));
+    let counters_after_mixed = writes::drift(&db, &plan.main).await;
 
     let mut scaling = Vec::new();
     for (w, n) in &plan.scaling {

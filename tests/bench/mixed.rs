@@ -23,20 +23,22 @@ pub struct Workspace {
     pub admin: String,
 }
 
-/// Acknowledged writes of one workspace: when each was acknowledged and the favorites
-/// count after it. Writes of a workspace are serialized, so the counts only rise.
+/// Acknowledged writes of one workspace, in the order they were acknowledged. Writes run
+/// concurrently; each adds one favorite, so a read that started after n writes were
+/// acknowledged must see at least the initial count plus n.
 struct History {
     initial: i64,
-    acks: Vec<(Instant, i64)>,
+    acks: Vec<Instant>,
     candidates: Vec<i64>,
 }
 
 impl History {
+    /// The count a read started at `t` must reach, and when the last write it must see
+    /// was acknowledged.
     fn expected_at(&self, t: Instant) -> (i64, Option<Instant>) {
-        match self.acks.iter().rev().find(|(at, _)| *at <= t) {
-            Some((at, n)) => (*n, Some(*at)),
-            None => (self.initial, None),
-        }
+        let seen = self.acks.partition_point(|at| *at <= t);
+        let last = seen.checked_sub(1).map(|i| self.acks[i]);
+        (self.initial + seen as i64, last)
     }
 }
 
@@ -133,8 +135,7 @@ pub async fn run(
                 let history = &histories[&ws.id];
                 let roll = rng.unit();
                 if roll < write_share {
-                    let mut h = history.lock().await;
-                    let Some(id) = h.candidates.pop() else {
+                    let Some(id) = history.lock().await.candidates.pop() else {
                         continue;
                     };
                     let started = Instant::now();
@@ -147,10 +148,9 @@ pub async fn run(
                     let elapsed = started.elapsed();
                     let ok = r.is_ok_and(|r| r.status().is_success());
                     if ok {
-                        let next = h.acks.last().map_or(h.initial, |a| a.1) + 1;
-                        h.acks.push((Instant::now(), next));
+                        let mut h = history.lock().await;
+                        h.acks.push(Instant::now());
                     }
-                    drop(h);
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.writes.push(elapsed);
                     t.errors += u64::from(!ok);

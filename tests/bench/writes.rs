@@ -113,8 +113,7 @@ pub async fn measure(db: &PgPool, url: &str, ws: &str, run_for: Duration) -> Val
 }
 
 /// Buckets whose counters differ from a recount, over `workspaces`.
-pub async fn drift(url: &str, workspaces: &[String]) -> usize {
-    let db = PgPool::connect(url).await.expect("database");
+pub async fn drift(db: &PgPool, workspaces: &[String]) -> usize {
     let store = PgStore::new(db.clone(), None);
     let mut drifted = 0;
     for w in workspaces {
@@ -125,6 +124,5 @@ pub async fn drift(url: &str, workspaces: &[String]) -> usize {
             .expect("check")
             .len();
     }
-    db.close().await;
     drifted
 }

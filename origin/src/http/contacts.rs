@@ -27,6 +27,7 @@ pub fn router() -> Router<Arc<AppState>> {
 #[utoipa::path(get, path = "/api/boards/{board_id}/contacts", tag = "reads",
     params(("board_id" = i64, Path, description = "Board id"), ("X-Workspace-ID" = String, Header, description = "The workspace; must match the path's and be granted by the token"),
         ("page" = Option<u32>, Query, description = "1 to 10000"),
+        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page (same filter, search, column and sort); wins over page"),
         ("per_page" = Option<u32>, Query, description = "1 to 100"),
         ("filter" = Option<String>, Query, description = "all, open, closed, unassigned, assigned_to_me, high_priority, medium_priority, low_priority, needs_response, follow_up, favorites, archived, unhappy_customers, new_customers, recent_activity"),
         ("search" = Option<String>, Query, description = "Up to 100 characters"),
@@ -34,7 +35,7 @@ pub fn router() -> Router<Arc<AppState>> {
         ("sort_by" = Option<String>, Query, description = "created_at, updated_at, name, last_activity_at"),
         ("sort_order" = Option<String>, Query, description = "asc or desc"),
         ("useCache" = Option<bool>, Query)),
-    responses((status = 200, description = "A page of contacts with pagination and cache metadata"),
+    responses((status = 200, description = "A page of contacts with pagination (next_cursor, has_more, total_exact) and cache metadata"),
         (status = 404, description = "Not a board of this workspace", body = ErrorBody), Failures),
     security(("bearer" = []), ("internalKey" = [])))]
 pub(super) async fn list(

@@ -1,9 +1,13 @@
 //! Health (no auth: load balancers and the panel's first screen) and status (admins).
+//! Both answer from one probe of the dependencies reused for a second, so nobody can make
+//! the origin ping Postgres and Redis once per request; why a dependency is down (driver
+//! and Redis error text) is told only to callers with a valid token or key.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -23,6 +27,21 @@ pub fn router() -> Router<Arc<AppState>> {
 
 pub fn status_router() -> Router<Arc<AppState>> {
     Router::new().route("/api/cache-settings/status", get(status))
+}
+
+/// How long one probe of the dependencies answers for (see `AppState::probe`).
+pub const PROBE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Components without the reasons of failures, for callers without credentials.
+fn without_reasons(mut components: Value) -> Value {
+    if let Some(all) = components.as_object_mut() {
+        for component in all.values_mut() {
+            if let Some(fields) = component.as_object_mut() {
+                fields.remove("reason");
+            }
+        }
+    }
+    components
 }
 
 /// Probes each dependency; a failed probe gives its reason.
@@ -78,8 +97,11 @@ fn is_healthy(components: &Value) -> bool {
 
 #[utoipa::path(get, path = "/api/cache-settings/health", tag = "operations",
     responses((status = 200, description = "Each dependency's state and the cache statistics")))]
-pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let components = check(&state).await;
+pub(super) async fn health(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut components = state.probe.get(|| check(&state)).await;
+    if state.auth.authenticate(&headers).is_err() {
+        components = without_reasons(components);
+    }
     reply::ok(json!({
         "healthy": is_healthy(&components),
         "components": components,
@@ -97,7 +119,7 @@ pub(super) async fn status(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response> {
     caller.admin()?;
-    let components = check(&state).await;
+    let components = state.probe.get(|| check(&state)).await;
     let top = caller
         .is_operator()
         .then(|| state.cache.traffic.top_workspaces(10));

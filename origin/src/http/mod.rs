@@ -6,7 +6,7 @@ mod admin;
 mod contacts;
 mod counts;
 mod extract;
-mod health;
+pub(crate) mod health;
 mod metrics;
 pub mod openapi;
 mod panel;

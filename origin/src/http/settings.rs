@@ -10,14 +10,15 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::json;
 use shared::keys::GenerationScope;
-use shared::settings::{SettingsUpdate, MAX_RATE_PER_MIN, MAX_TTL_SECS, MIN_TTL_SECS};
+use shared::settings::{RateLimits, SettingsUpdate, MAX_RATE_PER_MIN, MAX_TTL_SECS, MIN_TTL_SECS};
 use shared::WorkspaceId;
 
 use super::openapi::Failures;
 use super::{reply, JsonBody};
 use crate::auth::Caller;
 use crate::cache::events::Event;
-use crate::error::{ErrorBody, Result};
+use crate::config::Config;
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -30,16 +31,14 @@ pub fn router() -> Router<Arc<AppState>> {
 #[utoipa::path(get, path = "/api/cache-settings/workspace/{ws}/settings", tag = "settings",
     params(("ws" = String, Path, description = "Workspace id")),
     responses((status = 200, description = "The workspace's settings and their bounds"), Failures),
-    security(("bearer" = []), ("internalKey" = [])))]
+    security(("bearer" = [])))]
 pub(super) async fn read(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(ws): Path<String>,
 ) -> Result<Response> {
     let ws = WorkspaceId::parse(&ws)?;
-    if !matches!(caller, Caller::Edge { .. }) {
-        caller.admin_of(&ws)?;
-    }
+    caller.admin_of(&ws)?;
     let settings = state.store.load_settings(&ws).await?;
     state.settings.remember(&ws, settings);
     let mut data =
@@ -66,6 +65,9 @@ pub(super) async fn write(
     caller.admin_of(&ws)?;
     let current = state.store.load_settings(&ws).await?;
     let next = current.apply(&update)?;
+    if update.rate_limits.is_some() && !caller.is_operator() {
+        forbid_raising(&state.config, &next.rate_limits)?;
+    }
     let updated_at = state.store.save_settings(&ws, &next).await?;
     state.settings.remember(&ws, next);
     if let Some(redis) = &state.cache.redis {
@@ -86,4 +88,22 @@ pub(super) async fn write(
         }, "rateLimits": next.rate_limits},
         "updated_at": updated_at,
     })))
+}
+
+/// A workspace admin may lower the deployment's rate limits for the workspace; only an
+/// operator may raise them, since the limits protect every tenant of the deployment.
+fn forbid_raising(config: &Config, own: &RateLimits) -> Result<()> {
+    let raises = |own: Option<u32>, default: u32| own.is_some_and(|v| v > default);
+    if raises(
+        own.requests_per_minute,
+        config.requests_per_workspace_per_min,
+    ) || raises(
+        own.writes_per_user_per_minute,
+        config.writes_per_user_per_min,
+    ) {
+        return Err(Error::Forbidden(
+            "only an operator may raise a rate limit above the deployment's default",
+        ));
+    }
+    Ok(())
 }

@@ -39,6 +39,7 @@ async fn authorize(
     ws: &str,
 ) -> Result<WorkspaceId> {
     let ws = WorkspaceId::parse(ws)?;
+    caller.person()?;
     caller.workspace(&ws)?;
     path_matches_header(headers, &ws)?;
     let own = state.settings_for(&ws).await.rate_limits;

@@ -124,6 +124,62 @@ async fn the_edge_reads_with_the_internal_key_and_a_wrong_key_is_refused(db: PgP
     );
 }
 
+/// The key opens the edge's reads, not writes or settings, whatever user it names.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_internal_key_cannot_write_contacts_or_read_settings(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (id, name): (i64, String) =
+        sqlx::query_as("SELECT id, name FROM contacts WHERE workspace_id = $1 LIMIT 1")
+            .bind(OTHER_WS)
+            .fetch_one(&db)
+            .await
+            .expect("a contact");
+    let with_key = |request: reqwest::RequestBuilder, ws: &str| {
+        request
+            .header("X-Internal-Key", INTERNAL_KEY)
+            .header("X-Workspace-ID", ws)
+            .header("X-User-ID", "user_1")
+    };
+    let patch = with_key(
+        app.http
+            .patch(app.url(&format!("/api/workspaces/{OTHER_WS}/contacts/{id}")))
+            .json(&json!({"name": "Mallory"})),
+        OTHER_WS,
+    );
+    let refused = patch.send().await.expect("request");
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+    let create = with_key(
+        app.http
+            .post(app.url(&format!("/api/workspaces/{WS}/contacts")))
+            .json(&json!({"board_id": app.boards[0], "column_id": 1, "name": "Eve"})),
+        WS,
+    );
+    let refused = create.send().await.expect("request");
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+    let settings = with_key(
+        app.http
+            .get(app.url(&format!("/api/cache-settings/workspace/{WS}/settings"))),
+        WS,
+    );
+    let refused = settings.send().await.expect("request");
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+    let unchanged: String = sqlx::query_scalar("SELECT name FROM contacts WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .expect("name");
+    assert_eq!(unchanged, name);
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn health_and_metrics_need_no_token(db: PgPool) {
     let app = TestApp::spawn(db).await;
@@ -288,4 +344,35 @@ async fn a_workspace_with_its_own_request_limit_gets_429_past_it_and_others_do_n
         error_code(bad, StatusCode::BAD_REQUEST).await,
         "invalid_rate_limit"
     );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_workspace_admin_may_lower_a_rate_limit_and_only_an_operator_raise_it(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let path = format!("/api/cache-settings/workspace/{WS}/settings");
+    let default = app.state.config.requests_per_workspace_per_min;
+    let above = json!({"rateLimits": {"requestsPerMinute": default + 1}});
+    let refused = app.post(&path, &admin(), above.clone()).await;
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+    let lower = json!({"rateLimits": {"requestsPerMinute": default / 2}});
+    data(app.post(&path, &admin(), lower).await).await;
+    let operator = token_for("ops", &["*"], true, 3600);
+    let raised = data(app.post(&path, &operator, above).await).await;
+    assert_eq!(
+        raised["settings"]["rateLimits"]["requestsPerMinute"],
+        default + 1
+    );
+    // The admin may still change what is theirs to change.
+    data(
+        app.post(
+            &path,
+            &admin(),
+            json!({"cacheConfig": {"contactCountsTTL": 60}}),
+        )
+        .await,
+    )
+    .await;
 }

@@ -136,6 +136,11 @@ async fn seeding_fills_an_empty_store(store: Arc<dyn Store>) {
         c.total
     );
     assert!(c.archived > 0 && c.unassigned > 0 && c.recent_activity < c.total);
+    let drift = store.check_counters(None, false).await.expect("check");
+    assert!(
+        drift.is_empty(),
+        "seeding leaves the counters exact: {drift:?}"
+    );
 }
 
 async fn every_count_equals_the_total_of_its_filtered_list(store: Arc<dyn Store>) {

@@ -77,9 +77,15 @@ async fn with_redis_unreachable_answers_stay_correct_and_health_says_why(db: PgP
         (Some("database"), Some("memory"))
     );
 
-    let health = app.health().await;
-    assert_eq!(health["healthy"], false);
-    assert_eq!(health["components"]["redis"]["up"], false);
+    // Anyone learns that Redis is down; only a caller with a token learns why.
+    let public = app.health().await;
+    assert_eq!(public["healthy"], false);
+    assert_eq!(public["components"]["redis"]["up"], false);
+    assert!(
+        public["components"]["redis"].get("reason").is_none(),
+        "{public}"
+    );
+    let health = data(app.get("/api/cache-settings/health", &member()).await).await;
     assert!(health["components"]["redis"]["reason"]
         .as_str()
         .is_some_and(|r| !r.is_empty()));
