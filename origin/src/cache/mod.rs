@@ -179,6 +179,7 @@ impl Cache {
 
         let redis = self.redis.as_ref().filter(|_| layers.redis);
         let lock = self.keys.fill_lock(&key);
+        let owner = lock_owner();
         let mut holds_lock = false;
         if let Some(r) = redis {
             if let Some(e) = self.redis_entry(r, &key).await {
@@ -190,7 +191,10 @@ impl Cache {
                 }
                 stale = stale.or(Some((e, Source::RedisCache)));
             }
-            holds_lock = r.try_lock(&lock, FILL_LOCK_TTL).await.unwrap_or(false);
+            holds_lock = r
+                .try_lock(&lock, &owner, FILL_LOCK_TTL)
+                .await
+                .unwrap_or(false);
             if !holds_lock && r.is_up() {
                 match until(&stale, deadline, self.wait_for_fill(r, &key, &lock)).await {
                     Some(Some(e)) => {
@@ -212,7 +216,7 @@ impl Cache {
             redis: redis.cloned(),
             stats: self.stats.clone(),
             keep: Duration::from_secs(u64::from(ttl_secs)) + self.grace,
-            lock: holds_lock.then_some(lock),
+            lock: holds_lock.then_some((lock, owner)),
             _local_flight: local_flight,
         };
         // The query and the fill run in a task of their own: a read that stops waiting
@@ -298,6 +302,15 @@ impl Cache {
     }
 }
 
+/// A random token naming one holder of a fill lock.
+fn lock_owner() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = now_ms().to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `work`, or `None` once `deadline` passes, but only while a stale value could stand in:
 /// without one, waiting is the only way to an answer (the request timeout still bounds it).
 async fn until<S, T>(
@@ -319,8 +332,8 @@ struct Fill {
     stats: Arc<Stats>,
     /// How long Redis keeps the value: its TTL and the stale grace.
     keep: Duration,
-    /// The cross-instance fill lock, when this read took it.
-    lock: Option<String>,
+    /// The cross-instance fill lock and this read's token in it, when this read took it.
+    lock: Option<(String, String)>,
     _local_flight: Option<OwnedMutexGuard<()>>,
 }
 
@@ -350,8 +363,8 @@ impl Fill {
     }
 
     async fn release(&self) {
-        if let (Some(r), Some(lock)) = (&self.redis, &self.lock) {
-            let _ = r.del(lock).await;
+        if let (Some(r), Some((lock, owner))) = (&self.redis, &self.lock) {
+            let _ = r.unlock(lock, owner).await;
         }
     }
 }

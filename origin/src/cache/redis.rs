@@ -27,6 +27,10 @@ pub enum RedisFailure {
 }
 
 const TRIP_AFTER_FAILURES: u32 = 3;
+
+/// Compare-and-delete in one step on the server.
+const UNLOCK_IF_OWNER: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
@@ -160,19 +164,40 @@ impl RedisCache {
         .await
     }
 
-    /// Takes a short lock; `false` means another instance holds it.
-    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, RedisFailure> {
+    /// Takes a short lock for `owner`; `false` means someone else holds it.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, RedisFailure> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.call("lock", |mut c| async move {
             let reply: Option<String> = redis::cmd("SET")
                 .arg(key)
-                .arg("1")
+                .arg(owner)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
                 .query_async(&mut c)
                 .await?;
             Ok(reply.is_some())
+        })
+        .await
+    }
+
+    /// Releases a lock only while `owner` still holds it: a holder slower than the lock's
+    /// TTL must not delete the lock another instance has taken since. `true` if released.
+    pub async fn unlock(&self, key: &str, owner: &str) -> Result<bool, RedisFailure> {
+        self.call("unlock", |mut c| async move {
+            let deleted: i64 = redis::cmd("EVAL")
+                .arg(UNLOCK_IF_OWNER)
+                .arg(1)
+                .arg(key)
+                .arg(owner)
+                .query_async(&mut c)
+                .await?;
+            Ok(deleted == 1)
         })
         .await
     }

@@ -271,3 +271,19 @@ async fn a_hung_redis_costs_a_timeout_not_an_error(db: PgPool) {
         .status()
         .expect("SIGCONT");
 }
+
+/// A fill slower than its lock's TTL finds another holder in the lock by the time it ends;
+/// releasing must leave that holder's lock alone.
+#[tokio::test]
+async fn a_fill_lock_is_released_only_by_its_owner() {
+    let redis =
+        origin::cache::redis::RedisCache::new(&redis_url(), Duration::from_secs(1)).expect("redis");
+    let lock = format!("{}:lock", unique_namespace());
+    let ttl = Duration::from_secs(5);
+    assert!(redis.try_lock(&lock, "first", ttl).await.expect("lock"));
+    assert!(!redis.try_lock(&lock, "second", ttl).await.expect("lock"));
+    assert!(!redis.unlock(&lock, "second").await.expect("unlock"));
+    assert!(redis.exists(&lock).await.expect("exists"));
+    assert!(redis.unlock(&lock, "first").await.expect("unlock"));
+    assert!(!redis.exists(&lock).await.expect("exists"));
+}
