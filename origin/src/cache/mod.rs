@@ -178,9 +178,7 @@ impl Cache {
         };
 
         let redis = self.redis.as_ref().filter(|_| layers.redis);
-        let lock = self.keys.fill_lock(&key);
-        let owner = lock_owner();
-        let mut holds_lock = false;
+        let mut held_lock = None;
         if let Some(r) = redis {
             if let Some(e) = self.redis_entry(r, &key).await {
                 if e.is_fresh(now_ms()) {
@@ -191,11 +189,14 @@ impl Cache {
                 }
                 stale = stale.or(Some((e, Source::RedisCache)));
             }
-            holds_lock = r
-                .try_lock(&lock, &owner, FILL_LOCK_TTL)
+            let lock = self.keys.fill_lock(&key);
+            let owner = lock_owner();
+            if r.try_lock(&lock, &owner, FILL_LOCK_TTL)
                 .await
-                .unwrap_or(false);
-            if !holds_lock && r.is_up() {
+                .unwrap_or(false)
+            {
+                held_lock = Some((lock, owner));
+            } else if r.is_up() {
                 match until(&stale, deadline, self.wait_for_fill(r, &key, &lock)).await {
                     Some(Some(e)) => {
                         if layers.memory {
@@ -216,7 +217,7 @@ impl Cache {
             redis: redis.cloned(),
             stats: self.stats.clone(),
             keep: Duration::from_secs(u64::from(ttl_secs)) + self.grace,
-            lock: holds_lock.then_some((lock, owner)),
+            lock: held_lock,
             _local_flight: local_flight,
         };
         // The query and the fill run in a task of their own: a read that stops waiting
