@@ -6,7 +6,7 @@
 //! Writes only ever add a favorite, so the favorites count rises by one per write and
 //! any lower value is old.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,21 @@ struct Tally {
     stale: u64,
     stale_ages: Vec<Duration>,
     errors: u64,
+    /// Failed requests by status (0: no answer), to tell shed load from bugs.
+    error_statuses: BTreeMap<u16, u64>,
     invalidations: u64,
+}
+
+impl Tally {
+    fn count(&mut self, r: &reqwest::Result<reqwest::Response>) {
+        let status = match r {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        self.errors += 1;
+        *self.error_statuses.entry(status).or_default() += 1;
+    }
 }
 
 fn percentile(times: &mut [Duration], q: f64) -> f64 {
@@ -146,14 +160,13 @@ pub async fn run(
                         .send()
                         .await;
                     let elapsed = started.elapsed();
-                    let ok = r.is_ok_and(|r| r.status().is_success());
-                    if ok {
+                    if r.as_ref().is_ok_and(|r| r.status().is_success()) {
                         let mut h = history.lock().await;
                         h.acks.push(Instant::now());
                     }
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.writes.push(elapsed);
-                    t.errors += u64::from(!ok);
+                    t.count(&r);
                 } else if roll < write_share + 0.002 {
                     let r = http
                         .post(format!("{base}/api/cache-settings/invalidate"))
@@ -161,10 +174,9 @@ pub async fn run(
                         .json(&json!({"workspaceId": ws.id}))
                         .send()
                         .await;
-                    let ok = r.is_ok_and(|r| r.status().is_success());
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.invalidations += 1;
-                    t.errors += u64::from(!ok);
+                    t.count(&r);
                 } else if roll < write_share + 0.3 {
                     let started = Instant::now();
                     let r = http
@@ -177,13 +189,20 @@ pub async fn run(
                         .send()
                         .await;
                     let elapsed = started.elapsed();
+                    let failed = r.as_ref().map_or(true, |r| !r.status().is_success());
+                    if failed {
+                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                        t.reads.push(elapsed);
+                        t.count(&r);
+                        continue;
+                    }
                     let favorites = match r {
-                        Ok(r) if r.status().is_success() => r
+                        Ok(r) => r
                             .json::<Value>()
                             .await
                             .ok()
                             .and_then(|v| v["data"]["favorites"].as_i64()),
-                        _ => None,
+                        Err(_) => None,
                     };
                     let (expected, acked_at) = history.lock().await.expected_at(started);
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,10 +229,9 @@ pub async fn run(
                         .header("X-Workspace-ID", &ws.id)
                         .send()
                         .await;
-                    let ok = r.is_ok_and(|r| r.status().is_success());
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.reads.push(started.elapsed());
-                    t.errors += u64::from(!ok);
+                    t.count(&r);
                 }
             }
         }));
@@ -247,6 +265,7 @@ pub async fn run(
         "writes": t.writes.len(),
         "invalidations": t.invalidations,
         "errors": t.errors,
+        "errorsByStatus": &t.error_statuses,
         "readsPerSec": reads as f64 / secs,
         "readP50Ms": percentile(&mut t.reads, 0.50),
         "readP99Ms": percentile(&mut t.reads, 0.99),
