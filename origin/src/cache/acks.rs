@@ -36,12 +36,7 @@ pub struct Pending<'a> {
 impl Acks {
     /// Registers an announcement before it is published, so no ack can arrive unseen.
     pub fn register(&self) -> Pending<'_> {
-        let mut id_bytes = [0u8; 8];
-        // Without randomness, ids from a clock still differ between announcements.
-        if getrandom::fill(&mut id_bytes).is_err() {
-            id_bytes = super::entry::now_ms().to_le_bytes();
-        }
-        let id = u64::from_le_bytes(id_bytes);
+        let id = super::random_id();
         let waiter = Arc::new(Waiter::default());
         self.lock().insert(id, waiter.clone());
         Pending {

@@ -190,7 +190,7 @@ impl Cache {
                 stale = stale.or(Some((e, Source::RedisCache)));
             }
             let lock = self.keys.fill_lock(&key);
-            let owner = lock_owner();
+            let owner = format!("{:016x}", random_id());
             if r.try_lock(&lock, &owner, FILL_LOCK_TTL)
                 .await
                 .unwrap_or(false)
@@ -303,13 +303,14 @@ impl Cache {
     }
 }
 
-/// A random token naming one holder of a fill lock.
-fn lock_owner() -> String {
+/// A random id (an announcement, a fill lock's holder); from the clock when the system
+/// has no randomness, which still differs from one call to the next in practice.
+pub(crate) fn random_id() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         bytes = now_ms().to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    u64::from_le_bytes(bytes)
 }
 
 /// `work`, or `None` once `deadline` passes, but only while a stale value could stand in:

@@ -202,25 +202,22 @@ pub fn page_of(
     d: Dialect,
 ) -> ContactPage {
     let per_page = q.per_page as usize;
-    let next_cursor = (rows.len() > per_page)
-        .then(|| {
-            rows.truncate(per_page);
-            rows.last().map(|last| {
-                let value = match q.sort_by {
-                    SortBy::Name => last.name.clone(),
-                    SortBy::CreatedAt => d.cursor_time(last.created_at),
-                    SortBy::UpdatedAt => d.cursor_time(last.updated_at),
-                    SortBy::LastActivityAt => d.cursor_time(last.last_activity_at),
-                };
-                let next = Cursor {
-                    page: q.page.saturating_add(1),
-                    value,
-                    id: last.id,
-                };
-                next.encode(&q.binding(ws, board))
-            })
-        })
-        .flatten();
+    let has_more = rows.len() > per_page;
+    rows.truncate(per_page);
+    let next_cursor = rows.last().filter(|_| has_more).map(|last| {
+        let value = match q.sort_by {
+            SortBy::Name => last.name.clone(),
+            SortBy::CreatedAt => d.cursor_time(last.created_at),
+            SortBy::UpdatedAt => d.cursor_time(last.updated_at),
+            SortBy::LastActivityAt => d.cursor_time(last.last_activity_at),
+        };
+        let next = Cursor {
+            page: q.page.saturating_add(1),
+            value,
+            id: last.id,
+        };
+        next.encode(&q.binding(ws, board))
+    });
     ContactPage {
         contacts: rows.into_iter().map(Contact::from).collect(),
         pagination: Pagination::new(q.page, q.per_page, total, next_cursor),

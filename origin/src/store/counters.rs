@@ -8,38 +8,8 @@ use shared::model::Counts;
 use shared::{BoardId, UserId, WorkspaceId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
-use super::filters::{counter, counts_from, push_predicate, Assignee, Dialect, COUNTED};
+use super::filters::{counter, counts_from, push_predicate, Assignee, Dialect, COUNTED, COUNTERS};
 use crate::error::Result;
-
-/// The counter columns, in the order drift reports them.
-pub const COLUMNS: [&str; 11] = [
-    "live",
-    "open",
-    "closed",
-    "high",
-    "medium",
-    "low",
-    "needs_response",
-    "follow_up",
-    "favorites",
-    "archived",
-    "unhappy",
-];
-
-/// Each counter column's definition over `contacts`, for the recount.
-const RECOUNT: [&str; 11] = [
-    "NOT archived",
-    "NOT archived AND status = 'open'",
-    "NOT archived AND status = 'closed'",
-    "NOT archived AND priority = 'high'",
-    "NOT archived AND priority = 'medium'",
-    "NOT archived AND priority = 'low'",
-    "NOT archived AND needs_response",
-    "NOT archived AND follow_up",
-    "NOT archived AND favorite",
-    "archived",
-    "NOT archived AND sentiment = 'negative'",
-];
 
 fn push_sum<'a, DB>(qb: &mut QueryBuilder<'a, DB>, column: &str, who: Assignee, user: &UserId)
 where
@@ -131,7 +101,7 @@ where
 
 /// Where a counter row counts: workspace, board, column, assignee ('' for nobody).
 pub type BucketKey = (String, i64, i64, String);
-/// One bucket's counters, in the order of `COLUMNS`.
+/// One bucket's counters, in the order of `COUNTERS`.
 pub type Bucket = (BucketKey, [i64; 11]);
 
 fn push_bucket_query<'a, DB>(
@@ -165,31 +135,31 @@ where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    let exprs: Vec<String> = COLUMNS.iter().map(|c| format!("sum({c})")).collect();
+    let exprs: Vec<String> = COUNTERS.iter().map(|(c, _)| format!("sum({c})")).collect();
     let mut qb = QueryBuilder::new("");
     push_bucket_query(&mut qb, "contact_counters", &exprs, ws);
     qb
 }
 
 /// The counters as they should be, counted from the contacts.
-pub fn recount_query<'a, DB>(ws: Option<&'a WorkspaceId>) -> QueryBuilder<'a, DB>
+pub fn recount_query<'a, DB>(ws: Option<&'a WorkspaceId>, d: Dialect) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::new("");
-    push_recount(&mut qb, ws);
+    push_recount(&mut qb, ws, d);
     qb
 }
 
-fn push_recount<'a, DB>(qb: &mut QueryBuilder<'a, DB>, ws: Option<&'a WorkspaceId>)
+fn push_recount<'a, DB>(qb: &mut QueryBuilder<'a, DB>, ws: Option<&'a WorkspaceId>, d: Dialect)
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    let exprs: Vec<String> = RECOUNT
+    let exprs: Vec<String> = COUNTERS
         .iter()
-        .map(|p| format!("count(*) FILTER (WHERE {p})"))
+        .map(|(_, f)| format!("count(*) FILTER (WHERE {})", d.predicate(*f)))
         .collect();
     push_bucket_query(qb, "contacts", &exprs, ws);
 }
@@ -235,7 +205,7 @@ impl std::fmt::Display for Drift {
             "workspace {} board {} column {} assignee {:?}:",
             self.workspace, self.board, self.column, self.assignee
         )?;
-        for ((name, stored), actual) in COLUMNS.iter().zip(self.stored).zip(self.actual) {
+        for (((name, _), stored), actual) in COUNTERS.iter().zip(self.stored).zip(self.actual) {
             if stored != actual {
                 write!(f, " {name} {stored} (actual {actual})")?;
             }
@@ -269,15 +239,16 @@ pub fn drift(stored: Vec<Bucket>, actual: Vec<Bucket>) -> Vec<Drift> {
 }
 
 /// Replaces a workspace's counters (or all) by the recount: delete them, then run this.
-pub fn rebuild_query<'a, DB>(ws: Option<&'a WorkspaceId>) -> QueryBuilder<'a, DB>
+pub fn rebuild_query<'a, DB>(ws: Option<&'a WorkspaceId>, d: Dialect) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
+    let columns: Vec<&str> = COUNTERS.iter().map(|(c, _)| *c).collect();
     let mut qb = QueryBuilder::new(format!(
         "INSERT INTO contact_counters (workspace_id, board_id, column_id, assignee, {}) ",
-        COLUMNS.join(", ")
+        columns.join(", ")
     ));
-    push_recount(&mut qb, ws);
+    push_recount(&mut qb, ws, d);
     qb
 }

@@ -22,7 +22,7 @@ impl Dialect {
         }
     }
 
-    fn predicate(self, filter: Filter) -> &'static str {
+    pub fn predicate(self, filter: Filter) -> &'static str {
         match (filter, self) {
             (Filter::All, _) => "NOT archived",
             (Filter::Open, _) => "NOT archived AND status = 'open'",
@@ -101,26 +101,33 @@ pub enum Assignee {
     Reader,
 }
 
-/// The column of `contact_counters` (see its migration) that holds `filter`'s count and
-/// the assignee buckets to sum it over; `None` for the clock's filters, which no counter
-/// can keep (a contact leaves "new customers" by aging, with no write to trigger on).
+/// The columns of `contact_counters` (see its migration) and the filter each keeps, in
+/// the table's order. A column counts, per bucket, the contacts its filter matches.
+pub const COUNTERS: [(&str, Filter); 11] = [
+    ("live", Filter::All),
+    ("open", Filter::Open),
+    ("closed", Filter::Closed),
+    ("high", Filter::HighPriority),
+    ("medium", Filter::MediumPriority),
+    ("low", Filter::LowPriority),
+    ("needs_response", Filter::NeedsResponse),
+    ("follow_up", Filter::FollowUp),
+    ("favorites", Filter::Favorites),
+    ("archived", Filter::Archived),
+    ("unhappy", Filter::UnhappyCustomers),
+];
+
+/// The counter column that holds `filter`'s count and the assignee buckets to sum it
+/// over; `None` for the clock's filters, which no counter can keep (a contact leaves
+/// "new customers" by aging, with no write to trigger on).
 pub fn counter(filter: Filter) -> Option<(&'static str, Assignee)> {
-    let any = |column| Some((column, Assignee::Anyone));
     match filter {
-        Filter::All => any("live"),
         Filter::Unassigned => Some(("live", Assignee::Nobody)),
         Filter::AssignedToMe => Some(("live", Assignee::Reader)),
-        Filter::Open => any("open"),
-        Filter::Closed => any("closed"),
-        Filter::HighPriority => any("high"),
-        Filter::MediumPriority => any("medium"),
-        Filter::LowPriority => any("low"),
-        Filter::NeedsResponse => any("needs_response"),
-        Filter::FollowUp => any("follow_up"),
-        Filter::Favorites => any("favorites"),
-        Filter::Archived => any("archived"),
-        Filter::UnhappyCustomers => any("unhappy"),
-        Filter::NewCustomers | Filter::RecentActivity => None,
+        _ => COUNTERS
+            .iter()
+            .find(|(_, kept)| *kept == filter)
+            .map(|(column, _)| (*column, Assignee::Anyone)),
     }
 }
 

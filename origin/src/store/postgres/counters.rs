@@ -8,6 +8,7 @@ use shared::WorkspaceId;
 use sqlx::{PgPool, Postgres};
 
 use super::super::counters::{bucket_of, drift, rebuild_query, recount_query, stored_query, Drift};
+use super::D;
 use crate::error::{Error, Result};
 
 const TRIES: usize = 5;
@@ -42,7 +43,7 @@ async fn check_once(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Resu
         .build()
         .fetch_all(&mut *tx)
         .await?;
-    let actual = recount_query::<Postgres>(ws)
+    let actual = recount_query::<Postgres>(ws, D)
         .build()
         .fetch_all(&mut *tx)
         .await?;
@@ -55,7 +56,7 @@ async fn check_once(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Resu
             .bind(ws.map(WorkspaceId::as_str))
             .execute(&mut *tx)
             .await?;
-        rebuild_query::<Postgres>(ws)
+        rebuild_query::<Postgres>(ws, D)
             .build()
             .execute(&mut *tx)
             .await?;

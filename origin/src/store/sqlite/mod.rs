@@ -197,7 +197,7 @@ impl Store for SqliteStore {
             .build()
             .fetch_all(&mut *tx)
             .await?;
-        let actual = recount_query::<Sqlite>(ws)
+        let actual = recount_query::<Sqlite>(ws, D)
             .build()
             .fetch_all(&mut *tx)
             .await?;
@@ -210,7 +210,7 @@ impl Store for SqliteStore {
                 .bind(ws.map(WorkspaceId::as_str))
                 .execute(&mut *tx)
                 .await?;
-            rebuild_query::<Sqlite>(ws)
+            rebuild_query::<Sqlite>(ws, D)
                 .build()
                 .execute(&mut *tx)
                 .await?;
