@@ -252,3 +252,45 @@ where
     push_recount(&mut qb, ws, d);
     qb
 }
+
+/// Compares the counters with a recount and, with `repair`, replaces the drifted ones, in
+/// a store's open transaction `$tx` (the store chooses its isolation); evaluates to the
+/// drift found. The same steps for both stores, written as a macro because a generic
+/// function over sqlx's executor needs higher-ranked bounds that its query builders'
+/// borrowed binds cannot meet.
+macro_rules! check_in_transaction {
+    ($tx:expr, $db:ty, $dialect:expr, $ws:expr, $repair:expr) => {{
+        use $crate::store::counters::{
+            bucket_of, drift, rebuild_query, recount_query, stored_query,
+        };
+        let (ws, repair): (Option<&shared::WorkspaceId>, bool) = ($ws, $repair);
+        let stored = stored_query::<$db>(ws).build().fetch_all(&mut *$tx).await?;
+        let actual = recount_query::<$db>(ws, $dialect)
+            .build()
+            .fetch_all(&mut *$tx)
+            .await?;
+        let found = drift(
+            stored
+                .iter()
+                .map(bucket_of)
+                .collect::<$crate::error::Result<_>>()?,
+            actual
+                .iter()
+                .map(bucket_of)
+                .collect::<$crate::error::Result<_>>()?,
+        );
+        if repair && !found.is_empty() {
+            let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM contact_counters");
+            if let Some(ws) = ws {
+                delete.push(" WHERE workspace_id = ").push_bind(ws.as_str());
+            }
+            delete.build().execute(&mut *$tx).await?;
+            rebuild_query::<$db>(ws, $dialect)
+                .build()
+                .execute(&mut *$tx)
+                .await?;
+        }
+        found
+    }};
+}
+pub(crate) use check_in_transaction;

@@ -7,7 +7,7 @@
 use shared::WorkspaceId;
 use sqlx::{PgPool, Postgres};
 
-use super::super::counters::{bucket_of, drift, rebuild_query, recount_query, stored_query, Drift};
+use super::super::counters::{check_in_transaction, Drift};
 use super::D;
 use crate::error::{Error, Result};
 
@@ -39,28 +39,7 @@ async fn check_once(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Resu
     sqlx::query("SELECT set_config('statement_timeout', '0', true)")
         .execute(&mut *tx)
         .await?;
-    let stored = stored_query::<Postgres>(ws)
-        .build()
-        .fetch_all(&mut *tx)
-        .await?;
-    let actual = recount_query::<Postgres>(ws, D)
-        .build()
-        .fetch_all(&mut *tx)
-        .await?;
-    let found = drift(
-        stored.iter().map(bucket_of).collect::<Result<_>>()?,
-        actual.iter().map(bucket_of).collect::<Result<_>>()?,
-    );
-    if repair && !found.is_empty() {
-        sqlx::query("DELETE FROM contact_counters WHERE $1::text IS NULL OR workspace_id = $1")
-            .bind(ws.map(WorkspaceId::as_str))
-            .execute(&mut *tx)
-            .await?;
-        rebuild_query::<Postgres>(ws, D)
-            .build()
-            .execute(&mut *tx)
-            .await?;
-    }
+    let found = check_in_transaction!(tx, Postgres, D, ws, repair);
     tx.commit().await?;
     Ok(found)
 }

@@ -22,9 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::contacts::{
     insert_query, page_of, page_query, total_of, total_query, update_query, ContactRow,
 };
-use super::counters::{
-    bucket_of, counts_of, counts_query, drift, rebuild_query, recount_query, stored_query, Drift,
-};
+use super::counters::{check_in_transaction, counts_of, counts_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::{Change, Read, Seeded, Store};
@@ -193,28 +191,7 @@ impl Store for SqliteStore {
     /// On the one writer connection, so no write interleaves with the recount.
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
         let mut tx = self.write.begin().await?;
-        let stored = stored_query::<Sqlite>(ws)
-            .build()
-            .fetch_all(&mut *tx)
-            .await?;
-        let actual = recount_query::<Sqlite>(ws, D)
-            .build()
-            .fetch_all(&mut *tx)
-            .await?;
-        let found = drift(
-            stored.iter().map(bucket_of).collect::<Result<_>>()?,
-            actual.iter().map(bucket_of).collect::<Result<_>>()?,
-        );
-        if repair && !found.is_empty() {
-            sqlx::query("DELETE FROM contact_counters WHERE ?1 IS NULL OR workspace_id = ?1")
-                .bind(ws.map(WorkspaceId::as_str))
-                .execute(&mut *tx)
-                .await?;
-            rebuild_query::<Sqlite>(ws, D)
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
+        let found = check_in_transaction!(tx, Sqlite, D, ws, repair);
         tx.commit().await?;
         Ok(found)
     }
