@@ -106,11 +106,18 @@ async fn follow_changes(state: Arc<AppState>) {
     tokio::join!(follow, apply);
 }
 
-async fn prune_limits(state: Arc<AppState>) {
+/// Upkeep: each minute forgets idle rate limiters, each hour deletes the clock counters
+/// no count reads any more (they would otherwise grow by a day's hours every day).
+async fn upkeep(state: Arc<AppState>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-    loop {
+    for minute in 0u64.. {
         every.tick().await;
         state.limits.prune();
+        if minute % 60 == 0 {
+            if let Err(e) = state.store.prune_counters().await {
+                tracing::warn!(error = %e, "pruning the clock counters failed");
+            }
+        }
     }
 }
 
@@ -126,7 +133,7 @@ impl Application {
         let state = Arc::new(build_state(config, store)?);
         tokio::spawn(cache::events::listen(state.clone()));
         tokio::spawn(follow_changes(state.clone()));
-        tokio::spawn(prune_limits(state.clone()));
+        tokio::spawn(upkeep(state.clone()));
         Ok(Self { state, listener })
     }
 

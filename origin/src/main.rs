@@ -249,7 +249,7 @@ async fn main() -> Result<(), BoxError> {
                 .as_ref()
                 .map_or("all workspaces".to_owned(), |w| format!("workspace {w}"));
             println!(
-                "counters of {scope}: {} bucket(s) drifted{} ({:.1}s)",
+                "counters of {scope}: {} row(s) drifted{} ({:.1}s)",
                 drift.len(),
                 if repair && !drift.is_empty() {
                     ", repaired"

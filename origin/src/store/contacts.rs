@@ -8,9 +8,9 @@ use shared::{BoardId, ContactId, UserId, WorkspaceId};
 use sqlx::types::Json;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
-use super::counters::board_total_query;
+use super::counters::{board_total_query, push_clock_count};
 use super::fields::ContactFields;
-use super::filters::{counter, push_predicate, Dialect};
+use super::filters::{clock, counter, push_predicate, Dialect};
 use crate::error::Result;
 
 pub const CONTACT_COLUMNS: &str =
@@ -126,14 +126,19 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    match (&q.search, counter(q.filter)) {
-        (None, Some(kept)) => board_total_query(ws, board, q.column_id, kept, user),
-        (None, None) => {
+    match (&q.search, counter(q.filter), clock(q.filter)) {
+        (None, Some(kept), _) => board_total_query(ws, board, q.column_id, kept, user),
+        (None, None, Some(kept)) => {
+            let mut qb = QueryBuilder::new("SELECT ");
+            push_clock_count(&mut qb, ws, Some((board, q.column_id)), kept, d);
+            qb
+        }
+        (None, None, None) => {
             let mut qb = QueryBuilder::new("SELECT count(*)");
             push_where(&mut qb, ws, board, q, user, d);
             qb
         }
-        (Some(_), _) => {
+        (Some(_), _, _) => {
             let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
             push_where(&mut qb, ws, board, q, user, d);
             qb.push(" LIMIT ")

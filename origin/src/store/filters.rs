@@ -52,6 +52,30 @@ impl Dialect {
         }
     }
 
+    /// The time `span` (e.g. `7 days`) before now, as the store compares timestamps.
+    pub fn ago(self, span: &str) -> String {
+        match self {
+            Self::Postgres => format!("(now() - interval '{span}')"),
+            Self::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{span}')"),
+        }
+    }
+
+    /// The hour since the epoch of timestamp `t`: the unit of `contact_clock_counters`.
+    pub fn hour(self, t: &str) -> String {
+        match self {
+            Self::Postgres => format!("contact_hour({t})"),
+            Self::Sqlite => format!("(CAST(strftime('%s', {t}) AS INTEGER) / 3600)"),
+        }
+    }
+
+    /// The first instant of hour `h`, as the store compares timestamps.
+    pub fn hour_start(self, h: &str) -> String {
+        match self {
+            Self::Postgres => format!("to_timestamp({h} * 3600)"),
+            Self::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', {h} * 3600, 'unixepoch')"),
+        }
+    }
+
     /// A cursor's sort value as this store compares it: Postgres keeps microseconds,
     /// SQLite the millisecond text it writes. Anything coarser would skip or repeat rows
     /// that share a truncated timestamp.
@@ -118,8 +142,8 @@ pub const COUNTERS: [(&str, Filter); 11] = [
 ];
 
 /// The counter column that holds `filter`'s count and the assignee buckets to sum it
-/// over; `None` for the clock's filters, which no counter can keep (a contact leaves
-/// "new customers" by aging, with no write to trigger on).
+/// over; `None` for the clock's filters (see `clock`), whose counts also depend on when
+/// they are read: a contact leaves "new customers" by aging, with no write to trigger on.
 pub fn counter(filter: Filter) -> Option<(&'static str, Assignee)> {
     match filter {
         Filter::Unassigned => Some(("live", Assignee::Nobody)),
@@ -129,6 +153,21 @@ pub fn counter(filter: Filter) -> Option<(&'static str, Assignee)> {
             .find(|(_, kept)| *kept == filter)
             .map(|(column, _)| (*column, Assignee::Anyone)),
     }
+}
+
+/// The clock's filters as `contact_clock_counters` keeps them: the contact column whose
+/// hour a row counts, and how far back the filter's window reaches.
+pub const CLOCKS: [(Filter, &str, &str); 2] = [
+    (Filter::NewCustomers, "created_at", "7 days"),
+    (Filter::RecentActivity, "last_activity_at", "24 hours"),
+];
+
+/// The column and window of a clock filter, `None` for any other.
+pub fn clock(filter: Filter) -> Option<(&'static str, &'static str)> {
+    CLOCKS
+        .iter()
+        .find(|(kept, _, _)| *kept == filter)
+        .map(|(_, column, span)| (*column, *span))
 }
 
 /// Each count and the filter it counts, in the order the counts query returns them.

@@ -94,6 +94,8 @@ pub trait Store: Send + Sync {
         ws: Option<&WorkspaceId>,
         repair: bool,
     ) -> Result<Vec<counters::Drift>>;
+    /// Deletes the clock counters of hours no count reads any more; how many rows went.
+    async fn prune_counters(&self) -> Result<u64>;
 
     /// The stored settings, or the contract's defaults for a workspace that never saved any.
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings>;

@@ -73,6 +73,7 @@ contract!(
     cursor_pages_walk_every_sort_and_filter_as_offset_pages_do,
     counters_equal_a_recount_after_concurrent_writes,
     a_broad_search_counts_its_matches_up_to_the_cap,
+    clock_counts_match_the_contacts_timestamps,
 );
 
 fn user() -> UserId {
@@ -651,4 +652,58 @@ async fn a_broad_search_counts_its_matches_up_to_the_cap(store: Arc<dyn Store>) 
         p.total_exact && p.total > 0 && p.total < SEARCH_TOTAL_CAP,
         "{p:?}"
     );
+}
+
+/// The clock's counts against the timestamps the contacts carry, counted here: a count
+/// taken between two instants lies between what each instant's window holds.
+async fn clock_counts_match_the_contacts_timestamps(store: Arc<dyn Store>) {
+    let boards = seed_two(&store).await;
+    let before = chrono::Utc::now();
+    let counts = store
+        .counts(Read::Primary, &ws(WS), &user())
+        .await
+        .expect("counts");
+    let after = chrono::Utc::now();
+    let mut stamps = Vec::new();
+    for board in &boards {
+        let mut q = ContactListQuery {
+            per_page: shared::query::MAX_PER_PAGE,
+            ..ContactListQuery::default()
+        };
+        loop {
+            let page = store
+                .page(Read::Primary, &ws(WS), *board, &q, &user())
+                .await
+                .expect("page");
+            for c in &page.contacts {
+                let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("timestamp");
+                stamps.push((at(&c.created_at), at(&c.last_activity_at)));
+            }
+            if !page.pagination.has_more {
+                break;
+            }
+            q.page += 1;
+        }
+    }
+    let within = |at: chrono::DateTime<chrono::Utc>, created: bool| {
+        let span = if created {
+            chrono::Duration::days(7)
+        } else {
+            chrono::Duration::hours(24)
+        };
+        stamps
+            .iter()
+            .filter(|(c, a)| if created { *c } else { *a } > at - span)
+            .count() as i64
+    };
+    for (created, counted) in [
+        (true, counts.new_customers),
+        (false, counts.recent_activity),
+    ] {
+        assert!(
+            (within(after, created)..=within(before, created)).contains(&counted),
+            "created: {created}, counted {counted}"
+        );
+    }
+    assert!(counts.new_customers + counts.recent_activity > 0);
 }

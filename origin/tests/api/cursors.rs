@@ -113,7 +113,10 @@ async fn counters_check_finds_drift_and_repair_restores_the_counts(db: PgPool) {
         .await
         .expect("repair");
     assert_eq!(drift.len(), 1, "{drift:?}");
-    assert_eq!(drift[0].stored[1], drift[0].actual[1] + 5);
+    let [(name, stored, actual)] = drift[0].counters[..] else {
+        panic!("one counter drifted: {drift:?}");
+    };
+    assert_eq!((name, stored), ("open", actual + 5));
     assert!(store
         .check_counters(None, false)
         .await
@@ -122,4 +125,79 @@ async fn counters_check_finds_drift_and_repair_restores_the_counts(db: PgPool) {
     let path = format!("/api/cache-settings/workspace/{WS}/counts?useCache=false");
     let counts = data(app.get(&path, &member()).await).await;
     assert_eq!(counts["open"], true_open);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn clock_counts_are_exact_at_the_edges_of_their_windows(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let board = app.boards[0];
+    // Each minute around both windows' starts, so the first hour's partial count matters,
+    // and contacts older than the hours the clock counters keep.
+    for (created, active, minutes) in [
+        ("7 days", "24 hours", -90..=90),
+        ("9 days", "9 days", 0..=10),
+    ] {
+        sqlx::query(
+            "INSERT INTO contacts (workspace_id, board_id, column_id, name, created_at, \
+             last_activity_at, archived) \
+             SELECT $1, $2, (SELECT min(id) FROM board_columns WHERE board_id = $2), 'edge', \
+                    now() - $3::interval + m * interval '1 minute', \
+                    now() - $4::interval + m * interval '1 minute', m % 5 = 0 \
+             FROM generate_series($5::int, $6::int) m",
+        )
+        .bind(WS)
+        .bind(board)
+        .bind(created)
+        .bind(active)
+        .bind(minutes.start())
+        .bind(minutes.end())
+        .execute(&db)
+        .await
+        .expect("insert edge contacts");
+    }
+    for write in [
+        "UPDATE contacts SET last_activity_at = now() WHERE name = 'edge' AND id % 3 = 0",
+        "UPDATE contacts SET last_activity_at = last_activity_at - interval '40 minutes' \
+         WHERE name = 'edge' AND id % 3 = 1",
+        "UPDATE contacts SET archived = NOT archived WHERE name = 'edge' AND id % 4 = 0",
+        "DELETE FROM contacts WHERE name = 'edge' AND id % 7 = 0",
+    ] {
+        sqlx::query(write).execute(&db).await.expect(write);
+    }
+
+    let (new, recent, board_recent): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE NOT archived AND created_at > now() - interval '7 days'), \
+                count(*) FILTER (WHERE NOT archived AND last_activity_at > now() - interval '24 hours'), \
+                count(*) FILTER (WHERE NOT archived AND last_activity_at > now() - interval '24 hours' \
+                                 AND board_id = $2) \
+         FROM contacts WHERE workspace_id = $1",
+    )
+    .bind(WS)
+    .bind(board)
+    .fetch_one(&db)
+    .await
+    .expect("recount");
+    let path = format!("/api/cache-settings/workspace/{WS}/counts?useCache=false");
+    let counts = data(app.get(&path, &member()).await).await;
+    assert_eq!(
+        (
+            counts["newCustomers"].as_i64(),
+            counts["recentActivity"].as_i64()
+        ),
+        (Some(new), Some(recent))
+    );
+    let page = data(
+        app.get(
+            &format!("/api/boards/{board}/contacts?filter=recent_activity&useCache=false"),
+            &member(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(page["pagination"]["total"].as_i64(), Some(board_recent));
+    assert!(pg(&db)
+        .check_counters(None, false)
+        .await
+        .expect("check")
+        .is_empty());
 }

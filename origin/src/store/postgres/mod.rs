@@ -19,7 +19,7 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
-use super::counters::{counts_of, counts_query, Drift};
+use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::{Change, Read, Seeded, Store};
@@ -166,6 +166,11 @@ impl Store for PgStore {
 
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
         counters::check(&self.db, ws, repair).await
+    }
+
+    async fn prune_counters(&self) -> Result<u64> {
+        let done = prune_query::<Postgres>(D).build().execute(&self.db).await?;
+        Ok(done.rows_affected())
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::contacts::{
     insert_query, page_of, page_query, total_of, total_query, update_query, ContactRow,
 };
-use super::counters::{check_in_transaction, counts_of, counts_query, Drift};
+use super::counters::{check_in_transaction, counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::{Change, Read, Seeded, Store};
@@ -194,6 +194,14 @@ impl Store for SqliteStore {
         let found = check_in_transaction!(tx, Sqlite, D, ws, repair);
         tx.commit().await?;
         Ok(found)
+    }
+
+    async fn prune_counters(&self) -> Result<u64> {
+        let done = prune_query::<Sqlite>(D)
+            .build()
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {
