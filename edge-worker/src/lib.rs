@@ -1,9 +1,13 @@
 //! The edge worker: answers contact lists and counts from Workers KV and asks the origin
-//! on a miss. `runtime` is the thin wasm glue; the decisions (routes, freshness, replies,
-//! metrics) are plain Rust modules tested natively.
+//! on a miss. `runtime` is the thin wasm glue (KV, fetch, the event handler); the
+//! decisions (access, routes, freshness, the origin's replies, the answers, metrics) are
+//! plain Rust modules tested natively.
 
+pub mod access;
+pub mod fail;
 pub mod freshness;
 pub mod metrics;
+pub mod origin_reply;
 pub mod reply;
 pub mod route;
 

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use serde_json::{json, Value};
-use shared::keys::{board_patterns, workspace_patterns, GenerationScope, Generations, KeySpace};
+use serde_json::json;
+use shared::invalidation::{parse_edge_request, Changed};
+use shared::keys::{GenerationScope, Generations, KeySpace};
 use shared::model::{CacheMeta, CacheStatus, Source};
 use shared::query::ContactListQuery;
 use shared::token::TokenVerifier;
@@ -18,8 +19,11 @@ use worker::{
     RequestInit, Response,
 };
 
+use crate::access::{self, Presented};
+use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
 use crate::metrics::Metrics;
+use crate::origin_reply::{self, Fetched};
 use crate::reply::{cached_body, error_body, success_body};
 use crate::route::Route;
 
@@ -27,27 +31,23 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 thread_local! {
     static METRICS: RefCell<Metrics> = RefCell::new(Metrics::default());
+    static REQUESTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// A failure answered as API.md's error JSON.
-struct Fail {
-    status: u16,
-    code: &'static str,
-    message: String,
-}
-
-impl Fail {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn unauthorized() -> Self {
-        Self::new(401, "unauthorized", "authentication required")
-    }
+/// The id that ties this request's log lines to the origin's (sent as `X-Request-ID`):
+/// the one the request came with (Cloudflare's ray id, or a caller's), else one made here.
+fn request_id(req: &Request) -> String {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    header("cf-ray")
+        .or_else(|| header("x-request-id"))
+        .filter(|id| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| {
+            let n = REQUESTS.with(|c| {
+                c.set(c.get() + 1);
+                c.get()
+            });
+            format!("edge-{:x}-{n:x}", now_ms())
+        })
 }
 
 impl From<worker::Error> for Fail {
@@ -64,15 +64,8 @@ impl From<worker::kv::KvError> for Fail {
     }
 }
 
-impl From<shared::InputError> for Fail {
-    fn from(e: shared::InputError) -> Self {
-        Self::new(400, e.code, e.message)
-    }
-}
-
-type Result<T> = std::result::Result<T, Fail>;
-
 struct Config {
+    request_id: String,
     kv: KvStore,
     keys: KeySpace,
     tokens: TokenVerifier,
@@ -97,11 +90,12 @@ fn secret(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Config {
-    fn load(env: &Env) -> Result<Self> {
+    fn load(env: &Env, req: &Request) -> Result<Self> {
         let missing =
             |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
         let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
         Ok(Self {
+            request_id: request_id(req),
             kv: env
                 .kv("CACHE_KV")
                 .map_err(|_| missing("CACHE_KV binding"))?,
@@ -191,9 +185,9 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             "this method is not allowed here",
         )),
         Route::Counts { workspace } => {
-            let cfg = Config::load(env)?;
+            let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
-            let (user, ws) = authorize(&cfg, &req, Some(ws))?;
+            let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let gens = generations(&cfg, &ws).await;
             let g = Generations::from_fields(&gens, GenerationScope::Counts);
             let key = cfg.keys.counts(&ws, g, &user);
@@ -201,7 +195,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             read(cfg, &req, ctx, started, key, path, ws, user).await
         }
         Route::Contacts { board } => {
-            let cfg = Config::load(env)?;
+            let cfg = Config::load(env, &req)?;
             let board = BoardId::parse(&board)?;
             let (user, ws) = authorize(&cfg, &req, None)?;
             let url = req.url()?;
@@ -227,7 +221,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             read(cfg, &req, ctx, started, key, path, ws, user).await
         }
         Route::Invalidate => {
-            let cfg = Config::load(env)?;
+            let cfg = Config::load(env, &req)?;
             let (_, ws) = authorize(&cfg, &req, None)?;
             let body = req.text().await?;
             invalidate(&cfg, &ws, &body).await
@@ -235,59 +229,19 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
     }
 }
 
-/// Verifies the token before anything else (a KV hit never skips this) and the workspace
-/// it must grant: the path's, or else `X-Workspace-ID`.
-fn authorize(
-    cfg: &Config,
-    req: &Request,
-    path_ws: Option<WorkspaceId>,
-) -> Result<(UserId, WorkspaceId)> {
+fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(UserId, WorkspaceId)> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let auth = header("Authorization").ok_or_else(Fail::unauthorized)?;
-    let token = auth
-        .strip_prefix("Bearer ")
-        .ok_or_else(Fail::unauthorized)?;
-    let claims = cfg
-        .tokens
-        .verify(token.trim())
-        .map_err(|_| Fail::unauthorized())?;
-    let user = UserId::parse(&claims.sub).map_err(|_| Fail::unauthorized())?;
-    if header("X-User-ID").is_some_and(|u| u != user.as_str()) {
-        return Err(Fail::new(
-            403,
-            "forbidden",
-            "X-User-ID differs from the token's user",
-        ));
-    }
-    let header_ws = header("X-Workspace-ID")
-        .map(|w| WorkspaceId::parse(&w))
-        .transpose()?;
-    let ws = match (path_ws, header_ws) {
-        (Some(p), Some(h)) if p != h => {
-            return Err(Fail::new(
-                400,
-                "workspace_mismatch",
-                "X-Workspace-ID differs from the workspace in the path",
-            ))
-        }
-        (Some(p), _) => p,
-        (None, Some(h)) => h,
-        (None, None) => {
-            return Err(Fail::new(
-                400,
-                "missing_workspace",
-                "X-Workspace-ID is required",
-            ))
-        }
+    let (authorization, user, workspace) = (
+        header("Authorization"),
+        header("X-User-ID"),
+        header("X-Workspace-ID"),
+    );
+    let presented = Presented {
+        authorization: authorization.as_deref(),
+        user: user.as_deref(),
+        workspace: workspace.as_deref(),
     };
-    if !claims.grants(&ws) {
-        return Err(Fail::new(
-            403,
-            "forbidden",
-            "the token does not grant this workspace",
-        ));
-    }
-    Ok((user, ws))
+    access::authorize(&cfg.tokens, presented, path_ws)
 }
 
 /// The workspace's generation counters at this location (missing or unreadable: zeros).
@@ -370,34 +324,11 @@ async fn fill(
     user: &UserId,
 ) -> Result<(String, Source, Option<EntryMeta>)> {
     let (status, body) = ask_origin(cfg, path, ws, user).await?;
-    let parsed: Value = serde_json::from_str(&body).map_err(|_| {
-        Fail::new(
-            502,
-            "bad_gateway",
-            "the origin answered something unreadable",
-        )
-    })?;
-    if !(200..300).contains(&status) {
-        let code = parsed["error"]["code"]
-            .as_str()
-            .unwrap_or("origin_error")
-            .to_owned();
-        let message = parsed["error"]["message"]
-            .as_str()
-            .unwrap_or("the origin refused the request")
-            .to_owned();
-        let status = if status >= 500 { 502 } else { status };
-        return Err(Fail {
-            status,
-            code: leak_code(&code),
-            message,
-        });
-    }
-    let data = &parsed["data"];
-    let source =
-        serde_json::from_value(data["_cache"]["source"].clone()).unwrap_or(Source::Database);
-    let ttl = data["_cache"]["ttl"].as_u64().unwrap_or(0);
-    let data = data.to_string();
+    let Fetched {
+        data,
+        source,
+        ttl_secs: ttl,
+    } = origin_reply::read(status, &body)?;
     if ttl == 0 {
         return Ok((data, source, None));
     }
@@ -413,19 +344,6 @@ async fn fill(
         }
     }
     Ok((data, source, Some(meta)))
-}
-
-/// Error codes are `&'static str`; the origin's are mapped onto the few the worker knows.
-fn leak_code(code: &str) -> &'static str {
-    match code {
-        "not_found" => "not_found",
-        "forbidden" => "forbidden",
-        "unauthorized" => "unauthorized",
-        "unavailable" => "unavailable",
-        "timeout" => "timeout",
-        c if c.starts_with("invalid") => "invalid_request",
-        _ => "origin_error",
-    }
 }
 
 async fn ask_origin(
@@ -448,6 +366,7 @@ async fn call_origin(
 ) -> Result<(u16, String)> {
     let headers = Headers::new();
     headers.set("X-Internal-Key", &cfg.internal_key)?;
+    headers.set("X-Request-ID", &cfg.request_id)?;
     headers.set("X-Workspace-ID", ws.as_str())?;
     if let Some(user) = user {
         headers.set("X-User-ID", user.as_str())?;
@@ -479,13 +398,17 @@ async fn call_origin(
                 .map_err(|_| Fail::new(502, "bad_gateway", "the origin's answer broke off"))?;
             Ok((status, body))
         }
-        Some(Err(_)) => Err(Fail::new(
-            503,
-            "origin_unavailable",
-            "the origin is unreachable; retry shortly",
-        )),
+        Some(Err(e)) => {
+            worker::console_warn!("request {}: origin {path} unreachable: {e}", cfg.request_id);
+            Err(Fail::new(
+                503,
+                "origin_unavailable",
+                "the origin is unreachable; retry shortly",
+            ))
+        }
         None => {
             controller.abort();
+            worker::console_warn!("request {}: origin {path} timed out", cfg.request_id);
             Err(Fail::new(
                 504,
                 "timeout",
@@ -496,39 +419,8 @@ async fn call_origin(
 }
 
 async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Response> {
-    let body: Value = serde_json::from_str(body)
-        .map_err(|_| Fail::new(400, "invalid_json", "the body is not JSON"))?;
-    let action = body["action"].as_str().unwrap_or("");
-    if ![
-        "contact_moved",
-        "contact_updated",
-        "contact_created",
-        "contact_deleted",
-        "workspace",
-    ]
-    .contains(&action)
-    {
-        return Err(Fail::new(400, "invalid_action", "action must be contact_moved, contact_updated, contact_created, contact_deleted or workspace"));
-    }
-    let board = match &body["boardId"] {
-        Value::Null => None,
-        Value::Number(n) => Some(BoardId::parse(&n.to_string())?),
-        Value::String(s) => Some(BoardId::parse(s.trim_start_matches("board_"))?),
-        _ => {
-            return Err(Fail::new(
-                400,
-                "invalid_board_id",
-                "boardId must be a board id",
-            ))
-        }
-    };
-    let (scopes, patterns) = match board {
-        Some(b) => (
-            vec![GenerationScope::Board(b), GenerationScope::Counts],
-            board_patterns(ws, b),
-        ),
-        None => (vec![GenerationScope::Workspace], workspace_patterns(ws)),
-    };
+    let change = parse_edge_request(body)?;
+    let scopes = change.scopes();
     let mut gens = generations(cfg, ws).await;
     for scope in &scopes {
         *gens.entry(scope.field()).or_default() += 1;
@@ -540,7 +432,11 @@ async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Respon
         )?
         .execute()
         .await?;
-    let origin_body = json!({"workspaceId": ws, "boardId": board.map(|b| b.0)}).to_string();
+    let board = match &change {
+        Changed::Boards(boards) => boards.first().map(|b| b.0),
+        Changed::Workspace => None,
+    };
+    let origin_body = json!({"workspaceId": ws, "boardId": board}).to_string();
     let origin = call_origin(
         cfg,
         Method::Post,
@@ -554,7 +450,7 @@ async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Respon
         200,
         success_body(&json!({
             "invalidated": scopes.len(),
-            "patterns": patterns,
+            "patterns": change.patterns(ws),
             "method": "generation_bump",
             "origin_notified": matches!(origin, Ok((200, _))),
         })),

@@ -1,20 +1,15 @@
-//! Authentication in one middleware: a bearer JWT (HS256, `exp` required) naming the
+//! Authentication (applied by `http::auth`'s middleware): a bearer JWT (HS256, `exp` required) naming the
 //! workspaces it grants and an optional admin role, or the edge worker's internal key.
 //! Every failure answers the same 401 body. Handlers then ask the `Caller` for what
 //! they need (a workspace, the admin role), so authorization is one call per handler.
 
-use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use shared::token::TokenVerifier;
 use shared::{UserId, WorkspaceId};
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
-use crate::state::AppState;
 
 pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
 pub const WORKSPACE_HEADER: &str = "x-workspace-id";
@@ -163,38 +158,6 @@ pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'
         .to_str()
         .map(Some)
         .map_err(|_| Error::bad_request("invalid_header", format!("{name} is not visible ASCII")))
-}
-
-/// The workspace a request names in `X-Workspace-ID`, which must be present and valid.
-pub fn header_workspace(headers: &HeaderMap) -> Result<WorkspaceId> {
-    let raw = single_header(headers, WORKSPACE_HEADER)?
-        .ok_or_else(|| Error::bad_request("missing_workspace", "X-Workspace-ID is required"))?;
-    Ok(WorkspaceId::parse(raw)?)
-}
-
-/// Fails when `X-Workspace-ID` is present and names another workspace than the path.
-pub fn path_matches_header(headers: &HeaderMap, ws: &WorkspaceId) -> Result<()> {
-    match single_header(headers, WORKSPACE_HEADER)? {
-        Some(h) if h != ws.as_str() => Err(Error::bad_request(
-            "workspace_mismatch",
-            "X-Workspace-ID differs from the workspace in the path",
-        )),
-        _ => Ok(()),
-    }
-}
-
-pub async fn middleware(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match state.auth.authenticate(request.headers()) {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(e) => e.into_response(),
-    }
 }
 
 #[cfg(test)]

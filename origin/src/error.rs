@@ -144,3 +144,23 @@ impl IntoResponse for Error {
         response
     }
 }
+
+/// The failures any authenticated endpoint can answer with, each in the error envelope.
+#[derive(utoipa::IntoResponses)]
+pub enum Failures {
+    /// Bad input: the code names the field.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid token or internal key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Not this caller's workspace, or not an admin.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Over a rate limit; `Retry-After` says when to come back.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// A dependency is down and nothing cached stands in; `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}

@@ -8,7 +8,9 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod invalidation;
 pub mod limits;
+pub mod reads;
 pub mod recent;
 pub mod settings;
 pub mod state;
@@ -18,8 +20,6 @@ pub mod telemetry;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
-
-use shared::keys::GenerationScope;
 
 use tokio::net::TcpListener;
 
@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::state::AppState;
-use crate::store::{Change, Store};
+use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -82,30 +82,6 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     })
 }
 
-/// Writes made to the store by other applications reach the caches here: each changed
-/// board is bumped with its workspace's counts; after a gap in the notices, every
-/// workspace this instance caches is.
-async fn follow_changes(state: Arc<AppState>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let follow = state.store.follow_changes(tx);
-    let apply = async {
-        while let Some(change) = rx.recv().await {
-            match change {
-                Change::Board(ws, board) => {
-                    state.invalidate(&ws, GenerationScope::Board(board)).await;
-                    state.invalidate(&ws, GenerationScope::Counts).await;
-                }
-                Change::Unknown => {
-                    for ws in state.cache.generations.known_workspaces() {
-                        state.invalidate(&ws, GenerationScope::Workspace).await;
-                    }
-                }
-            }
-        }
-    };
-    tokio::join!(follow, apply);
-}
-
 /// Upkeep: each minute forgets idle rate limiters, each hour deletes the clock counters
 /// no count reads any more (they would otherwise grow by a day's hours every day).
 async fn upkeep(state: Arc<AppState>) {
@@ -131,8 +107,8 @@ impl Application {
     pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let listener = TcpListener::bind(config.listen_addr).await?;
         let state = Arc::new(build_state(config, store)?);
-        tokio::spawn(cache::events::listen(state.clone()));
-        tokio::spawn(follow_changes(state.clone()));
+        tokio::spawn(invalidation::listen(state.clone()));
+        tokio::spawn(invalidation::follow_store(state.clone()));
         tokio::spawn(upkeep(state.clone()));
         Ok(Self { state, listener })
     }

@@ -170,7 +170,7 @@ async fn invalidate_workspace(config: &Config, ws: &WorkspaceId) {
     let Some(url) = &config.redis_url else { return };
     if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
         Generations::new(config.key_space.clone(), config.generation_max_age)
-            .bump(Some(&redis), ws, GenerationScope::Workspace)
+            .bump(Some(&redis), ws, &[GenerationScope::Workspace])
             .await;
     }
 }

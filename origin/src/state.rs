@@ -4,12 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use shared::keys::GenerationScope;
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
 
 use crate::auth::Verifier;
-use crate::cache::generations::Bump;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::limits::Limits;
@@ -44,14 +42,5 @@ impl AppState {
 
     pub async fn settings_for(&self, ws: &WorkspaceId) -> CacheSettings {
         self.settings.get(self.store.as_ref(), ws).await
-    }
-
-    /// Makes every key of `scope` in `ws` unreachable, on every instance.
-    pub async fn invalidate(&self, ws: &WorkspaceId, scope: GenerationScope) -> Bump {
-        self.cache.stats.delete();
-        self.cache
-            .generations
-            .bump(self.cache.redis.as_deref(), ws, scope)
-            .await
     }
 }

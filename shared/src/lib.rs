@@ -2,9 +2,11 @@
 //! cache settings, cache keys and the JSON shapes of API.md. No I/O lives here so
 //! that the same code builds for wasm32 and native and is tested natively.
 
+pub mod access;
 pub mod cursor;
 pub mod error;
 pub mod ids;
+pub mod invalidation;
 pub mod keys;
 pub mod model;
 pub mod query;

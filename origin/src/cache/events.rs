@@ -1,18 +1,7 @@
-//! Coherence between origin instances: every instance subscribes to the namespace's
-//! channel and drops its mirror of a workspace's generations (and its settings) when
-//! another instance announces a change. After a reconnect, messages may have been
-//! missed, so every mirror is distrusted once.
+//! The announcements origin instances exchange on the namespace's channel (sent and
+//! applied by `crate::invalidation`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures_util::StreamExt;
 use shared::WorkspaceId;
-
-use super::redis::RedisCache;
-use crate::state::AppState;
-
-const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// A change announced on the channel.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,52 +35,6 @@ impl Event {
             "ack" => rest.parse().ok().map(Self::Ack),
             _ => None,
         }
-    }
-}
-
-/// Runs until the process ends, reconnecting whenever the subscription drops.
-pub async fn listen(state: Arc<AppState>) {
-    let Some(redis) = &state.cache.redis else {
-        return;
-    };
-    let channel = state.cache.keys.channel();
-    loop {
-        let client = redis.pubsub_client().await;
-        match async { client?.get_async_pubsub().await }.await {
-            Ok(mut pubsub) => {
-                if pubsub.subscribe(&channel).await.is_ok() {
-                    state.cache.generations.forget_all();
-                    state.settings.forget_all();
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(payload) = msg.get_payload::<String>() else {
-                            continue;
-                        };
-                        apply(&state, redis, &channel, Event::decode(&payload));
-                    }
-                    tracing::warn!("invalidation subscription dropped; reconnecting");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "cannot subscribe to invalidations yet"),
-        }
-        tokio::time::sleep(RETRY_AFTER).await;
-    }
-}
-
-fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option<Event>) {
-    match event {
-        Some(Event::Generation(ws, ack)) => {
-            state.cache.generations.forget(&ws);
-            if let Some(id) = ack {
-                let (redis, channel) = (redis.clone(), channel.to_owned());
-                tokio::spawn(async move {
-                    let _ = redis.publish(&channel, &Event::Ack(id).encode()).await;
-                });
-            }
-        }
-        Some(Event::Settings(ws)) => state.settings.forget(&ws),
-        Some(Event::Ack(id)) => state.cache.generations.acked(id),
-        None => tracing::warn!("ignored an unreadable invalidation message"),
     }
 }
 

@@ -193,20 +193,22 @@ impl Generations {
         pending.iter().any(|(w, _)| w == ws)
     }
 
-    /// Bumps one counter, in Redis when it answers, else locally with a replay queued.
+    /// Bumps counters of one workspace together (one Redis step, one announcement), in
+    /// Redis when it answers, else locally with a replay queued. The bump reports the
+    /// first scope's new generation.
     pub async fn bump(
         &self,
         redis: Option<&RedisCache>,
         ws: &WorkspaceId,
-        scope: GenerationScope,
+        scopes: &[GenerationScope],
     ) -> Bump {
         self.mark_changed(ws);
         if let Some(redis) = redis {
-            if let Ok(generation) = redis
-                .hincr(&self.keys.generations(ws), &scope.field())
-                .await
-            {
-                self.set_local(ws, scope, generation);
+            let fields: Vec<String> = scopes.iter().map(|s| s.field()).collect();
+            if let Ok(values) = redis.hincr_all(&self.keys.generations(ws), &fields).await {
+                for (scope, value) in scopes.iter().zip(&values) {
+                    self.set_local(ws, *scope, *value);
+                }
                 let pending = self.acks.register();
                 let announcement = Event::Generation(ws.clone(), Some(pending.id));
                 let notified = redis
@@ -215,18 +217,18 @@ impl Generations {
                     .unwrap_or(0);
                 let acknowledged = pending.wait(notified).await;
                 return Bump {
-                    generation,
+                    generation: values.first().copied().unwrap_or_default(),
                     shared: true,
                     notified,
                     acknowledged,
                 };
             }
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.insert((ws.clone(), scope));
+            pending.extend(scopes.iter().map(|s| (ws.clone(), *s)));
         }
-        let generation = self.bump_local(ws, scope);
+        let generations: Vec<u64> = scopes.iter().map(|s| self.bump_local(ws, *s)).collect();
         Bump {
-            generation,
+            generation: generations.first().copied().unwrap_or_default(),
             shared: false,
             notified: 0,
             acknowledged: 0,
@@ -261,7 +263,7 @@ impl Generations {
         };
         for (ws, scope) in queued {
             if redis
-                .hincr(&self.keys.generations(&ws), &scope.field())
+                .hincr_all(&self.keys.generations(&ws), &[scope.field()])
                 .await
                 .is_err()
             {
@@ -332,7 +334,7 @@ mod tests {
             g.current(None, &ws(), board).await,
             g.current(None, &ws(), other).await,
         );
-        g.bump(None, &ws(), board).await;
+        g.bump(None, &ws(), &[board]).await;
         assert_ne!(g.current(None, &ws(), board).await, before.0);
         assert_eq!(g.current(None, &ws(), other).await, before.1);
     }
@@ -341,7 +343,7 @@ mod tests {
     async fn a_workspace_bump_changes_every_scope() {
         let g = gens();
         let before = g.current(None, &ws(), GenerationScope::Counts).await;
-        g.bump(None, &ws(), GenerationScope::Workspace).await;
+        g.bump(None, &ws(), &[GenerationScope::Workspace]).await;
         assert_ne!(
             g.current(None, &ws(), GenerationScope::Counts).await,
             before

@@ -195,7 +195,11 @@ impl Cache {
                 .await
                 .unwrap_or(false)
             {
-                held_lock = Some((lock, owner));
+                held_lock = Some(FillLock {
+                    redis: r.clone(),
+                    lock,
+                    owner,
+                });
             } else if r.is_up() {
                 match until(&stale, deadline, self.wait_for_fill(r, &key, &lock)).await {
                     Some(Some(e)) => {
@@ -217,7 +221,7 @@ impl Cache {
             redis: redis.cloned(),
             stats: self.stats.clone(),
             keep: Duration::from_secs(u64::from(ttl_secs)) + self.grace,
-            lock: held_lock,
+            _lock: held_lock,
             _local_flight: local_flight,
         };
         // The query and the fill run in a task of their own: a read that stops waiting
@@ -334,8 +338,8 @@ struct Fill {
     stats: Arc<Stats>,
     /// How long Redis keeps the value: its TTL and the stale grace.
     keep: Duration,
-    /// The cross-instance fill lock and this read's token in it, when this read took it.
-    lock: Option<(String, String)>,
+    /// The cross-instance fill lock, when this read took it.
+    _lock: Option<FillLock>,
     _local_flight: Option<OwnedMutexGuard<()>>,
 }
 
@@ -360,13 +364,30 @@ impl Fill {
             }
             self.stats.set();
         }
-        self.release().await;
         entry
     }
+}
 
-    async fn release(&self) {
-        if let (Some(r), Some((lock, owner))) = (&self.redis, &self.lock) {
-            let _ = r.unlock(lock, owner).await;
+/// A cross-instance fill lock this read took, and its token in it. Released when dropped,
+/// however the fill ends (a failed or panicking query included), by compare-and-delete,
+/// so a lock that expired and went to another instance is left alone.
+struct FillLock {
+    redis: Arc<RedisCache>,
+    lock: String,
+    owner: String,
+}
+
+impl Drop for FillLock {
+    fn drop(&mut self) {
+        let redis = self.redis.clone();
+        let (lock, owner) = (
+            std::mem::take(&mut self.lock),
+            std::mem::take(&mut self.owner),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = redis.unlock(&lock, &owner).await;
+            });
         }
     }
 }

@@ -217,11 +217,16 @@ impl RedisCache {
             .await
     }
 
-    pub async fn hincr(&self, key: &str, field: &str) -> Result<u64, RedisFailure> {
-        self.call(
-            "hincrby",
-            |mut c| async move { c.hincr(key, field, 1).await },
-        )
+    /// Increments each field of one hash in one atomic step; the new values, in order.
+    pub async fn hincr_all(&self, key: &str, fields: &[String]) -> Result<Vec<u64>, RedisFailure> {
+        self.call("hincrby", |mut c| async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for field in fields {
+                pipe.hincr(key, field, 1);
+            }
+            pipe.query_async(&mut c).await
+        })
         .await
     }
 

@@ -9,20 +9,18 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::keys::{self, GenerationScope};
+use shared::invalidation::Changed;
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
-use super::contacts::read_page;
-use super::counts::read_counts;
-use super::openapi::Failures;
 use super::reply::{self, elapsed_ms};
 use super::JsonBody;
 use crate::auth::Caller;
 use crate::cache::Layers;
-use crate::error::{Error, Result};
+use crate::error::{Error, Failures, Result};
 use crate::state::AppState;
 use crate::store;
+use crate::{invalidation, reads};
 use shared::model::CacheStatus;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -80,27 +78,18 @@ pub(super) async fn invalidate(
     JsonBody(body): JsonBody<InvalidateBody>,
 ) -> Result<Response> {
     let ws = WorkspaceId::parse(&body.workspace_id)?;
-    let board = body
-        .board_id
-        .map(|b| BoardId::parse(&b.to_string()))
-        .transpose()?;
-    let edge = matches!(caller, Caller::Edge { .. });
-    if board.is_some() || edge {
-        caller.workspace(&ws)?;
-    } else {
-        caller.admin_of(&ws)?;
-    }
-    let (bump, patterns) = match board {
-        Some(b) => {
-            let bump = state.invalidate(&ws, GenerationScope::Board(b)).await;
-            state.invalidate(&ws, GenerationScope::Counts).await;
-            (bump, keys::board_patterns(&ws, b))
-        }
-        None => (
-            state.invalidate(&ws, GenerationScope::Workspace).await,
-            keys::workspace_patterns(&ws),
-        ),
+    let change = match body.board_id {
+        Some(b) => Changed::Boards(vec![BoardId::parse(&b.to_string())?]),
+        None => Changed::Workspace,
     };
+    let edge = matches!(caller, Caller::Edge { .. });
+    if change.needs_admin() && !edge {
+        caller.admin_of(&ws)?;
+    } else {
+        caller.workspace(&ws)?;
+    }
+    let bump = invalidation::changed(&state, &ws, &change).await;
+    let patterns = change.patterns(&ws);
     Ok(reply::ok(json!({
         "deletedEntries": 0,
         "method": "generation_bump",
@@ -128,7 +117,7 @@ pub(super) async fn warm(
     let mut filled = 0;
     let counts = match settings.counts_ttl() {
         Some(ttl) => {
-            let a = read_counts(&state, &ws, &user, Some(ttl)).await?;
+            let a = reads::counts(&state, &ws, &user, Some(ttl)).await?;
             warmed += 1;
             filled += usize::from(a.status == CacheStatus::Miss);
             true
@@ -139,7 +128,7 @@ pub(super) async fn warm(
     if let Some(ttl) = settings.list_ttl(false) {
         let q = ContactListQuery::default();
         for board in &boards {
-            let a = read_page(&state, &ws, *board, &q, &user, Some(ttl)).await?;
+            let a = reads::page(&state, &ws, *board, &q, &user, Some(ttl)).await?;
             warmed += 1;
             filled += usize::from(a.status == CacheStatus::Miss);
         }
@@ -182,11 +171,7 @@ pub(super) async fn test_performance(
     let standard = elapsed_ms(started);
 
     let cache = &state.cache;
-    let gens = cache
-        .generations
-        .current(cache.redis.as_deref(), &ws, GenerationScope::Counts)
-        .await;
-    let key = cache.keys.counts(&ws, gens, &user);
+    let key = reads::counts_key(&state, &ws, &user).await;
     let compute = || {
         store::counts_json(
             state.store.clone(),

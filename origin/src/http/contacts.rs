@@ -4,21 +4,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Extension, Router};
-use shared::keys::GenerationScope;
+use axum::Router;
 use shared::query::ContactListQuery;
-use shared::{BoardId, UserId, WorkspaceId};
+use shared::BoardId;
 
-use super::openapi::Failures;
+use super::auth::Workspace;
 use super::{reply, QueryPairs};
-use crate::auth::{header_workspace, Caller};
-use crate::cache::Answer;
-use crate::error::{ErrorBody, Result};
+use crate::error::{ErrorBody, Failures, Result};
+use crate::reads;
 use crate::state::AppState;
-use crate::store;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/boards/{board_id}/contacts", get(list))
@@ -40,48 +36,16 @@ pub fn router() -> Router<Arc<AppState>> {
     security(("bearer" = []), ("internalKey" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    Workspace { ws, user, settings }: Workspace,
     Path(board): Path<String>,
-    headers: HeaderMap,
     query: QueryPairs,
 ) -> Result<Response> {
     let started = Instant::now();
     let board = BoardId::parse(&board)?;
-    let ws = header_workspace(&headers)?;
-    caller.workspace(&ws)?;
-    let settings = state.settings_for(&ws).await;
-    state.limits.request(&ws, &settings.rate_limits)?;
-    let user = caller.user()?.clone();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let q = ContactListQuery::from_pairs(pairs, &ws, board, &user)?;
     let use_cache = query.flag("useCache")?;
     let ttl = settings.list_ttl(q.search.is_some()).filter(|_| use_cache);
-    let answer = read_page(&state, &ws, board, &q, &user, ttl).await?;
+    let answer = reads::page(&state, &ws, board, &q, &user, ttl).await?;
     Ok(reply::answer(&answer, started, settings.cache_enabled))
-}
-
-/// A page through the cache (`ttl`) or straight from Postgres (`None`).
-pub async fn read_page(
-    state: &AppState,
-    ws: &WorkspaceId,
-    board: BoardId,
-    q: &ContactListQuery,
-    user: &UserId,
-    ttl: Option<u32>,
-) -> Result<Answer> {
-    let keys = &state.cache.keys;
-    state
-        .cache
-        .read(
-            ws,
-            GenerationScope::Board(board),
-            ttl,
-            |gens| keys.contacts(ws, board, gens, q),
-            || {
-                let read = state.reader(ws);
-                let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
-                store::page_json(state.store.clone(), read, ws, board, q, user)
-            },
-        )
-        .await
 }

@@ -14,10 +14,9 @@ use axum::{Extension, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::openapi::Failures;
 use super::reply::{self, elapsed_ms};
 use crate::auth::Caller;
-use crate::error::Result;
+use crate::error::{Failures, Result};
 use crate::state::AppState;
 use crate::store::Read;
 

@@ -3,6 +3,7 @@
 //! failure (bad JSON, oversized body, timeout, panic, unknown route) into the error JSON.
 
 mod admin;
+pub mod auth;
 mod contacts;
 mod counts;
 mod extract;
@@ -19,10 +20,15 @@ use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, BoxError, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
 use crate::state::AppState;
@@ -42,7 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(writes::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::middleware,
+            auth::middleware,
         ));
     let timeout = state.config.request_timeout;
     Router::new()
@@ -56,6 +62,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
                     Error::Timeout
@@ -63,6 +72,30 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .timeout(timeout),
         )
         .with_state(state)
+}
+
+/// Ties a request's log lines together, and to the edge's: the edge sends the id of the
+/// request it serves, and one is made here for a request that came without.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", crate::cache::random_id());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Each log line of a request carries its id.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = id)
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -7,30 +7,9 @@ use std::sync::{Arc, LazyLock};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
-use crate::error::ErrorBody;
 use crate::state::AppState;
-
-/// The failures any authenticated endpoint can answer with, each in the error envelope.
-#[derive(IntoResponses)]
-pub enum Failures {
-    /// Bad input: the code names the field.
-    #[response(status = 400)]
-    BadRequest(ErrorBody),
-    /// No valid token or internal key.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// Not this caller's workspace, or not an admin.
-    #[response(status = 403)]
-    Forbidden(ErrorBody),
-    /// Over a rate limit; `Retry-After` says when to come back.
-    #[response(status = 429)]
-    RateLimited(ErrorBody),
-    /// A dependency is down and nothing cached stands in; `Retry-After` says when to retry.
-    #[response(status = 503)]
-    Unavailable(ErrorBody),
-}
 
 #[derive(OpenApi)]
 #[openapi(

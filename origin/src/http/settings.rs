@@ -9,16 +9,14 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::json;
-use shared::keys::GenerationScope;
 use shared::settings::{RateLimits, SettingsUpdate, MAX_RATE_PER_MIN, MAX_TTL_SECS, MIN_TTL_SECS};
 use shared::WorkspaceId;
 
-use super::openapi::Failures;
 use super::{reply, JsonBody};
 use crate::auth::Caller;
-use crate::cache::events::Event;
 use crate::config::Config;
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{Error, ErrorBody, Failures, Result};
+use crate::invalidation;
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -70,15 +68,7 @@ pub(super) async fn write(
     }
     let updated_at = state.store.save_settings(&ws, &next).await?;
     state.settings.remember(&ws, next);
-    if let Some(redis) = &state.cache.redis {
-        let _ = redis
-            .publish(
-                &state.cache.keys.channel(),
-                &Event::Settings(ws.clone()).encode(),
-            )
-            .await;
-    }
-    state.invalidate(&ws, GenerationScope::Workspace).await;
+    invalidation::settings_changed(&state, &ws).await;
     Ok(reply::ok(json!({
         "workspace_id": ws,
         "settings": {"cache": {

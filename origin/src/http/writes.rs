@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{patch, post};
-use axum::{Extension, Router};
-use shared::keys::GenerationScope;
+use axum::Router;
+use shared::invalidation::Changed;
 use shared::{BoardId, ContactId, WorkspaceId};
 
-use super::openapi::Failures;
+use super::auth::Writer;
 use super::{reply, JsonBody};
-use crate::auth::{path_matches_header, Caller};
-use crate::error::{ErrorBody, Result};
+use crate::error::{ErrorBody, Failures, Result};
+use crate::invalidation;
 use crate::state::AppState;
 use crate::store::fields::{ContactFields, Move};
 
@@ -31,29 +31,6 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-/// Checks the workspace grant, then the caller's write budget in it.
-async fn authorize(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    ws: &str,
-) -> Result<WorkspaceId> {
-    let ws = WorkspaceId::parse(ws)?;
-    caller.person()?;
-    caller.workspace(&ws)?;
-    path_matches_header(headers, &ws)?;
-    let own = state.settings_for(&ws).await.rate_limits;
-    state.limits.write(&ws, caller.user()?, &own)?;
-    Ok(ws)
-}
-
-async fn touched(state: &AppState, ws: &WorkspaceId, boards: &[BoardId]) {
-    for board in boards {
-        state.invalidate(ws, GenerationScope::Board(*board)).await;
-    }
-    state.invalidate(ws, GenerationScope::Counts).await;
-}
-
 #[utoipa::path(post, path = "/api/workspaces/{ws}/contacts", tag = "writes",
     params(("ws" = String, Path, description = "Workspace id")),
     request_body = ContactFields,
@@ -61,16 +38,18 @@ async fn touched(state: &AppState, ws: &WorkspaceId, boards: &[BoardId]) {
     security(("bearer" = [])))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
-    headers: HeaderMap,
+    Writer { ws }: Writer,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws).await?;
     fields.validate()?;
     fields.required()?;
     let contact = state.store.create_contact(&ws, fields).await?;
-    touched(&state, &ws, &[BoardId(contact.board_id)]).await;
+    invalidation::changed(
+        &state,
+        &ws,
+        &Changed::Boards(vec![BoardId(contact.board_id)]),
+    )
+    .await;
     Ok(reply::with_status(StatusCode::CREATED, contact))
 }
 
@@ -85,7 +64,7 @@ async fn apply(
     let (contact, from) = state.store.update_contact(ws, id, fields).await?;
     let to = BoardId(contact.board_id);
     let boards = if from == to { vec![to] } else { vec![from, to] };
-    touched(state, ws, &boards).await;
+    invalidation::changed(state, ws, &Changed::Boards(boards)).await;
     Ok(reply::ok(contact))
 }
 
@@ -97,12 +76,10 @@ async fn apply(
     security(("bearer" = [])))]
 pub(super) async fn update(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((ws, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Writer { ws }: Writer,
+    Path((_, id)): Path<(String, String)>,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws).await?;
     apply(&state, &ws, &id, fields).await
 }
 
@@ -114,12 +91,10 @@ pub(super) async fn update(
     security(("bearer" = [])))]
 pub(super) async fn move_contact(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((ws, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Writer { ws }: Writer,
+    Path((_, id)): Path<(String, String)>,
     JsonBody(to): JsonBody<Move>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws).await?;
     apply(&state, &ws, &id, to.into()).await
 }
 
@@ -130,15 +105,13 @@ pub(super) async fn move_contact(
     security(("bearer" = [])))]
 pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((ws, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Writer { ws }: Writer,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ws = authorize(&state, &caller, &headers, &ws).await?;
     let board = state
         .store
         .delete_contact(&ws, ContactId::parse(&id)?)
         .await?;
-    touched(&state, &ws, &[board]).await;
+    invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
     Ok(reply::ok(serde_json::json!({"deleted": id})))
 }

@@ -103,9 +103,9 @@ async fn a_write_on_one_instance_reaches_another_within_a_second(db: PgPool) {
 async fn a_write_acknowledged_on_one_instance_is_fresh_at_once_on_another(db: PgPool) {
     let a = TestApp::spawn(db.clone()).await;
     let b = a.sibling().await;
-    let scope = shared::keys::GenerationScope::Counts;
+    let change = shared::invalidation::Changed::Boards(vec![]);
     let bump = eventually(Duration::from_secs(5), || async {
-        let bump = a.state.invalidate(&ws(WS), scope).await;
+        let bump = origin::invalidation::changed(&a.state, &ws(WS), &change).await;
         (bump.notified == 2).then_some(bump)
     })
     .await;

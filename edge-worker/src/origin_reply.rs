@@ -1,0 +1,104 @@
+//! The origin's answer to a miss, read into what the worker stores and serves.
+
+use serde::Deserialize;
+use serde_json::Value;
+use shared::model::Source;
+
+use crate::fail::{Fail, Result};
+
+/// A successful answer: the `data` object as the origin sent it, where the origin found
+/// it, and how long it stays fresh (0: do not store it, e.g. caching is off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub data: String,
+    pub source: Source,
+    pub ttl_secs: u64,
+}
+
+fn unreadable() -> Fail {
+    Fail::new(
+        502,
+        "bad_gateway",
+        "the origin answered something unreadable",
+    )
+}
+
+/// Reads the origin's `status` and `body`. A refusal keeps the origin's status (a 5xx
+/// becomes 502: the fault is upstream) and a code the worker knows.
+pub fn read(status: u16, body: &str) -> Result<Fetched> {
+    let parsed: Value = serde_json::from_str(body).map_err(|_| unreadable())?;
+    if !(200..300).contains(&status) {
+        let error = &parsed["error"];
+        return Err(Fail::new(
+            if status >= 500 { 502 } else { status },
+            known_code(error["code"].as_str().unwrap_or("")),
+            error["message"]
+                .as_str()
+                .unwrap_or("the origin refused the request"),
+        ));
+    }
+    let data = &parsed["data"];
+    if !data.is_object() {
+        return Err(unreadable());
+    }
+    let cache = &data["_cache"];
+    Ok(Fetched {
+        data: data.to_string(),
+        source: Source::deserialize(&cache["source"]).unwrap_or(Source::Database),
+        ttl_secs: cache["ttl"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Error codes are `&'static str`; the origin's are mapped onto the few the worker knows.
+fn known_code(code: &str) -> &'static str {
+    match code {
+        "not_found" => "not_found",
+        "forbidden" => "forbidden",
+        "unauthorized" => "unauthorized",
+        "unavailable" => "unavailable",
+        "timeout" => "timeout",
+        c if c.starts_with("invalid") => "invalid_request",
+        _ => "origin_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_success_carries_its_data_source_and_ttl() {
+        let body = r#"{"success":true,"data":{"open":3,"_cache":{"status":"MISS","source":"redis_cache","ttl":300}}}"#;
+        let f = read(200, body).expect("read");
+        assert_eq!((f.source, f.ttl_secs), (Source::RedisCache, 300));
+        let data: Value = serde_json::from_str(&f.data).expect("data is JSON");
+        assert_eq!(data["open"], 3);
+        let uncached = read(200, r#"{"success":true,"data":{"open":3}}"#).expect("read");
+        assert_eq!((uncached.source, uncached.ttl_secs), (Source::Database, 0));
+    }
+
+    #[test]
+    fn refusals_keep_4xx_and_turn_5xx_into_502() {
+        let refused =
+            r#"{"success":false,"error":{"code":"not_found","message":"board not found"}}"#;
+        assert_eq!(
+            read(404, refused),
+            Err(Fail::new(404, "not_found", "board not found"))
+        );
+        let failed = r#"{"success":false,"error":{"code":"database_down"}}"#;
+        let f = read(503, failed).expect_err("refused");
+        assert_eq!((f.status, f.code), (502, "origin_error"));
+        let invalid = r#"{"success":false,"error":{"code":"invalid_cursor","message":"m"}}"#;
+        assert_eq!(
+            read(400, invalid).expect_err("refused").code,
+            "invalid_request"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_502() {
+        for body in ["", "<html>", r#"{"success":true}"#, r#"{"data":[1]}"#] {
+            assert_eq!(read(200, body).map_err(|f| f.status), Err(502), "{body:?}");
+        }
+    }
+}

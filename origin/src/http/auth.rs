@@ -1,0 +1,92 @@
+//! Authentication in one middleware in front of every authenticated route, and the
+//! checked workspace context the workspace routes take instead of repeating the checks.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shared::access::request_workspace;
+use shared::settings::CacheSettings;
+use shared::{UserId, WorkspaceId};
+
+use crate::auth::{single_header, Caller, WORKSPACE_HEADER};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub async fn middleware(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.auth.authenticate(request.headers()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A read in a workspace: the caller may act in it (the path's `{ws}`, or
+/// `X-Workspace-ID`, by `shared::access`), its request budget was charged, and the
+/// reader is known (`assignedToMe`).
+pub struct Workspace {
+    pub ws: WorkspaceId,
+    pub user: UserId,
+    pub settings: CacheSettings,
+}
+
+/// A contact write in a workspace: as `Workspace`, by a person (never the edge's key),
+/// with the writer's write budget charged instead.
+pub struct Writer {
+    pub ws: WorkspaceId,
+}
+
+/// The caller, the workspace it may act in, and that workspace's settings.
+async fn granted(
+    parts: &mut Parts,
+    state: &Arc<AppState>,
+) -> Result<(Caller, WorkspaceId, CacheSettings)> {
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or(Error::Unauthorized)?;
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| Error::NotFound("route"))?;
+    let path = params
+        .iter()
+        .find(|(name, _)| *name == "ws")
+        .map(|(_, v)| v);
+    let ws = request_workspace(path, single_header(&parts.headers, WORKSPACE_HEADER)?)?;
+    caller.workspace(&ws)?;
+    let settings = state.settings_for(&ws).await;
+    Ok((caller, ws, settings))
+}
+
+impl FromRequestParts<Arc<AppState>> for Workspace {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self> {
+        let (caller, ws, settings) = granted(parts, state).await?;
+        state.limits.request(&ws, &settings.rate_limits)?;
+        let user = caller.user()?.clone();
+        Ok(Self { ws, user, settings })
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Writer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self> {
+        let (caller, ws, settings) = granted(parts, state).await?;
+        caller.person()?;
+        state
+            .limits
+            .write(&ws, caller.user()?, &settings.rate_limits)?;
+        Ok(Self { ws })
+    }
+}

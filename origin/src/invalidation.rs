@@ -1,0 +1,117 @@
+//! Every way the caches learn of a change ends here: a write through this API, a change
+//! another application made in the store (its notices), an admin's or the edge's
+//! invalidation, a settings save, and the announcements of the other origin instances.
+//! What a change makes stale is decided once, in `shared::invalidation`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shared::invalidation::Changed;
+use shared::WorkspaceId;
+
+use crate::cache::events::Event;
+use crate::cache::generations::Bump;
+use crate::cache::redis::RedisCache;
+use crate::state::AppState;
+use crate::store::Change;
+
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Makes every key `change` covers unreachable, on every instance, before it returns
+/// (see `Bump` for what was acknowledged).
+pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bump {
+    state.cache.stats.delete();
+    state
+        .cache
+        .generations
+        .bump(state.cache.redis.as_deref(), ws, &change.scopes())
+        .await
+}
+
+/// A workspace's settings were saved: every instance reloads them, and what was cached
+/// under the old ones (other TTLs, features) is dropped.
+pub async fn settings_changed(state: &AppState, ws: &WorkspaceId) {
+    if let Some(redis) = &state.cache.redis {
+        let _ = redis
+            .publish(
+                &state.cache.keys.channel(),
+                &Event::Settings(ws.clone()).encode(),
+            )
+            .await;
+    }
+    changed(state, ws, &Changed::Workspace).await;
+}
+
+/// Writes made to the store by other applications reach the caches here: each changed
+/// board as a contact write; after a gap in the notices, every workspace this instance
+/// caches as changed whole.
+pub async fn follow_store(state: Arc<AppState>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follow = state.store.follow_changes(tx);
+    let apply = async {
+        while let Some(change) = rx.recv().await {
+            match change {
+                Change::Board(ws, board) => {
+                    changed(&state, &ws, &Changed::Boards(vec![board])).await;
+                }
+                Change::Unknown => {
+                    for ws in state.cache.generations.known_workspaces() {
+                        changed(&state, &ws, &Changed::Workspace).await;
+                    }
+                }
+            }
+        }
+    };
+    tokio::join!(follow, apply);
+}
+
+/// Coherence between origin instances: every instance subscribes to the namespace's
+/// channel and drops its mirror of a workspace's generations (and its settings) when
+/// another instance announces a change. After a reconnect, messages may have been
+/// missed, so every mirror is distrusted once.
+/// Runs until the process ends, reconnecting whenever the subscription drops.
+pub async fn listen(state: Arc<AppState>) {
+    let Some(redis) = &state.cache.redis else {
+        return;
+    };
+    let channel = state.cache.keys.channel();
+    loop {
+        let client = redis.pubsub_client().await;
+        match async { client?.get_async_pubsub().await }.await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    state.cache.generations.forget_all();
+                    state.settings.forget_all();
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        apply(&state, redis, &channel, Event::decode(&payload));
+                    }
+                    tracing::warn!("invalidation subscription dropped; reconnecting");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot subscribe to invalidations yet"),
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
+fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option<Event>) {
+    match event {
+        Some(Event::Generation(ws, ack)) => {
+            state.cache.generations.forget(&ws);
+            if let Some(id) = ack {
+                let (redis, channel) = (redis.clone(), channel.to_owned());
+                tokio::spawn(async move {
+                    let _ = redis.publish(&channel, &Event::Ack(id).encode()).await;
+                });
+            }
+        }
+        Some(Event::Settings(ws)) => state.settings.forget(&ws),
+        Some(Event::Ack(id)) => state.cache.generations.acked(id),
+        None => tracing::warn!("ignored an unreadable invalidation message"),
+    }
+}
