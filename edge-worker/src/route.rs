@@ -9,6 +9,8 @@ pub enum Route {
     Counts { workspace: String },
     Contacts { board: String },
     Invalidate,
+    /// The origin's pushed changes (`shared::invalidation::Push`), with the internal key.
+    Changes,
     Preflight,
     MethodNotAllowed,
     NotFound,
@@ -27,10 +29,11 @@ impl Route {
                 board: (*board).to_owned(),
             },
             ["", "api", "cache", "invalidate"] => Self::Invalidate,
+            ["", "internal", "changes"] => Self::Changes,
             _ => return Self::NotFound,
         };
         let allowed = match route {
-            Self::Invalidate => method == "POST",
+            Self::Invalidate | Self::Changes => method == "POST",
             _ => method == "GET",
         };
         match (allowed, method) {
@@ -48,6 +51,11 @@ mod tests {
     #[test]
     fn the_contract_paths_are_routed() {
         assert_eq!(Route::parse("GET", "/health"), Route::Health);
+        assert_eq!(Route::parse("POST", "/internal/changes"), Route::Changes);
+        assert_eq!(
+            Route::parse("GET", "/internal/changes"),
+            Route::MethodNotAllowed
+        );
         assert_eq!(
             Route::parse("GET", "/api/boards/12/contacts"),
             Route::Contacts { board: "12".into() }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use serde_json::json;
-use shared::invalidation::{parse_edge_request, Changed};
+use shared::invalidation::{parse_edge_request, Changed, Push};
 use shared::keys::{GenerationScope, Generations, KeySpace};
 use shared::model::{CacheMeta, CacheStatus, Source};
 use shared::query::ContactListQuery;
-use shared::token::TokenVerifier;
+use shared::token::{same_secret, TokenVerifier};
 use shared::{BoardId, UserId, WorkspaceId};
 use worker::{
     event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, Request,
@@ -223,8 +223,22 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
         Route::Invalidate => {
             let cfg = Config::load(env, &req)?;
             let (_, ws) = authorize(&cfg, &req, None)?;
+            let authorization = req.headers().get("Authorization")?.unwrap_or_default();
             let body = req.text().await?;
-            invalidate(&cfg, &ws, &body).await
+            invalidate(&cfg, &ws, &authorization, &body).await
+        }
+        Route::Changes => {
+            let cfg = Config::load(env, &req)?;
+            let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
+            if !same_secret(&cfg.internal_key, &key) {
+                return Err(Fail::unauthorized());
+            }
+            let (ws, change) = Push::parse(&req.text().await?)?;
+            let bumped = bump(&cfg, &ws, &change).await?;
+            Ok(json_response(
+                200,
+                success_body(&json!({"invalidated": bumped})),
+            )?)
         }
     }
 }
@@ -352,25 +366,37 @@ async fn ask_origin(
     ws: &WorkspaceId,
     user: &UserId,
 ) -> Result<(u16, String)> {
-    call_origin(cfg, Method::Get, path, ws, Some(user), None).await
+    call_origin(cfg, Method::Get, path, ws, As::Edge(user), None).await
 }
 
-/// One request to the origin with the internal key, bounded by `ORIGIN_TIMEOUT_MS`.
+/// Whom a request to the origin speaks for.
+enum As<'a> {
+    /// The edge (its internal key) reading for a user it verified.
+    Edge(&'a UserId),
+    /// The caller itself, by its own `Authorization`: what the origin authorizes by the
+    /// caller's role (an invalidation) gets no exemption from the edge's key.
+    Caller(&'a str),
+}
+
+/// One request to the origin, bounded by `ORIGIN_TIMEOUT_MS`.
 async fn call_origin(
     cfg: &Config,
     method: Method,
     path: &str,
     ws: &WorkspaceId,
-    user: Option<&UserId>,
+    who: As<'_>,
     body: Option<String>,
 ) -> Result<(u16, String)> {
     let headers = Headers::new();
-    headers.set("X-Internal-Key", &cfg.internal_key)?;
+    match who {
+        As::Edge(user) => {
+            headers.set("X-Internal-Key", &cfg.internal_key)?;
+            headers.set("X-User-ID", user.as_str())?;
+        }
+        As::Caller(authorization) => headers.set("Authorization", authorization)?,
+    }
     headers.set("X-Request-ID", &cfg.request_id)?;
     headers.set("X-Workspace-ID", ws.as_str())?;
-    if let Some(user) = user {
-        headers.set("X-User-ID", user.as_str())?;
-    }
     let mut init = RequestInit::new();
     if let Some(body) = body {
         headers.set("content-type", "application/json")?;
@@ -418,8 +444,47 @@ async fn call_origin(
     }
 }
 
-async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Response> {
+/// The origin first, with the caller's own token: it checks what the caller may
+/// invalidate (an admin for the workspace, a board of the workspace) and bumps its layers.
+/// Only a change the origin took is applied here, so no read in between can store the
+/// origin's old answer under the new generation; an origin that cannot be told is a
+/// retryable 503, and nothing changes.
+async fn invalidate(
+    cfg: &Config,
+    ws: &WorkspaceId,
+    authorization: &str,
+    body: &str,
+) -> Result<Response> {
     let change = parse_edge_request(body)?;
+    let board = match &change {
+        Changed::Boards(boards) => boards.first().map(|b| b.0),
+        Changed::Workspace => None,
+    };
+    let origin_body = json!({"workspaceId": ws, "boardId": board}).to_string();
+    let (status, reply) = call_origin(
+        cfg,
+        Method::Post,
+        "/api/cache-settings/invalidate",
+        ws,
+        As::Caller(authorization),
+        Some(origin_body),
+    )
+    .await?;
+    origin_reply::read(status, &reply)?;
+    let bumped = bump(cfg, ws, &change).await?;
+    Ok(json_response(
+        200,
+        success_body(&json!({
+            "invalidated": bumped,
+            "patterns": change.patterns(ws),
+            "method": "generation_bump",
+            "origin_notified": true,
+        })),
+    )?)
+}
+
+/// Moves on this location's generations that `change` covers; how many.
+async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<usize> {
     let scopes = change.scopes();
     let mut gens = generations(cfg, ws).await;
     for scope in &scopes {
@@ -432,29 +497,7 @@ async fn invalidate(cfg: &Config, ws: &WorkspaceId, body: &str) -> Result<Respon
         )?
         .execute()
         .await?;
-    let board = match &change {
-        Changed::Boards(boards) => boards.first().map(|b| b.0),
-        Changed::Workspace => None,
-    };
-    let origin_body = json!({"workspaceId": ws, "boardId": board}).to_string();
-    let origin = call_origin(
-        cfg,
-        Method::Post,
-        "/api/cache-settings/invalidate",
-        ws,
-        None,
-        Some(origin_body),
-    )
-    .await;
-    Ok(json_response(
-        200,
-        success_body(&json!({
-            "invalidated": scopes.len(),
-            "patterns": change.patterns(ws),
-            "method": "generation_bump",
-            "origin_notified": matches!(origin, Ok((200, _))),
-        })),
-    )?)
+    Ok(scopes.len())
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {

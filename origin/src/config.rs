@@ -85,6 +85,9 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// The edge worker's key; `None` disables internal-key access.
     pub internal_key: Option<Secret>,
+    /// The edge worker's base URL: every change is pushed to it (with the internal key).
+    /// `None` leaves the edge to its TTLs and its own invalidations.
+    pub edge_url: Option<String>,
     pub key_space: KeySpace,
     pub l1_max_bytes: u64,
     pub db_max_connections: u32,
@@ -135,6 +138,7 @@ impl Config {
             redis_url: var("REDIS_URL").filter(|u| u != "off"),
             jwt_secret: var("JWT_SECRET").map(Secret),
             internal_key: var("INTERNAL_API_KEY").map(Secret),
+            edge_url: var("EDGE_URL"),
             key_space: KeySpace::new(&namespace).map_err(|e| ConfigError(e.message))?,
             l1_max_bytes: parsed("L1_MAX_BYTES", 256 * 1024 * 1024)?,
             db_max_connections: parsed("DB_MAX_CONNECTIONS", 20)?,

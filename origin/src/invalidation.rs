@@ -19,14 +19,18 @@ use crate::store::Change;
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// Makes every key `change` covers unreachable, on every instance, before it returns
-/// (see `Bump` for what was acknowledged).
+/// (see `Bump` for what was acknowledged), and queues it for the edge.
 pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bump {
     state.cache.stats.delete();
-    state
+    let bump = state
         .cache
         .generations
         .bump(state.cache.redis.as_deref(), ws, &change.scopes())
-        .await
+        .await;
+    if let Some(edge) = &state.edge {
+        edge.queue(ws, change).await;
+    }
+    bump
 }
 
 /// A workspace's settings were saved: every instance reloads them, and what was cached
@@ -64,6 +68,21 @@ pub async fn follow_store(state: Arc<AppState>) {
         }
     };
     tokio::join!(follow, apply);
+}
+
+/// Replays bumps queued while Redis was down as soon as it answers again, whether or not
+/// this instance serves any read meanwhile.
+pub async fn replay(state: Arc<AppState>) {
+    let Some(redis) = &state.cache.redis else {
+        return;
+    };
+    let mut every = tokio::time::interval(RETRY_AFTER);
+    loop {
+        every.tick().await;
+        if state.cache.generations.any_pending() {
+            state.cache.generations.replay_pending(redis).await;
+        }
+    }
 }
 
 /// Coherence between origin instances: every instance subscribes to the namespace's

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod config;
+pub mod edge_push;
 pub mod error;
 pub mod http;
 pub mod invalidation;
@@ -28,6 +29,7 @@ use crate::cache::memory::Memory;
 use crate::cache::redis::RedisCache;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::edge_push::EdgePush;
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::state::AppState;
@@ -37,6 +39,8 @@ use crate::store::Store;
 pub enum StartError {
     #[error("JWT_SECRET is required to build the application")]
     NoJwtSecret,
+    #[error("EDGE_URL needs INTERNAL_API_KEY, the key the edge accepts changes with")]
+    EdgeWithoutKey,
     #[error("invalid REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("cannot open the store: {0}")]
@@ -69,7 +73,18 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         secret.0.as_bytes(),
         config.internal_key.as_ref().map(|k| k.0.as_str()),
     );
+    let edge = match (&config.edge_url, &config.internal_key) {
+        (Some(url), Some(key)) => Some(Arc::new(EdgePush::new(
+            url,
+            &key.0,
+            config.key_space.edge_outbox(),
+            cache.redis.clone(),
+        ))),
+        (Some(_), None) => return Err(StartError::EdgeWithoutKey),
+        _ => None,
+    };
     Ok(AppState {
+        edge,
         config,
         store,
         cache,
@@ -109,6 +124,10 @@ impl Application {
         let state = Arc::new(build_state(config, store)?);
         tokio::spawn(invalidation::listen(state.clone()));
         tokio::spawn(invalidation::follow_store(state.clone()));
+        tokio::spawn(invalidation::replay(state.clone()));
+        if let Some(edge) = &state.edge {
+            tokio::spawn(edge.clone().run());
+        }
         tokio::spawn(upkeep(state.clone()));
         Ok(Self { state, listener })
     }

@@ -10,6 +10,7 @@ use shared::WorkspaceId;
 use crate::auth::Verifier;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::edge_push::EdgePush;
 use crate::limits::Limits;
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub auth: Verifier,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// Sends changes to the edge, when `EDGE_URL` is set.
+    pub edge: Option<Arc<EdgePush>>,
     /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
     pub probe: Recent<serde_json::Value>,
 }

@@ -1,6 +1,7 @@
 //! What a change makes stale, decided once for every path that learns of one: the origin's
 //! writes, the store's change notices, an admin's invalidation and the edge's.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::keys::{board_patterns, workspace_patterns, GenerationScope};
@@ -87,6 +88,44 @@ pub fn parse_edge_request(body: &str) -> Result<Changed, InputError> {
     })
 }
 
+/// A change the origin pushes to the edge (`POST /internal/changes`, with the internal
+/// key): the workspace, and its boards, or none for the whole workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Push {
+    pub workspace_id: String,
+    pub boards: Option<Vec<i64>>,
+}
+
+impl Push {
+    pub fn new(ws: &WorkspaceId, change: &Changed) -> Self {
+        Self {
+            workspace_id: ws.as_str().to_owned(),
+            boards: match change {
+                Changed::Boards(boards) => Some(boards.iter().map(|b| b.0).collect()),
+                Changed::Workspace => None,
+            },
+        }
+    }
+
+    /// The pushed change, every id checked.
+    pub fn parse(body: &str) -> Result<(WorkspaceId, Changed), InputError> {
+        let push: Self = serde_json::from_str(body)
+            .map_err(|e| InputError::new("invalid_json", e.to_string()))?;
+        let ws = WorkspaceId::parse(&push.workspace_id)?;
+        let change = match push.boards {
+            Some(boards) => Changed::Boards(
+                boards
+                    .iter()
+                    .map(|b| BoardId::parse(&b.to_string()))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => Changed::Workspace,
+        };
+        Ok((ws, change))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +168,22 @@ mod tests {
         );
         assert_eq!(parse("not json"), Err("invalid_json"));
         assert!(parse(r#"{"action":"workspace","boardId":-1}"#).is_err());
+    }
+
+    #[test]
+    fn a_push_survives_the_wire_and_bad_ids_are_refused() {
+        let ws = WorkspaceId::parse("15213").expect("ws");
+        for change in [Changed::Boards(vec![BoardId(4), BoardId(9)]), Changed::Workspace] {
+            let wire = serde_json::to_string(&Push::new(&ws, &change)).expect("json");
+            assert_eq!(Push::parse(&wire), Ok((ws.clone(), change)));
+        }
+        for bad in [
+            r#"{"workspaceId":"a b"}"#,
+            r#"{"workspaceId":"15213","boards":[-1]}"#,
+            r#"{"workspaceId":"15213","boards":[1],"extra":1}"#,
+            "[]",
+        ] {
+            assert!(Push::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -128,6 +128,11 @@ impl KeySpace {
         format!("{key}:lock")
     }
 
+    /// The stream of changes waiting to reach the edge (the origin's outbox).
+    pub fn edge_outbox(&self) -> String {
+        format!("{}:edge-outbox", self.root())
+    }
+
     /// The pub/sub channel on which instances tell each other what changed.
     pub fn channel(&self) -> String {
         format!("{}:events", self.root())

@@ -123,7 +123,9 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             .await
             .expect("boards");
     let namespace = format!("e{}", random_suffix());
+    let port = free_port();
     let mut config = Config::from_env().expect("config");
+    config.edge_url = Some(format!("http://127.0.0.1:{port}"));
     config.listen_addr = "127.0.0.1:0".parse().expect("addr");
     config.jwt_secret = Some(Secret(SECRET.into()));
     config.internal_key = Some(Secret(INTERNAL_KEY.into()));
@@ -139,7 +141,6 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         let _ = stopped.await;
     }));
 
-    let port = free_port();
     let _wrangler = start_wrangler(
         port,
         origin_port,
@@ -345,19 +346,28 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         assert_eq!(body["success"], false);
     }
 
-    // Invalidating the board makes its next read fresh.
-    let invalidated: Value = edge
-        .http
-        .post(format!("{}/api/cache/invalidate", edge.base))
-        .bearer_auth(&user)
-        .header("X-Workspace-ID", WS)
-        .json(&json!({"boardId": boards[0], "contactId": 1, "action": "contact_updated"}))
-        .send()
+    // Invalidating the board makes its next read fresh; the whole workspace needs an
+    // admin, at the edge as at the origin.
+    let invalidate = |body: Value| {
+        edge.http
+            .post(format!("{}/api/cache/invalidate", edge.base))
+            .bearer_auth(&user)
+            .header("X-Workspace-ID", WS)
+            .json(&body)
+            .send()
+    };
+    let everything = invalidate(json!({"action": "workspace"}))
         .await
-        .expect("invalidate")
-        .json()
-        .await
-        .expect("json");
+        .expect("invalidate");
+    assert_eq!(everything.status(), StatusCode::FORBIDDEN);
+    let invalidated: Value = invalidate(
+        json!({"boardId": boards[0], "contactId": 1, "action": "contact_updated"}),
+    )
+    .await
+    .expect("invalidate")
+    .json()
+    .await
+    .expect("json");
     assert_eq!(invalidated["data"]["invalidated"], 2, "{invalidated}");
     assert_eq!(
         invalidated["data"]["origin_notified"], true,
@@ -365,6 +375,39 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     );
     let (_, after) = edge.get(&page, &user, WS).await;
     assert_eq!(after["data"]["_cache"]["status"], "MISS");
+
+    // A write through the origin reaches the edge by itself, within a second.
+    edge.get(&counts, &user, WS).await;
+    let (_, cached) = edge.get(&counts, &user, WS).await;
+    assert_eq!(cached["data"]["_cache"]["status"], "HIT");
+    let open = cached["data"]["open"].as_i64().expect("open");
+    let id: i64 = sqlx::query_scalar(
+        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' LIMIT 1",
+    )
+    .bind(WS)
+    .fetch_one(&db)
+    .await
+    .expect("an open contact");
+    let closed = reqwest::Client::new()
+        .patch(format!("http://127.0.0.1:{origin_port}/api/workspaces/{WS}/contacts/{id}"))
+        .bearer_auth(&user)
+        .json(&json!({"status": "closed"}))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(closed.status(), StatusCode::OK);
+    let written = Instant::now();
+    loop {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        if now["data"]["open"] == open - 1 {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "the edge still answers the count before the write: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()
@@ -425,4 +468,12 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let body: Value = miss.json().await.expect("a JSON error");
     assert_eq!(body["success"], false);
     assert_eq!(body["error"]["code"], "origin_unavailable");
+
+    // An invalidation the origin cannot take is a retryable 503 and changes nothing here.
+    let refused = invalidate(json!({"boardId": boards[0], "action": "contact_updated"}))
+        .await
+        .expect("invalidate");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (_, still) = edge.get(&counts, &other_user, WS).await;
+    assert_eq!(still["data"]["_cache"]["status"], "STALE");
 }

@@ -20,6 +20,10 @@ use super::acks::Acks;
 use super::events::Event;
 use super::redis::RedisCache;
 
+/// How far `distrust` moves a generation: beyond any value Redis reaches by counting
+/// bumps, so no key filled during an outage is met again once Redis answers.
+const DISTRUSTED_STEP: u64 = 1 << 32;
+
 struct Mirror {
     fields: HashMap<String, u64>,
     /// `None` until Redis has been read for this workspace.
@@ -117,12 +121,19 @@ impl Generations {
     /// `raced`: this instance bumped while the Redis read was under way, so the read may
     /// predate the bump; each field then keeps the larger value (counters only grow).
     /// Otherwise Redis's values replace the mirror's, as the authority they are.
+    /// A mirror that learns new values this way (its announcement was lost, or came
+    /// while pub/sub was down) marks the workspace changed, so fills read the primary.
     fn store_mirror(&self, ws: &WorkspaceId, mut fields: HashMap<String, u64>, raced: bool) {
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = mirrors.get(ws).filter(|_| raced) {
-            for (field, value) in &old.fields {
-                let merged = fields.entry(field.clone()).or_default();
-                *merged = (*merged).max(*value);
+        if let Some(old) = mirrors.get(ws) {
+            if raced {
+                for (field, value) in &old.fields {
+                    let merged = fields.entry(field.clone()).or_default();
+                    *merged = (*merged).max(*value);
+                }
+            }
+            if old.fields != fields {
+                self.mark_changed(ws);
             }
         }
         mirrors.insert(
@@ -168,8 +179,27 @@ impl Generations {
                 }
                 gens
             }
-            Err(_) => self.read_mirror(ws, scope, true).unwrap_or_default(),
+            Err(_) => self.distrust(ws, scope),
         }
+    }
+
+    /// Redis cannot say whether the mirror (outdated, or forgotten on an announcement)
+    /// still holds: rather than trust it, the workspace's generation moves on locally, so
+    /// nothing this instance cached under the old one is served, and the workspace counts
+    /// as changed (fills read the primary). The moved mirror is then trusted for
+    /// `max_age`, so an outage costs each workspace one miss per `max_age`, not every read.
+    fn distrust(&self, ws: &WorkspaceId, scope: GenerationScope) -> KeyGens {
+        self.mark_changed(ws);
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
+            fields: HashMap::new(),
+            fetched: None,
+        });
+        *m.fields
+            .entry(GenerationScope::Workspace.field())
+            .or_default() += DISTRUSTED_STEP;
+        m.fetched = Some(Instant::now());
+        KeyGens::from_fields(&m.fields, scope)
     }
 
     /// Makes this read the one refreshing `ws`; `None` when another read already is.
@@ -186,6 +216,12 @@ impl Generations {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
         Some(KeyGens::from_fields(&m.fields, scope))
+    }
+
+    /// Whether bumps wait for Redis.
+    pub fn any_pending(&self) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        !pending.is_empty()
     }
 
     fn has_pending(&self, ws: &WorkspaceId) -> bool {
@@ -256,7 +292,9 @@ impl Generations {
     }
 
     /// Sends bumps made while Redis was down. Each is removed only once Redis took it.
-    async fn replay_pending(&self, redis: &RedisCache) {
+    /// Reads call it, and so does a background task (`invalidation::replay`), so an idle
+    /// instance's queued bumps still reach the others once Redis is back.
+    pub async fn replay_pending(&self, redis: &RedisCache) {
         let queued: Vec<_> = {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.iter().cloned().collect()
@@ -300,6 +338,9 @@ impl Generations {
     /// Announcements may have been missed (pub/sub reconnected): distrust every mirror.
     pub fn forget_all(&self) {
         self.forgets.fetch_add(1, Ordering::AcqRel);
+        for ws in self.known_workspaces() {
+            self.mark_changed(&ws);
+        }
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         for m in mirrors.values_mut() {
             m.fetched = None;

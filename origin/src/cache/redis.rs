@@ -11,6 +11,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamMaxlen, StreamReadOptions,
+    StreamReadReply,
+};
 use redis::{AsyncCommands, Client, RedisError};
 
 use super::entry::now_ms;
@@ -27,6 +31,9 @@ pub enum RedisFailure {
 }
 
 const TRIP_AFTER_FAILURES: u32 = 3;
+
+/// The one field of each stream entry.
+const STREAM_FIELD: &str = "v";
 
 /// Compare-and-delete in one step on the server.
 const UNLOCK_IF_OWNER: &str =
@@ -236,6 +243,90 @@ impl RedisCache {
             c.publish(channel, message).await
         })
         .await
+    }
+
+    /// Appends `value` to a stream (trimmed to about `max_len` entries).
+    pub async fn stream_add(&self, stream: &str, value: &str, max_len: usize) -> Result<(), RedisFailure> {
+        self.call("xadd", |mut c| async move {
+            c.xadd_maxlen::<_, _, _, _, Option<String>>(
+                stream,
+                StreamMaxlen::Approx(max_len),
+                "*",
+                &[(STREAM_FIELD, value)],
+            )
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Creates the stream and its consumer group unless they exist.
+    pub async fn stream_group(&self, stream: &str, group: &str) -> Result<(), RedisFailure> {
+        self.call("xgroup", |mut c| async move {
+            match c.xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0").await {
+                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                done => done,
+            }
+        })
+        .await
+    }
+
+    /// Up to `count` entries for `consumer`: first those another consumer left unacknowledged
+    /// for `idle` (it died, or its sends failed), then new ones. Never blocks: the
+    /// connection is shared with the cache.
+    pub async fn stream_take(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        idle: Duration,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, RedisFailure> {
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        self.call("xreadgroup", |mut c| async move {
+            let claimed: StreamAutoClaimReply = c
+                .xautoclaim_options(
+                    stream,
+                    group,
+                    consumer,
+                    idle_ms,
+                    "0-0",
+                    StreamAutoClaimOptions::default().count(count),
+                )
+                .await?;
+            let mut entries = claimed.claimed;
+            if entries.len() < count {
+                let options = StreamReadOptions::default()
+                    .group(group, consumer)
+                    .count(count - entries.len());
+                let read: Option<StreamReadReply> =
+                    c.xread_options(&[stream], &[">"], &options).await?;
+                entries.extend(read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+            }
+            Ok(entries
+                .into_iter()
+                .filter_map(|e| {
+                    let value: String = e.get(STREAM_FIELD)?;
+                    Some((e.id, value))
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Acknowledges and deletes a handled entry.
+    pub async fn stream_done(&self, stream: &str, group: &str, id: &str) -> Result<(), RedisFailure> {
+        self.call("xack", |mut c| async move {
+            c.xack::<_, _, _, ()>(stream, group, &[id]).await?;
+            c.xdel::<_, _, ()>(stream, &[id]).await
+        })
+        .await
+    }
+
+    /// Entries in a stream.
+    pub async fn stream_len(&self, stream: &str) -> Result<u64, RedisFailure> {
+        self.call("xlen", |mut c| async move { c.xlen(stream).await })
+            .await
     }
 
     pub async fn ping(&self) -> Result<(), RedisFailure> {

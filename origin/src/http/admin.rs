@@ -41,20 +41,27 @@ pub(super) struct WorkspaceBody {
 }
 
 impl WorkspaceBody {
-    fn parse(&self, caller: &Caller) -> Result<(WorkspaceId, Option<UserId>)> {
+    /// The workspace (its admin calling, within the caller's budget) and the user to act for.
+    async fn admin_and_user(&self, state: &AppState, caller: &Caller) -> Result<(WorkspaceId, UserId)> {
         let ws = WorkspaceId::parse(&self.workspace_id)?;
         caller.admin_of(&ws)?;
-        let user = self.user_id.as_deref().map(UserId::parse).transpose()?;
-        Ok((ws, user))
-    }
-
-    fn user_or(&self, caller: &Caller) -> Result<(WorkspaceId, UserId)> {
-        let (ws, user) = self.parse(caller)?;
-        let user = match user {
+        charge(state, caller, &ws).await?;
+        let user = match self.user_id.as_deref().map(UserId::parse).transpose()? {
             Some(u) => u,
             None => caller.user()?.clone(),
         };
         Ok((ws, user))
+    }
+}
+
+/// Invalidating, warming and measuring make the origin work (and invalidations reach
+/// every instance), so each is charged like a write: to the caller's write budget, or
+/// the workspace's request budget for the edge's key without a user.
+async fn charge(state: &AppState, caller: &Caller, ws: &WorkspaceId) -> Result<()> {
+    let own = state.settings_for(ws).await.rate_limits;
+    match caller.user() {
+        Ok(user) => state.limits.write(ws, user, &own),
+        Err(_) => state.limits.request(ws, &own),
     }
 }
 
@@ -67,7 +74,8 @@ pub(super) struct InvalidateBody {
 
 /// Bumps a generation: O(1) whatever the number of entries. Nothing is deleted; every
 /// entry built on the old generation becomes unreachable and ages out. Workspace-wide
-/// needs an admin (or the edge); one board (with the counts) any member of the workspace.
+/// needs an admin (the edge's key gets no exemption: the edge forwards the member's
+/// token); one board of the workspace (with the counts) any member.
 #[utoipa::path(post, path = "/api/cache-settings/invalidate", tag = "admin",
     request_body = InvalidateBody,
     responses((status = 200, description = "The generations bumped and the patterns they cover"), Failures),
@@ -82,12 +90,18 @@ pub(super) async fn invalidate(
         Some(b) => Changed::Boards(vec![BoardId::parse(&b.to_string())?]),
         None => Changed::Workspace,
     };
-    let edge = matches!(caller, Caller::Edge { .. });
-    if change.needs_admin() && !edge {
+    if change.needs_admin() {
         caller.admin_of(&ws)?;
     } else {
         caller.workspace(&ws)?;
     }
+    if let Changed::Boards(boards) = &change {
+        let known = state.store.boards(state.reader(&ws), &ws).await?;
+        if !boards.iter().all(|b| known.contains(b)) {
+            return Err(Error::NotFound("board"));
+        }
+    }
+    charge(&state, &caller, &ws).await?;
     let bump = invalidation::changed(&state, &ws, &change).await;
     let patterns = change.patterns(&ws);
     Ok(reply::ok(json!({
@@ -111,7 +125,7 @@ pub(super) async fn warm(
     JsonBody(body): JsonBody<WorkspaceBody>,
 ) -> Result<Response> {
     let started = Instant::now();
-    let (ws, user) = body.user_or(&caller)?;
+    let (ws, user) = body.admin_and_user(&state, &caller).await?;
     let settings = state.settings_for(&ws).await;
     let mut warmed = 0;
     let mut filled = 0;
@@ -160,7 +174,7 @@ pub(super) async fn test_performance(
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<WorkspaceBody>,
 ) -> Result<Response> {
-    let (ws, user) = body.user_or(&caller)?;
+    let (ws, user) = body.admin_and_user(&state, &caller).await?;
     let ttl = state
         .settings_for(&ws)
         .await

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -360,4 +361,62 @@ async fn three_instances_stay_coherent_after_writes_and_invalidations(db: PgPool
         })
         .await;
     }
+}
+
+/// A board invalidation names a board of the workspace; a workspace-wide one needs an
+/// admin, which the edge's key is not; and invalidations are charged to a budget.
+#[sqlx::test(migrations = "../migrations")]
+async fn invalidations_are_bounded_by_board_role_and_budget(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.writes_per_user_per_min = 5;
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let foreign: i64 = sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 LIMIT 1")
+        .bind(OTHER_WS)
+        .fetch_one(&db)
+        .await
+        .expect("a board of the other workspace");
+    for board in [foreign, 999_999_999] {
+        let r = app
+            .post(
+                "/api/cache-settings/invalidate",
+                &member(),
+                json!({"workspaceId": WS, "boardId": board}),
+            )
+            .await;
+        assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+    }
+
+    let with_key = |body: serde_json::Value| {
+        app.http
+            .post(app.url("/api/cache-settings/invalidate"))
+            .header("X-Internal-Key", INTERNAL_KEY)
+            .header("X-Workspace-ID", WS)
+            .json(&body)
+            .send()
+    };
+    let everything = with_key(json!({"workspaceId": WS})).await.expect("request");
+    assert_eq!(error_code(everything, StatusCode::FORBIDDEN).await, "forbidden");
+    let one_board = with_key(json!({"workspaceId": WS, "boardId": app.boards[0]}))
+        .await
+        .expect("request");
+    assert_eq!(one_board.status(), StatusCode::OK);
+
+    let mut accepted = 0;
+    let refused = loop {
+        let r = app
+            .post(
+                "/api/cache-settings/invalidate",
+                &member(),
+                json!({"workspaceId": WS, "boardId": app.boards[0]}),
+            )
+            .await;
+        if r.status() != StatusCode::OK {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted <= 5, "more invalidations than the budget allows");
+    };
+    assert_eq!(accepted, 5);
+    assert_eq!(error_code(refused, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
 }
