@@ -6,8 +6,12 @@
 pub enum Route {
     Health,
     Metrics,
-    Counts { workspace: String },
-    Contacts { board: String },
+    Counts {
+        workspace: String,
+    },
+    Contacts {
+        board: String,
+    },
     Invalidate,
     /// The origin's pushed changes (`shared::invalidation::Push`), with the internal key.
     Changes,

@@ -97,7 +97,11 @@ impl EdgePush {
             return self.send_all(held).await;
         };
         for (i, push) in held.iter().enumerate() {
-            if redis.stream_add(&self.stream, push, STREAM_MAX).await.is_err() {
+            if redis
+                .stream_add(&self.stream, push, STREAM_MAX)
+                .await
+                .is_err()
+            {
                 let mut memory = self.memory.lock().await;
                 for (j, p) in held[i..].iter().enumerate() {
                     memory.insert(j, p.clone());
@@ -187,7 +191,9 @@ fn fold(memory: &mut VecDeque<String>) {
     workspaces.dedup();
     for ws in workspaces {
         if let Ok(ws) = WorkspaceId::parse(&ws) {
-            memory.push_back(serde_json::to_string(&Push::new(&ws, &Changed::Workspace)).unwrap_or_default());
+            memory.push_back(
+                serde_json::to_string(&Push::new(&ws, &Changed::Workspace)).unwrap_or_default(),
+            );
         }
     }
 }

@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn a_push_survives_the_wire_and_bad_ids_are_refused() {
         let ws = WorkspaceId::parse("15213").expect("ws");
-        for change in [Changed::Boards(vec![BoardId(4), BoardId(9)]), Changed::Workspace] {
+        for change in [
+            Changed::Boards(vec![BoardId(4), BoardId(9)]),
+            Changed::Workspace,
+        ] {
             let wire = serde_json::to_string(&Push::new(&ws, &change)).expect("json");
             assert_eq!(Push::parse(&wire), Ok((ws.clone(), change)));
         }

@@ -7,6 +7,7 @@
 //! scaling runs and the L1 memory runs. It prints markdown tables and writes JSON.
 
 mod ceiling;
+mod freshness;
 mod mixed;
 mod rng;
 mod scaling;
@@ -69,6 +70,8 @@ struct Plan {
     miss_pages: Vec<usize>,
     scaling_runs: usize,
     writes_for: Duration,
+    /// Writes timed from their acknowledgement to a fresh edge answer.
+    freshness_writes: usize,
 }
 
 impl Plan {
@@ -88,6 +91,7 @@ impl Plan {
                 miss_pages: vec![150, 400],
                 scaling_runs: 3,
                 writes_for: Duration::from_secs(2),
+                freshness_writes: 10,
             };
         }
         Self {
@@ -108,6 +112,7 @@ impl Plan {
             miss_pages: vec![300, 1_000, 1_500],
             scaling_runs: 5,
             writes_for: Duration::from_secs(10),
+            freshness_writes: 100,
         }
     }
 
@@ -615,7 +620,16 @@ async fn main() {
             }
         }
     }
-    drop((edge, nginx, ceiling_counts, ceiling_page));
+    // Freshness at the edge: an origin that pushes its changes to the worker takes writes.
+    let writer = origins::origin_with(
+        &url,
+        &layers(l1, Some(&redis), &run_ns),
+        &[("EDGE_URL", &edge_base)],
+    )
+    .await;
+    let edge_freshness =
+        freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
+    drop((writer, edge, nginx, ceiling_counts, ceiling_page));
     let _ = std::fs::remove_dir_all(&body_dir);
 
     // The mixed workload on two instances sharing Redis.
@@ -686,6 +700,10 @@ async fn main() {
     );
     println!("\ncounter drift after the mixed workloads: {counters_after_mixed} bucket(s)");
     println!(
+        "\n### edge freshness (origin write acknowledged to a fresh edge answer)\n\n```\n{}\n```",
+        serde_json::to_string_pretty(&edge_freshness).unwrap_or_default()
+    );
+    println!(
         "\n### L1 size\n\n```\n{}\n```",
         serde_json::to_string_pretty(&l1_runs).unwrap_or_default()
     );
@@ -715,6 +733,7 @@ async fn main() {
         "countersDriftAfterMixed": counters_after_mixed,
         "scaling": scaling,
         "writes": writes,
+        "edgeFreshness": edge_freshness,
         "l1": l1_runs,
     });
     let out = cli.out.unwrap_or_else(|| {

@@ -67,7 +67,8 @@ impl Tally {
     }
 }
 
-fn percentile(times: &mut [Duration], q: f64) -> f64 {
+/// The `q` quantile of `times`, in milliseconds.
+pub fn percentile(times: &mut [Duration], q: f64) -> f64 {
     if times.is_empty() {
         return 0.0;
     }

@@ -88,6 +88,23 @@ impl Edge {
         let status = r.status();
         (status, r.json().await.expect("every answer is JSON"))
     }
+
+    /// Reads `path` in `WS` until `done` holds of the answer: a change the origin took
+    /// must reach the edge within a second, with no call from the client.
+    async fn within_a_second(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) {
+        let since = Instant::now();
+        loop {
+            let (_, now) = self.get(path, token, WS).await;
+            if done(&now) {
+                return;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "the edge still answers as before the change: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The origin's own answer to what the edge was asked.
@@ -360,14 +377,13 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .await
         .expect("invalidate");
     assert_eq!(everything.status(), StatusCode::FORBIDDEN);
-    let invalidated: Value = invalidate(
-        json!({"boardId": boards[0], "contactId": 1, "action": "contact_updated"}),
-    )
-    .await
-    .expect("invalidate")
-    .json()
-    .await
-    .expect("json");
+    let invalidated: Value =
+        invalidate(json!({"boardId": boards[0], "contactId": 1, "action": "contact_updated"}))
+            .await
+            .expect("invalidate")
+            .json()
+            .await
+            .expect("json");
     assert_eq!(invalidated["data"]["invalidated"], 2, "{invalidated}");
     assert_eq!(
         invalidated["data"]["origin_notified"], true,
@@ -389,25 +405,17 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     .await
     .expect("an open contact");
     let closed = reqwest::Client::new()
-        .patch(format!("http://127.0.0.1:{origin_port}/api/workspaces/{WS}/contacts/{id}"))
+        .patch(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/contacts/{id}"
+        ))
         .bearer_auth(&user)
         .json(&json!({"status": "closed"}))
         .send()
         .await
         .expect("write");
     assert_eq!(closed.status(), StatusCode::OK);
-    let written = Instant::now();
-    loop {
-        let (_, now) = edge.get(&counts, &user, WS).await;
-        if now["data"]["open"] == open - 1 {
-            break;
-        }
-        assert!(
-            written.elapsed() < Duration::from_secs(1),
-            "the edge still answers the count before the write: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    edge.within_a_second(&counts, &user, |now| now["data"]["open"] == open - 1)
+        .await;
 
     // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()
@@ -431,6 +439,11 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .await
         .expect("settings");
     assert_eq!(short_ttl.status(), StatusCode::OK);
+    // The settings reach the edge as a change of the whole workspace.
+    edge.within_a_second(&counts, &user, |now| {
+        now["data"]["_cache"]["status"] == "MISS"
+    })
+    .await;
     let other_user = token("user_7", &[WS]);
     let (_, fresh) = edge.get(&counts, &other_user, WS).await;
     assert_eq!(fresh["data"]["_cache"]["status"], "MISS");

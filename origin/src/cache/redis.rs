@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamMaxlen, StreamReadOptions,
-    StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamMaxlen, StreamReadOptions, StreamReadReply,
 };
 use redis::{AsyncCommands, Client, RedisError};
 
@@ -246,7 +245,12 @@ impl RedisCache {
     }
 
     /// Appends `value` to a stream (trimmed to about `max_len` entries).
-    pub async fn stream_add(&self, stream: &str, value: &str, max_len: usize) -> Result<(), RedisFailure> {
+    pub async fn stream_add(
+        &self,
+        stream: &str,
+        value: &str,
+        max_len: usize,
+    ) -> Result<(), RedisFailure> {
         self.call("xadd", |mut c| async move {
             c.xadd_maxlen::<_, _, _, _, Option<String>>(
                 stream,
@@ -263,7 +267,10 @@ impl RedisCache {
     /// Creates the stream and its consumer group unless they exist.
     pub async fn stream_group(&self, stream: &str, group: &str) -> Result<(), RedisFailure> {
         self.call("xgroup", |mut c| async move {
-            match c.xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0").await {
+            match c
+                .xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0")
+                .await
+            {
                 Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
                 done => done,
             }
@@ -315,7 +322,12 @@ impl RedisCache {
     }
 
     /// Acknowledges and deletes a handled entry.
-    pub async fn stream_done(&self, stream: &str, group: &str, id: &str) -> Result<(), RedisFailure> {
+    pub async fn stream_done(
+        &self,
+        stream: &str,
+        group: &str,
+        id: &str,
+    ) -> Result<(), RedisFailure> {
         self.call("xack", |mut c| async move {
             c.xack::<_, _, _, ()>(stream, group, &[id]).await?;
             c.xdel::<_, _, ()>(stream, &[id]).await

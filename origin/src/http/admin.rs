@@ -42,7 +42,11 @@ pub(super) struct WorkspaceBody {
 
 impl WorkspaceBody {
     /// The workspace (its admin calling, within the caller's budget) and the user to act for.
-    async fn admin_and_user(&self, state: &AppState, caller: &Caller) -> Result<(WorkspaceId, UserId)> {
+    async fn admin_and_user(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<(WorkspaceId, UserId)> {
         let ws = WorkspaceId::parse(&self.workspace_id)?;
         caller.admin_of(&ws)?;
         charge(state, caller, &ws).await?;

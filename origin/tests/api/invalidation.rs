@@ -396,7 +396,10 @@ async fn invalidations_are_bounded_by_board_role_and_budget(db: PgPool) {
             .send()
     };
     let everything = with_key(json!({"workspaceId": WS})).await.expect("request");
-    assert_eq!(error_code(everything, StatusCode::FORBIDDEN).await, "forbidden");
+    assert_eq!(
+        error_code(everything, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
     let one_board = with_key(json!({"workspaceId": WS, "boardId": app.boards[0]}))
         .await
         .expect("request");
@@ -418,5 +421,91 @@ async fn invalidations_are_bounded_by_board_role_and_budget(db: PgPool) {
         assert!(accepted <= 5, "more invalidations than the budget allows");
     };
     assert_eq!(accepted, 5);
-    assert_eq!(error_code(refused, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
+    assert_eq!(
+        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
+        "rate_limited"
+    );
+}
+
+/// Changes made while the edge cannot be reached wait in the outbox and all arrive once it
+/// answers; each is deleted from the outbox only then. A recording server stands in for
+/// the worker here (the worker itself takes them in `tests/edge`).
+#[sqlx::test(migrations = "../migrations")]
+async fn changes_wait_in_the_outbox_until_the_edge_takes_them(db: PgPool) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let seeded = seed_workspaces(&db).await;
+    let namespace = unique_namespace();
+    let mut config = test_config(&namespace);
+    config.edge_url = Some(format!("http://127.0.0.1:{port}"));
+    let outbox = config.key_space.edge_outbox();
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let ids: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, board_id FROM contacts WHERE workspace_id = $1 AND NOT favorite ORDER BY id LIMIT 3",
+    )
+    .bind(WS)
+    .fetch_all(&db)
+    .await
+    .expect("contacts");
+    for (id, _) in &ids {
+        app.patch_contact(*id, &member(), json!({"favorite": true}))
+            .await;
+    }
+
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let record = received.clone();
+    let edge = axum::Router::new().route(
+        "/internal/changes",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                if headers.get("x-internal-key").map(|v| v.as_bytes())
+                    != Some(INTERNAL_KEY.as_bytes())
+                {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                let push = serde_json::from_str(&body).expect("a push is JSON");
+                record.lock().expect("record").push(push);
+                axum::http::StatusCode::OK
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the edge's port");
+    tokio::spawn(async move { axum::serve(listener, edge).await });
+
+    eventually(Duration::from_secs(10), || async {
+        let got = received.lock().expect("record").clone();
+        ids.iter()
+            .all(|(_, board)| {
+                got.iter()
+                    .any(|p| p["workspaceId"] == WS && p["boards"] == json!([board]))
+            })
+            .then_some(())
+    })
+    .await;
+    let mut redis = redis::Client::open(redis_url())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    eventually(Duration::from_secs(5), || {
+        let mut redis = redis.clone();
+        let outbox = outbox.clone();
+        async move {
+            let left: u64 = redis::cmd("XLEN")
+                .arg(&outbox)
+                .query_async(&mut redis)
+                .await
+                .expect("xlen");
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+    let _ = redis::cmd("DEL")
+        .arg(&outbox)
+        .query_async::<()>(&mut redis)
+        .await;
 }
