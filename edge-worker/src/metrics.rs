@@ -50,11 +50,7 @@ impl Metrics {
     }
 
     fn percentile(sorted: &[f64], q: f64) -> f64 {
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[idx.min(sorted.len() - 1)]
+        shared::stats::quantile(sorted, q).unwrap_or(0.0)
     }
 
     /// API.md's `metrics` object.

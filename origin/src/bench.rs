@@ -24,7 +24,7 @@ struct Sample {
 
 fn percentiles(mut times: Vec<Duration>) -> Sample {
     times.sort();
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+    let at = |q: f64| shared::stats::quantile(&times, q).unwrap_or_default();
     Sample {
         p50: at(0.50),
         p99: at(0.99),
@@ -184,7 +184,7 @@ pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
             }
         }
         times.sort();
-        let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+        let at = |q: f64| shared::stats::quantile(&times, q).unwrap_or_default();
         println!(
             "{}",
             serde_json::json!({

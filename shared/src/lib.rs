@@ -12,6 +12,7 @@ pub mod model;
 pub mod query;
 pub mod settings;
 pub mod splice;
+pub mod stats;
 pub mod token;
 
 pub use error::InputError;

@@ -69,12 +69,8 @@ impl Tally {
 
 /// The `q` quantile of `times`, in milliseconds.
 pub fn percentile(times: &mut [Duration], q: f64) -> f64 {
-    if times.is_empty() {
-        return 0.0;
-    }
     times.sort();
-    let i = ((times.len() as f64 - 1.0) * q).round() as usize;
-    times[i].as_secs_f64() * 1000.0
+    shared::stats::quantile(times, q).map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 async fn stats(http: &reqwest::Client, base: &str) -> Value {

@@ -25,7 +25,7 @@ where
         times.push(started.elapsed());
     }
     times.sort();
-    times[times.len() / 2].as_secs_f64() * 1000.0
+    shared::stats::quantile(&times, 0.5).map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 async fn get_ok(http: &reqwest::Client, url: &str, token: &str, ws: &str) {

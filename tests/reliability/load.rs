@@ -100,11 +100,8 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
 
 pub fn p99_ms(samples: &[&Sample]) -> f64 {
     let mut times: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
-    if times.is_empty() {
-        return 0.0;
-    }
     times.sort();
-    times[((times.len() as f64 - 1.0) * 0.99).round() as usize].as_secs_f64() * 1000.0
+    shared::stats::quantile(&times, 0.99).map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 /// Counts and p99 of the samples sent within `[from, to)`.

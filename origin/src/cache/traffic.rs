@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 use shared::model::Source;
+use shared::stats::quantile;
 use shared::WorkspaceId;
 
 const SAMPLES_PER_LAYER: usize = 2048;
@@ -32,10 +33,7 @@ pub struct Traffic {
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    quantile(sorted, q).unwrap_or(0.0)
 }
 
 impl Traffic {
