@@ -179,15 +179,18 @@ impl Generations {
                 }
                 gens
             }
-            Err(_) => self.distrust(ws, scope),
+            Err(_) => self
+                .read_expired(ws, scope)
+                .unwrap_or_else(|| self.distrust(ws, scope)),
         }
     }
 
-    /// Redis cannot say whether the mirror (outdated, or forgotten on an announcement)
-    /// still holds: rather than trust it, the workspace's generation moves on locally, so
-    /// nothing this instance cached under the old one is served, and the workspace counts
-    /// as changed (fills read the primary). The moved mirror is then trusted for
-    /// `max_age`, so an outage costs each workspace one miss per `max_age`, not every read.
+    /// Redis cannot be asked, and the mirror is known to be outdated (an announcement made
+    /// this instance forget it) or was never read: rather than trust it, the workspace's
+    /// generation moves on locally, so nothing this instance cached under the old one is
+    /// served, and the workspace counts as changed (fills read the primary). The moved
+    /// mirror is then this instance's authority until Redis answers, like a mirror that
+    /// merely expired during the outage (nothing says that one is outdated).
     fn distrust(&self, ws: &WorkspaceId, scope: GenerationScope) -> KeyGens {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
@@ -388,6 +391,28 @@ mod tests {
         assert_ne!(
             g.current(None, &ws(), GenerationScope::Counts).await,
             before
+        );
+    }
+
+    #[tokio::test]
+    async fn during_an_outage_an_expired_mirror_is_used_and_a_forgotten_one_is_not() {
+        let g = Generations::new(KeySpace::new("t").expect("valid"), Duration::ZERO);
+        let down = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
+            .expect("a lazy client");
+        let board = GenerationScope::Board(shared::BoardId(3));
+        g.store_mirror(&ws(), HashMap::from([("b3".to_owned(), 5)]), false);
+        let expired = g.current(Some(&down), &ws(), board).await;
+        assert_eq!((expired.workspace, expired.scope), (0, 5));
+
+        g.forget(&ws());
+        let distrusted = g.current(Some(&down), &ws(), board).await;
+        assert_eq!(distrusted.scope, 5);
+        assert_ne!(distrusted.workspace, expired.workspace);
+        assert!(g.changed_within(&ws(), Duration::from_secs(5)));
+        let again = g.current(Some(&down), &ws(), board).await;
+        assert_eq!(
+            again, distrusted,
+            "moved once, then this instance's authority"
         );
     }
 }
