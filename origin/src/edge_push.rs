@@ -102,19 +102,18 @@ impl EdgePush {
                 .await
                 .is_err()
             {
-                let mut memory = self.memory.lock().await;
-                for (j, p) in held[i..].iter().enumerate() {
-                    memory.insert(j, p.clone());
-                }
+                self.requeue(&held[i..]).await;
                 return true;
             }
         }
-        let _ = redis.stream_group(&self.stream, GROUP).await;
         let idle = backoff.max(SEND_TIMEOUT * 2);
         let Ok(entries) = redis
             .stream_take(&self.stream, GROUP, &self.consumer, idle, BATCH)
             .await
         else {
+            // Redis down, or restarted without the stream: the group is made again (a
+            // no-op when it exists) and the next round reads it.
+            let _ = redis.stream_group(&self.stream, GROUP).await;
             return true;
         };
         if let Ok(depth) = redis.stream_len(&self.stream).await {
@@ -138,15 +137,20 @@ impl EdgePush {
     async fn send_all(&self, held: Vec<String>) -> bool {
         for (i, push) in held.iter().enumerate() {
             if !self.send(push).await {
-                let mut memory = self.memory.lock().await;
-                for (j, p) in held[i..].iter().enumerate() {
-                    memory.insert(j, p.clone());
-                }
+                self.requeue(&held[i..]).await;
                 return false;
             }
         }
         metrics::gauge!("edgecache_edge_outbox_depth").set(self.memory.lock().await.len() as f64);
         true
+    }
+
+    /// Puts changes not yet passed on back in front of those queued since, in order.
+    async fn requeue(&self, unsent: &[String]) {
+        let mut memory = self.memory.lock().await;
+        for (i, push) in unsent.iter().enumerate() {
+            memory.insert(i, push.clone());
+        }
     }
 
     /// True once the edge took the change (or refused it as malformed, which no retry

@@ -63,14 +63,18 @@ impl TokenVerifier {
     }
 }
 
-/// Signs a token (the origin's `token` command, its demo token, and tests).
-/// Whether a presented shared secret (the edge's internal key) is the expected one. The
-/// SHA-256 digests are compared, so the time taken says nothing about the secret.
+/// Whether a presented shared secret (the edge's internal key, at the origin and at the
+/// worker) is the expected one: their SHA-256 digests, of one length whatever the inputs,
+/// are compared in constant time, so neither the secret's length nor its prefix leaks
+/// through timing.
 pub fn same_secret(expected: &str, presented: &str) -> bool {
     use sha2::{Digest, Sha256};
-    Sha256::digest(expected.as_bytes()) == Sha256::digest(presented.as_bytes())
+    use subtle::ConstantTimeEq;
+    let digest = |secret: &str| -> [u8; 32] { Sha256::digest(secret.as_bytes()).into() };
+    digest(expected).ct_eq(&digest(presented)).into()
 }
 
+/// Signs a token (the origin's `token` command, its demo token, and tests).
 pub fn issue(secret: &[u8], claims: &Claims) -> Result<String, InvalidToken> {
     encode(
         &Header::new(Algorithm::HS256),
