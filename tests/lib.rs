@@ -69,17 +69,28 @@ impl Drop for Group {
     }
 }
 
-/// `wrangler dev` on `port` in front of the origin on `origin_port`, with a local KV of
-/// its own; `vars` are added as `--var NAME:value`.
+/// `wrangler dev` on `port` in front of the origin on `origin_port`, with a local KV and
+/// Durable Objects of its own; `vars` are added as `--var NAME:value`.
 pub fn start_wrangler(port: u16, origin_port: u16, vars: &[(&str, &str)]) -> Group {
-    let root = root();
     let state_dir = std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()));
+    start_wrangler_at(port, origin_port, vars, &state_dir)
+}
+
+/// `start_wrangler` keeping its KV and Durable Objects in `state_dir`, so a restarted
+/// edge finds what it held before.
+pub fn start_wrangler_at(
+    port: u16,
+    origin_port: u16,
+    vars: &[(&str, &str)],
+    state_dir: &std::path::Path,
+) -> Group {
+    let root = root();
     let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
     command
         .current_dir(&root)
         .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
         .arg("--persist-to")
-        .arg(&state_dir)
+        .arg(state_dir)
         .args([
             "--var",
             &format!("ORIGIN_URL:http://127.0.0.1:{origin_port}"),

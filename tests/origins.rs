@@ -44,8 +44,25 @@ pub async fn origin(database_url: &str, layers: &Layers) -> Origin {
 
 /// An origin with extra environment (`REQUEST_TIMEOUT_MS`, …) after the layers'.
 pub async fn origin_with(database_url: &str, layers: &Layers, env: &[(&str, &str)]) -> Origin {
+    origin_under(&[], database_url, layers, env).await
+}
+
+/// `origin_with`, run by `wrapper` (a program and its arguments, e.g. valgrind's).
+pub async fn origin_under(
+    wrapper: &[&str],
+    database_url: &str,
+    layers: &Layers,
+    env: &[(&str, &str)],
+) -> Origin {
     let port = free_port();
-    let mut command = Command::new(origin_binary());
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(origin_binary());
+            command
+        }
+        None => Command::new(origin_binary()),
+    };
     command
         .env("DATABASE_URL", database_url)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -66,9 +83,11 @@ pub async fn origin_with(database_url: &str, layers: &Layers, env: &[(&str, &str
     command.envs(env.iter().copied());
     let process = Group::spawn(command).expect("origin starts (cargo build --release -p origin)");
     let origin = Origin { port, process };
+    // A wrapped origin (valgrind) starts many times slower.
+    let start = if wrapper.is_empty() { 30 } else { 180 };
     wait_ok(
         &format!("{}/api/cache-settings/health", origin.base()),
-        Duration::from_secs(30),
+        Duration::from_secs(start),
     )
     .await;
     origin

@@ -17,6 +17,9 @@ pub struct Metrics {
     kv_hits: u64,
     redis_hits: u64,
     database_hits: u64,
+    /// Requests to the generations' Durable Objects made to read them (what the object
+    /// costs per isolate; bumps are one each on top).
+    object_reads: u64,
     latencies_ms: VecDeque<f64>,
 }
 
@@ -34,6 +37,10 @@ impl Metrics {
             Source::Database => self.database_hits += 1,
         }
         self.latency(ms);
+    }
+
+    pub fn object_read(&mut self) {
+        self.object_reads += 1;
     }
 
     pub fn error(&mut self, ms: f64) {
@@ -81,6 +88,7 @@ impl Metrics {
                 "redis_hits": self.redis_hits,
                 "database_hits": self.database_hits,
             },
+            "generations": {"object_reads": self.object_reads},
         })
     }
 }
@@ -97,7 +105,9 @@ mod tests {
         }
         m.read(CacheStatus::Miss, Source::Database, 1.0);
         m.error(1.0);
+        m.object_read();
         let s = m.snapshot();
+        assert_eq!(s["generations"]["object_reads"], 1);
         assert_eq!(s["requests"]["total"], 102);
         assert_eq!(s["cache"]["kv_hits"], 100);
         assert_eq!(s["cache"]["database_hits"], 1);

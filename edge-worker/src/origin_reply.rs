@@ -6,8 +6,9 @@ use shared::model::Source;
 
 use crate::fail::{Fail, Result};
 
-/// A successful answer: the `data` object as the origin sent it, where the origin found
-/// it, and how long it stays fresh (0: do not store it, e.g. caching is off).
+/// A successful answer: the `data` object as the origin sent it but for its `_cache`
+/// block (which describes the origin's layers; the edge serves its own), where the origin
+/// found it, and how long it stays fresh (0: do not store it, e.g. caching is off).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fetched {
     pub data: String,
@@ -26,7 +27,7 @@ fn unreadable() -> Fail {
 /// Reads the origin's `status` and `body`. A refusal keeps the origin's status (a 5xx
 /// becomes 502: the fault is upstream) and a code the worker knows.
 pub fn read(status: u16, body: &str) -> Result<Fetched> {
-    let parsed: Value = serde_json::from_str(body).map_err(|_| unreadable())?;
+    let mut parsed: Value = serde_json::from_str(body).map_err(|_| unreadable())?;
     if !(200..300).contains(&status) {
         let error = &parsed["error"];
         return Err(Fail::new(
@@ -37,13 +38,12 @@ pub fn read(status: u16, body: &str) -> Result<Fetched> {
                 .unwrap_or("the origin refused the request"),
         ));
     }
-    let data = &parsed["data"];
-    if !data.is_object() {
+    let Value::Object(mut data) = parsed["data"].take() else {
         return Err(unreadable());
-    }
-    let cache = &data["_cache"];
+    };
+    let cache = data.remove("_cache").unwrap_or_default();
     Ok(Fetched {
-        data: data.to_string(),
+        data: Value::Object(data).to_string(),
         source: Source::deserialize(&cache["source"]).unwrap_or(Source::Database),
         ttl_secs: cache["ttl"].as_u64().unwrap_or(0),
     })
@@ -73,6 +73,10 @@ mod tests {
         assert_eq!((f.source, f.ttl_secs), (Source::RedisCache, 300));
         let data: Value = serde_json::from_str(&f.data).expect("data is JSON");
         assert_eq!(data["open"], 3);
+        assert!(
+            data.get("_cache").is_none(),
+            "the origin's own block is not kept"
+        );
         let uncached = read(200, r#"{"success":true,"data":{"open":3}}"#).expect("read");
         assert_eq!((uncached.source, uncached.ttl_secs), (Source::Database, 0));
     }

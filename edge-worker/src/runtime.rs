@@ -3,7 +3,6 @@
 //! isolate): every failure becomes a JSON error response.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -15,13 +14,14 @@ use shared::query::ContactListQuery;
 use shared::token::{same_secret, TokenVerifier};
 use shared::{BoardId, UserId, WorkspaceId};
 use worker::{
-    event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, Request,
-    RequestInit, Response,
+    event, AbortController, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method,
+    ObjectNamespace, Request, RequestInit, Response,
 };
 
 use crate::access::{self, Presented};
 use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
+use crate::generations::{self, Counters};
 use crate::metrics::Metrics;
 use crate::origin_reply::{self, Fetched};
 use crate::reply::{cached_body, error_body, success_body};
@@ -67,6 +67,8 @@ impl From<worker::kv::KvError> for Fail {
 struct Config {
     request_id: String,
     kv: KvStore,
+    generations: ObjectNamespace,
+    generation_max_age_ms: u64,
     keys: KeySpace,
     tokens: TokenVerifier,
     origin_url: String,
@@ -99,6 +101,12 @@ impl Config {
             kv: env
                 .kv("CACHE_KV")
                 .map_err(|_| missing("CACHE_KV binding"))?,
+            generations: env
+                .durable_object("GENERATIONS")
+                .map_err(|_| missing("GENERATIONS binding"))?,
+            generation_max_age_ms: var(env, "EDGE_GENERATION_MAX_AGE_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000),
             keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,
             tokens: TokenVerifier::new(jwt.as_bytes()),
             origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
@@ -188,11 +196,13 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let gens = generations(&cfg, &ws).await;
-            let g = Generations::from_fields(&gens, GenerationScope::Counts);
-            let key = cfg.keys.counts(&ws, g, &user);
+            let key = counters(&cfg, &ws).await.map(|c| {
+                let g = Generations::from_fields(&c, &[GenerationScope::Counts]);
+                cfg.keys.counts(&ws, g, &user)
+            });
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
-            read(cfg, &req, ctx, started, key, path, ws, user).await
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
         }
         Route::Contacts { board } => {
             let cfg = Config::load(env, &req)?;
@@ -209,16 +219,14 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
                 board,
                 &user,
             )?;
-            let gens = generations(&cfg, &ws).await;
-            let key = cfg.keys.contacts(
-                &ws,
-                board,
-                Generations::from_fields(&gens, GenerationScope::Board(board)),
-                &q,
-            );
+            let key = counters(&cfg, &ws).await.map(|c| {
+                let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
+                cfg.keys.contacts(&ws, board, g, &q)
+            });
             let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
             let path = format!("/api/boards/{board}/contacts{query}");
-            read(cfg, &req, ctx, started, key, path, ws, user).await
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
         }
         Route::Invalidate => {
             let cfg = Config::load(env, &req)?;
@@ -237,7 +245,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, started: u64) -> Res
             let bumped = bump(&cfg, &ws, &change).await?;
             Ok(json_response(
                 200,
-                success_body(&json!({"invalidated": bumped})),
+                success_body(&json!({"invalidated": bumped.len(), "generations": bumped})),
             )?)
         }
     }
@@ -258,29 +266,50 @@ fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(User
     access::authorize(&cfg.tokens, presented, path_ws)
 }
 
-/// The workspace's generation counters at this location (missing or unreadable: zeros).
-async fn generations(cfg: &Config, ws: &WorkspaceId) -> HashMap<String, u64> {
-    cfg.kv
-        .get(&cfg.keys.generations(ws))
-        .json::<HashMap<String, u64>>()
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+/// The workspace's generation counters; `None` when they cannot be read now.
+async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<Counters> {
+    let name = cfg.keys.generations(ws);
+    let asked = || METRICS.with(|m| m.borrow_mut().object_read());
+    generations::read(
+        &cfg.generations,
+        &name,
+        now_ms(),
+        cfg.generation_max_age_ms,
+        asked,
+    )
+    .await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A read the origin answers on a miss: its path there, and whom it is for.
+struct Asked {
+    path: String,
+    ws: WorkspaceId,
+    user: UserId,
+}
+
+/// Answers `asked` from KV under `key`, or from the origin (filling KV) on a miss.
 async fn read(
     cfg: Config,
     req: &Request,
     ctx: &Context,
     started: u64,
-    key: String,
-    path: String,
-    ws: WorkspaceId,
-    user: UserId,
+    key: Option<String>,
+    asked: Asked,
 ) -> Result<Response> {
     let location = colo(req);
+    // Without the generations no KV entry is known to be current: the origin answers,
+    // and nothing is stored.
+    let Some(key) = key else {
+        let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
+        let meta = CacheMeta {
+            status: CacheStatus::Bypass,
+            source,
+            ttl: 0,
+            edge_location: Some(location),
+            response_time_ms: (now_ms() - started) as f64,
+        };
+        return answer(&data, meta);
+    };
     let cached = cfg
         .kv
         .get(&key)
@@ -294,11 +323,11 @@ async fn read(
         }
         (Some(data), Some(meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Stale => {
             ctx.wait_until(async move {
-                let _ = fill(&cfg, &key, &path, &ws, &user).await;
+                let _ = fill(&cfg, &key, &asked).await;
             });
             (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
         }
-        (stale, meta) => match fill(&cfg, &key, &path, &ws, &user).await {
+        (stale, meta) => match fill(&cfg, &key, &asked).await {
             Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
             Err(f) if f.status >= 500 => match (stale, meta) {
                 (Some(data), Some(meta)) => {
@@ -321,28 +350,38 @@ async fn read(
         edge_location: Some(location),
         response_time_ms: elapsed,
     };
-    METRICS.with(|m| m.borrow_mut().read(status, source, elapsed));
-    let mut response = json_response(200, cached_body(&data, &cache_meta))?;
+    answer(&data, cache_meta)
+}
+
+fn answer(data: &str, meta: CacheMeta) -> Result<Response> {
+    METRICS.with(|m| {
+        m.borrow_mut()
+            .read(meta.status, meta.source, meta.response_time_ms)
+    });
+    let mut response = json_response(200, cached_body(data, &meta))?;
     let _ = response
         .headers_mut()
-        .set("x-cache-status", status.as_str());
+        .set("x-cache-status", meta.status.as_str());
     Ok(response)
+}
+
+async fn from_origin(cfg: &Config, asked: &Asked) -> Result<Fetched> {
+    let who = As::Edge(&asked.user);
+    let (status, body) = call_origin(cfg, Method::Get, &asked.path, &asked.ws, who, None).await?;
+    origin_reply::read(status, &body)
 }
 
 /// Asks the origin and stores its answer in KV for as long as the origin says it is fresh.
 async fn fill(
     cfg: &Config,
     key: &str,
-    path: &str,
-    ws: &WorkspaceId,
-    user: &UserId,
+    asked: &Asked,
 ) -> Result<(String, Source, Option<EntryMeta>)> {
-    let (status, body) = ask_origin(cfg, path, ws, user).await?;
     let Fetched {
         data,
         source,
         ttl_secs: ttl,
-    } = origin_reply::read(status, &body)?;
+    } = from_origin(cfg, asked).await?;
     if ttl == 0 {
         return Ok((data, source, None));
     }
@@ -358,15 +397,6 @@ async fn fill(
         }
     }
     Ok((data, source, Some(meta)))
-}
-
-async fn ask_origin(
-    cfg: &Config,
-    path: &str,
-    ws: &WorkspaceId,
-    user: &UserId,
-) -> Result<(u16, String)> {
-    call_origin(cfg, Method::Get, path, ws, As::Edge(user), None).await
 }
 
 /// Whom a request to the origin speaks for.
@@ -456,10 +486,7 @@ async fn invalidate(
     body: &str,
 ) -> Result<Response> {
     let change = parse_edge_request(body)?;
-    let board = match &change {
-        Changed::Boards(boards) => boards.first().map(|b| b.0),
-        Changed::Workspace => None,
-    };
+    let board = change.boards().and_then(|b| b.first().map(|b| b.0));
     let origin_body = json!({"workspaceId": ws, "boardId": board}).to_string();
     let (status, reply) = call_origin(
         cfg,
@@ -475,7 +502,8 @@ async fn invalidate(
     Ok(json_response(
         200,
         success_body(&json!({
-            "invalidated": bumped,
+            "invalidated": bumped.len(),
+            "generations": bumped,
             "patterns": change.patterns(ws),
             "method": "generation_bump",
             "origin_notified": true,
@@ -483,21 +511,25 @@ async fn invalidate(
     )?)
 }
 
-/// Moves on this location's generations that `change` covers; how many.
-async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<usize> {
-    let scopes = change.scopes();
-    let mut gens = generations(cfg, ws).await;
-    for scope in &scopes {
-        *gens.entry(scope.field()).or_default() += 1;
-    }
-    cfg.kv
-        .put(
-            &cfg.keys.generations(ws),
-            serde_json::to_string(&gens).unwrap_or_default(),
-        )?
-        .execute()
-        .await?;
-    Ok(scopes.len())
+/// Moves on the generations that `change` covers, in the workspace's object (so at
+/// every location); the new value of each. Not done: a retryable 503.
+async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counters> {
+    let fields: Vec<String> = change.scopes().iter().map(|s| s.field()).collect();
+    let name = cfg.keys.generations(ws);
+    let counters = generations::bump(&cfg.generations, &name, &fields, now_ms())
+        .await
+        .map_err(|e| {
+            worker::console_error!("generations not bumped: {e}");
+            Fail::new(
+                503,
+                "generations_unavailable",
+                "the edge cannot move its generations now; retry",
+            )
+        })?;
+    Ok(fields
+        .into_iter()
+        .filter_map(|f| counters.get(&f).map(|v| (f, *v)))
+        .collect())
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {

@@ -90,6 +90,14 @@ async function edgeHealth() {
   }
 }
 
+/** This origin's outbox to the edge (EDGE_URL): changes waiting and the last one's lag. */
+function pushBadge(push) {
+  if (!push) return badge("edge push", "unknown", "EDGE_URL not set: the edge keeps to its TTLs");
+  const lag = push.lastLagMs == null ? "no change sent yet" : `last change reached the edge ${push.lastLagMs} ms after it was made`;
+  const state = push.edgeReachable ? "up" : "down";
+  return badge("edge push", state, `${push.outboxDepth} waiting; ${push.edgeReachable ? lag : "the edge refuses or cannot be reached, retrying"}`);
+}
+
 async function refresh() {
   try {
     const [health, status, [edge, edgeMetrics]] = await Promise.all([
@@ -106,6 +114,7 @@ async function refresh() {
         : badge("redis", "unknown", "not configured: L1 only (set REDIS_URL for L2)"),
       badge("database", c.database.up ? "up" : "down", `${c.database.store}: ${describe(c.database)}`),
       edge,
+      pushBadge(status.edgePush),
     );
     record(status, edgeMetrics);
     clearError();

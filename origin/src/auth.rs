@@ -3,6 +3,9 @@
 //! Every failure answers the same 401 body. Handlers then ask the `Caller` for what
 //! they need (a workspace, the admin role), so authorization is one call per handler.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::http::HeaderMap;
 use shared::token::{same_secret, TokenVerifier};
 use shared::{UserId, WorkspaceId};
@@ -14,13 +17,21 @@ pub const WORKSPACE_HEADER: &str = "x-workspace-id";
 pub const USER_HEADER: &str = "x-user-id";
 pub use shared::token::{issue, Claims};
 
+/// How long a verified token is remembered, and how many are.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+const VERIFIED_MAX: u64 = 10_000;
+
+/// A person with a verified token.
+#[derive(Debug)]
+pub struct Person {
+    pub user: UserId,
+    pub claims: Claims,
+}
+
 /// Who is calling, as established by the middleware.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    User {
-        user: UserId,
-        claims: Claims,
-    },
+    User(Arc<Person>),
     /// The edge worker, which verified the user's token itself and forwards the user.
     Edge {
         user: Option<UserId>,
@@ -32,7 +43,8 @@ impl Caller {
     pub fn workspace(&self, ws: &WorkspaceId) -> Result<()> {
         match self {
             Self::Edge { .. } => Ok(()),
-            Self::User { claims, .. } => claims
+            Self::User(p) => p
+                .claims
                 .grants(ws)
                 .then_some(())
                 .ok_or(Error::Forbidden("the token does not grant this workspace")),
@@ -44,7 +56,7 @@ impl Caller {
     /// settings need a person's token, so a leaked key cannot change any workspace.
     pub fn person(&self) -> Result<()> {
         match self {
-            Self::User { .. } => Ok(()),
+            Self::User(_) => Ok(()),
             Self::Edge { .. } => Err(Error::Forbidden(
                 "the edge's key may only read and invalidate a board",
             )),
@@ -59,7 +71,7 @@ impl Caller {
 
     pub fn admin(&self) -> Result<()> {
         match self {
-            Self::User { claims, .. } if claims.is_admin() => Ok(()),
+            Self::User(p) if p.claims.is_admin() => Ok(()),
             _ => Err(Error::Forbidden("this needs the admin role")),
         }
     }
@@ -67,9 +79,9 @@ impl Caller {
     /// An admin whose token grants every workspace: sees the system-wide view.
     pub fn is_operator(&self) -> bool {
         match self {
-            Self::User { claims, .. } => {
-                claims.is_admin()
-                    && claims
+            Self::User(p) => {
+                p.claims.is_admin()
+                    && p.claims
                         .workspaces
                         .iter()
                         .any(|w| w == shared::token::ALL_WORKSPACES)
@@ -81,7 +93,7 @@ impl Caller {
     /// The user the request acts for (`assignedToMe`).
     pub fn user(&self) -> Result<&UserId> {
         match self {
-            Self::User { user, .. } => Ok(user),
+            Self::User(p) => Ok(&p.user),
             Self::Edge { user: Some(user) } => Ok(user),
             Self::Edge { user: None } => {
                 Err(Error::bad_request("missing_user", "X-User-ID is required"))
@@ -93,6 +105,10 @@ impl Caller {
 pub struct Verifier {
     tokens: TokenVerifier,
     internal_key: Option<String>,
+    /// Tokens verified in the last minute, so that a request with one pays neither the
+    /// HMAC nor the parsing of its claims again. Keyed by the whole token, so only a token
+    /// that was verified ever matches; never used past the token's `exp`.
+    verified: moka::sync::Cache<Box<str>, Arc<Person>>,
 }
 
 impl Verifier {
@@ -100,7 +116,23 @@ impl Verifier {
         Self {
             tokens: TokenVerifier::new(jwt_secret),
             internal_key: internal_key.map(str::to_owned),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_MAX)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
         }
+    }
+
+    fn person(&self, token: &str) -> Result<Arc<Person>> {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        if let Some(person) = self.verified.get(token).filter(|p| p.claims.exp > now) {
+            return Ok(person);
+        }
+        let claims = self.tokens.verify(token).map_err(|_| Error::Unauthorized)?;
+        let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
+        let person = Arc::new(Person { user, claims });
+        self.verified.insert(token.into(), person.clone());
+        Ok(person)
     }
 
     fn is_internal_key(&self, presented: &str) -> bool {
@@ -121,17 +153,13 @@ impl Verifier {
         }
         let auth = single_header(headers, "authorization")?.ok_or(Error::Unauthorized)?;
         let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
-        let claims = self
-            .tokens
-            .verify(token.trim())
-            .map_err(|_| Error::Unauthorized)?;
-        let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
+        let person = self.person(token.trim())?;
         if let Some(claimed) = single_header(headers, USER_HEADER)? {
-            if claimed != user.as_str() {
+            if claimed != person.user.as_str() {
                 return Err(Error::Forbidden("X-User-ID differs from the token's user"));
             }
         }
-        Ok(Caller::User { user, claims })
+        Ok(Caller::User(person))
     }
 }
 
@@ -179,6 +207,35 @@ mod tests {
 
     fn bearer(token: &str) -> String {
         format!("Bearer {token}")
+    }
+
+    #[test]
+    fn a_remembered_token_is_used_only_as_itself_and_only_until_it_expires() {
+        let v = Verifier::new(SECRET, None);
+        let token = issue(SECRET, &claims(3600)).expect("token");
+        let auth = bearer(&token);
+        for _ in 0..2 {
+            let caller = v
+                .authenticate(&headers(&[("authorization", &auth)]))
+                .expect("valid");
+            assert_eq!(caller.user().expect("user").as_str(), "u1");
+        }
+        assert!(v.verified.contains_key(token.as_str()));
+        let other = bearer(&format!("{token}x"));
+        assert!(v
+            .authenticate(&headers(&[("authorization", &other)]))
+            .is_err());
+        let expired = Arc::new(Person {
+            user: UserId::parse("u1").expect("user"),
+            claims: claims(-10),
+        });
+        v.verified.insert("remembered".into(), expired);
+        let remembered = bearer("remembered");
+        assert!(
+            v.authenticate(&headers(&[("authorization", &remembered)]))
+                .is_err(),
+            "an expired token is never taken from memory"
+        );
     }
 
     #[test]

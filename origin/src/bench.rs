@@ -65,11 +65,11 @@ where
             redis: true,
         };
         cache
-            .read_through(key.to_owned(), 3600, redis_only, compute)
+            .read_through(key.to_owned(), 3600, redis_only, None, compute)
             .await?;
         let redis = time_n(n, || async {
             cache
-                .read_through(key.to_owned(), 3600, redis_only, compute)
+                .read_through(key.to_owned(), 3600, redis_only, None, compute)
                 .await
                 .map(drop)
         })
@@ -77,11 +77,11 @@ where
         out.push(("redis", redis));
     }
     cache
-        .read_through(key.to_owned(), 3600, Layers::ALL, compute)
+        .read_through(key.to_owned(), 3600, Layers::ALL, None, compute)
         .await?;
     let memory = time_n(n, || async {
         cache
-            .read_through(key.to_owned(), 3600, Layers::ALL, compute)
+            .read_through(key.to_owned(), 3600, Layers::ALL, None, compute)
             .await
             .map(drop)
     })
@@ -113,11 +113,7 @@ fn print(what: &str, rows: &[(&str, Sample)]) {
 pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
     let user = UserId::parse("user_3")?;
     let cache = &state.cache;
-    let gens = cache
-        .generations
-        .current(cache.redis.as_deref(), ws, GenerationScope::Counts)
-        .await;
-    let counts_key = cache.keys.counts(ws, gens, &user);
+    let counts_key = crate::reads::counts_key(state, ws, &user).await;
     let counts =
         || store::counts_json(state.store.clone(), Read::Primary, ws.clone(), user.clone());
     print("counts", &layers(cache, &counts_key, n, counts).await?);
@@ -131,7 +127,11 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
     let q = ContactListQuery::default();
     let board_gens = cache
         .generations
-        .current(cache.redis.as_deref(), ws, GenerationScope::Board(board))
+        .current(
+            cache.redis.as_deref(),
+            ws,
+            &GenerationScope::of_page(board, &q),
+        )
         .await;
     let page_key = cache.keys.contacts(ws, board, board_gens, &q);
     let page = || {
@@ -160,10 +160,10 @@ pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
     for &n in sizes {
         let memory = Memory::new(u64::MAX / 2, Duration::from_secs(3600));
         let before = resident_bytes().unwrap_or(0);
-        let key = |i: usize| format!("ec:v2:counts:{{ws{}}}:g1.1:user_{i}", i % 500);
+        let key = |i: usize| format!("ec:v3:counts:{{ws{}}}:g1.1:user_{i}", i % 500);
         for i in 0..n {
             memory
-                .insert(key(i), Arc::new(Entry::new(body.to_owned(), 3600)))
+                .insert(key(i), Arc::new(Entry::new(body.to_owned(), 3600, None)))
                 .await;
         }
         memory.settle().await;

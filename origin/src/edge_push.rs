@@ -7,8 +7,11 @@
 //! Redis they are sent from memory (an instance that stops then loses what it holds).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use shared::invalidation::{Changed, Push};
 use shared::WorkspaceId;
@@ -39,6 +42,11 @@ pub struct EdgePush {
     redis: Option<Arc<RedisCache>>,
     memory: Mutex<VecDeque<String>>,
     wake: Notify,
+    /// What the panel shows: changes waiting, how long the last one took to reach the
+    /// edge (`u64::MAX`: none yet), and whether the edge refuses or cannot be reached.
+    depth: AtomicU64,
+    last_lag_ms: AtomicU64,
+    failing: AtomicBool,
 }
 
 impl EdgePush {
@@ -52,7 +60,25 @@ impl EdgePush {
             redis,
             memory: Mutex::default(),
             wake: Notify::new(),
+            depth: AtomicU64::new(0),
+            last_lag_ms: AtomicU64::new(u64::MAX),
+            failing: AtomicBool::new(false),
         }
+    }
+
+    /// The outbox as this instance last saw it, for the admin status and the panel.
+    pub fn report(&self) -> Value {
+        let lag = self.last_lag_ms.load(Ordering::Relaxed);
+        json!({
+            "outboxDepth": self.depth.load(Ordering::Relaxed),
+            "lastLagMs": (lag != u64::MAX).then_some(lag),
+            "edgeReachable": !self.failing.load(Ordering::Relaxed),
+        })
+    }
+
+    fn set_depth(&self, depth: usize) {
+        self.depth.store(depth as u64, Ordering::Relaxed);
+        metrics::gauge!("edgecache_edge_outbox_depth").set(depth as f64);
     }
 
     /// Queues `change` for the edge; returns at once.
@@ -117,7 +143,7 @@ impl EdgePush {
             return true;
         };
         if let Ok(depth) = redis.stream_len(&self.stream).await {
-            metrics::gauge!("edgecache_edge_outbox_depth").set(depth as f64);
+            self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
         }
         for (id, push) in entries {
             if !self.send(&push).await {
@@ -125,8 +151,10 @@ impl EdgePush {
             }
             if let Some(queued_ms) = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()) {
                 let now = u64::try_from(now_ms()).unwrap_or(0);
-                let lag = now.saturating_sub(queued_ms) as f64 / 1000.0;
-                metrics::histogram!("edgecache_edge_propagation_seconds").record(lag);
+                let lag_ms = now.saturating_sub(queued_ms);
+                self.last_lag_ms.store(lag_ms, Ordering::Relaxed);
+                metrics::histogram!("edgecache_edge_propagation_seconds")
+                    .record(lag_ms as f64 / 1000.0);
             }
             let _ = redis.stream_done(&self.stream, GROUP, &id).await;
         }
@@ -141,7 +169,7 @@ impl EdgePush {
                 return false;
             }
         }
-        metrics::gauge!("edgecache_edge_outbox_depth").set(self.memory.lock().await.len() as f64);
+        self.set_depth(self.memory.lock().await.len());
         true
     }
 
@@ -165,7 +193,7 @@ impl EdgePush {
             .timeout(SEND_TIMEOUT)
             .send()
             .await;
-        match sent {
+        let taken = match sent {
             Ok(r) if r.status().is_success() => true,
             Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
                 tracing::error!(%push, "the edge refused a change as malformed; dropped");
@@ -179,7 +207,9 @@ impl EdgePush {
                 tracing::warn!(error = %e, "the edge is unreachable; will retry");
                 false
             }
-        }
+        };
+        self.failing.store(!taken, Ordering::Relaxed);
+        taken
     }
 }
 

@@ -25,7 +25,7 @@ pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bu
     let bump = state
         .cache
         .generations
-        .bump(state.cache.redis.as_deref(), ws, &change.scopes())
+        .bump(state.cache.redis.as_deref(), ws, change)
         .await;
     if let Some(edge) = &state.edge {
         edge.queue(ws, change).await;

@@ -8,7 +8,7 @@ use origin::cache::topology::Layout;
 use origin::config::{Config, Secret};
 use origin::store::{self, Store};
 use origin::{telemetry, Application};
-use shared::keys::GenerationScope;
+use shared::invalidation::Changed;
 use shared::WorkspaceId;
 
 #[derive(Parser)]
@@ -170,7 +170,7 @@ async fn invalidate_workspace(config: &Config, ws: &WorkspaceId) {
     let Some(url) = &config.redis_url else { return };
     if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
         Generations::new(config.key_space.clone(), config.generation_max_age)
-            .bump(Some(&redis), ws, &[GenerationScope::Workspace])
+            .bump(Some(&redis), ws, &Changed::Workspace)
             .await;
     }
 }

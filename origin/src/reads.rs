@@ -23,7 +23,8 @@ pub async fn counts(
         .cache
         .read(
             ws,
-            GenerationScope::Counts,
+            &[GenerationScope::Counts],
+            None,
             ttl,
             |gens| keys.counts(ws, gens, user),
             || {
@@ -52,7 +53,8 @@ pub async fn page(
         .cache
         .read(
             ws,
-            GenerationScope::Board(board),
+            &GenerationScope::of_page(board, q),
+            Some(board),
             ttl,
             |gens| keys.contacts(ws, board, gens, q),
             || {
@@ -69,7 +71,7 @@ pub async fn counts_key(state: &AppState, ws: &WorkspaceId, user: &UserId) -> St
     let cache = &state.cache;
     let gens = cache
         .generations
-        .current(cache.redis.as_deref(), ws, GenerationScope::Counts)
+        .current(cache.redis.as_deref(), ws, &[GenerationScope::Counts])
         .await;
     cache.keys.counts(ws, gens, user)
 }

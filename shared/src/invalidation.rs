@@ -5,21 +5,99 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::keys::{board_patterns, workspace_patterns, GenerationScope};
+use crate::model::Contact;
+use crate::query::{Filter, SortBy};
 use crate::{BoardId, InputError, WorkspaceId};
 
 /// A change as the caches see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
-    /// Contacts on these boards were created, edited, moved or deleted.
+    /// Contacts on these boards were created, moved or deleted, or changed in ways nobody
+    /// described.
     Boards(Vec<BoardId>),
+    /// One contact edited in place (same board, column and archive flag).
+    Edited(Edit),
     /// Anything in the workspace may have changed.
     Workspace,
 }
 
+/// What an in-place edit of one contact changed: the lists of its board that it entered,
+/// left or moved in. Most CRM writes are these (a message touches `last_activity_at`, an
+/// agent flags or assigns), and each leaves the board's other lists, and the pages of the
+/// changed lists not showing the contact, as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub board: BoardId,
+    pub contact: i64,
+    /// Filters the contact may have entered or left.
+    pub views: Vec<Filter>,
+    /// Sorts whose field changed.
+    pub orders: Vec<SortBy>,
+    /// Whether a field a search matches (name, email, company) changed.
+    pub searched: bool,
+}
+
+/// Whether `filter`'s predicate (store/filters.rs at the origin) reads a field that
+/// differs between the two versions of a contact.
+fn view_changed(filter: Filter, old: &Contact, new: &Contact) -> bool {
+    match filter {
+        Filter::All | Filter::Archived => old.archived != new.archived,
+        Filter::Open | Filter::Closed => old.status != new.status,
+        Filter::Unassigned | Filter::AssignedToMe => old.assigned_to != new.assigned_to,
+        Filter::HighPriority | Filter::MediumPriority | Filter::LowPriority => {
+            old.priority != new.priority
+        }
+        Filter::NeedsResponse => old.needs_response != new.needs_response,
+        Filter::FollowUp => old.follow_up != new.follow_up,
+        Filter::Favorites => old.favorite != new.favorite,
+        Filter::UnhappyCustomers => old.sentiment != new.sentiment,
+        Filter::NewCustomers => old.created_at != new.created_at,
+        Filter::RecentActivity => old.last_activity_at != new.last_activity_at,
+    }
+}
+
+fn order_changed(sort: SortBy, old: &Contact, new: &Contact) -> bool {
+    match sort {
+        SortBy::CreatedAt => old.created_at != new.created_at,
+        SortBy::UpdatedAt => old.updated_at != new.updated_at,
+        SortBy::Name => old.name != new.name,
+        SortBy::LastActivityAt => old.last_activity_at != new.last_activity_at,
+    }
+}
+
 impl Changed {
+    /// What updating a contact from `old` to `new` changed. Moving it to another board or
+    /// column, or archiving it, changes its boards whole.
+    pub fn update(old: &Contact, new: &Contact) -> Self {
+        let (from, to) = (BoardId(old.board_id), BoardId(new.board_id));
+        if from != to {
+            return Self::Boards(vec![from, to]);
+        }
+        if old.column_id != new.column_id || old.archived != new.archived {
+            return Self::Boards(vec![to]);
+        }
+        Self::Edited(Edit {
+            board: to,
+            contact: new.id,
+            views: Filter::ALL
+                .iter()
+                .copied()
+                .filter(|f| view_changed(*f, old, new))
+                .collect(),
+            orders: SortBy::ALL
+                .iter()
+                .copied()
+                .filter(|s| order_changed(*s, old, new))
+                .collect(),
+            searched: old.name != new.name || old.email != new.email || old.company != new.company,
+        })
+    }
+
     /// The generations to bump. A contact write changes its boards' pages and may change
-    /// any count, so each board goes with the counts; the workspace generation is part of
-    /// every key of the workspace.
+    /// any count, so each board goes with the counts; an edit, only the lists it changed
+    /// (and the counts, each of which is a filter's, when it changed a filter's matches),
+    /// with `Rows` first: its new value is the edit's place in the board's edit log. The
+    /// workspace generation is part of every key of the workspace.
     pub fn scopes(&self) -> Vec<GenerationScope> {
         match self {
             Self::Boards(boards) => boards
@@ -27,20 +105,42 @@ impl Changed {
                 .map(|b| GenerationScope::Board(*b))
                 .chain([GenerationScope::Counts])
                 .collect(),
+            Self::Edited(e) => {
+                let b = e.board;
+                let mut scopes = vec![GenerationScope::Rows(b)];
+                scopes.extend(e.views.iter().map(|f| GenerationScope::View(b, *f)));
+                scopes.extend(e.orders.iter().map(|s| GenerationScope::Order(b, *s)));
+                if e.searched {
+                    scopes.push(GenerationScope::Search(b));
+                }
+                if !e.views.is_empty() {
+                    scopes.push(GenerationScope::Counts);
+                }
+                scopes
+            }
             Self::Workspace => vec![GenerationScope::Workspace],
+        }
+    }
+
+    /// The boards the change is confined to; `None` for the whole workspace.
+    pub fn boards(&self) -> Option<Vec<BoardId>> {
+        match self {
+            Self::Boards(boards) => Some(boards.clone()),
+            Self::Edited(e) => Some(vec![e.board]),
+            Self::Workspace => None,
         }
     }
 
     /// The key patterns API.md reports for the change.
     pub fn patterns(&self, ws: &WorkspaceId) -> Vec<String> {
-        match self {
-            Self::Boards(boards) => {
+        match self.boards() {
+            Some(boards) => {
                 let mut patterns: Vec<String> =
                     boards.iter().flat_map(|b| board_patterns(ws, *b)).collect();
                 patterns.dedup();
                 patterns
             }
-            Self::Workspace => workspace_patterns(ws),
+            None => workspace_patterns(ws),
         }
     }
 
@@ -101,10 +201,9 @@ impl Push {
     pub fn new(ws: &WorkspaceId, change: &Changed) -> Self {
         Self {
             workspace_id: ws.as_str().to_owned(),
-            boards: match change {
-                Changed::Boards(boards) => Some(boards.iter().map(|b| b.0).collect()),
-                Changed::Workspace => None,
-            },
+            boards: change
+                .boards()
+                .map(|boards| boards.iter().map(|b| b.0).collect()),
         }
     }
 
@@ -147,6 +246,87 @@ mod tests {
             vec![GenerationScope::Workspace]
         );
         assert!(Changed::Workspace.needs_admin());
+    }
+
+    fn contact() -> Contact {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "workspace_id": "15213", "board_id": 3, "column_id": 1, "name": "Ann",
+            "email": null, "phone": null, "company": null, "status": "open",
+            "priority": "low", "assigned_to": null, "needs_response": false,
+            "follow_up": false, "favorite": false, "archived": false, "sentiment": "neutral",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "last_activity_at": "2026-01-01T00:00:00Z", "custom_attributes": {}
+        }))
+        .expect("a contact")
+    }
+
+    #[test]
+    fn an_edit_bumps_only_the_lists_it_changed_and_its_rows_first() {
+        let old = contact();
+        let edited = |f: fn(&mut Contact)| {
+            let mut new = old.clone();
+            new.updated_at = "2026-01-02T00:00:00Z".into();
+            f(&mut new);
+            Changed::update(&old, &new)
+        };
+        let b = BoardId(3);
+        let favorite = edited(|c| c.favorite = true);
+        assert_eq!(
+            favorite.scopes(),
+            vec![
+                GenerationScope::Rows(b),
+                GenerationScope::View(b, Filter::Favorites),
+                GenerationScope::Order(b, SortBy::UpdatedAt),
+                GenerationScope::Counts
+            ]
+        );
+        let phone = edited(|c| c.phone = Some("+1 555".into()));
+        assert_eq!(
+            phone.scopes(),
+            vec![
+                GenerationScope::Rows(b),
+                GenerationScope::Order(b, SortBy::UpdatedAt)
+            ],
+            "a field no list reads changes no list and no count"
+        );
+        let touched = edited(|c| c.last_activity_at = "2026-01-02T00:00:00Z".into());
+        assert!(touched
+            .scopes()
+            .contains(&GenerationScope::View(b, Filter::RecentActivity)));
+        assert!(touched
+            .scopes()
+            .contains(&GenerationScope::Order(b, SortBy::LastActivityAt)));
+        let renamed = edited(|c| c.name = "Bo".into());
+        assert!(renamed.scopes().contains(&GenerationScope::Search(b)));
+        assert!(renamed
+            .scopes()
+            .contains(&GenerationScope::Order(b, SortBy::Name)));
+        let assigned = edited(|c| c.assigned_to = Some("u1".into()));
+        for f in [Filter::Unassigned, Filter::AssignedToMe] {
+            assert!(assigned.scopes().contains(&GenerationScope::View(b, f)));
+        }
+    }
+
+    #[test]
+    fn moving_or_archiving_changes_whole_boards() {
+        let old = contact();
+        let mut moved = old.clone();
+        moved.board_id = 4;
+        assert_eq!(
+            Changed::update(&old, &moved),
+            Changed::Boards(vec![BoardId(3), BoardId(4)])
+        );
+        for f in [
+            |c: &mut Contact| c.column_id = 2,
+            |c: &mut Contact| c.archived = true,
+        ] {
+            let mut new = old.clone();
+            f(&mut new);
+            assert_eq!(
+                Changed::update(&old, &new),
+                Changed::Boards(vec![BoardId(3)])
+            );
+        }
     }
 
     #[test]

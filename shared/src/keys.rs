@@ -7,14 +7,17 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::query::ContactListQuery;
+use crate::query::{ContactListQuery, Filter, SortBy};
 use crate::{BoardId, InputError, UserId, WorkspaceId};
 
-/// Bumped whenever the layout of a key or a cached value changes (v2: hash tags).
-pub const FORMAT_VERSION: &str = "v2";
+/// Bumped whenever the layout of a key or a cached value changes (v2: hash tags; v3: the
+/// edge's generations restart in a Durable Object, and it stores data without the
+/// origin's `_cache`).
+pub const FORMAT_VERSION: &str = "v3";
 
 /// The generations a key depends on. `workspace` is bumped by a workspace-wide
-/// invalidation; `scope` by a narrower one (the counts, or one board).
+/// invalidation; `scope` by the narrower ones the key's answer depends on (the counts, or
+/// what of one board a page shows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Generations {
     pub workspace: u64,
@@ -22,23 +25,38 @@ pub struct Generations {
 }
 
 impl Generations {
-    /// The generations a key of `scope` is built on, from a workspace's counters as
-    /// stored (Redis hash at the origin, KV value at the edge); a missing counter is 0.
-    pub fn from_fields(fields: &HashMap<String, u64>, scope: GenerationScope) -> Self {
-        let get = |s: GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
+    /// The generations a key depending on `scopes` is built on, from a workspace's
+    /// counters as stored (Redis hash at the origin, KV value at the edge); a missing
+    /// counter is 0. Counters only grow, so their sum moves whenever any of them does and
+    /// one number in the key stands for all of them.
+    pub fn from_fields(fields: &HashMap<String, u64>, scopes: &[GenerationScope]) -> Self {
+        let get = |s: &GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
         Self {
-            workspace: get(GenerationScope::Workspace),
-            scope: get(scope),
+            workspace: get(&GenerationScope::Workspace),
+            scope: scopes.iter().map(get).fold(0, u64::wrapping_add),
         }
     }
 }
 
-/// Which generation counter a write or an invalidation bumps.
+/// Which generation counter a write or an invalidation bumps. A board has several, so
+/// that an edit which moves no contact leaves most of the board's pages reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GenerationScope {
     Workspace,
     Counts,
+    /// Anything on the board: contacts created, deleted, moved between boards or columns,
+    /// archived, or changed in ways nobody described.
     Board(BoardId),
+    /// Which of the board's contacts a filter matches.
+    View(BoardId, Filter),
+    /// The board's order by one sort.
+    Order(BoardId, SortBy),
+    /// What a search of the board matches.
+    Search(BoardId),
+    /// Edits of the board's contacts that changed none of the above. Not part of any key:
+    /// a cached page records the value it was filled at and, once it moves, is checked
+    /// against the board's log of edited contacts (a page not showing them stays).
+    Rows(BoardId),
 }
 
 impl GenerationScope {
@@ -48,14 +66,35 @@ impl GenerationScope {
             Self::Workspace => "ws".to_owned(),
             Self::Counts => "counts".to_owned(),
             Self::Board(b) => format!("b{b}"),
+            Self::View(b, f) => format!("b{b}f:{}", f.as_str()),
+            Self::Order(b, s) => format!("b{b}o:{}", s.as_str()),
+            Self::Search(b) => format!("b{b}s"),
+            Self::Rows(b) => format!("b{b}r"),
         }
+    }
+
+    /// What a page of `board` answering `q` depends on (besides `Rows`): the board, its
+    /// order, and the filter's and the search's matches. Every filter but `all` and
+    /// `archived` reads a field an edit can change (those two change by archiving, a
+    /// change of the whole board).
+    pub fn of_page(board: BoardId, q: &ContactListQuery) -> Vec<Self> {
+        let mut scopes = vec![Self::Board(board), Self::Order(board, q.sort_by)];
+        if !matches!(q.filter, Filter::All | Filter::Archived) {
+            scopes.push(Self::View(board, q.filter));
+        }
+        if q.search.is_some() {
+            scopes.push(Self::Search(board));
+        }
+        scopes
     }
 }
 
 /// Builds keys under one namespace, so tests and deployments sharing a Redis never meet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySpace {
-    namespace: String,
+    /// `{namespace}:{FORMAT_VERSION}`, the start of every key (built once: keys are
+    /// built on every read).
+    root: String,
 }
 
 impl KeySpace {
@@ -72,12 +111,12 @@ impl KeySpace {
             ));
         }
         Ok(Self {
-            namespace: namespace.to_owned(),
+            root: format!("{namespace}:{FORMAT_VERSION}"),
         })
     }
 
-    fn root(&self) -> String {
-        format!("{}:{FORMAT_VERSION}", self.namespace)
+    fn root(&self) -> &str {
+        &self.root
     }
 
     /// `counts:{workspace}:{user}` of API.md, with generations. The workspace is the key's
@@ -121,6 +160,11 @@ impl KeySpace {
     /// read fetches them all and one HINCRBY bumps one.
     pub fn generations(&self, ws: &WorkspaceId) -> String {
         format!("{}:gen:{{{ws}}}", self.root())
+    }
+
+    /// The Redis list of a board's latest edits (`Rows` value, contact), newest first.
+    pub fn edits(&self, ws: &WorkspaceId, board: BoardId) -> String {
+        format!("{}:edits:{{{ws}}}:board_{board}", self.root())
     }
 
     /// Held while one instance fills `key`, so the others wait instead of querying too.
@@ -190,13 +234,13 @@ mod tests {
         };
         let key = space().contacts(&ws("15213"), BoardId(123), gens, &q);
         assert!(
-            key.starts_with("ec:v2:contacts:{15213}:board_123:g3.7:"),
+            key.starts_with("ec:v3:contacts:{15213}:board_123:g3.7:"),
             "{key}"
         );
         assert!(key.ends_with(":page:1"), "{key}");
         assert_eq!(
             space().counts(&ws("15213"), gens, &user("u9")),
-            "ec:v2:counts:{15213}:g3.7:u9"
+            "ec:v3:counts:{15213}:g3.7:u9"
         );
     }
 
@@ -249,6 +293,7 @@ mod tests {
             let counts = s.counts(&ws(w), gens, &user("u1"));
             for key in [
                 s.generations(&ws(w)),
+                s.edits(&ws(w), BoardId(9)),
                 s.fill_lock(&list),
                 s.fill_lock(&counts),
                 list,
@@ -316,6 +361,59 @@ mod tests {
             count,
             "two different counts requests shared a key"
         );
+    }
+
+    #[test]
+    fn every_counter_of_a_board_has_a_field_of_its_own() {
+        let b = BoardId(1);
+        let mut scopes = vec![
+            GenerationScope::Workspace,
+            GenerationScope::Counts,
+            GenerationScope::Board(b),
+            GenerationScope::Board(BoardId(11)),
+            GenerationScope::Search(b),
+            GenerationScope::Rows(b),
+        ];
+        scopes.extend(Filter::ALL.iter().map(|f| GenerationScope::View(b, *f)));
+        scopes.extend(SortBy::ALL.iter().map(|s| GenerationScope::Order(b, *s)));
+        let fields: HashSet<String> = scopes.iter().map(|s| s.field()).collect();
+        assert_eq!(fields.len(), scopes.len());
+    }
+
+    #[test]
+    fn a_page_key_moves_with_any_counter_it_depends_on_and_no_other() {
+        let b = BoardId(4);
+        let q = ContactListQuery {
+            filter: Filter::Favorites,
+            search: Some("ann".to_owned()),
+            ..ContactListQuery::default()
+        };
+        let scopes = GenerationScope::of_page(b, &q);
+        let gens = |fields: &HashMap<String, u64>| Generations::from_fields(fields, &scopes);
+        let mut fields = HashMap::new();
+        let start = gens(&fields);
+        for unrelated in [
+            GenerationScope::Counts,
+            GenerationScope::Rows(b),
+            GenerationScope::View(b, Filter::Open),
+            GenerationScope::Order(b, SortBy::UpdatedAt),
+            GenerationScope::Board(BoardId(5)),
+        ] {
+            *fields.entry(unrelated.field()).or_default() += 1;
+            assert_eq!(gens(&fields), start, "{unrelated:?}");
+        }
+        let mut last = start;
+        for related in [
+            GenerationScope::Board(b),
+            GenerationScope::View(b, Filter::Favorites),
+            GenerationScope::Order(b, SortBy::CreatedAt),
+            GenerationScope::Search(b),
+            GenerationScope::Workspace,
+        ] {
+            *fields.entry(related.field()).or_default() += 1;
+            assert_ne!(gens(&fields), last, "{related:?}");
+            last = gens(&fields);
+        }
     }
 
     #[test]

@@ -90,6 +90,24 @@ pub struct ContactPage {
     pub pagination: Pagination,
 }
 
+#[derive(Deserialize)]
+struct PageIds {
+    contacts: Vec<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: i64,
+}
+
+impl ContactPage {
+    /// The ids of the contacts a page's JSON shows, the rest of it skipped.
+    pub fn ids_in(json: &str) -> Option<Vec<i64>> {
+        let page: PageIds = serde_json::from_str(json).ok()?;
+        Some(page.contacts.into_iter().map(|c| c.id).collect())
+    }
+}
+
 /// How a response was answered, as API.md's `_cache.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -141,4 +159,16 @@ pub struct CacheMeta {
     pub ttl: u64,
     pub edge_location: Option<String>,
     pub response_time_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_names_its_contacts_and_anything_else_names_none() {
+        let page = r#"{"contacts":[{"id":4,"name":"a"},{"id":2,"tags":[1]}],"pagination":{}}"#;
+        assert_eq!(ContactPage::ids_in(page), Some(vec![4, 2]));
+        assert_eq!(ContactPage::ids_in(r#"{"total":1}"#), None);
+    }
 }

@@ -77,6 +77,8 @@ test("an operator signs in with a token and sees every component healthy", async
   for (const c of ["origin", "redis", "database"]) {
     await page.waitForSelector(`[data-component=${c}][data-state=up]`);
   }
+  // This origin has no EDGE_URL: the panel says what that means for the edge.
+  assert.match(await page.textContent('[data-component="edge push"] small'), /EDGE_URL not set/);
   assert.equal(await page.isVisible("#operator"), true);
 });
 

@@ -8,6 +8,7 @@
 
 mod ceiling;
 mod freshness;
+mod instructions;
 mod mixed;
 mod rng;
 mod scaling;
@@ -309,10 +310,14 @@ struct Row {
     outcome: Outcome,
     /// For edge runs: the share of requests the edge answered without KV.
     kv_miss_share: Option<f64>,
+    /// For edge runs: requests to the generations' Durable Object per second (one
+    /// isolate in `wrangler dev`).
+    object_reads_per_sec: Option<f64>,
 }
 
-/// The edge's lookups so far (hits, misses), from its `/metrics`.
-async fn edge_lookups(base: &str) -> (u64, u64) {
+/// The edge's lookups so far (hits, misses) and its reads of the generations' object,
+/// from its `/metrics`.
+async fn edge_lookups(base: &str) -> (u64, u64, u64) {
     let v: Value = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("edge metrics")
@@ -320,9 +325,11 @@ async fn edge_lookups(base: &str) -> (u64, u64) {
         .await
         .expect("edge metrics json");
     let requests = find(&v, "cache_misses").unwrap_or(&Value::Null);
+    let objects = find(&v, "object_reads").unwrap_or(&Value::Null);
     (
         requests["cache_hits"].as_u64().unwrap_or(0),
         requests["cache_misses"].as_u64().unwrap_or(0),
+        objects["object_reads"].as_u64().unwrap_or(0),
     )
 }
 
@@ -593,7 +600,7 @@ async fn main() {
                 let before = if is_edge {
                     edge_lookups(&edge_base).await
                 } else {
-                    (0, 0)
+                    (0, 0, 0)
                 };
                 let outcome = wrk::run(&Load {
                     base: &base,
@@ -602,12 +609,16 @@ async fn main() {
                     connections: c,
                     duration: plan.run_for,
                 });
-                let kv_miss_share = if is_edge {
+                let (kv_miss_share, object_reads_per_sec) = if is_edge {
                     let after = edge_lookups(&edge_base).await;
                     let (hits, misses) = (after.0 - before.0, after.1 - before.1);
-                    Some(misses as f64 / (hits + misses).max(1) as f64)
+                    let reads = (after.2 - before.2) as f64 / plan.run_for.as_secs_f64();
+                    (
+                        Some(misses as f64 / (hits + misses).max(1) as f64),
+                        Some(reads),
+                    )
                 } else {
-                    None
+                    (None, None)
                 };
                 eprintln!("{read} {target} c={c}: {outcome:?} kv misses {kv_miss_share:?}");
                 rows.push(Row {
@@ -616,6 +627,7 @@ async fn main() {
                     connections: c,
                     outcome,
                     kv_miss_share,
+                    object_reads_per_sec,
                 });
             }
         }
@@ -679,6 +691,14 @@ async fn main() {
     drop(uncached);
     let writes = writes::measure(&db, &url, &plan.main[0], plan.writes_for).await;
     let l1_runs = l1_runs(&plan.l1_entries);
+    // Counted, not timed: a full run only (valgrind takes a minute).
+    let instructions = if plan.quick {
+        Value::Null
+    } else {
+        let counted = layers(l1, Some(&redis), &format!("{run_ns}i"));
+        let reads = [("counts", counts_path.clone()), ("page", page_path.clone())];
+        instructions::per_hit(&url, &counted, ws, &user, &reads).await
+    };
 
     let ratios = ratios(&rows);
     print_table(&rows, &plan.concurrency);
@@ -707,6 +727,7 @@ async fn main() {
         "\n### L1 size\n\n```\n{}\n```",
         serde_json::to_string_pretty(&l1_runs).unwrap_or_default()
     );
+    println!("\n### instructions per L1 hit (callgrind)\n\n{instructions}");
 
     let results: Vec<Value> = rows
         .iter()
@@ -717,6 +738,7 @@ async fn main() {
                 "p50Ms": r.outcome.p50_us / 1000.0, "p95Ms": r.outcome.p95_us / 1000.0,
                 "p99Ms": r.outcome.p99_us / 1000.0, "errors": r.outcome.errors,
                 "kvMissShare": r.kv_miss_share,
+                "objectReadsPerSec": r.object_reads_per_sec,
             })
         })
         .collect();
@@ -735,6 +757,7 @@ async fn main() {
         "writes": writes,
         "edgeFreshness": edge_freshness,
         "l1": l1_runs,
+        "instructionsPerL1Hit": instructions,
     });
     let out = cli.out.unwrap_or_else(|| {
         if plan.quick {

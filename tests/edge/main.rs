@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, random_suffix, start_wrangler, wait_ok};
+use e2e::{free_port, random_suffix, start_wrangler_at, wait_ok};
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
 use origin::store::postgres::PgStore;
@@ -127,6 +127,20 @@ async fn origin_get(port: u16, path: &str, token: &str) -> Value {
         .expect("json")
 }
 
+/// Closes contact `id` through the origin's API, as a product's own backend would.
+async fn close_at_origin(port: u16, token: &str, id: i64) {
+    let closed = reqwest::Client::new()
+        .patch(format!(
+            "http://127.0.0.1:{port}/api/workspaces/{WS}/contacts/{id}"
+        ))
+        .bearer_auth(token)
+        .json(&json!({"status": "closed"}))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(closed.status(), StatusCode::OK);
+}
+
 /// The data of an answer without the fields that describe how it was served.
 fn payload(answer: &Value) -> Value {
     let mut data = answer["data"].clone();
@@ -164,16 +178,14 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         let _ = stopped.await;
     }));
 
-    let _wrangler = start_wrangler(
-        port,
-        origin_port,
-        &[
-            ("JWT_SECRET", SECRET),
-            ("INTERNAL_API_KEY", INTERNAL_KEY),
-            ("CACHE_NAMESPACE", &namespace),
-            ("ORIGIN_TIMEOUT_MS", "3000"),
-        ],
-    );
+    let state_dir = std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()));
+    let vars = [
+        ("JWT_SECRET", SECRET),
+        ("INTERNAL_API_KEY", INTERNAL_KEY),
+        ("CACHE_NAMESPACE", &namespace),
+        ("ORIGIN_TIMEOUT_MS", "3000"),
+    ];
+    let mut wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
     let edge = Edge {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
@@ -415,18 +427,101 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     .fetch_one(&db)
     .await
     .expect("an open contact");
-    let closed = reqwest::Client::new()
-        .patch(format!(
-            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/contacts/{id}"
-        ))
-        .bearer_auth(&user)
-        .json(&json!({"status": "closed"}))
-        .send()
-        .await
-        .expect("write");
-    assert_eq!(closed.status(), StatusCode::OK);
+    close_at_origin(origin_port, &user, id).await;
     edge.within_a_second(&counts, &user, WS, |now| now["data"]["open"] == open - 1)
         .await;
+
+    // The generations live in one Durable Object per workspace: concurrent bumps at one
+    // location all take effect, each seeing a new value of its own (none lost or merged).
+    // A push the local runtime drops under this load (a reset connection, a retryable
+    // 503) is sent again, as the origin's outbox does; only acknowledged bumps count.
+    let field = format!("b{}", boards[1]);
+    let mut pushes = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (http, url) = (edge.http.clone(), format!("{}/internal/changes", edge.base));
+        let (board, field) = (boards[1], field.clone());
+        pushes.spawn(async move {
+            let mut failures = Vec::new();
+            while failures.len() < 20 {
+                let sent = http
+                    .post(&url)
+                    .header("X-Internal-Key", INTERNAL_KEY)
+                    .json(&json!({"workspaceId": WS, "boards": [board]}))
+                    .send()
+                    .await;
+                let failure = match sent {
+                    Ok(p) if p.status() != StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(p.status(), StatusCode::OK);
+                        let body: Value = p.json().await.expect("json");
+                        return body["data"]["generations"][&field]
+                            .as_u64()
+                            .expect("the board's new generation");
+                    }
+                    Ok(p) => p.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                failures.push(failure);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("a push never went through: {failures:?}");
+        });
+    }
+    let mut seen = pushes.join_all().await;
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 1000, "a bump was lost or merged");
+    let (one, two) = tokio::join!(
+        invalidate(json!({"boardId": boards[0], "action": "contact_updated"})),
+        invalidate(json!({"boardId": boards[0], "action": "contact_moved"}))
+    );
+    let mut both = Vec::new();
+    for answer in [one, two] {
+        let answer = answer.expect("invalidate");
+        assert_eq!(answer.status(), StatusCode::OK);
+        let body: Value = answer.json().await.expect("json");
+        both.push(body["data"]["generations"][format!("b{}", boards[0])].clone());
+    }
+    assert_ne!(
+        both[0], both[1],
+        "two concurrent invalidations both took effect"
+    );
+
+    // An edge down for 30 s receives every change the origin took meanwhile once it is
+    // back (its outbox retries with a backoff of at most 30 s), though it still holds
+    // the counts cached before the outage.
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "HIT"
+    })
+    .await;
+    let (_, cached) = edge.get(&counts, &user, WS).await;
+    let open = cached["data"]["open"].as_i64().expect("open");
+    drop(wrangler);
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' \
+         ORDER BY id LIMIT 3",
+    )
+    .bind(WS)
+    .fetch_all(&db)
+    .await
+    .expect("open contacts");
+    for id in &ids {
+        close_at_origin(origin_port, &user, *id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        if now["data"]["open"] == open - ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changes made while the edge was down never reached it: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()
@@ -500,4 +595,5 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let (_, still) = edge.get(&counts, &other_user, WS).await;
     assert_eq!(still["data"]["_cache"]["status"], "STALE");
+    drop(wrangler);
 }

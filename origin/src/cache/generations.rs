@@ -1,5 +1,5 @@
 //! Generation counters: the O(1) invalidation. Each workspace has one Redis hash of
-//! counters (workspace-wide, counts, one per board) that are part of every key; bumping
+//! counters (workspace-wide, counts, several per board) that keys are built on; bumping
 //! one makes every key built on it unreachable at once, in L1 and L2 alike.
 //!
 //! Each instance mirrors the hashes it uses. A bump elsewhere is announced on pub/sub
@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use shared::invalidation::Changed;
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
-use shared::WorkspaceId;
+use shared::{BoardId, WorkspaceId};
 
 use super::acks::Acks;
+use super::edits::{EditLog, LOG_KEEP, LOG_LEN};
+use super::entry::Rows;
 use super::events::Event;
 use super::redis::RedisCache;
 
@@ -47,6 +50,7 @@ pub struct Generations {
     /// its timeout to every read once a second).
     refreshing: Mutex<HashSet<WorkspaceId>>,
     acks: Acks,
+    edits: EditLog,
 }
 
 /// Clears a workspace's refreshing mark however the refreshing read ends (a cancelled
@@ -87,6 +91,7 @@ impl Generations {
             bumps: AtomicU64::new(0),
             refreshing: Mutex::default(),
             acks: Acks::default(),
+            edits: EditLog::default(),
         }
     }
 
@@ -104,18 +109,18 @@ impl Generations {
         changed.get(ws).is_some_and(|at| at.elapsed() < window)
     }
 
-    /// The generations of `scope` from the mirror, without copying the mirror: this runs
+    /// The generations of `scopes` from the mirror, without copying the mirror: this runs
     /// on every read.
     fn read_mirror(
         &self,
         ws: &WorkspaceId,
-        scope: GenerationScope,
+        scopes: &[GenerationScope],
         allow_stale: bool,
     ) -> Option<KeyGens> {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws)?;
         let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        (fresh || allow_stale).then(|| KeyGens::from_fields(&m.fields, scope))
+        (fresh || allow_stale).then(|| KeyGens::from_fields(&m.fields, scopes))
     }
 
     /// `raced`: this instance bumped while the Redis read was under way, so the read may
@@ -145,22 +150,35 @@ impl Generations {
         );
     }
 
-    /// The generations a key of `scope` in `ws` is built on.
+    /// The generations a key of `ws` depending on `scopes` is built on.
     pub async fn current(
         &self,
         redis: Option<&RedisCache>,
         ws: &WorkspaceId,
-        scope: GenerationScope,
+        scopes: &[GenerationScope],
     ) -> KeyGens {
         let Some(redis) = redis else {
-            return self.read_mirror(ws, scope, true).unwrap_or_default();
+            return self.read_mirror(ws, scopes, true).unwrap_or_default();
         };
-        if let Some(gens) = self.read_mirror(ws, scope, false) {
+        if let Some(gens) = self.read_mirror(ws, scopes, false) {
             return gens;
         }
+        // Boxed: the Redis read is once a second at most, and its state would otherwise
+        // weigh on every read's future.
+        Box::pin(self.refresh(redis, ws, scopes)).await
+    }
+
+    /// The mirror of `ws` expired or was forgotten: reads Redis (one read at a time per
+    /// workspace; the others use the expired mirror meanwhile).
+    async fn refresh(
+        &self,
+        redis: &RedisCache,
+        ws: &WorkspaceId,
+        scopes: &[GenerationScope],
+    ) -> KeyGens {
         let refreshing = self.mark_refreshing(ws);
         if refreshing.is_none() {
-            if let Some(gens) = self.read_expired(ws, scope) {
+            if let Some(gens) = self.read_expired(ws, scopes) {
                 return gens;
             }
         }
@@ -169,10 +187,10 @@ impl Generations {
         let bumps = self.bumps.load(Ordering::Acquire);
         match redis.hgetall(&self.keys.generations(ws)).await {
             Ok(fields) if self.has_pending(ws) => self
-                .read_mirror(ws, scope, true)
-                .unwrap_or_else(|| KeyGens::from_fields(&fields, scope)),
+                .read_mirror(ws, scopes, true)
+                .unwrap_or_else(|| KeyGens::from_fields(&fields, scopes)),
             Ok(fields) => {
-                let gens = KeyGens::from_fields(&fields, scope);
+                let gens = KeyGens::from_fields(&fields, scopes);
                 if self.forgets.load(Ordering::Acquire) == forgets {
                     let raced = self.bumps.load(Ordering::Acquire) != bumps;
                     self.store_mirror(ws, fields, raced);
@@ -180,9 +198,24 @@ impl Generations {
                 gens
             }
             Err(_) => self
-                .read_expired(ws, scope)
-                .unwrap_or_else(|| self.distrust(ws, scope)),
+                .read_expired(ws, scopes)
+                .unwrap_or_else(|| self.distrust(ws, scopes)),
         }
+    }
+
+    /// Whether a page of `board` cached with `rows` is still right at the board's `Rows`
+    /// generation `now` (see `edits.rs`).
+    pub async fn rows_unchanged(
+        &self,
+        redis: Option<&RedisCache>,
+        ws: &WorkspaceId,
+        board: BoardId,
+        rows: &Rows,
+        now: u64,
+    ) -> bool {
+        self.edits
+            .unchanged(redis, &self.keys, ws, board, rows, now)
+            .await
     }
 
     /// Redis cannot be asked, and the mirror is known to be outdated (an announcement made
@@ -191,7 +224,7 @@ impl Generations {
     /// served, and the workspace counts as changed (fills read the primary). The moved
     /// mirror is then this instance's authority until Redis answers, like a mirror that
     /// merely expired during the outage (nothing says that one is outdated).
-    fn distrust(&self, ws: &WorkspaceId, scope: GenerationScope) -> KeyGens {
+    fn distrust(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
@@ -202,7 +235,7 @@ impl Generations {
             .entry(GenerationScope::Workspace.field())
             .or_default() += DISTRUSTED_STEP;
         m.fetched = Some(Instant::now());
-        KeyGens::from_fields(&m.fields, scope)
+        KeyGens::from_fields(&m.fields, scopes)
     }
 
     /// Makes this read the one refreshing `ws`; `None` when another read already is.
@@ -215,10 +248,10 @@ impl Generations {
     }
 
     /// An expired (but not forgotten) mirror's generations.
-    fn read_expired(&self, ws: &WorkspaceId, scope: GenerationScope) -> Option<KeyGens> {
+    fn read_expired(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
-        Some(KeyGens::from_fields(&m.fields, scope))
+        Some(KeyGens::from_fields(&m.fields, scopes))
     }
 
     /// Whether bumps wait for Redis.
@@ -232,21 +265,35 @@ impl Generations {
         pending.iter().any(|(w, _)| w == ws)
     }
 
-    /// Bumps counters of one workspace together (one Redis step, one announcement), in
-    /// Redis when it answers, else locally with a replay queued. The bump reports the
-    /// first scope's new generation.
+    /// Bumps what `change` makes stale, together (one Redis step, one announcement), in
+    /// Redis when it answers, else locally with a replay queued; an edit is logged with
+    /// its board's new `Rows`. The bump reports the first scope's new generation.
     pub async fn bump(
         &self,
         redis: Option<&RedisCache>,
         ws: &WorkspaceId,
-        scopes: &[GenerationScope],
+        change: &Changed,
     ) -> Bump {
         self.mark_changed(ws);
+        let scopes = change.scopes();
+        let edit = match change {
+            Changed::Edited(e) => Some((e.board, e.contact)),
+            _ => None,
+        };
         if let Some(redis) = redis {
             let fields: Vec<String> = scopes.iter().map(|s| s.field()).collect();
-            if let Ok(values) = redis.hincr_all(&self.keys.generations(ws), &fields).await {
+            let log = edit.map(|(b, _)| self.keys.edits(ws, b));
+            let logged = log
+                .as_deref()
+                .zip(edit)
+                .map(|(log, (_, contact))| (log, LOG_LEN, LOG_KEEP, contact));
+            let key = self.keys.generations(ws);
+            if let Ok(values) = redis.hincr_all(&key, &fields, logged).await {
                 for (scope, value) in scopes.iter().zip(&values) {
                     self.set_local(ws, *scope, *value);
+                }
+                if let (Some((board, contact)), Some(seq)) = (edit, values.first()) {
+                    self.edits.record(ws, board, *seq, contact);
                 }
                 let pending = self.acks.register();
                 let announcement = Event::Generation(ws.clone(), Some(pending.id));
@@ -266,6 +313,12 @@ impl Generations {
             pending.extend(scopes.iter().map(|s| (ws.clone(), *s)));
         }
         let generations: Vec<u64> = scopes.iter().map(|s| self.bump_local(ws, *s)).collect();
+        // Without Redis this instance's counters are the only ones, so its log is whole.
+        // During an outage they are not (another instance may count the same numbers),
+        // so the edit is not logged and pages of the board are refilled.
+        if let (None, Some((board, contact)), Some(seq)) = (redis, edit, generations.first()) {
+            self.edits.record(ws, board, *seq, contact);
+        }
         Bump {
             generation: generations.first().copied().unwrap_or_default(),
             shared: false,
@@ -304,7 +357,7 @@ impl Generations {
         };
         for (ws, scope) in queued {
             if redis
-                .hincr_all(&self.keys.generations(&ws), &[scope.field()])
+                .hincr_all(&self.keys.generations(&ws), &[scope.field()], None)
                 .await
                 .is_err()
             {
@@ -341,6 +394,7 @@ impl Generations {
     /// Announcements may have been missed (pub/sub reconnected): distrust every mirror.
     pub fn forget_all(&self) {
         self.forgets.fetch_add(1, Ordering::AcqRel);
+        self.edits.clear();
         for ws in self.known_workspaces() {
             self.mark_changed(&ws);
         }
@@ -372,26 +426,25 @@ mod tests {
     #[tokio::test]
     async fn without_redis_a_bump_changes_only_its_own_scope() {
         let g = gens();
-        let board = GenerationScope::Board(shared::BoardId(1));
-        let other = GenerationScope::Board(shared::BoardId(2));
+        let board = [GenerationScope::Board(BoardId(1))];
+        let other = [GenerationScope::Board(BoardId(2))];
         let before = (
-            g.current(None, &ws(), board).await,
-            g.current(None, &ws(), other).await,
+            g.current(None, &ws(), &board).await,
+            g.current(None, &ws(), &other).await,
         );
-        g.bump(None, &ws(), &[board]).await;
-        assert_ne!(g.current(None, &ws(), board).await, before.0);
-        assert_eq!(g.current(None, &ws(), other).await, before.1);
+        g.bump(None, &ws(), &Changed::Boards(vec![BoardId(1)]))
+            .await;
+        assert_ne!(g.current(None, &ws(), &board).await, before.0);
+        assert_eq!(g.current(None, &ws(), &other).await, before.1);
     }
 
     #[tokio::test]
     async fn a_workspace_bump_changes_every_scope() {
         let g = gens();
-        let before = g.current(None, &ws(), GenerationScope::Counts).await;
-        g.bump(None, &ws(), &[GenerationScope::Workspace]).await;
-        assert_ne!(
-            g.current(None, &ws(), GenerationScope::Counts).await,
-            before
-        );
+        let counts = [GenerationScope::Counts];
+        let before = g.current(None, &ws(), &counts).await;
+        g.bump(None, &ws(), &Changed::Workspace).await;
+        assert_ne!(g.current(None, &ws(), &counts).await, before);
     }
 
     #[tokio::test]
@@ -399,7 +452,7 @@ mod tests {
         let g = Generations::new(KeySpace::new("t").expect("valid"), Duration::ZERO);
         let down = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
             .expect("a lazy client");
-        let board = GenerationScope::Board(shared::BoardId(3));
+        let board = &[GenerationScope::Board(BoardId(3))];
         g.store_mirror(&ws(), HashMap::from([("b3".to_owned(), 5)]), false);
         let expired = g.current(Some(&down), &ws(), board).await;
         assert_eq!((expired.workspace, expired.scope), (0, 5));

@@ -6,6 +6,7 @@
 //! queued behind another refresh of the key), so a slow database costs a bounded wait.
 
 pub mod acks;
+pub mod edits;
 pub mod entry;
 pub mod events;
 pub mod flight;
@@ -21,10 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
-use shared::model::{CacheStatus, Source};
-use shared::WorkspaceId;
+use shared::model::{CacheStatus, ContactPage, Source};
+use shared::{BoardId, WorkspaceId};
 
-use self::entry::{now_ms, Entry};
+use self::entry::{now_ms, Entry, Rows};
 use self::flight::KeyLocks;
 use self::generations::Generations;
 use self::memory::Memory;
@@ -50,6 +51,15 @@ impl Layers {
         memory: true,
         redis: true,
     };
+}
+
+/// What a cached page of a board is checked against besides its key: the board's `Rows`
+/// generation when the read started (see `edits.rs`).
+#[derive(Debug, Clone)]
+pub struct RowsBasis {
+    pub ws: WorkspaceId,
+    pub board: BoardId,
+    pub seq: u64,
 }
 
 /// A value and where it came from.
@@ -111,24 +121,73 @@ impl Cache {
         }
     }
 
-    async fn redis_entry(&self, redis: &RedisCache, key: &str) -> Option<Arc<Entry>> {
-        match redis.get(key).await {
-            Ok(Some(raw)) => Entry::decode(&raw).map(Arc::new),
-            Ok(None) => None,
-            Err(_) => {
-                self.stats.error();
-                None
-            }
+    /// `e`, unless it is a page that an edit logged since it was cached touched: that
+    /// one is as unreachable as a key of an old generation (never served, not even stale).
+    async fn current(&self, e: Arc<Entry>, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+        if let Some(known) = Self::known_current(&e, rows) {
+            return known.then_some(e);
+        }
+        let (Some(basis), Some(r)) = (rows, &e.rows) else {
+            return None;
+        };
+        // Boxed: the log's Redis read is rare, and its state would otherwise weigh on
+        // every read's future.
+        let unchanged = Box::pin(self.generations.rows_unchanged(
+            self.redis.as_deref(),
+            &basis.ws,
+            basis.board,
+            r,
+            basis.seq,
+        ))
+        .await;
+        unchanged.then_some(e)
+    }
+
+    /// Whether `e` is current without reading the edit log; `None` when it takes the log.
+    fn known_current(e: &Entry, rows: Option<&RowsBasis>) -> Option<bool> {
+        match (rows, &e.rows) {
+            (None, _) => Some(true),
+            (Some(_), None) => Some(false),
+            (Some(basis), Some(r)) if r.seq == basis.seq => Some(true),
+            _ => None,
         }
     }
 
+    async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+        let e = self.memory.get(key).await?;
+        self.current(e, rows).await
+    }
+
+    async fn redis_entry(
+        &self,
+        redis: &RedisCache,
+        key: &str,
+        rows: Option<&RowsBasis>,
+    ) -> Option<Arc<Entry>> {
+        let e = match redis.get(key).await {
+            Ok(Some(raw)) => Arc::new(Entry::decode(&raw)?),
+            Ok(None) => return None,
+            Err(_) => {
+                self.stats.error();
+                return None;
+            }
+        };
+        self.current(e, rows).await
+    }
+
     /// Waits while another instance fills `key`; `None` once its lock is gone without a value.
-    async fn wait_for_fill(&self, redis: &RedisCache, key: &str, lock: &str) -> Option<Arc<Entry>> {
+    async fn wait_for_fill(
+        &self,
+        redis: &RedisCache,
+        key: &str,
+        lock: &str,
+        rows: Option<&RowsBasis>,
+    ) -> Option<Arc<Entry>> {
         let deadline = Instant::now() + FILL_LOCK_TTL;
         while Instant::now() < deadline {
             tokio::time::sleep(FILL_POLL).await;
             if let Some(e) = self
-                .redis_entry(redis, key)
+                .redis_entry(redis, key, rows)
                 .await
                 .filter(|e| e.is_fresh(now_ms()))
             {
@@ -142,11 +201,14 @@ impl Cache {
     }
 
     /// Reads `key` through the allowed layers, computing it from the database on a miss.
+    /// A page read gives its `rows` basis: cached pages are checked against it, and the
+    /// page it fills records it.
     pub async fn read_through<F, Fut>(
         &self,
         key: String,
         ttl_secs: u32,
         layers: Layers,
+        rows: Option<&RowsBasis>,
         compute: F,
     ) -> Result<Answer>
     where
@@ -154,10 +216,35 @@ impl Cache {
         Fut: Future<Output = Result<String>> + Send + 'static,
     {
         let started = Instant::now();
+        if layers.memory {
+            if let Some(e) = self.memory.get(&key).await {
+                if e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true) {
+                    return Ok(self.hit(e, Source::Memory, started));
+                }
+            }
+        }
+        // Everything past a plain L1 hit, boxed: its state (locks, Redis, the fill) would
+        // otherwise be part of every read's future, which the HTTP stack moves around.
+        Box::pin(self.read_slow(key, ttl_secs, layers, rows, compute, started)).await
+    }
+
+    async fn read_slow<F, Fut>(
+        &self,
+        key: String,
+        ttl_secs: u32,
+        layers: Layers,
+        rows: Option<&RowsBasis>,
+        compute: F,
+        started: Instant,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
         let deadline = started + self.stale_if_slow;
         let mut stale = None;
         let local_flight = if layers.memory {
-            if let Some(e) = self.memory.get(&key).await {
+            if let Some(e) = self.memory_entry(&key, rows).await {
                 if e.is_fresh(now_ms()) {
                     return Ok(self.hit(e, Source::Memory, started));
                 }
@@ -166,7 +253,7 @@ impl Cache {
             let Some(guard) = until(&stale, deadline, self.locks.lock(&key)).await else {
                 return self.serve_stale(stale);
             };
-            if let Some(e) = self.memory.get(&key).await {
+            if let Some(e) = self.memory_entry(&key, rows).await {
                 if e.is_fresh(now_ms()) {
                     return Ok(self.hit(e, Source::Memory, started));
                 }
@@ -180,7 +267,7 @@ impl Cache {
         let redis = self.redis.as_ref().filter(|_| layers.redis);
         let mut held_lock = None;
         if let Some(r) = redis {
-            if let Some(e) = self.redis_entry(r, &key).await {
+            if let Some(e) = self.redis_entry(r, &key, rows).await {
                 if e.is_fresh(now_ms()) {
                     if layers.memory {
                         self.memory.insert(key, e.clone()).await;
@@ -201,7 +288,7 @@ impl Cache {
                     owner,
                 });
             } else if r.is_up() {
-                match until(&stale, deadline, self.wait_for_fill(r, &key, &lock)).await {
+                match until(&stale, deadline, self.wait_for_fill(r, &key, &lock, rows)).await {
                     Some(Some(e)) => {
                         if layers.memory {
                             self.memory.insert(key, e.clone()).await;
@@ -221,6 +308,7 @@ impl Cache {
             redis: redis.cloned(),
             stats: self.stats.clone(),
             keep: Duration::from_secs(u64::from(ttl_secs)) + self.grace,
+            rows: rows.map(|r| r.seq),
             _lock: held_lock,
             _local_flight: local_flight,
         };
@@ -257,12 +345,14 @@ impl Cache {
         })
     }
 
-    /// Reads a key of `scope` in `ws` through every layer, or straight from the database
-    /// when `ttl` is `None` (caching off for this workspace, feature or request).
+    /// Reads a key of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
+    /// through every layer, or straight from the database when `ttl` is `None` (caching
+    /// off for this workspace, feature or request).
     pub async fn read<F, Fut>(
         &self,
         ws: &WorkspaceId,
-        scope: GenerationScope,
+        scopes: &[GenerationScope],
+        board: Option<BoardId>,
         ttl: Option<u32>,
         key: impl FnOnce(KeyGens) -> String,
         compute: F,
@@ -278,17 +368,27 @@ impl Cache {
             let body = compute().await?;
             self.observe(Source::Database, started);
             return Ok(Answer {
-                entry: Arc::new(Entry::new(body, 0)),
+                entry: Arc::new(Entry::new(body, 0, None)),
                 source: Source::Database,
                 status: CacheStatus::Bypass,
             });
         };
-        let gens = self
-            .generations
-            .current(self.redis.as_deref(), ws, scope)
-            .await;
+        let redis = self.redis.as_deref();
+        let gens = self.generations.current(redis, ws, scopes).await;
+        let rows = match board {
+            Some(board) => Some(RowsBasis {
+                ws: ws.clone(),
+                board,
+                seq: self
+                    .generations
+                    .current(redis, ws, &[GenerationScope::Rows(board)])
+                    .await
+                    .scope,
+            }),
+            None => None,
+        };
         let answer = self
-            .read_through(key(gens), ttl, Layers::ALL, compute)
+            .read_through(key(gens), ttl, Layers::ALL, rows.as_ref(), compute)
             .await;
         if let Ok(a) = &answer {
             let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
@@ -338,6 +438,8 @@ struct Fill {
     stats: Arc<Stats>,
     /// How long Redis keeps the value: its TTL and the stale grace.
     keep: Duration,
+    /// For a page, the board's `Rows` generation its read started at.
+    rows: Option<u64>,
     /// The cross-instance fill lock, when this read took it.
     _lock: Option<FillLock>,
     _local_flight: Option<OwnedMutexGuard<()>>,
@@ -350,9 +452,12 @@ impl Fill {
         ttl_secs: u32,
         compute: impl Future<Output = Result<String>>,
     ) -> Result<Arc<Entry>> {
-        let entry = compute
-            .await
-            .map(|body| Arc::new(Entry::new(body, ttl_secs)));
+        let entry = compute.await.map(|body| {
+            let rows = self
+                .rows
+                .and_then(|seq| Some(Rows::new(seq, ContactPage::ids_in(&body)?)));
+            Arc::new(Entry::new(body, ttl_secs, rows))
+        });
         if let Ok(entry) = &entry {
             if let Some(m) = &self.memory {
                 m.insert(key.clone(), entry.clone()).await;

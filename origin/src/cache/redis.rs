@@ -3,8 +3,8 @@
 //! costs a request one timeout at most and never an error: to callers a Redis failure
 //! is a miss. The connection is lazy, so the origin starts while Redis is down, and it
 //! reconnects by itself when Redis returns. Redis may be one server, a Cluster or a
-//! Sentinel-managed primary (`topology.rs`); every command here names one key, and a
-//! workspace's keys share a hash tag, so nothing ever spans slots.
+//! Sentinel-managed primary (`topology.rs`); every command here names one key, or keys of
+//! one workspace, which share a hash tag, so nothing ever spans slots.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +37,18 @@ const STREAM_FIELD: &str = "v";
 /// Compare-and-delete in one step on the server.
 const UNLOCK_IF_OWNER: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Increments the fields `ARGV[4..]` of hash `KEYS[1]`; for an edit (`ARGV[1]` a contact
+/// id), also logs `first new value:contact` at the head of list `KEYS[2]`, trimmed to
+/// `ARGV[2]` entries and kept `ARGV[3]` seconds. One script, so no instance ever sees the
+/// bump without its log entry.
+const BUMP: &str = "local values = {}
+for i = 4, #ARGV do values[#values + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+if ARGV[1] ~= '' then
+  redis.call('LPUSH', KEYS[2], values[1] .. ':' .. ARGV[1])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return values";
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
@@ -224,16 +236,35 @@ impl RedisCache {
     }
 
     /// Increments each field of one hash in one atomic step; the new values, in order.
-    pub async fn hincr_all(&self, key: &str, fields: &[String]) -> Result<Vec<u64>, RedisFailure> {
+    /// With `edit` (a log list, its length and lifetime, and the edited contact), the
+    /// first field's new value and the contact go to the log in the same step.
+    pub async fn hincr_all(
+        &self,
+        key: &str,
+        fields: &[String],
+        edit: Option<(&str, usize, Duration, i64)>,
+    ) -> Result<Vec<u64>, RedisFailure> {
         self.call("hincrby", |mut c| async move {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for field in fields {
-                pipe.hincr(key, field, 1);
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(BUMP);
+            match edit {
+                Some((log, len, keep, contact)) => {
+                    cmd.arg(2).arg(key).arg(log).arg(contact);
+                    cmd.arg(len).arg(keep.as_secs().max(1));
+                }
+                None => {
+                    cmd.arg(1).arg(key).arg("").arg(0).arg(0);
+                }
             }
-            pipe.query_async(&mut c).await
+            cmd.arg(fields).query_async(&mut c).await
         })
         .await
+    }
+
+    /// A whole list, head first.
+    pub async fn list(&self, key: &str) -> Result<Vec<String>, RedisFailure> {
+        self.call("lrange", |mut c| async move { c.lrange(key, 0, -1).await })
+            .await
     }
 
     /// Returns how many subscribers received the message.

@@ -126,6 +126,7 @@ pub(super) async fn status(
         "cacheStats": state.cache.stats.snapshot(),
         "healthCheck": {"healthy": is_healthy(&components), "components": components},
         "redisEnabled": state.cache.redis.is_some(),
+        "edgePush": state.edge.as_ref().map(|e| e.report()),
         "latencyMs": state.cache.traffic.latencies(),
         "topWorkspaces": top,
         "timestamp": Utc::now(),

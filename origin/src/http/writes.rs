@@ -61,10 +61,8 @@ async fn apply(
 ) -> Result<Response> {
     let id = ContactId::parse(id)?;
     fields.validate()?;
-    let (contact, from) = state.store.update_contact(ws, id, fields).await?;
-    let to = BoardId(contact.board_id);
-    let boards = if from == to { vec![to] } else { vec![from, to] };
-    invalidation::changed(state, ws, &Changed::Boards(boards)).await;
+    let (old, contact) = state.store.update_contact(ws, id, fields).await?;
+    invalidation::changed(state, ws, &Changed::update(&old, &contact)).await;
     Ok(reply::ok(contact))
 }
 

@@ -18,6 +18,19 @@ pub const CONTACT_COLUMNS: &str =
     status, priority, assigned_to, needs_response, follow_up, favorite, archived, sentiment, \
     created_at, updated_at, last_activity_at, custom_attributes";
 
+/// One contact of a workspace as it is before an update (locked for it, where the store
+/// locks rows; SQLite's one writer needs no lock).
+pub fn contact_before_update(d: Dialect) -> String {
+    match d {
+        Dialect::Postgres => format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE"
+        ),
+        Dialect::Sqlite => {
+            format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace_id = ? AND id = ?")
+        }
+    }
+}
+
 #[derive(FromRow)]
 pub struct ContactRow {
     id: i64,

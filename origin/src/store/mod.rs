@@ -76,13 +76,14 @@ pub trait Store: Send + Sync {
 
     /// Creates a contact from validated fields (`ContactFields::validate_new`).
     async fn create_contact(&self, ws: &WorkspaceId, f: ContactFields) -> Result<Contact>;
-    /// Applies a validated PATCH or move; the contact and the board it was on before.
+    /// Applies a validated PATCH or move; the contact before and after, so the caches
+    /// drop only what the change reached.
     async fn update_contact(
         &self,
         ws: &WorkspaceId,
         id: ContactId,
         f: ContactFields,
-    ) -> Result<(Contact, BoardId)>;
+    ) -> Result<(Contact, Contact)>;
     /// Deletes a contact; the board it was on.
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId>;
 

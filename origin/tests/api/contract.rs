@@ -341,7 +341,7 @@ async fn writes_create_patch_move_and_delete(store: Arc<dyn Store>) {
     assert_eq!(after.new_customers, before.new_customers + 1);
 
     let id = ContactId(created.id);
-    let (patched, from) = store
+    let (old, patched) = store
         .update_contact(
             &ws(WS),
             id,
@@ -349,7 +349,7 @@ async fn writes_create_patch_move_and_delete(store: Arc<dyn Store>) {
         )
         .await
         .expect("patch");
-    assert_eq!(from, boards[0]);
+    assert_eq!(old, created, "the contact as it was");
     assert_eq!(patched.email, None);
     assert!(patched.favorite);
     assert_eq!(patched.name, "Zed Zimmer");
@@ -380,7 +380,7 @@ async fn writes_create_patch_move_and_delete(store: Arc<dyn Store>) {
         matches!(err, Error::Input(ref e) if e.code == "invalid_reference"),
         "{err:?}"
     );
-    let (moved, from) = store
+    let (from, moved) = store
         .update_contact(
             &ws(WS),
             id,
@@ -389,8 +389,8 @@ async fn writes_create_patch_move_and_delete(store: Arc<dyn Store>) {
         .await
         .expect("move");
     assert_eq!(
-        (from, moved.board_id, moved.column_id),
-        (boards[0], boards[1].0, target)
+        (from.board_id, moved.board_id, moved.column_id),
+        (boards[0].0, boards[1].0, target)
     );
 
     assert_eq!(

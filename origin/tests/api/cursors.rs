@@ -2,19 +2,9 @@
 //! cursors) and the counters' check and repair against Postgres.
 
 use reqwest::StatusCode;
-use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::helpers::*;
-
-fn ids(page: &Value) -> Vec<i64> {
-    page["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["id"].as_i64().expect("id"))
-        .collect()
-}
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cursor_page_equals_the_offset_page_and_is_cached_per_cursor(db: PgPool) {
@@ -39,7 +29,7 @@ async fn a_cursor_page_equals_the_offset_page_and_is_cached_per_cursor(db: PgPoo
         (Some("MISS"), Some("HIT"))
     );
     let by_offset = data(app.get(&format!("{list}&page=2"), &member()).await).await;
-    assert_eq!(ids(&next), ids(&by_offset));
+    assert_eq!(page_ids(&next), page_ids(&by_offset));
     assert_eq!(next["pagination"]["page"], 2);
     assert_ne!(
         next["pagination"]["next_cursor"],

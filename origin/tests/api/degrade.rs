@@ -215,7 +215,7 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
         .current(
             cache.redis.as_deref(),
             &ws(WS),
-            shared::keys::GenerationScope::Counts,
+            &[shared::keys::GenerationScope::Counts],
         )
         .await;
     let key = cache.keys.counts(&ws(WS), gens, &user);

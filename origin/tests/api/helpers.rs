@@ -245,3 +245,13 @@ pub async fn sql_count(db: &PgPool, predicate: &str) -> i64 {
     .await
     .expect("count")
 }
+
+/// The ids of a page's contacts, in order.
+pub fn page_ids(page: &Value) -> Vec<i64> {
+    page["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect()
+}

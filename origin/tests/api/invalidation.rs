@@ -453,6 +453,13 @@ async fn changes_wait_in_the_outbox_until_the_edge_takes_them(db: PgPool) {
         app.patch_contact(*id, &member(), json!({"favorite": true}))
             .await;
     }
+    let status = || async { data(app.get("/api/cache-settings/status", &admin()).await).await };
+    let waiting = eventually(Duration::from_secs(5), || async {
+        let push = status().await["edgePush"].clone();
+        (push["edgeReachable"] == false && push["outboxDepth"].as_u64() > Some(0)).then_some(push)
+    })
+    .await;
+    assert_eq!(waiting["lastLagMs"], serde_json::Value::Null, "{waiting}");
 
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let record = received.clone();
@@ -504,6 +511,15 @@ async fn changes_wait_in_the_outbox_until_the_edge_takes_them(db: PgPool) {
         }
     })
     .await;
+    let delivered = eventually(Duration::from_secs(5), || async {
+        let push = status().await["edgePush"].clone();
+        (push["edgeReachable"] == true && push["lastLagMs"].is_u64()).then_some(push)
+    })
+    .await;
+    assert!(
+        delivered["lastLagMs"].as_u64() >= Some(1),
+        "the changes waited for the edge: {delivered}"
+    );
     let _ = redis::cmd("DEL")
         .arg(&outbox)
         .query_async::<()>(&mut redis)

@@ -6,6 +6,7 @@ mod auth;
 mod contract;
 mod cursors;
 mod degrade;
+mod edits;
 mod embedded;
 mod helpers;
 mod input;

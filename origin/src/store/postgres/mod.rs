@@ -156,7 +156,7 @@ impl Store for PgStore {
         ws: &WorkspaceId,
         id: ContactId,
         f: ContactFields,
-    ) -> Result<(Contact, BoardId)> {
+    ) -> Result<(Contact, Contact)> {
         writes::update(&self.db, ws, id, &f).await
     }
 

@@ -6,7 +6,7 @@ use shared::model::Contact;
 use shared::{BoardId, ContactId, WorkspaceId};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::super::contacts::{insert_query, update_query, ContactRow};
+use super::super::contacts::{contact_before_update, insert_query, update_query, ContactRow};
 use super::super::fields::ContactFields;
 use super::super::filters::Dialect;
 use crate::error::{Error, Result};
@@ -36,24 +36,22 @@ pub async fn update(
     ws: &WorkspaceId,
     id: ContactId,
     f: &ContactFields,
-) -> Result<(Contact, BoardId)> {
+) -> Result<(Contact, Contact)> {
     let mut tx = quiet_tx(db).await?;
-    let from: Option<i64> = sqlx::query_scalar(
-        "SELECT board_id FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(ws.as_str())
-    .bind(id.0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let from = from.ok_or(Error::NotFound("contact"))?;
-    f.check_move(from)?;
+    let old: Option<ContactRow> = sqlx::query_as(&contact_before_update(Dialect::Postgres))
+        .bind(ws.as_str())
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let old: Contact = old.ok_or(Error::NotFound("contact"))?.into();
+    f.check_move(old.board_id)?;
     let row: ContactRow = update_query::<Postgres>(ws, id, f, Dialect::Postgres)
         .build_query_as()
         .fetch_one(&mut *tx)
         .await
         .map_err(Error::reference)?;
     tx.commit().await?;
-    Ok((row.into(), BoardId(from)))
+    Ok((old, row.into()))
 }
 
 pub async fn delete(db: &PgPool, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {

@@ -20,7 +20,8 @@ use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::contacts::{
-    insert_query, page_of, page_query, total_of, total_query, update_query, ContactRow,
+    contact_before_update, insert_query, page_of, page_query, total_of, total_query, update_query,
+    ContactRow,
 };
 use super::counters::{check_in_transaction, counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
@@ -158,23 +159,22 @@ impl Store for SqliteStore {
         ws: &WorkspaceId,
         id: ContactId,
         f: ContactFields,
-    ) -> Result<(Contact, BoardId)> {
+    ) -> Result<(Contact, Contact)> {
         let mut tx = self.write.begin().await?;
-        let from: Option<i64> =
-            sqlx::query_scalar("SELECT board_id FROM contacts WHERE workspace_id = ? AND id = ?")
-                .bind(ws.as_str())
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let from = from.ok_or(Error::NotFound("contact"))?;
-        f.check_move(from)?;
+        let old: Option<ContactRow> = sqlx::query_as(&contact_before_update(D))
+            .bind(ws.as_str())
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let old: Contact = old.ok_or(Error::NotFound("contact"))?.into();
+        f.check_move(old.board_id)?;
         let row: ContactRow = update_query::<Sqlite>(ws, id, &f, D)
             .build_query_as()
             .fetch_one(&mut *tx)
             .await
             .map_err(Error::reference)?;
         tx.commit().await?;
-        Ok((row.into(), BoardId(from)))
+        Ok((old, row.into()))
     }
 
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
