@@ -38,9 +38,9 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    fn from_env() -> Result<Self, ConfigError> {
-        let read_url = var("DATABASE_READ_URL").map(Secret);
-        let store = match var("DATABASE_URL") {
+    fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let read_url = set(&s.database_read_url).map(Secret);
+        let store = match set(&s.database_url) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Self::Postgres {
                     url: Secret(url),
@@ -59,17 +59,98 @@ impl StoreConfig {
                 }
             },
             None => Self::Sqlite {
-                path: PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "data".to_owned()))
-                    .join("edgecache.sqlite3"),
+                path: s.data_dir.join("edgecache.sqlite3"),
             },
         };
-        if matches!(store, Self::Sqlite { .. }) && var("DATABASE_READ_URL").is_some() {
+        if matches!(store, Self::Sqlite { .. }) && set(&s.database_read_url).is_some() {
             return Err(ConfigError(
                 "DATABASE_READ_URL needs a Postgres DATABASE_URL".into(),
             ));
         }
         Ok(store)
     }
+}
+
+/// The settings as read from the environment (or the same-named flags); `origin --help`
+/// lists them with their defaults. README's "Configuration" says what each is for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where the origin listens.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    listen_addr: SocketAddr,
+    /// The store: postgres://… or sqlite:<path>; unset: embedded SQLite under DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where the embedded store keeps its file when DATABASE_URL is unset.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// A Postgres read replica for cache fills.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    database_read_url: Option<String>,
+    /// After a workspace changes, its fills read the primary this long (ms).
+    #[arg(long, env = "REPLICA_LAG_WINDOW_MS", default_value_t = 5000)]
+    replica_lag_window_ms: u64,
+    /// L2 Redis (redis://, redis+cluster://, redis+sentinel://); unset or "off": L1 only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// HS256 key of bearer tokens (at least 32 bytes); unset: random per process.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// The key the edge worker sends in X-Internal-Key (at least 16 bytes).
+    #[arg(long, env = "INTERNAL_API_KEY", hide_env_values = true)]
+    internal_api_key: Option<String>,
+    /// The edge worker's base URL, to push every change to.
+    #[arg(long, env = "EDGE_URL")]
+    edge_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "CACHE_NAMESPACE", default_value = "ec")]
+    cache_namespace: String,
+    /// L1 size bound in bytes; 0 turns L1 off.
+    #[arg(long, env = "L1_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    l1_max_bytes: u64,
+    /// Postgres pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 20)]
+    db_max_connections: u32,
+    /// How long a request waits for a database connection (ms).
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 500)]
+    db_acquire_timeout_ms: u64,
+    /// Per Redis operation (ms).
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250)]
+    redis_timeout_ms: u64,
+    /// Request deadline (ms).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// How long past its TTL a value may be served stale during an outage (s).
+    #[arg(long, env = "STALE_GRACE_SECS", default_value_t = 3600)]
+    stale_grace_secs: u64,
+    /// How long a read with a stale value waits for a fresh one (ms).
+    #[arg(long, env = "STALE_IF_SLOW_MS", default_value_t = 1000)]
+    stale_if_slow_ms: u64,
+    /// Longest an instance trusts its copy of the generations without Redis (ms).
+    #[arg(long, env = "GENERATION_MAX_AGE_MS", default_value_t = 1000)]
+    generation_max_age_ms: u64,
+    /// Writes per user per workspace per minute.
+    #[arg(long, env = "RATE_LIMIT_WRITES_PER_MIN", default_value_t = 60)]
+    rate_limit_writes_per_min: u32,
+    /// Requests per workspace per minute.
+    #[arg(long, env = "RATE_LIMIT_REQUESTS_PER_MIN", default_value_t = 6000)]
+    rate_limit_requests_per_min: u32,
+    /// Demo contacts seeded on first start (0: none).
+    #[arg(long, env = "SEED_DEMO_CONTACTS", default_value_t = 200_000)]
+    seed_demo_contacts: u32,
+}
+
+/// An optional setting: a variable set to blanks counts as unset, as in a shell's
+/// `VAR= command`.
+fn set(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.trim().is_empty())
+}
+
+/// `Settings` alone, for what reads the environment without a command line (tests).
+#[derive(clap::Parser)]
+struct FromEnv {
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Debug, Clone)]
@@ -110,47 +191,35 @@ pub struct Config {
     pub seed_demo_contacts: u32,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError(format!("{name}={raw:?} is not a valid value"))),
-    }
-}
-
-fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    parsed(name, default).map(Duration::from_millis)
-}
-
 impl Config {
+    /// The configuration from the environment alone.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let namespace = var("CACHE_NAMESPACE").unwrap_or_else(|| "ec".to_owned());
+        let parsed = <FromEnv as clap::Parser>::try_parse_from(["origin"])
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Self::from_settings(parsed.settings)
+    }
+
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         let config = Self {
-            listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            store: StoreConfig::from_env()?,
-            replica_lag_window: millis("REPLICA_LAG_WINDOW_MS", 5000)?,
-            redis_url: var("REDIS_URL").filter(|u| u != "off"),
-            jwt_secret: var("JWT_SECRET").map(Secret),
-            internal_key: var("INTERNAL_API_KEY").map(Secret),
-            edge_url: var("EDGE_URL"),
-            key_space: KeySpace::new(&namespace).map_err(|e| ConfigError(e.message))?,
-            l1_max_bytes: parsed("L1_MAX_BYTES", 256 * 1024 * 1024)?,
-            db_max_connections: parsed("DB_MAX_CONNECTIONS", 20)?,
-            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 500)?,
-            redis_timeout: millis("REDIS_TIMEOUT_MS", 250)?,
-            request_timeout: millis("REQUEST_TIMEOUT_MS", 10_000)?,
-            stale_grace: Duration::from_secs(parsed("STALE_GRACE_SECS", 3600)?),
-            stale_if_slow: millis("STALE_IF_SLOW_MS", 1000)?,
-            generation_max_age: millis("GENERATION_MAX_AGE_MS", 1000)?,
-            writes_per_user_per_min: parsed("RATE_LIMIT_WRITES_PER_MIN", 60)?,
-            requests_per_workspace_per_min: parsed("RATE_LIMIT_REQUESTS_PER_MIN", 6000)?,
-            seed_demo_contacts: parsed("SEED_DEMO_CONTACTS", 200_000)?,
+            listen_addr: s.listen_addr,
+            store: StoreConfig::from_settings(&s)?,
+            replica_lag_window: Duration::from_millis(s.replica_lag_window_ms),
+            redis_url: set(&s.redis_url).filter(|u| u != "off"),
+            jwt_secret: set(&s.jwt_secret).map(Secret),
+            internal_key: set(&s.internal_api_key).map(Secret),
+            edge_url: set(&s.edge_url),
+            key_space: KeySpace::new(&s.cache_namespace).map_err(|e| ConfigError(e.message))?,
+            l1_max_bytes: s.l1_max_bytes,
+            db_max_connections: s.db_max_connections,
+            db_acquire_timeout: Duration::from_millis(s.db_acquire_timeout_ms),
+            redis_timeout: Duration::from_millis(s.redis_timeout_ms),
+            request_timeout: Duration::from_millis(s.request_timeout_ms),
+            stale_grace: Duration::from_secs(s.stale_grace_secs),
+            stale_if_slow: Duration::from_millis(s.stale_if_slow_ms),
+            generation_max_age: Duration::from_millis(s.generation_max_age_ms),
+            writes_per_user_per_min: s.rate_limit_writes_per_min,
+            requests_per_workspace_per_min: s.rate_limit_requests_per_min,
+            seed_demo_contacts: s.seed_demo_contacts,
         };
         config.validate()
     }
@@ -178,5 +247,51 @@ impl Config {
             return Err(ConfigError("DB_MAX_CONNECTIONS must be at least 1".into()));
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, ConfigError> {
+        let args = std::iter::once("origin").chain(flags.iter().copied());
+        let parsed = FromEnv::try_parse_from(args).map_err(|e| ConfigError(e.to_string()))?;
+        Config::from_settings(parsed.settings)
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_is_named() {
+        let refused = config(&["--l1-max-bytes", "lots"]).expect_err("refused");
+        assert!(refused.to_string().contains("L1_MAX_BYTES"), "{refused}");
+    }
+
+    #[test]
+    fn short_secrets_and_zero_limits_are_refused() {
+        for flags in [
+            ["--jwt-secret", "short"],
+            ["--internal-api-key", "short"],
+            ["--rate-limit-writes-per-min", "0"],
+            ["--db-max-connections", "0"],
+        ] {
+            assert!(config(&flags).is_err(), "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn redis_off_runs_without_l2_and_stale_if_slow_stays_under_half_the_deadline() {
+        let c = config(&[
+            "--redis-url",
+            "off",
+            "--request-timeout-ms",
+            "800",
+            "--stale-if-slow-ms",
+            "5000",
+        ])
+        .expect("valid");
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.stale_if_slow, Duration::from_millis(400));
     }
 }

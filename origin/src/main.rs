@@ -5,7 +5,7 @@ use origin::auth::{issue, Claims};
 use origin::cache::generations::Generations;
 use origin::cache::redis::RedisCache;
 use origin::cache::topology::Layout;
-use origin::config::{Config, Secret};
+use origin::config::{Config, Secret, Settings};
 use origin::store::{self, Store};
 use origin::{telemetry, Application};
 use shared::invalidation::Changed;
@@ -16,6 +16,8 @@ use shared::WorkspaceId;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -194,7 +196,7 @@ async fn seed_demo(config: &Config, store: &dyn Store) {
 async fn main() -> Result<(), BoxError> {
     telemetry::init_logs();
     let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let config = Config::from_settings(cli.settings)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Seed {

@@ -30,11 +30,30 @@ impl Generations {
     /// counter is 0. Counters only grow, so their sum moves whenever any of them does and
     /// one number in the key stands for all of them.
     pub fn from_fields(fields: &HashMap<String, u64>, scopes: &[GenerationScope]) -> Self {
-        let get = |s: &GenerationScope| fields.get(&s.field()).copied().unwrap_or(0);
-        Self {
-            workspace: get(&GenerationScope::Workspace),
-            scope: scopes.iter().map(get).fold(0, u64::wrapping_add),
+        Self::summed(scopes, |s| {
+            Some(fields.get(&s.field()).copied().unwrap_or(0))
+        })
+        .unwrap_or_default()
+    }
+
+    /// `from_fields` for a partial copy of the counters (the origin mirrors only the
+    /// fields its reads use): `None` when a counter the key depends on is not in it.
+    pub fn from_known(fields: &HashMap<String, u64>, scopes: &[GenerationScope]) -> Option<Self> {
+        Self::summed(scopes, |s| fields.get(&s.field()).copied())
+    }
+
+    fn summed(
+        scopes: &[GenerationScope],
+        get: impl Fn(&GenerationScope) -> Option<u64>,
+    ) -> Option<Self> {
+        let mut scope = 0u64;
+        for s in scopes {
+            scope = scope.wrapping_add(get(s)?);
         }
+        Some(Self {
+            workspace: get(&GenerationScope::Workspace)?,
+            scope,
+        })
     }
 }
 

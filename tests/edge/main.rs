@@ -1,6 +1,7 @@
 //! The real wasm worker, built by worker-build and run by `wrangler dev` in workerd with
 //! a local KV, in front of a real origin (real Postgres and Redis), driven over HTTP.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,36 @@ async fn origin_get(port: u16, path: &str, token: &str) -> Value {
 }
 
 /// Closes contact `id` through the origin's API, as a product's own backend would.
+/// Replaces the storage of every generations object in a stopped edge's `state_dir` with
+/// bytes that are no database, keeping the real files aside for `repair_generations`.
+fn break_generations(state_dir: &std::path::Path) -> Vec<(PathBuf, PathBuf)> {
+    let objects = state_dir.join("v3/do/contact-list-cache-WorkspaceGenerations");
+    let aside = state_dir.join("generations-aside");
+    std::fs::create_dir_all(&aside).expect("aside");
+    let mut moved = Vec::new();
+    for file in std::fs::read_dir(&objects).expect("objects' storage") {
+        let path = file.expect("entry").path();
+        let name = path.file_name().expect("name").to_owned();
+        if name.to_string_lossy().starts_with("metadata") {
+            continue;
+        }
+        let kept = aside.join(&name);
+        std::fs::rename(&path, &kept).expect("set aside");
+        if path.extension().is_some_and(|e| e == "sqlite") {
+            std::fs::write(&path, vec![0x5a; 8192]).expect("break");
+        }
+        moved.push((path, kept));
+    }
+    assert!(!moved.is_empty(), "no generations object in {objects:?}");
+    moved
+}
+
+fn repair_generations(moved: Vec<(PathBuf, PathBuf)>) {
+    for (path, kept) in moved {
+        std::fs::rename(kept, path).expect("put back");
+    }
+}
+
 async fn close_at_origin(port: u16, token: &str, id: i64) {
     let closed = reqwest::Client::new()
         .patch(format!(
@@ -519,6 +550,49 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         assert!(
             Instant::now() < deadline,
             "the changes made while the edge was down never reached it: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A location that cannot read the generations (here: the objects' storage is broken)
+    // does not guess: the counts it holds in KV are older than a write it missed, and it
+    // asks the origin instead of serving them.
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "HIT"
+    })
+    .await;
+    let (_, held) = edge.get(&counts, &user, WS).await;
+    let open = held["data"]["open"].as_i64().expect("open");
+    drop(wrangler);
+    let id: i64 = sqlx::query_scalar(
+        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' \
+         ORDER BY id LIMIT 1",
+    )
+    .bind(WS)
+    .fetch_one(&db)
+    .await
+    .expect("an open contact");
+    close_at_origin(origin_port, &user, id).await;
+    let broken = break_generations(&state_dir);
+    wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
+    let (status, unread) = edge.get(&counts, &user, WS).await;
+    assert_eq!(status, StatusCode::OK, "{unread}");
+    assert_eq!(unread["data"]["_cache"]["status"], "BYPASS", "{unread}");
+    assert_eq!(unread["data"]["open"], open - 1, "{unread}");
+    drop(wrangler);
+    repair_generations(broken);
+    wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        if now["data"]["open"] == open - 1 && now["data"]["_cache"]["status"] == "HIT" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change made while the objects were broken never reached the edge: {now}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -2,7 +2,9 @@
 //! counters (workspace-wide, counts, several per board) that keys are built on; bumping
 //! one makes every key built on it unreachable at once, in L1 and L2 alike.
 //!
-//! Each instance mirrors the hashes it uses. A bump elsewhere is announced on pub/sub
+//! Each instance mirrors the fields of the hashes its reads use (HMGET, never the whole
+//! hash: made-up board ids in invalidations may grow a hash, and cost nobody's reads
+//! but the reads of those ids). A bump elsewhere is announced on pub/sub
 //! and drops the mirror; `max_age` bounds how long a mirror is trusted should a message
 //! be lost. While Redis is down the mirror is the authority: bumps apply locally and are
 //! replayed to Redis when it answers again, so no instance keeps reading data older than
@@ -27,7 +29,12 @@ use super::redis::RedisCache;
 /// bumps, so no key filled during an outage is met again once Redis answers.
 const DISTRUSTED_STEP: u64 = 1 << 32;
 
+/// Fields of one workspace a mirror refreshes together; past this, a refresh fetches
+/// only what the read in hand needs and the mirror starts over with those.
+const MAX_MIRRORED: usize = 1024;
+
 struct Mirror {
+    /// The fields read so far (a counter Redis lacks is held as 0).
     fields: HashMap<String, u64>,
     /// `None` until Redis has been read for this workspace.
     fetched: Option<Instant>,
@@ -109,18 +116,37 @@ impl Generations {
         changed.get(ws).is_some_and(|at| at.elapsed() < window)
     }
 
-    /// The generations of `scopes` from the mirror, without copying the mirror: this runs
-    /// on every read.
-    fn read_mirror(
-        &self,
-        ws: &WorkspaceId,
-        scopes: &[GenerationScope],
-        allow_stale: bool,
-    ) -> Option<KeyGens> {
+    /// The generations of `scopes` from a fresh mirror holding each of them, without
+    /// copying the mirror: this runs on every read.
+    fn read_mirror(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws)?;
         let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        (fresh || allow_stale).then(|| KeyGens::from_fields(&m.fields, scopes))
+        fresh.then(|| KeyGens::from_known(&m.fields, scopes))?
+    }
+
+    /// Whatever the mirror holds, a missing counter as 0: for an instance without Redis
+    /// (its counters are the only ones) and while its own bumps wait to be replayed.
+    fn read_local(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
+        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        Some(KeyGens::from_fields(&mirrors.get(ws)?.fields, scopes))
+    }
+
+    /// The fields a refresh for `scopes` reads: those the mirror already holds, so it stays
+    /// whole, and those `scopes` need.
+    fn to_fetch(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Vec<String> {
+        let needed = needed_fields(scopes);
+        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let held = mirrors
+            .get(ws)
+            .map(|m| &m.fields)
+            .filter(|f| f.len() + needed.len() <= MAX_MIRRORED);
+        let Some(held) = held else {
+            return needed;
+        };
+        let mut fields: Vec<String> = held.keys().cloned().collect();
+        fields.extend(needed.into_iter().filter(|f| !held.contains_key(f)));
+        fields
     }
 
     /// `raced`: this instance bumped while the Redis read was under way, so the read may
@@ -133,11 +159,16 @@ impl Generations {
         if let Some(old) = mirrors.get(ws) {
             if raced {
                 for (field, value) in &old.fields {
-                    let merged = fields.entry(field.clone()).or_default();
-                    *merged = (*merged).max(*value);
+                    if let Some(merged) = fields.get_mut(field) {
+                        *merged = (*merged).max(*value);
+                    }
                 }
             }
-            if old.fields != fields {
+            if old
+                .fields
+                .iter()
+                .any(|(f, v)| fields.get(f).is_some_and(|n| n != v))
+            {
                 self.mark_changed(ws);
             }
         }
@@ -158,9 +189,9 @@ impl Generations {
         scopes: &[GenerationScope],
     ) -> KeyGens {
         let Some(redis) = redis else {
-            return self.read_mirror(ws, scopes, true).unwrap_or_default();
+            return self.read_local(ws, scopes).unwrap_or_default();
         };
-        if let Some(gens) = self.read_mirror(ws, scopes, false) {
+        if let Some(gens) = self.read_mirror(ws, scopes) {
             return gens;
         }
         // Boxed: the Redis read is once a second at most, and its state would otherwise
@@ -185,11 +216,17 @@ impl Generations {
         self.replay_pending(redis).await;
         let forgets = self.forgets.load(Ordering::Acquire);
         let bumps = self.bumps.load(Ordering::Acquire);
-        match redis.hgetall(&self.keys.generations(ws)).await {
-            Ok(fields) if self.has_pending(ws) => self
-                .read_mirror(ws, scopes, true)
-                .unwrap_or_else(|| KeyGens::from_fields(&fields, scopes)),
-            Ok(fields) => {
+        let wanted = self.to_fetch(ws, scopes);
+        match redis.hmget(&self.keys.generations(ws), &wanted).await {
+            Ok(values) => {
+                let fields: HashMap<String, u64> = wanted
+                    .into_iter()
+                    .zip(values)
+                    .map(|(f, v)| (f, v.unwrap_or(0)))
+                    .collect();
+                if self.has_pending(ws) {
+                    return self.add_missing(ws, fields, scopes);
+                }
                 let gens = KeyGens::from_fields(&fields, scopes);
                 if self.forgets.load(Ordering::Acquire) == forgets {
                     let raced = self.bumps.load(Ordering::Acquire) != bumps;
@@ -218,12 +255,32 @@ impl Generations {
             .await
     }
 
+    /// This instance's bumps of `ws` wait to be replayed, so its mirror stays the
+    /// authority; Redis only adds the fields it lacked.
+    fn add_missing(
+        &self,
+        ws: &WorkspaceId,
+        fields: HashMap<String, u64>,
+        scopes: &[GenerationScope],
+    ) -> KeyGens {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
+            fields: HashMap::new(),
+            fetched: None,
+        });
+        for (field, value) in fields {
+            m.fields.entry(field).or_insert(value);
+        }
+        KeyGens::from_fields(&m.fields, scopes)
+    }
+
     /// Redis cannot be asked, and the mirror is known to be outdated (an announcement made
     /// this instance forget it) or was never read: rather than trust it, the workspace's
     /// generation moves on locally, so nothing this instance cached under the old one is
     /// served, and the workspace counts as changed (fills read the primary). The moved
     /// mirror is then this instance's authority until Redis answers, like a mirror that
-    /// merely expired during the outage (nothing says that one is outdated).
+    /// merely expired during the outage (nothing says that one is outdated). A mirror
+    /// lacking a field the read needs is treated the same way (the field counts from 0).
     fn distrust(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,6 +288,9 @@ impl Generations {
             fields: HashMap::new(),
             fetched: None,
         });
+        for field in needed_fields(scopes) {
+            m.fields.entry(field).or_insert(0);
+        }
         *m.fields
             .entry(GenerationScope::Workspace.field())
             .or_default() += DISTRUSTED_STEP;
@@ -247,11 +307,11 @@ impl Generations {
         })
     }
 
-    /// An expired (but not forgotten) mirror's generations.
+    /// An expired (but not forgotten) mirror's generations, if it holds each of `scopes`.
     fn read_expired(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
         let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
-        Some(KeyGens::from_fields(&m.fields, scopes))
+        KeyGens::from_known(&m.fields, scopes)
     }
 
     /// Whether bumps wait for Redis.
@@ -411,6 +471,17 @@ impl Generations {
     }
 }
 
+/// The fields a key depending on `scopes` is built on.
+fn needed_fields(scopes: &[GenerationScope]) -> Vec<String> {
+    let mut fields = vec![GenerationScope::Workspace.field()];
+    for field in scopes.iter().map(|s| s.field()) {
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,15 +518,86 @@ mod tests {
         assert_ne!(g.current(None, &ws(), &counts).await, before);
     }
 
+    /// Real Redis (`REDIS_URL`): a hash grown by fields nobody reads (made-up board ids)
+    /// costs a read nothing; the mirror holds the fields reads asked for, and they are right.
+    #[tokio::test]
+    async fn a_mirror_reads_only_the_fields_its_keys_need() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis = RedisCache::new(&url, Duration::from_secs(2)).expect("client");
+        let namespace = format!("gens{}", std::process::id());
+        let keys = KeySpace::new(&namespace).expect("valid");
+        let key = keys.generations(&ws());
+        redis.del(&key).await.expect("redis");
+        let junk: Vec<String> = (1000..6000).map(|b| format!("b{b}")).collect();
+        redis.hincr_all(&key, &junk, None).await.expect("redis");
+        let counted = ["ws".to_owned(), "counts".to_owned(), "b7".to_owned()];
+        for _ in 0..3 {
+            redis
+                .hincr_all(&key, &counted[1..], None)
+                .await
+                .expect("redis");
+        }
+        redis
+            .hincr_all(&key, &counted[..1], None)
+            .await
+            .expect("redis");
+        let g = Generations::new(keys, Duration::from_secs(60));
+
+        let counts = g
+            .current(Some(&redis), &ws(), &[GenerationScope::Counts])
+            .await;
+        assert_eq!(
+            counts,
+            KeyGens {
+                workspace: 1,
+                scope: 3
+            }
+        );
+        let board = g
+            .current(Some(&redis), &ws(), &[GenerationScope::Board(BoardId(7))])
+            .await;
+        assert_eq!(
+            board,
+            KeyGens {
+                workspace: 1,
+                scope: 3
+            }
+        );
+        let never = g
+            .current(Some(&redis), &ws(), &[GenerationScope::Board(BoardId(8))])
+            .await;
+        assert_eq!(
+            never,
+            KeyGens {
+                workspace: 1,
+                scope: 0
+            }
+        );
+        let mut held: Vec<String> = {
+            let mirrors = g.mirrors.lock().expect("lock");
+            mirrors[&ws()].fields.keys().cloned().collect()
+        };
+        held.sort();
+        assert_eq!(held, ["b7", "b8", "counts", "ws"]);
+        redis.del(&key).await.expect("redis");
+    }
+
     #[tokio::test]
     async fn during_an_outage_an_expired_mirror_is_used_and_a_forgotten_one_is_not() {
         let g = Generations::new(KeySpace::new("t").expect("valid"), Duration::ZERO);
         let down = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
             .expect("a lazy client");
         let board = &[GenerationScope::Board(BoardId(3))];
-        g.store_mirror(&ws(), HashMap::from([("b3".to_owned(), 5)]), false);
+        let read = [("ws".to_owned(), 0), ("b3".to_owned(), 5)];
+        g.store_mirror(&ws(), HashMap::from(read), false);
         let expired = g.current(Some(&down), &ws(), board).await;
         assert_eq!((expired.workspace, expired.scope), (0, 5));
+        let unread = &[GenerationScope::Board(BoardId(4))];
+        let unread = g.current(Some(&down), &ws(), unread).await;
+        assert_ne!(
+            unread.workspace, expired.workspace,
+            "a counter never read is not taken for 0"
+        );
 
         g.forget(&ws());
         let distrusted = g.current(Some(&down), &ws(), board).await;

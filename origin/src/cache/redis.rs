@@ -6,7 +6,6 @@
 //! Sentinel-managed primary (`topology.rs`); every command here names one key, or keys of
 //! one workspace, which share a hash tag, so nothing ever spans slots.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
@@ -230,9 +229,20 @@ impl RedisCache {
             .await
     }
 
-    pub async fn hgetall(&self, key: &str) -> Result<HashMap<String, u64>, RedisFailure> {
-        self.call("hgetall", |mut c| async move { c.hgetall(key).await })
-            .await
+    /// The values of `fields` of one hash, in order (`None` where a field is absent).
+    pub async fn hmget(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<u64>>, RedisFailure> {
+        self.call("hmget", |mut c| async move {
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg(fields)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// Increments each field of one hash in one atomic step; the new values, in order.
