@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use shared::keys::GenerationScope;
 use shared::query::ContactListQuery;
 use shared::{UserId, WorkspaceId};
 
@@ -59,7 +58,7 @@ where
     let database = time_n(n, || async { compute().await.map(drop) }).await?;
     let mut out = vec![("database", database)];
     cache.remove(key).await;
-    if cache.redis.is_some() {
+    if cache.redis().is_some() {
         let redis_only = Layers {
             memory: false,
             redis: true,
@@ -113,7 +112,7 @@ fn print(what: &str, rows: &[(&str, Sample)]) {
 pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
     let user = UserId::parse("user_3")?;
     let cache = &state.cache;
-    let counts_key = crate::reads::counts_key(state, ws, &user).await;
+    let counts_key = state.cache.counts_key(ws, &user).await;
     let counts =
         || store::counts_json(state.store.clone(), Read::Primary, ws.clone(), user.clone());
     print("counts", &layers(cache, &counts_key, n, counts).await?);
@@ -125,15 +124,7 @@ pub async fn run(state: &AppState, ws: &WorkspaceId, n: usize) -> Result<()> {
         .first()
         .ok_or(Error::NotFound("board"))?;
     let q = ContactListQuery::default();
-    let board_gens = cache
-        .generations
-        .current(
-            cache.redis.as_deref(),
-            ws,
-            &GenerationScope::of_page(board, &q),
-        )
-        .await;
-    let page_key = cache.keys.contacts(ws, board, board_gens, &q);
+    let page_key = cache.page_key(ws, board, &q).await;
     let page = || {
         let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
         store::page_json(state.store.clone(), Read::Primary, ws, board, q, user)

@@ -21,12 +21,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Makes every key `change` covers unreachable, on every instance, before it returns
 /// (see `Bump` for what was acknowledged), and queues it for the edge.
 pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bump {
-    state.cache.stats.delete();
-    let bump = state
-        .cache
-        .generations
-        .bump(state.cache.redis.as_deref(), ws, change)
-        .await;
+    state.cache.stats().delete();
+    let bump = state.cache.generations().bump(ws, change).await;
     if let Some(edge) = &state.edge {
         edge.queue(ws, change).await;
     }
@@ -36,10 +32,10 @@ pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bu
 /// A workspace's settings were saved: every instance reloads them, and what was cached
 /// under the old ones (other TTLs, features) is dropped.
 pub async fn settings_changed(state: &AppState, ws: &WorkspaceId) {
-    if let Some(redis) = &state.cache.redis {
+    if let Some(redis) = state.cache.redis() {
         let _ = redis
             .publish(
-                &state.cache.keys.channel(),
+                &state.cache.keys().channel(),
                 &Event::Settings(ws.clone()).encode(),
             )
             .await;
@@ -60,7 +56,7 @@ pub async fn follow_store(state: Arc<AppState>) {
                     changed(&state, &ws, &Changed::Boards(vec![board])).await;
                 }
                 Change::Unknown => {
-                    for ws in state.cache.generations.known_workspaces() {
+                    for ws in state.cache.generations().known_workspaces() {
                         changed(&state, &ws, &Changed::Workspace).await;
                     }
                 }
@@ -73,14 +69,14 @@ pub async fn follow_store(state: Arc<AppState>) {
 /// Replays bumps queued while Redis was down as soon as it answers again, whether or not
 /// this instance serves any read meanwhile.
 pub async fn replay(state: Arc<AppState>) {
-    let Some(redis) = &state.cache.redis else {
+    if state.cache.redis().is_none() {
         return;
-    };
+    }
     let mut every = tokio::time::interval(RETRY_AFTER);
     loop {
         every.tick().await;
-        if state.cache.generations.any_pending() {
-            state.cache.generations.replay_pending(redis).await;
+        if state.cache.generations().any_pending() {
+            state.cache.generations().replay_pending().await;
         }
     }
 }
@@ -91,16 +87,16 @@ pub async fn replay(state: Arc<AppState>) {
 /// missed, so every mirror is distrusted once.
 /// Runs until the process ends, reconnecting whenever the subscription drops.
 pub async fn listen(state: Arc<AppState>) {
-    let Some(redis) = &state.cache.redis else {
+    let Some(redis) = state.cache.redis() else {
         return;
     };
-    let channel = state.cache.keys.channel();
+    let channel = state.cache.keys().channel();
     loop {
         let client = redis.pubsub_client().await;
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
-                    state.cache.generations.forget_all();
+                    state.cache.generations().forget_all();
                     state.settings.forget_all();
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
@@ -121,7 +117,7 @@ pub async fn listen(state: Arc<AppState>) {
 fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option<Event>) {
     match event {
         Some(Event::Generation(ws, ack)) => {
-            state.cache.generations.forget(&ws);
+            state.cache.generations().forget(&ws);
             if let Some(id) = ack {
                 let (redis, channel) = (redis.clone(), channel.to_owned());
                 tokio::spawn(async move {
@@ -130,7 +126,7 @@ fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option
             }
         }
         Some(Event::Settings(ws)) => state.settings.forget(&ws),
-        Some(Event::Ack(id)) => state.cache.generations.acked(id),
+        Some(Event::Ack(id)) => state.cache.generations().acked(id),
         None => tracing::warn!("ignored an unreadable invalidation message"),
     }
 }

@@ -24,7 +24,6 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 
-use crate::cache::generations::Generations;
 use crate::cache::memory::Memory;
 use crate::cache::redis::RedisCache;
 use crate::cache::Cache;
@@ -60,8 +59,8 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     let cache = Cache::new(
         Memory::new(config.l1_max_bytes, config.stale_grace),
         redis,
-        Generations::new(config.key_space.clone(), config.generation_max_age),
         config.key_space.clone(),
+        config.generation_max_age,
         config.stale_grace,
         config.stale_if_slow,
     );
@@ -78,7 +77,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
             url,
             &key.0,
             config.key_space.edge_outbox(),
-            cache.redis.clone(),
+            cache.redis().cloned(),
         ))),
         (Some(_), None) => return Err(StartError::EdgeWithoutKey),
         _ => None,

@@ -1,5 +1,7 @@
 //! `origin serve` (the default), `origin seed` and `origin token`.
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use origin::auth::{issue, Claims};
 use origin::cache::generations::Generations;
@@ -171,8 +173,9 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
 async fn invalidate_workspace(config: &Config, ws: &WorkspaceId) {
     let Some(url) = &config.redis_url else { return };
     if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
-        Generations::new(config.key_space.clone(), config.generation_max_age)
-            .bump(Some(&redis), ws, &Changed::Workspace)
+        let redis = Some(Arc::new(redis));
+        Generations::new(config.key_space.clone(), config.generation_max_age, redis)
+            .bump(ws, &Changed::Workspace)
             .await;
     }
 }

@@ -36,7 +36,7 @@ impl AppState {
     /// lagging replica cannot put data older than an acknowledged write into the caches.
     pub fn reader(&self, ws: &WorkspaceId) -> Read {
         let window = self.config.replica_lag_window;
-        if self.cache.generations.changed_within(ws, window) {
+        if self.cache.generations().changed_within(ws, window) {
             Read::Primary
         } else {
             Read::Replica

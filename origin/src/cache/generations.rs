@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shared::invalidation::Changed;
@@ -42,6 +42,8 @@ struct Mirror {
 
 pub struct Generations {
     keys: KeySpace,
+    /// `None`: this instance's counters are the only ones.
+    redis: Option<Arc<RedisCache>>,
     max_age: Duration,
     mirrors: Mutex<HashMap<WorkspaceId, Mirror>>,
     pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
@@ -87,9 +89,10 @@ pub struct Bump {
 }
 
 impl Generations {
-    pub fn new(keys: KeySpace, max_age: Duration) -> Self {
+    pub fn new(keys: KeySpace, max_age: Duration, redis: Option<Arc<RedisCache>>) -> Self {
         Self {
             keys,
+            redis,
             max_age,
             mirrors: Mutex::default(),
             pending: Mutex::default(),
@@ -182,13 +185,8 @@ impl Generations {
     }
 
     /// The generations a key of `ws` depending on `scopes` is built on.
-    pub async fn current(
-        &self,
-        redis: Option<&RedisCache>,
-        ws: &WorkspaceId,
-        scopes: &[GenerationScope],
-    ) -> KeyGens {
-        let Some(redis) = redis else {
+    pub async fn current(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
+        let Some(redis) = self.redis.as_deref() else {
             return self.read_local(ws, scopes).unwrap_or_default();
         };
         if let Some(gens) = self.read_mirror(ws, scopes) {
@@ -213,7 +211,7 @@ impl Generations {
                 return gens;
             }
         }
-        self.replay_pending(redis).await;
+        self.replay_pending().await;
         let forgets = self.forgets.load(Ordering::Acquire);
         let bumps = self.bumps.load(Ordering::Acquire);
         let wanted = self.to_fetch(ws, scopes);
@@ -244,14 +242,13 @@ impl Generations {
     /// generation `now` (see `edits.rs`).
     pub async fn rows_unchanged(
         &self,
-        redis: Option<&RedisCache>,
         ws: &WorkspaceId,
         board: BoardId,
         rows: &Rows,
         now: u64,
     ) -> bool {
         self.edits
-            .unchanged(redis, &self.keys, ws, board, rows, now)
+            .unchanged(self.redis.as_deref(), &self.keys, ws, board, rows, now)
             .await
     }
 
@@ -328,12 +325,8 @@ impl Generations {
     /// Bumps what `change` makes stale, together (one Redis step, one announcement), in
     /// Redis when it answers, else locally with a replay queued; an edit is logged with
     /// its board's new `Rows`. The bump reports the first scope's new generation.
-    pub async fn bump(
-        &self,
-        redis: Option<&RedisCache>,
-        ws: &WorkspaceId,
-        change: &Changed,
-    ) -> Bump {
+    pub async fn bump(&self, ws: &WorkspaceId, change: &Changed) -> Bump {
+        let redis = self.redis.as_deref();
         self.mark_changed(ws);
         let scopes = change.scopes();
         let edit = match change {
@@ -410,7 +403,10 @@ impl Generations {
     /// Sends bumps made while Redis was down. Each is removed only once Redis took it.
     /// Reads call it, and so does a background task (`invalidation::replay`), so an idle
     /// instance's queued bumps still reach the others once Redis is back.
-    pub async fn replay_pending(&self, redis: &RedisCache) {
+    pub async fn replay_pending(&self) {
+        let Some(redis) = self.redis.as_deref() else {
+            return;
+        };
         let queued: Vec<_> = {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.iter().cloned().collect()
@@ -491,7 +487,11 @@ mod tests {
     }
 
     fn gens() -> Generations {
-        Generations::new(KeySpace::new("t").expect("valid"), Duration::from_secs(1))
+        Generations::new(
+            KeySpace::new("t").expect("valid"),
+            Duration::from_secs(1),
+            None,
+        )
     }
 
     #[tokio::test]
@@ -500,22 +500,21 @@ mod tests {
         let board = [GenerationScope::Board(BoardId(1))];
         let other = [GenerationScope::Board(BoardId(2))];
         let before = (
-            g.current(None, &ws(), &board).await,
-            g.current(None, &ws(), &other).await,
+            g.current(&ws(), &board).await,
+            g.current(&ws(), &other).await,
         );
-        g.bump(None, &ws(), &Changed::Boards(vec![BoardId(1)]))
-            .await;
-        assert_ne!(g.current(None, &ws(), &board).await, before.0);
-        assert_eq!(g.current(None, &ws(), &other).await, before.1);
+        g.bump(&ws(), &Changed::Boards(vec![BoardId(1)])).await;
+        assert_ne!(g.current(&ws(), &board).await, before.0);
+        assert_eq!(g.current(&ws(), &other).await, before.1);
     }
 
     #[tokio::test]
     async fn a_workspace_bump_changes_every_scope() {
         let g = gens();
         let counts = [GenerationScope::Counts];
-        let before = g.current(None, &ws(), &counts).await;
-        g.bump(None, &ws(), &Changed::Workspace).await;
-        assert_ne!(g.current(None, &ws(), &counts).await, before);
+        let before = g.current(&ws(), &counts).await;
+        g.bump(&ws(), &Changed::Workspace).await;
+        assert_ne!(g.current(&ws(), &counts).await, before);
     }
 
     /// Real Redis (`REDIS_URL`): a hash grown by fields nobody reads (made-up board ids)
@@ -523,7 +522,7 @@ mod tests {
     #[tokio::test]
     async fn a_mirror_reads_only_the_fields_its_keys_need() {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let redis = RedisCache::new(&url, Duration::from_secs(2)).expect("client");
+        let redis = Arc::new(RedisCache::new(&url, Duration::from_secs(2)).expect("client"));
         let namespace = format!("gens{}", std::process::id());
         let keys = KeySpace::new(&namespace).expect("valid");
         let key = keys.generations(&ws());
@@ -541,11 +540,9 @@ mod tests {
             .hincr_all(&key, &counted[..1], None)
             .await
             .expect("redis");
-        let g = Generations::new(keys, Duration::from_secs(60));
+        let g = Generations::new(keys, Duration::from_secs(60), Some(redis.clone()));
 
-        let counts = g
-            .current(Some(&redis), &ws(), &[GenerationScope::Counts])
-            .await;
+        let counts = g.current(&ws(), &[GenerationScope::Counts]).await;
         assert_eq!(
             counts,
             KeyGens {
@@ -554,7 +551,7 @@ mod tests {
             }
         );
         let board = g
-            .current(Some(&redis), &ws(), &[GenerationScope::Board(BoardId(7))])
+            .current(&ws(), &[GenerationScope::Board(BoardId(7))])
             .await;
         assert_eq!(
             board,
@@ -564,7 +561,7 @@ mod tests {
             }
         );
         let never = g
-            .current(Some(&redis), &ws(), &[GenerationScope::Board(BoardId(8))])
+            .current(&ws(), &[GenerationScope::Board(BoardId(8))])
             .await;
         assert_eq!(
             never,
@@ -584,27 +581,28 @@ mod tests {
 
     #[tokio::test]
     async fn during_an_outage_an_expired_mirror_is_used_and_a_forgotten_one_is_not() {
-        let g = Generations::new(KeySpace::new("t").expect("valid"), Duration::ZERO);
         let down = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
             .expect("a lazy client");
+        let keys = KeySpace::new("t").expect("valid");
+        let g = Generations::new(keys, Duration::ZERO, Some(Arc::new(down)));
         let board = &[GenerationScope::Board(BoardId(3))];
         let read = [("ws".to_owned(), 0), ("b3".to_owned(), 5)];
         g.store_mirror(&ws(), HashMap::from(read), false);
-        let expired = g.current(Some(&down), &ws(), board).await;
+        let expired = g.current(&ws(), board).await;
         assert_eq!((expired.workspace, expired.scope), (0, 5));
         let unread = &[GenerationScope::Board(BoardId(4))];
-        let unread = g.current(Some(&down), &ws(), unread).await;
+        let unread = g.current(&ws(), unread).await;
         assert_ne!(
             unread.workspace, expired.workspace,
             "a counter never read is not taken for 0"
         );
 
         g.forget(&ws());
-        let distrusted = g.current(Some(&down), &ws(), board).await;
+        let distrusted = g.current(&ws(), board).await;
         assert_eq!(distrusted.scope, 5);
         assert_ne!(distrusted.workspace, expired.workspace);
         assert!(g.changed_within(&ws(), Duration::from_secs(5)));
-        let again = g.current(Some(&down), &ws(), board).await;
+        let again = g.current(&ws(), board).await;
         assert_eq!(
             again, distrusted,
             "moved once, then this instance's authority"

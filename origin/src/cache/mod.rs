@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
 use shared::model::{CacheStatus, ContactPage, Source};
-use shared::{BoardId, WorkspaceId};
+use shared::query::ContactListQuery;
+use shared::{BoardId, UserId, WorkspaceId};
 
 use self::entry::{now_ms, Entry, Rows};
 use self::flight::KeyLocks;
@@ -70,13 +71,15 @@ pub struct Answer {
     pub status: CacheStatus,
 }
 
+/// The layers and what keys them. Callers say what they read (counts for a user, a page
+/// of a board); the generations and keys of a read are built here and nowhere else.
 pub struct Cache {
-    pub memory: Memory,
-    pub redis: Option<Arc<RedisCache>>,
-    pub generations: Generations,
-    pub stats: Arc<Stats>,
-    pub traffic: Traffic,
-    pub keys: KeySpace,
+    memory: Memory,
+    redis: Option<Arc<RedisCache>>,
+    generations: Generations,
+    stats: Arc<Stats>,
+    traffic: Traffic,
+    keys: KeySpace,
     locks: KeyLocks,
     grace: Duration,
     stale_if_slow: Duration,
@@ -86,15 +89,15 @@ impl Cache {
     pub fn new(
         memory: Memory,
         redis: Option<Arc<RedisCache>>,
-        generations: Generations,
         keys: KeySpace,
+        generation_max_age: Duration,
         grace: Duration,
         stale_if_slow: Duration,
     ) -> Self {
         Self {
             memory,
+            generations: Generations::new(keys.clone(), generation_max_age, redis.clone()),
             redis,
-            generations,
             stats: Arc::default(),
             traffic: Traffic::default(),
             keys,
@@ -132,14 +135,12 @@ impl Cache {
         };
         // Boxed: the log's Redis read is rare, and its state would otherwise weigh on
         // every read's future.
-        let unchanged = Box::pin(self.generations.rows_unchanged(
-            self.redis.as_deref(),
-            &basis.ws,
-            basis.board,
-            r,
-            basis.seq,
-        ))
-        .await;
+        let unchanged =
+            Box::pin(
+                self.generations
+                    .rows_unchanged(&basis.ws, basis.board, r, basis.seq),
+            )
+            .await;
         unchanged.then_some(e)
     }
 
@@ -345,10 +346,87 @@ impl Cache {
         })
     }
 
+    pub fn redis(&self) -> Option<&Arc<RedisCache>> {
+        self.redis.as_ref()
+    }
+
+    pub fn generations(&self) -> &Generations {
+        &self.generations
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// The counts `user` sees, through the cache (`ttl`) or from `compute` (`None`).
+    pub async fn counts<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        user: &UserId,
+        ttl: Option<u32>,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
+        let key = |gens| self.keys.counts(ws, gens, user);
+        self.read(ws, &[GenerationScope::Counts], None, ttl, key, compute)
+            .await
+    }
+
+    /// A page of `board`, through the cache (`ttl`) or from `compute` (`None`).
+    pub async fn page<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+        ttl: Option<u32>,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
+        let scopes = GenerationScope::of_page(board, q);
+        let key = |gens| self.keys.contacts(ws, board, gens, q);
+        self.read(ws, &scopes, Some(board), ttl, key, compute).await
+    }
+
+    /// The key the counts of `user` are cached under now.
+    pub async fn counts_key(&self, ws: &WorkspaceId, user: &UserId) -> String {
+        let gens = self
+            .generations
+            .current(ws, &[GenerationScope::Counts])
+            .await;
+        self.keys.counts(ws, gens, user)
+    }
+
+    /// The key a page of `board` is cached under now.
+    pub async fn page_key(&self, ws: &WorkspaceId, board: BoardId, q: &ContactListQuery) -> String {
+        let gens = self
+            .generations
+            .current(ws, &GenerationScope::of_page(board, q))
+            .await;
+        self.keys.contacts(ws, board, gens, q)
+    }
+
     /// Reads a key of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
     /// through every layer, or straight from the database when `ttl` is `None` (caching
     /// off for this workspace, feature or request).
-    pub async fn read<F, Fut>(
+    async fn read<F, Fut>(
         &self,
         ws: &WorkspaceId,
         scopes: &[GenerationScope],
@@ -373,15 +451,14 @@ impl Cache {
                 status: CacheStatus::Bypass,
             });
         };
-        let redis = self.redis.as_deref();
-        let gens = self.generations.current(redis, ws, scopes).await;
+        let gens = self.generations.current(ws, scopes).await;
         let rows = match board {
             Some(board) => Some(RowsBasis {
                 ws: ws.clone(),
                 board,
                 seq: self
                     .generations
-                    .current(redis, ws, &[GenerationScope::Rows(board)])
+                    .current(ws, &[GenerationScope::Rows(board)])
                     .await
                     .scope,
             }),

@@ -189,7 +189,7 @@ pub(super) async fn test_performance(
     let standard = elapsed_ms(started);
 
     let cache = &state.cache;
-    let key = reads::counts_key(&state, &ws, &user).await;
+    let key = state.cache.counts_key(&ws, &user).await;
     let compute = || {
         store::counts_json(
             state.store.clone(),
@@ -214,7 +214,7 @@ pub(super) async fn test_performance(
     let layer = |(ms, source): (f64, shared::model::Source), kind: &str| -> Value {
         json!({"timeMs": ms, "type": kind, "source": source, "improvementPercent": improvement(standard, ms)})
     };
-    let (red_cold, red_warm) = if cache.redis.is_some() {
+    let (red_cold, red_warm) = if cache.redis().is_some() {
         let cold = timed(redis_only).await?;
         let warm = timed(redis_only).await?;
         (layer(cold, "redis_miss"), layer(warm, "redis_hit"))
@@ -224,7 +224,7 @@ pub(super) async fn test_performance(
     };
     timed(Layers::ALL).await?;
     let memory = timed(Layers::ALL).await?;
-    let stats = cache.stats.snapshot();
+    let stats = cache.stats().snapshot();
     Ok(reply::ok(json!({
         "performance": {
             "standard": {"timeMs": standard, "type": "database"},

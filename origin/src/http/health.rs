@@ -59,7 +59,7 @@ async fn check(state: &AppState) -> Value {
     } else {
         json!({"up": false, "configured": false})
     };
-    let redis = match &state.cache.redis {
+    let redis = match state.cache.redis() {
         None => json!({"up": false, "configured": false, "reason": "REDIS_URL is not set"}),
         Some(r) => {
             let started = Instant::now();
@@ -81,8 +81,8 @@ async fn check(state: &AppState) -> Value {
         "redis": redis,
         "memory": {
             "up": true,
-            "entries": state.cache.memory.entry_count(),
-            "bytes": state.cache.memory.weighted_bytes(),
+            "entries": state.cache.memory().entry_count(),
+            "bytes": state.cache.memory().weighted_bytes(),
             "maxBytes": state.config.l1_max_bytes,
         },
     })
@@ -104,7 +104,7 @@ pub(super) async fn health(State(state): State<Arc<AppState>>, headers: HeaderMa
     reply::ok(json!({
         "healthy": is_healthy(&components),
         "components": components,
-        "stats": state.cache.stats.snapshot(),
+        "stats": state.cache.stats().snapshot(),
         "uptimeSecs": state.started.elapsed().as_secs(),
         "timestamp": Utc::now(),
     }))
@@ -121,13 +121,13 @@ pub(super) async fn status(
     let components = state.probe.get(|| check(&state)).await;
     let top = caller
         .is_operator()
-        .then(|| state.cache.traffic.top_workspaces(10));
+        .then(|| state.cache.traffic().top_workspaces(10));
     Ok(reply::ok(json!({
-        "cacheStats": state.cache.stats.snapshot(),
+        "cacheStats": state.cache.stats().snapshot(),
         "healthCheck": {"healthy": is_healthy(&components), "components": components},
-        "redisEnabled": state.cache.redis.is_some(),
+        "redisEnabled": state.cache.redis().is_some(),
         "edgePush": state.edge.as_ref().map(|e| e.report()),
-        "latencyMs": state.cache.traffic.latencies(),
+        "latencyMs": state.cache.traffic().latencies(),
         "topWorkspaces": top,
         "timestamp": Utc::now(),
     })))

@@ -21,9 +21,9 @@ pub(super) async fn render(State(state): State<Arc<AppState>>) -> impl IntoRespo
     let (open, idle) = state.store.connections();
     metrics::gauge!("edgecache_db_pool_connections").set(f64::from(open));
     metrics::gauge!("edgecache_db_pool_idle").set(idle as f64);
-    metrics::gauge!("edgecache_l1_entries").set(state.cache.memory.entry_count() as f64);
-    metrics::gauge!("edgecache_l1_bytes").set(state.cache.memory.weighted_bytes() as f64);
-    let redis_up = state.cache.redis.as_ref().is_some_and(|r| r.is_up());
+    metrics::gauge!("edgecache_l1_entries").set(state.cache.memory().entry_count() as f64);
+    metrics::gauge!("edgecache_l1_bytes").set(state.cache.memory().weighted_bytes() as f64);
+    let redis_up = state.cache.redis().is_some_and(|r| r.is_up());
     metrics::gauge!("edgecache_redis_up").set(if redis_up { 1.0 } else { 0.0 });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -210,15 +210,7 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
     let token = member();
     let user = shared::UserId::parse("user_3").expect("user");
     let cache = &a.state.cache;
-    let gens = cache
-        .generations
-        .current(
-            cache.redis.as_deref(),
-            &ws(WS),
-            &[shared::keys::GenerationScope::Counts],
-        )
-        .await;
-    let key = cache.keys.counts(&ws(WS), gens, &user);
+    let key = cache.counts_key(&ws(WS), &user).await;
     let client =
         redis::Client::open(a.state.config.redis_url.clone().expect("redis url")).expect("client");
     let mut conn = client
@@ -232,7 +224,7 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
         "ec0|1|9999999999999|{\"total\":1}",
         "ec1|x|y|{}",
     ] {
-        a.state.cache.memory.remove(&key).await;
+        a.state.cache.memory().remove(&key).await;
         redis::cmd("SET")
             .arg(&key)
             .arg(garbage)

@@ -164,7 +164,7 @@ impl TestApp {
     }
 
     pub fn db_queries(&self) -> u64 {
-        self.state.cache.stats.db_queries()
+        self.state.cache.stats().db_queries()
     }
 }
 
