@@ -1,6 +1,7 @@
 //! The edge worker: answers contact lists and counts from Workers KV and asks the origin
-//! on a miss. `runtime` is the thin wasm glue (KV, fetch, the event handler) and
-//! `generations` the Durable Object that holds each workspace's generations; the
+//! on a miss. `runtime` is the thin wasm glue (the fetch event, KV, requests to the
+//! origin), `config` the worker's settings, `handlers` what each route does with them,
+//! and `generations` the Durable Object that holds each workspace's generations; the
 //! decisions (access, routes, freshness, the origin's replies, the answers, metrics) are
 //! plain Rust modules tested natively.
 
@@ -13,6 +14,10 @@ pub mod reply;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]
+mod config;
+#[cfg(target_arch = "wasm32")]
 mod generations;
+#[cfg(target_arch = "wasm32")]
+mod handlers;
 #[cfg(target_arch = "wasm32")]
 mod runtime;

@@ -1,12 +1,22 @@
 //! Request metrics of this worker isolate: real counts and latency percentiles over the
 //! last requests it served (isolates are per location and short-lived; these are not global).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use serde_json::{json, Value};
 use shared::model::{CacheStatus, Source};
 
 const WINDOW: usize = 1000;
+
+thread_local! {
+    static ISOLATE: RefCell<Metrics> = RefCell::new(Metrics::default());
+}
+
+/// This isolate's metrics (one per isolate: a worker isolate runs on one thread).
+pub fn isolate<R>(f: impl FnOnce(&mut Metrics) -> R) -> R {
+    ISOLATE.with(|m| f(&mut m.borrow_mut()))
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -5,6 +5,11 @@ use serde_json::{json, Value};
 use shared::model::CacheMeta;
 use shared::splice::envelope;
 
+/// Whether `origin` is one of the comma-separated `allowed` browser origins.
+pub fn cors_allows(allowed: &str, origin: &str) -> bool {
+    allowed.split(',').any(|a| a.trim() == origin)
+}
+
 pub fn error_body(code: &str, message: &str) -> String {
     json!({"success": false, "error": {"code": code, "message": message}}).to_string()
 }
@@ -38,6 +43,16 @@ mod tests {
     use shared::model::{CacheStatus, Source};
 
     use super::*;
+
+    #[test]
+    fn cors_allows_only_the_listed_origins_exactly() {
+        let allowed = "http://localhost:3000, https://panel.example.com";
+        assert!(cors_allows(allowed, "https://panel.example.com"));
+        assert!(cors_allows(allowed, "http://localhost:3000"));
+        assert!(!cors_allows(allowed, "https://panel.example.com.evil.test"));
+        assert!(!cors_allows(allowed, "http://localhost"));
+        assert!(!cors_allows("", "http://localhost:3000"));
+    }
 
     #[test]
     fn the_edge_cache_block_replaces_the_origins() {

@@ -1,0 +1,71 @@
+//! The worker's settings, from its bindings, vars and secrets (wrangler.toml and
+//! `wrangler secret put`); read per request, as the Workers runtime hands them over.
+
+use std::time::Duration;
+
+use shared::keys::KeySpace;
+use shared::token::TokenVerifier;
+use worker::{Env, KvStore, ObjectNamespace, Request};
+
+use crate::fail::{Fail, Result};
+use crate::runtime::request_id;
+
+pub(crate) struct Config {
+    pub(crate) request_id: String,
+    pub(crate) kv: KvStore,
+    pub(crate) generations: ObjectNamespace,
+    pub(crate) generation_max_age_ms: u64,
+    pub(crate) keys: KeySpace,
+    pub(crate) tokens: TokenVerifier,
+    pub(crate) origin_url: String,
+    pub(crate) internal_key: String,
+    pub(crate) timeout: Duration,
+    pub(crate) grace_secs: u64,
+}
+
+pub(crate) fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub(crate) fn load(env: &Env, req: &Request) -> Result<Self> {
+        let missing =
+            |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
+        let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
+        Ok(Self {
+            request_id: request_id(req),
+            kv: env
+                .kv("CACHE_KV")
+                .map_err(|_| missing("CACHE_KV binding"))?,
+            generations: env
+                .durable_object("GENERATIONS")
+                .map_err(|_| missing("GENERATIONS binding"))?,
+            generation_max_age_ms: var(env, "EDGE_GENERATION_MAX_AGE_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000),
+            keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,
+            tokens: TokenVerifier::new(jwt.as_bytes()),
+            origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
+            internal_key: secret(env, "INTERNAL_API_KEY")
+                .ok_or_else(|| missing("INTERNAL_API_KEY"))?,
+            timeout: Duration::from_millis(
+                var(env, "ORIGIN_TIMEOUT_MS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(5000),
+            ),
+            grace_secs: var(env, "STALE_GRACE_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3600),
+        })
+    }
+}

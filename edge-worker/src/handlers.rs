@@ -1,0 +1,318 @@
+//! What each route does, composed of the runtime's adapters (KV, the generations'
+//! object, the origin) and the plain decisions of the other modules (access, freshness,
+//! the origin's replies, invalidation scopes).
+
+use serde_json::json;
+use shared::invalidation::{parse_edge_request, Changed, Push};
+use shared::keys::{GenerationScope, Generations};
+use shared::model::{CacheMeta, CacheStatus, Source};
+use shared::query::ContactListQuery;
+use shared::token::same_secret;
+use shared::{BoardId, UserId, WorkspaceId};
+use worker::{Context, Date, Env, Method, Request, Response};
+
+use crate::access::{self, Presented};
+use crate::config::Config;
+use crate::fail::{Fail, Result};
+use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
+use crate::generations::{self, Counters};
+use crate::metrics;
+use crate::origin_reply::{self, Fetched};
+use crate::reply::{cached_body, success_body};
+use crate::route::Route;
+use crate::runtime::{call_origin, colo, json_response, kv_get, kv_put, now_ms, As};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub(crate) async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    started: u64,
+) -> Result<Response> {
+    let method = req.method().to_string();
+    match Route::parse(&method, &req.path()) {
+        Route::Health => health(env, &req, started).await,
+        Route::Metrics => Ok(metrics(&req)?),
+        Route::Preflight => Ok(json_response(204, String::new())?),
+        Route::NotFound => Err(Fail::new(404, "not_found", "route not found")),
+        Route::MethodNotAllowed => Err(Fail::new(
+            405,
+            "method_not_allowed",
+            "this method is not allowed here",
+        )),
+        Route::Counts { workspace } => {
+            let cfg = Config::load(env, &req)?;
+            let ws = WorkspaceId::parse(&workspace)?;
+            let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
+            let key = counters(&cfg, &ws).await.map(|c| {
+                let g = Generations::from_fields(&c, &[GenerationScope::Counts]);
+                cfg.keys.counts(&ws, g, &user)
+            });
+            let path = format!("/api/cache-settings/workspace/{ws}/counts");
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
+        }
+        Route::Contacts { board } => {
+            let cfg = Config::load(env, &req)?;
+            let board = BoardId::parse(&board)?;
+            let (user, ws) = authorize(&cfg, &req, None)?;
+            let url = req.url()?;
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let q = ContactListQuery::from_pairs(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &ws,
+                board,
+                &user,
+            )?;
+            let key = counters(&cfg, &ws).await.map(|c| {
+                let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
+                cfg.keys.contacts(&ws, board, g, &q)
+            });
+            let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let path = format!("/api/boards/{board}/contacts{query}");
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
+        }
+        Route::Invalidate => {
+            let cfg = Config::load(env, &req)?;
+            let (_, ws) = authorize(&cfg, &req, None)?;
+            let authorization = req.headers().get("Authorization")?.unwrap_or_default();
+            let body = req.text().await?;
+            invalidate(&cfg, &ws, &authorization, &body).await
+        }
+        Route::Changes => {
+            let cfg = Config::load(env, &req)?;
+            let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
+            if !same_secret(&cfg.internal_key, &key) {
+                return Err(Fail::unauthorized());
+            }
+            let (ws, change) = Push::parse(&req.text().await?)?;
+            let bumped = bump(&cfg, &ws, &change).await?;
+            Ok(json_response(
+                200,
+                success_body(&json!({"invalidated": bumped.len(), "generations": bumped})),
+            )?)
+        }
+    }
+}
+
+fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(UserId, WorkspaceId)> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (authorization, user, workspace) = (
+        header("Authorization"),
+        header("X-User-ID"),
+        header("X-Workspace-ID"),
+    );
+    let presented = Presented {
+        authorization: authorization.as_deref(),
+        user: user.as_deref(),
+        workspace: workspace.as_deref(),
+    };
+    access::authorize(&cfg.tokens, presented, path_ws)
+}
+
+/// The workspace's generation counters; `None` when they cannot be read now.
+async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<Counters> {
+    let name = cfg.keys.generations(ws);
+    let asked = || metrics::isolate(|m| m.object_read());
+    generations::read(
+        &cfg.generations,
+        &name,
+        now_ms(),
+        cfg.generation_max_age_ms,
+        asked,
+    )
+    .await
+}
+
+/// A read the origin answers on a miss: its path there, and whom it is for.
+struct Asked {
+    path: String,
+    ws: WorkspaceId,
+    user: UserId,
+}
+
+/// Answers `asked` from KV under `key`, or from the origin (filling KV) on a miss.
+async fn read(
+    cfg: Config,
+    req: &Request,
+    ctx: &Context,
+    started: u64,
+    key: Option<String>,
+    asked: Asked,
+) -> Result<Response> {
+    let location = colo(req);
+    // Without the generations no KV entry is known to be current: the origin answers,
+    // and nothing is stored.
+    let Some(key) = key else {
+        let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
+        let meta = CacheMeta {
+            status: CacheStatus::Bypass,
+            source,
+            ttl: 0,
+            edge_location: Some(location),
+            response_time_ms: (now_ms() - started) as f64,
+        };
+        return answer(&data, meta);
+    };
+    let now = now_ms();
+    let (status, source, data, meta) = match kv_get(&cfg.kv, &key).await {
+        Some((data, meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Fresh => {
+            (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
+        }
+        Some((data, meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Stale => {
+            ctx.wait_until(async move {
+                let _ = fill(&cfg, &key, &asked).await;
+            });
+            (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
+        }
+        // Past the grace (or nothing held): the origin; should it fail, what KV still
+        // holds stands in.
+        held => match fill(&cfg, &key, &asked).await {
+            Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
+            Err(f) if f.status >= 500 => match held {
+                Some((data, meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),
+                None => return Err(f),
+            },
+            Err(f) => return Err(f),
+        },
+    };
+    let elapsed = (now_ms() - started) as f64;
+    let fresh = matches!(status, CacheStatus::Hit | CacheStatus::Miss);
+    let cache_meta = CacheMeta {
+        status,
+        source,
+        ttl: meta
+            .filter(|_| fresh)
+            .map(|m| m.remaining_secs(now_ms()))
+            .unwrap_or(0),
+        edge_location: Some(location),
+        response_time_ms: elapsed,
+    };
+    answer(&data, cache_meta)
+}
+
+fn answer(data: &str, meta: CacheMeta) -> Result<Response> {
+    metrics::isolate(|m| m.read(meta.status, meta.source, meta.response_time_ms));
+    let mut response = json_response(200, cached_body(data, &meta))?;
+    let _ = response
+        .headers_mut()
+        .set("x-cache-status", meta.status.as_str());
+    Ok(response)
+}
+
+async fn from_origin(cfg: &Config, asked: &Asked) -> Result<Fetched> {
+    let who = As::Edge(&asked.user);
+    let (status, body) = call_origin(cfg, Method::Get, &asked.path, &asked.ws, who, None).await?;
+    origin_reply::read(status, &body)
+}
+
+/// Asks the origin and stores its answer in KV for as long as the origin says it is fresh.
+async fn fill(
+    cfg: &Config,
+    key: &str,
+    asked: &Asked,
+) -> Result<(String, Source, Option<EntryMeta>)> {
+    let Fetched {
+        data,
+        source,
+        ttl_secs: ttl,
+    } = from_origin(cfg, asked).await?;
+    if ttl == 0 {
+        return Ok((data, source, None));
+    }
+    let meta = EntryMeta::new(now_ms(), ttl);
+    let expiration = kv_expiration_secs(ttl, cfg.grace_secs);
+    kv_put(&cfg.kv, key, &data, meta, expiration).await;
+    Ok((data, source, Some(meta)))
+}
+
+/// The origin first, with the caller's own token: it checks what the caller may
+/// invalidate (an admin for the workspace, a board of the workspace) and bumps its layers.
+/// Only a change the origin took is applied here, so no read in between can store the
+/// origin's old answer under the new generation; an origin that cannot be told is a
+/// retryable 503, and nothing changes.
+async fn invalidate(
+    cfg: &Config,
+    ws: &WorkspaceId,
+    authorization: &str,
+    body: &str,
+) -> Result<Response> {
+    let change = parse_edge_request(body)?;
+    let board = change.boards().and_then(|b| b.first().map(|b| b.0));
+    let origin_body = json!({"workspaceId": ws, "boardId": board}).to_string();
+    let (status, reply) = call_origin(
+        cfg,
+        Method::Post,
+        "/api/cache-settings/invalidate",
+        ws,
+        As::Caller(authorization),
+        Some(origin_body),
+    )
+    .await?;
+    origin_reply::read(status, &reply)?;
+    let bumped = bump(cfg, ws, &change).await?;
+    Ok(json_response(
+        200,
+        success_body(&json!({
+            "invalidated": bumped.len(),
+            "generations": bumped,
+            "patterns": change.patterns(ws),
+            "method": "generation_bump",
+            "origin_notified": true,
+        })),
+    )?)
+}
+
+/// Moves on the generations that `change` covers, in the workspace's object (so at
+/// every location); the new value of each. Not done: a retryable 503.
+async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counters> {
+    let fields: Vec<String> = change.scopes().iter().map(|s| s.field()).collect();
+    let name = cfg.keys.generations(ws);
+    let counters = generations::bump(&cfg.generations, &name, &fields, now_ms())
+        .await
+        .map_err(|e| {
+            worker::console_error!("generations not bumped: {e}");
+            Fail::new(
+                503,
+                "generations_unavailable",
+                "the edge cannot move its generations now; retry",
+            )
+        })?;
+    Ok(fields
+        .into_iter()
+        .filter_map(|f| counters.get(&f).map(|v| (f, *v)))
+        .collect())
+}
+
+async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
+    let kv_available = match env.kv("CACHE_KV") {
+        Ok(kv) => kv.get("health-probe").text().await.is_ok(),
+        Err(_) => false,
+    };
+    let data = json!({
+        "status": if kv_available { "healthy" } else { "degraded" },
+        "worker": "contact-list-cache",
+        "version": VERSION,
+        "edge_location": colo(req),
+        "kv_available": kv_available,
+        "timestamp": Date::now().to_string(),
+        "response_time": (now_ms() - started) as f64,
+    });
+    Ok(json_response(200, data.to_string())?)
+}
+
+fn metrics(req: &Request) -> worker::Result<Response> {
+    let snapshot = metrics::isolate(|m| m.snapshot());
+    let data = json!({
+        "worker": "contact-list-cache",
+        "edge_location": colo(req),
+        "metrics": snapshot,
+        "timestamp": Date::now().to_string(),
+    });
+    json_response(200, data.to_string())
+}
