@@ -90,7 +90,7 @@ impl Edge {
         (status, r.json().await.expect("every answer is JSON"))
     }
 
-    /// Reads `path` in `ws` until `done` holds of the answer: a change the origin took
+    /// Reads `path` in `ws` until `done` holds of the answer, and returns it: a change the origin took
     /// must reach the edge within a second, with no call from the client.
     async fn within_a_second(
         &self,
@@ -98,12 +98,12 @@ impl Edge {
         token: &str,
         ws: &str,
         done: impl Fn(&Value) -> bool,
-    ) {
+    ) -> Value {
         let since = Instant::now();
         loop {
             let (_, now) = self.get(path, token, ws).await;
             if done(&now) {
-                return;
+                return now;
             }
             assert!(
                 since.elapsed() < Duration::from_secs(1),
@@ -129,6 +129,19 @@ async fn origin_get(port: u16, path: &str, token: &str) -> Value {
 }
 
 /// Closes contact `id` through the origin's API, as a product's own backend would.
+/// The first `n` open contacts of the workspace, by id.
+async fn open_contacts(db: &PgPool, n: i64) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(WS)
+    .bind(n)
+    .fetch_all(db)
+    .await
+    .expect("open contacts")
+}
+
 /// Replaces the storage of every generations object in a stopped edge's `state_dir` with
 /// bytes that are no database, keeping the real files aside for `repair_generations`.
 fn break_generations(state_dir: &std::path::Path) -> Vec<(PathBuf, PathBuf)> {
@@ -445,19 +458,13 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
 
     // A write through the origin reaches the edge by itself, within a second (once the
     // origin's own push of the invalidation above has settled, the counts are cached).
-    edge.within_a_second(&counts, &user, WS, |now| {
-        now["data"]["_cache"]["status"] == "HIT"
-    })
-    .await;
-    let (_, cached) = edge.get(&counts, &user, WS).await;
+    let cached = edge
+        .within_a_second(&counts, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
     let open = cached["data"]["open"].as_i64().expect("open");
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' LIMIT 1",
-    )
-    .bind(WS)
-    .fetch_one(&db)
-    .await
-    .expect("an open contact");
+    let id = open_contacts(&db, 1).await[0];
     close_at_origin(origin_port, &user, id).await;
     edge.within_a_second(&counts, &user, WS, |now| now["data"]["open"] == open - 1)
         .await;
@@ -520,21 +527,14 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // An edge down for 30 s receives every change the origin took meanwhile once it is
     // back (its outbox retries with a backoff of at most 30 s), though it still holds
     // the counts cached before the outage.
-    edge.within_a_second(&counts, &user, WS, |now| {
-        now["data"]["_cache"]["status"] == "HIT"
-    })
-    .await;
-    let (_, cached) = edge.get(&counts, &user, WS).await;
+    let cached = edge
+        .within_a_second(&counts, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
     let open = cached["data"]["open"].as_i64().expect("open");
     drop(wrangler);
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' \
-         ORDER BY id LIMIT 3",
-    )
-    .bind(WS)
-    .fetch_all(&db)
-    .await
-    .expect("open contacts");
+    let ids = open_contacts(&db, 3).await;
     for id in &ids {
         close_at_origin(origin_port, &user, *id).await;
     }
@@ -557,21 +557,14 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // A location that cannot read the generations (here: the objects' storage is broken)
     // does not guess: the counts it holds in KV are older than a write it missed, and it
     // asks the origin instead of serving them.
-    edge.within_a_second(&counts, &user, WS, |now| {
-        now["data"]["_cache"]["status"] == "HIT"
-    })
-    .await;
-    let (_, held) = edge.get(&counts, &user, WS).await;
-    let open = held["data"]["open"].as_i64().expect("open");
+    let cached = edge
+        .within_a_second(&counts, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
+    let open = cached["data"]["open"].as_i64().expect("open");
     drop(wrangler);
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open' \
-         ORDER BY id LIMIT 1",
-    )
-    .bind(WS)
-    .fetch_one(&db)
-    .await
-    .expect("an open contact");
+    let id = open_contacts(&db, 1).await[0];
     close_at_origin(origin_port, &user, id).await;
     let broken = break_generations(&state_dir);
     wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);

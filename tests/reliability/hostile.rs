@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use e2e::origins::{self, token};
 use serde_json::{json, Value};
 
-use crate::{check, layers, Check};
+use crate::scenario::{check, layers, Check};
 
 /// The one operation without any input but the token, which the `-H Authorization`
 /// override replaces: schemathesis would report its own mutated token as accepted.

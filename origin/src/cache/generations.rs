@@ -542,34 +542,14 @@ mod tests {
             .expect("redis");
         let g = Generations::new(keys, Duration::from_secs(60), Some(redis.clone()));
 
-        let counts = g.current(&ws(), &[GenerationScope::Counts]).await;
-        assert_eq!(
-            counts,
-            KeyGens {
-                workspace: 1,
-                scope: 3
-            }
-        );
-        let board = g
-            .current(&ws(), &[GenerationScope::Board(BoardId(7))])
-            .await;
-        assert_eq!(
-            board,
-            KeyGens {
-                workspace: 1,
-                scope: 3
-            }
-        );
-        let never = g
-            .current(&ws(), &[GenerationScope::Board(BoardId(8))])
-            .await;
-        assert_eq!(
-            never,
-            KeyGens {
-                workspace: 1,
-                scope: 0
-            }
-        );
+        for (scope, value) in [
+            (GenerationScope::Counts, 3),
+            (GenerationScope::Board(BoardId(7)), 3),
+            (GenerationScope::Board(BoardId(8)), 0),
+        ] {
+            let gens = g.current(&ws(), &[scope]).await;
+            assert_eq!((gens.workspace, gens.scope), (1, value), "{scope:?}");
+        }
         let mut held: Vec<String> = {
             let mirrors = g.mirrors.lock().expect("lock");
             mirrors[&ws()].fields.keys().cloned().collect()

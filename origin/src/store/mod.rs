@@ -50,6 +50,25 @@ pub struct Seeded {
 /// The demo and test data: columns of each seeded board, in order.
 pub const SEED_COLUMNS: [&str; 5] = ["New", "Contacted", "Qualified", "Negotiation", "Won"];
 
+/// Contacts one seeding statement inserts: a million-contact workspace reports its
+/// progress ten times instead of going quiet for minutes.
+const SEED_CHUNK: u32 = 100_000;
+
+/// The numbers (from 1) of the contacts each seeding statement inserts, as inclusive ranges.
+fn seed_chunks(contacts: u32) -> impl Iterator<Item = (i64, i64)> {
+    (0..contacts.div_ceil(SEED_CHUNK)).map(move |n| {
+        let from = n * SEED_CHUNK + 1;
+        (
+            i64::from(from),
+            i64::from((from + SEED_CHUNK - 1).min(contacts)),
+        )
+    })
+}
+
+fn seed_progress(ws: &WorkspaceId, done: u64, total: u32) {
+    tracing::info!(workspace = %ws, done, total, "seeding contacts");
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// `"postgres"` or `"sqlite"`, for health and the start-up log.
@@ -160,4 +179,20 @@ pub async fn page_json(
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_chunks_cover_every_contact_once() {
+        let chunks: Vec<_> = seed_chunks(250_001).collect();
+        assert_eq!(
+            chunks,
+            [(1, 100_000), (100_001, 200_000), (200_001, 250_001)]
+        );
+        assert_eq!(seed_chunks(0).count(), 0);
+        assert_eq!(seed_chunks(7).collect::<Vec<_>>(), [(1, 7)]);
+    }
 }

@@ -4,7 +4,7 @@
 use shared::WorkspaceId;
 use sqlx::PgPool;
 
-use super::super::{Seeded, SEED_COLUMNS};
+use super::super::{seed_chunks, seed_progress, Seeded, SEED_COLUMNS};
 use crate::error::Result;
 
 pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
@@ -36,13 +36,18 @@ pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> 
         .await?;
         board_ids.push(id);
     }
-    let inserted = sqlx::query(SEED_CONTACTS)
-        .bind(ws.as_str())
-        .bind(i64::from(contacts))
-        .bind(&board_ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let mut inserted = 0;
+    for (from, to) in seed_chunks(contacts) {
+        inserted += sqlx::query(SEED_CONTACTS)
+            .bind(ws.as_str())
+            .bind(from)
+            .bind(&board_ids)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        seed_progress(ws, inserted, contacts);
+    }
     tx.commit().await?;
     sqlx::query("VACUUM (ANALYZE) contacts").execute(db).await?;
     Ok(Seeded {
@@ -68,7 +73,7 @@ WITH cols AS (
 g AS (
     SELECT i, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5,
            now() - random() * interval '730 days' AS created
-    FROM generate_series(1, $2) AS i
+    FROM generate_series($2, $4) AS i
 ),
 people AS (
     SELECT g.*,

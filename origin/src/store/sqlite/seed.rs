@@ -4,7 +4,7 @@
 use shared::WorkspaceId;
 use sqlx::SqlitePool;
 
-use super::super::{Seeded, SEED_COLUMNS};
+use super::super::{seed_chunks, seed_progress, Seeded, SEED_COLUMNS};
 use crate::error::Result;
 
 pub async fn seed(db: &SqlitePool, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
@@ -34,13 +34,18 @@ pub async fn seed(db: &SqlitePool, ws: &WorkspaceId, contacts: u32, boards: u32)
         board_ids.push(id);
     }
     let board_list = serde_json::to_string(&board_ids).map_err(super::super::internal)?;
-    let inserted = sqlx::query(SEED_CONTACTS)
-        .bind(ws.as_str())
-        .bind(i64::from(contacts))
-        .bind(board_list)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let mut inserted = 0;
+    for (from, to) in seed_chunks(contacts) {
+        inserted += sqlx::query(SEED_CONTACTS)
+            .bind(ws.as_str())
+            .bind(from)
+            .bind(&board_list)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        seed_progress(ws, inserted, contacts);
+    }
     tx.commit().await?;
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(Seeded {
@@ -56,12 +61,12 @@ pub async fn is_empty(db: &SqlitePool) -> Result<bool> {
     Ok(any.is_none())
 }
 
-/// `?1` workspace, `?2` how many contacts, `?3` the boards as a JSON array. Random
+/// `?1` workspace, contacts numbered `?2` to `?4`, `?3` the boards as a JSON array. Random
 /// fractions come from `random()`'s low 20 bits; MATERIALIZED keeps each row's draws
 /// the same wherever they are used.
 const SEED_CONTACTS: &str = r#"
 WITH RECURSIVE
-g(i) AS (SELECT 1 WHERE ?2 > 0 UNION ALL SELECT i + 1 FROM g WHERE i < ?2),
+g(i) AS (SELECT ?2 WHERE ?2 <= ?4 UNION ALL SELECT i + 1 FROM g WHERE i < ?4),
 cols AS (
     SELECT board_id, id AS column_id,
            row_number() OVER (ORDER BY board_id, position) - 1 AS n,

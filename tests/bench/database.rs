@@ -1,0 +1,120 @@
+//! The benchmark's own database, seeded once and reused while its plan is unchanged.
+
+use std::time::Instant;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::plan::Plan;
+use e2e::origins;
+
+/// A workspace to seed: id, contacts, boards.
+type Seed = (String, u32, u32);
+
+/// The bench database, seeded with exactly the plan's workspaces (recreated otherwise).
+pub async fn database(plan: &Plan) -> (PgPool, String) {
+    let url = origins::database_url(plan.database());
+    let mut wanted: Vec<Seed> = plan
+        .main
+        .iter()
+        .map(|w| (w.clone(), plan.main_contacts, 4))
+        .collect();
+    wanted.extend(plan.scaling.iter().map(|(w, n)| (w.clone(), *n, 1)));
+    let mut ready = false;
+    if let Ok(db) = PgPool::connect(&url).await {
+        // Marks a seeding that ran to its end, indexes rebuilt (see below).
+        ready = sqlx::query_scalar::<_, bool>("SELECT to_regclass('bench_seeded') IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap_or(false);
+        for (ws, n, _) in &wanted {
+            let have: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM contacts WHERE workspace_id = $1")
+                    .bind(ws)
+                    .fetch_one(&db)
+                    .await;
+            ready &= have.is_ok_and(|h| h == i64::from(*n));
+        }
+        db.close().await;
+    }
+    if !ready {
+        let name = plan.database();
+        origins::on_server(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        origins::on_server(&format!("CREATE DATABASE {name}")).await;
+        // The smallest workspace first, alone: it migrates the schema.
+        wanted.sort_by_key(|w| std::cmp::Reverse(w.1));
+        if let Some((ws, n, boards)) = wanted.pop() {
+            origins::seed(&url, &ws, n, boards);
+        }
+        let db = PgPool::connect(&url).await.expect("bench database");
+        let indexes = drop_contact_indexes(&db).await;
+        // Two seeds at a time: each is one INSERT … SELECT on one Postgres core.
+        let mut lanes: [(u64, Vec<Seed>); 2] = Default::default();
+        for w in wanted {
+            let lane = if lanes[0].0 <= lanes[1].0 { 0 } else { 1 };
+            lanes[lane].0 += u64::from(w.1);
+            lanes[lane].1.push(w);
+        }
+        std::thread::scope(|scope| {
+            for (_, lane) in &lanes {
+                let url = &url;
+                scope.spawn(move || {
+                    for (ws, n, boards) in lane {
+                        let started = Instant::now();
+                        origins::seed(url, ws, *n, *boards);
+                        eprintln!("seeded {ws} ({n} contacts) in {:.0?}", started.elapsed());
+                    }
+                });
+            }
+        });
+        let started = Instant::now();
+        for definition in &indexes {
+            sqlx::query(definition)
+                .execute(&db)
+                .await
+                .expect("recreate index");
+        }
+        sqlx::query("VACUUM (ANALYZE) contacts")
+            .execute(&db)
+            .await
+            .expect("vacuum");
+        sqlx::query("CREATE TABLE bench_seeded ()")
+            .execute(&db)
+            .await
+            .expect("mark seeded");
+        eprintln!(
+            "rebuilt {} indexes of contacts in {:.0?}",
+            indexes.len(),
+            started.elapsed()
+        );
+        db.close().await;
+    }
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("bench database");
+    (db, url)
+}
+
+/// Drops the secondary indexes of `contacts` (not those behind constraints) and returns
+/// their definitions: building each once after the bulk load is several times faster
+/// than keeping all of them up to date through millions of inserts in random key order.
+async fn drop_contact_indexes(db: &PgPool) -> Vec<String> {
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE x.indrelid = 'contacts'::regclass \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+    )
+    .fetch_all(db)
+    .await
+    .expect("contact indexes");
+    for (name, _) in &indexes {
+        sqlx::query(&format!("DROP INDEX {name}"))
+            .execute(db)
+            .await
+            .expect("drop index");
+    }
+    indexes.into_iter().map(|(_, def)| def).collect()
+}

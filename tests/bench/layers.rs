@@ -1,0 +1,352 @@
+//! The layer runs: every layer, the edge, nginx `proxy_cache` and the bare ceiling under
+//! wrk at each concurrency, for counts and for a page, and the tables of their results.
+
+use serde_json::{json, Value};
+
+use crate::plan::Plan;
+use crate::wrk::{self, Load, Outcome, Req};
+use e2e::origins::token;
+
+/// The base URLs of what the layer runs drive.
+pub struct Targets {
+    pub memory: String,
+    pub l2: String,
+    pub uncached: String,
+    pub edge: String,
+    pub nginx: String,
+    pub ceiling_counts: String,
+    pub ceiling_page: String,
+}
+
+/// The paths of the two reads measured: counts at the origin and at the edge, a page.
+pub struct Reads {
+    pub counts: String,
+    pub edge_counts: String,
+    pub page: String,
+}
+
+pub struct Row {
+    pub read: &'static str,
+    pub target: &'static str,
+    pub connections: u32,
+    pub outcome: Outcome,
+    /// For edge runs: the share of requests the edge answered without KV.
+    pub kv_miss_share: Option<f64>,
+    /// For edge runs: requests to the generations' Durable Object per second (one
+    /// isolate in `wrangler dev`).
+    pub object_reads_per_sec: Option<f64>,
+}
+
+/// Every target at every concurrency, for both reads.
+pub async fn measure(
+    plan: &Plan,
+    ws: &str,
+    boards: &[i64],
+    user: &str,
+    at: &Targets,
+    reads: &Reads,
+) -> Vec<Row> {
+    let hot = |path: String| {
+        vec![Req {
+            path,
+            token: user.to_owned(),
+        }]
+    };
+    // Distinct keys: per-user counts, and pages over boards, filters and orders.
+    let many_counts = |from: usize, n: usize, path: &str| -> Vec<Req> {
+        (from..from + n)
+            .map(|i| Req {
+                path: path.to_owned(),
+                token: token(&format!("user_{i}"), ws, false),
+            })
+            .collect()
+    };
+    let filters = [
+        "all",
+        "open",
+        "closed",
+        "unassigned",
+        "high_priority",
+        "needs_response",
+    ];
+    let mut many_pages = Vec::new();
+    let sorts = ["created_at", "updated_at", "name", "last_activity_at"];
+    for page in 1..=50 {
+        for (filter, sort) in filters
+            .iter()
+            .flat_map(|f| sorts.iter().map(move |s| (f, s)))
+        {
+            for order in ["desc", "asc"] {
+                for b in boards {
+                    many_pages.push(Req {
+                        path: format!(
+                            "/api/boards/{b}/contacts?page={page}&filter={filter}\
+                             &sort_by={sort}&sort_order={order}"
+                        ),
+                        token: user.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let (edge_base, nginx_base) = (&at.edge, &at.nginx);
+    for (read, hot_path, edge_path, ceiling_base) in [
+        (
+            "counts",
+            &reads.counts,
+            &reads.edge_counts,
+            &at.ceiling_counts,
+        ),
+        ("page", &reads.page, &reads.page, &at.ceiling_page),
+    ] {
+        let hot_reqs = hot(hot_path.clone());
+        let edge_hot = hot(edge_path.clone());
+        warm(&at.memory, ws, &hot_reqs).await;
+        warm(&at.l2, ws, &hot_reqs).await;
+        warm(nginx_base, ws, &hot_reqs).await;
+        warm(edge_base, ws, &edge_hot).await;
+        let uncached_reqs = if read == "counts" {
+            many_counts(1_000, 1_000, hot_path)
+        } else {
+            many_pages.clone()
+        };
+        // KV misses: keys the edge has never seen, each already in the origin's L1.
+        let misses: Vec<usize> = if read == "counts" {
+            plan.miss_counts.clone()
+        } else {
+            plan.miss_pages.clone()
+        };
+        let mut miss_sets = Vec::new();
+        let mut next = 0;
+        for n in &misses {
+            let set: Vec<Req> = if read == "counts" {
+                many_counts(10_000 + next, *n, edge_path)
+            } else {
+                many_pages[next..next + n].to_vec()
+            };
+            next += n;
+            let origin_side: Vec<Req> = set
+                .iter()
+                .map(|r| Req {
+                    path: if read == "counts" {
+                        hot_path.clone()
+                    } else {
+                        r.path.clone()
+                    },
+                    token: r.token.clone(),
+                })
+                .collect();
+            warm(&at.memory, ws, &origin_side).await;
+            miss_sets.push(set);
+        }
+        for (i, &c) in plan.concurrency.iter().enumerate() {
+            let targets: [(&'static str, String, &[Req]); 7] = [
+                (
+                    "origin, Postgres (no cache)",
+                    at.uncached.clone(),
+                    &uncached_reqs,
+                ),
+                ("origin L2 (Redis)", at.l2.clone(), &hot_reqs),
+                ("origin L1 (moka)", at.memory.clone(), &hot_reqs),
+                ("edge KV hit (wrangler dev)", edge_base.clone(), &edge_hot),
+                ("edge KV miss → origin L1", edge_base.clone(), &miss_sets[i]),
+                ("nginx proxy_cache hit", nginx_base.clone(), &hot_reqs),
+                ("bare hyper ceiling", ceiling_base.clone(), &hot_reqs),
+            ];
+            for (target, base, requests) in targets {
+                let is_edge = &base == edge_base;
+                let before = if is_edge {
+                    edge_lookups(edge_base).await
+                } else {
+                    (0, 0, 0)
+                };
+                let outcome = wrk::run(&Load {
+                    base: &base,
+                    workspace: ws,
+                    requests,
+                    connections: c,
+                    duration: plan.run_for,
+                });
+                let (kv_miss_share, object_reads_per_sec) = if is_edge {
+                    let after = edge_lookups(edge_base).await;
+                    let (hits, misses) = (after.0 - before.0, after.1 - before.1);
+                    let reads = (after.2 - before.2) as f64 / plan.run_for.as_secs_f64();
+                    (
+                        Some(misses as f64 / (hits + misses).max(1) as f64),
+                        Some(reads),
+                    )
+                } else {
+                    (None, None)
+                };
+                eprintln!("{read} {target} c={c}: {outcome:?} kv misses {kv_miss_share:?}");
+                rows.push(Row {
+                    read,
+                    target,
+                    connections: c,
+                    outcome,
+                    kv_miss_share,
+                    object_reads_per_sec,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Asks `base` for every request once, 16 at a time (fills the caches behind it).
+pub async fn warm(base: &str, ws: &str, reqs: &[Req]) {
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for chunk in reqs.chunks(reqs.len().div_ceil(16).max(1)) {
+        let (http, base, ws, chunk) =
+            (http.clone(), base.to_owned(), ws.to_owned(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for r in chunk {
+                let answer = http
+                    .get(format!("{base}{}", r.path))
+                    .bearer_auth(&r.token)
+                    .header("X-Workspace-ID", &ws)
+                    .send()
+                    .await
+                    .expect("warm request");
+                assert!(
+                    answer.status().is_success(),
+                    "{}: {}",
+                    r.path,
+                    answer.status()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("warm");
+    }
+}
+
+pub async fn body_of(base: &str, ws: &str, req: &Req) -> Vec<u8> {
+    reqwest::Client::new()
+        .get(format!("{base}{}", req.path))
+        .bearer_auth(&req.token)
+        .header("X-Workspace-ID", ws)
+        .send()
+        .await
+        .expect("request")
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec()
+}
+
+/// The edge's lookups so far (hits, misses) and its reads of the generations' object,
+/// from its `/metrics`.
+pub async fn edge_lookups(base: &str) -> (u64, u64, u64) {
+    let v: Value = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("edge metrics")
+        .json()
+        .await
+        .expect("edge metrics json");
+    let requests = find(&v, "cache_misses").unwrap_or(&Value::Null);
+    let objects = find(&v, "object_reads").unwrap_or(&Value::Null);
+    (
+        requests["cache_hits"].as_u64().unwrap_or(0),
+        requests["cache_misses"].as_u64().unwrap_or(0),
+        objects["object_reads"].as_u64().unwrap_or(0),
+    )
+}
+
+/// The object holding `key`, however deep in `v`.
+pub fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(map) if map.contains_key(key) => Some(v),
+        Value::Object(map) => map.values().find_map(|c| find(c, key)),
+        _ => None,
+    }
+}
+
+pub fn print_table(rows: &[Row], concurrency: &[u32]) {
+    for read in ["counts", "page"] {
+        println!("\n### {read}: requests/s and p50 / p95 / p99 latency (ms)\n");
+        let mut header = "| target |".to_owned();
+        let mut rule = "|---|".to_owned();
+        for c in concurrency {
+            header.push_str(&format!(" c={c} req/s | c={c} p50/p95/p99 |"));
+            rule.push_str("---:|---:|");
+        }
+        println!("{header}\n{rule}");
+        let targets: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.read == read)
+            .map(|r| r.target)
+            .fold(Vec::new(), |mut v, t| {
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+                v
+            });
+        for target in targets {
+            let mut line = format!("| {target} |");
+            for c in concurrency {
+                match rows
+                    .iter()
+                    .find(|r| r.read == read && r.target == target && r.connections == *c)
+                {
+                    Some(r) => {
+                        let o = &r.outcome;
+                        let mut notes = Vec::new();
+                        if o.errors > 0 {
+                            notes.push(format!("{} errors", o.errors));
+                        }
+                        if let Some(share) = r.kv_miss_share {
+                            notes.push(format!("{:.0}% KV misses", share * 100.0));
+                        }
+                        line.push_str(&format!(
+                            " {:.0}{} | {:.2} / {:.2} / {:.2} |",
+                            o.rps,
+                            if notes.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", notes.join(", "))
+                            },
+                            o.p50_us / 1000.0,
+                            o.p95_us / 1000.0,
+                            o.p99_us / 1000.0
+                        ));
+                    }
+                    None => line.push_str(" – | – |"),
+                }
+            }
+            println!("{line}");
+        }
+    }
+}
+
+/// Our memory hit (through the origin and through the edge) as ratios to the ceiling and
+/// to nginx, from the same run.
+pub fn ratios(rows: &[Row]) -> Vec<Value> {
+    let find = |read: &str, target: &str, c: u32| {
+        rows.iter()
+            .find(|r| r.read == read && r.target == target && r.connections == c)
+            .map(|r| &r.outcome)
+    };
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|r| r.target == "origin L1 (moka)") {
+        let (Some(ceiling), Some(nginx)) = (
+            find(r.read, "bare hyper ceiling", r.connections),
+            find(r.read, "nginx proxy_cache hit", r.connections),
+        ) else {
+            continue;
+        };
+        let o = &r.outcome;
+        out.push(json!({
+            "read": r.read,
+            "connections": r.connections,
+            "throughputVsCeiling": o.rps / ceiling.rps.max(1e-9),
+            "throughputVsNginx": o.rps / nginx.rps.max(1e-9),
+            "p99VsCeiling": o.p99_us / ceiling.p99_us.max(1e-9),
+            "p99VsNginx": o.p99_us / nginx.p99_us.max(1e-9),
+        }));
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! What a run measures, full or quick, and the machine it ran on.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub struct Plan {
+    pub quick: bool,
+    pub run_for: Duration,
+    pub concurrency: Vec<u32>,
+    /// Workspaces of the main runs and the mixed workload, and contacts in each.
+    pub main: Vec<String>,
+    pub main_contacts: u32,
+    pub scaling: Vec<(String, u32)>,
+    pub mixed_for: Duration,
+    pub mixed_clients: usize,
+    pub l1_entries: Vec<usize>,
+    /// Keys of the edge KV-miss run at each concurrency level: more than the run can ask
+    /// for, so that none repeats (the edge's own counters report the miss share).
+    pub miss_counts: Vec<usize>,
+    pub miss_pages: Vec<usize>,
+    pub scaling_runs: usize,
+    pub writes_for: Duration,
+    /// Writes timed from their acknowledgement to a fresh edge answer.
+    pub freshness_writes: usize,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            return Self {
+                quick,
+                run_for: Duration::from_secs(1),
+                concurrency: vec![1, 16],
+                main: vec!["qbench1".into()],
+                main_contacts: 20_000,
+                scaling: vec![("qscale10k".into(), 10_000)],
+                mixed_for: Duration::from_secs(5),
+                mixed_clients: 16,
+                l1_entries: vec![1_000, 100_000],
+                miss_counts: vec![150, 300],
+                miss_pages: vec![150, 400],
+                scaling_runs: 3,
+                writes_for: Duration::from_secs(2),
+                freshness_writes: 10,
+            };
+        }
+        Self {
+            quick,
+            run_for: Duration::from_secs(3),
+            concurrency: vec![1, 16, 64],
+            main: (1..=5).map(|i| format!("bench{i}")).collect(),
+            main_contacts: 200_000,
+            scaling: vec![
+                ("scale10k".into(), 10_000),
+                ("scale100k".into(), 100_000),
+                ("scale1m".into(), 1_000_000),
+            ],
+            mixed_for: Duration::from_secs(30),
+            mixed_clients: 32,
+            l1_entries: vec![1_000, 100_000, 1_000_000],
+            miss_counts: vec![300, 700, 900],
+            miss_pages: vec![300, 1_000, 1_500],
+            scaling_runs: 5,
+            writes_for: Duration::from_secs(10),
+            freshness_writes: 100,
+        }
+    }
+
+    pub fn database(&self) -> &'static str {
+        if self.quick {
+            "edgecache_bench_quick"
+        } else {
+            "edgecache_bench"
+        }
+    }
+}
+
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "cpu": model,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "memoryGiB": (mem_kib as f64 / 1048576.0 * 10.0).round() / 10.0,
+    })
+}

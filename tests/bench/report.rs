@@ -1,0 +1,106 @@
+//! What a run prints (markdown tables and JSON blocks) and the JSON file it writes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::layers::{print_table, ratios, Row};
+use crate::plan::{machine, Plan};
+
+/// Everything one run measured.
+pub struct Results<'a> {
+    pub plan: &'a Plan,
+    pub started: Instant,
+    pub rows: Vec<Row>,
+    pub mixed: Vec<Value>,
+    pub counters_after_mixed: usize,
+    pub scaling: Vec<Value>,
+    pub writes: Value,
+    pub edge_freshness: Value,
+    pub l1: Vec<Value>,
+    pub instructions: Value,
+}
+
+fn section(title: &str, value: &impl serde::Serialize) {
+    println!(
+        "\n### {title}\n\n```\n{}\n```",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Prints the tables, then writes the JSON to `out` (default: BENCHMARKS.json, or
+/// target/bench/quick.json for a quick run).
+pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
+    let ratios = ratios(&r.rows);
+    print_table(&r.rows, &r.plan.concurrency);
+    section("ratios (origin L1 hit vs peers, same run)", &ratios);
+    section("mixed workload", &r.mixed);
+    section("scaling (median ms)", &r.scaling);
+    section(
+        "writes on one workspace, with and without the counter triggers",
+        &r.writes,
+    );
+    println!(
+        "\ncounter drift after the mixed workloads: {} bucket(s)",
+        r.counters_after_mixed
+    );
+    section(
+        "edge freshness (origin write acknowledged to a fresh edge answer)",
+        &r.edge_freshness,
+    );
+    section("L1 size", &r.l1);
+    println!(
+        "\n### instructions per L1 hit (callgrind)\n\n{}",
+        r.instructions
+    );
+
+    let layers: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            json!({
+                "read": row.read, "target": row.target, "connections": row.connections,
+                "requests": row.outcome.requests, "rps": row.outcome.rps,
+                "p50Ms": row.outcome.p50_us / 1000.0, "p95Ms": row.outcome.p95_us / 1000.0,
+                "p99Ms": row.outcome.p99_us / 1000.0, "errors": row.outcome.errors,
+                "kvMissShare": row.kv_miss_share,
+                "objectReadsPerSec": row.object_reads_per_sec,
+            })
+        })
+        .collect();
+    let report = json!({
+        "quick": r.plan.quick,
+        "machine": machine(),
+        "date": chrono::Utc::now().to_rfc3339(),
+        "seconds": r.started.elapsed().as_secs_f64(),
+        "workspaceContacts": r.plan.main_contacts,
+        "workspaces": r.plan.main.len(),
+        "layers": layers,
+        "ratios": ratios,
+        "mixed": r.mixed,
+        "countersDriftAfterMixed": r.counters_after_mixed,
+        "scaling": r.scaling,
+        "writes": r.writes,
+        "edgeFreshness": r.edge_freshness,
+        "l1": r.l1,
+        "instructionsPerL1Hit": r.instructions,
+    });
+    let out = out.unwrap_or_else(|| {
+        if r.plan.quick {
+            e2e::root().join("target/bench/quick.json")
+        } else {
+            e2e::root().join("BENCHMARKS.json")
+        }
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("output dir");
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report).expect("json"))
+        .expect("write results");
+    println!(
+        "\nwrote {} after {:.0?}",
+        out.display(),
+        r.started.elapsed()
+    );
+}
