@@ -90,6 +90,16 @@ impl Edge {
         (status, r.json().await.expect("every answer is JSON"))
     }
 
+    /// The open contacts of `WS`'s counts once the edge holds them (a HIT).
+    async fn open_once_cached(&self, counts: &str, token: &str) -> i64 {
+        let cached = self
+            .within_a_second(counts, token, WS, |now| {
+                now["data"]["_cache"]["status"] == "HIT"
+            })
+            .await;
+        cached["data"]["open"].as_i64().expect("open")
+    }
+
     /// Reads `path` in `ws` until `done` holds of the answer, and returns it: a change the origin took
     /// must reach the edge within a second, with no call from the client.
     async fn within_a_second(
@@ -458,12 +468,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
 
     // A write through the origin reaches the edge by itself, within a second (once the
     // origin's own push of the invalidation above has settled, the counts are cached).
-    let cached = edge
-        .within_a_second(&counts, &user, WS, |now| {
-            now["data"]["_cache"]["status"] == "HIT"
-        })
-        .await;
-    let open = cached["data"]["open"].as_i64().expect("open");
+    let open = edge.open_once_cached(&counts, &user).await;
     let id = open_contacts(&db, 1).await[0];
     close_at_origin(origin_port, &user, id).await;
     edge.within_a_second(&counts, &user, WS, |now| now["data"]["open"] == open - 1)
@@ -527,12 +532,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // An edge down for 30 s receives every change the origin took meanwhile once it is
     // back (its outbox retries with a backoff of at most 30 s), though it still holds
     // the counts cached before the outage.
-    let cached = edge
-        .within_a_second(&counts, &user, WS, |now| {
-            now["data"]["_cache"]["status"] == "HIT"
-        })
-        .await;
-    let open = cached["data"]["open"].as_i64().expect("open");
+    let open = edge.open_once_cached(&counts, &user).await;
     drop(wrangler);
     let ids = open_contacts(&db, 3).await;
     for id in &ids {
@@ -557,12 +557,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // A location that cannot read the generations (here: the objects' storage is broken)
     // does not guess: the counts it holds in KV are older than a write it missed, and it
     // asks the origin instead of serving them.
-    let cached = edge
-        .within_a_second(&counts, &user, WS, |now| {
-            now["data"]["_cache"]["status"] == "HIT"
-        })
-        .await;
-    let open = cached["data"]["open"].as_i64().expect("open");
+    let open = edge.open_once_cached(&counts, &user).await;
     drop(wrangler);
     let id = open_contacts(&db, 1).await[0];
     close_at_origin(origin_port, &user, id).await;
