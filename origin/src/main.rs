@@ -42,8 +42,9 @@ enum Command {
         workspace: String,
         #[arg(long, default_value_t = 300)]
         iterations: usize,
-        /// Instead: L1 lookup latency and resident memory at these entry counts
-        /// (comma-separated), with entries the size of a counts answer.
+        /// Instead: for each count (comma-separated), an L1 bounded to hold that many
+        /// counts-sized entries, filled past its bound: resident memory against the
+        /// bound, and lookup latency.
         #[arg(long, value_delimiter = ',')]
         l1_entries: Vec<usize>,
     },

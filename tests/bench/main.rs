@@ -61,16 +61,18 @@ enum Sub {
 }
 
 fn l1_runs(entries: &[usize]) -> Vec<Value> {
-    let sizes: Vec<String> = entries.iter().map(ToString::to_string).collect();
-    let output = Command::new(origins::origin_binary())
-        .args(["bench", "--l1-entries", &sizes.join(",")])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("origin bench --l1-entries");
-    assert!(output.status.success(), "origin bench --l1-entries failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    entries
+        .iter()
+        .filter_map(|n| {
+            let output = Command::new(origins::origin_binary())
+                .args(["bench", "--l1-entries", &n.to_string()])
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("origin bench --l1-entries");
+            assert!(output.status.success(), "origin bench --l1-entries failed");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            stdout.lines().find_map(|l| serde_json::from_str(l).ok())
+        })
         .collect()
 }
 

@@ -35,6 +35,20 @@ impl Expiry<String, Arc<Entry>> for KeepUntilStale {
     }
 }
 
+/// What one entry costs beyond its key's and body's bytes: moka's own nodes for it (its
+/// hash-table slot, access and write order, expiry timer, entry info), the `Arc` and
+/// `String` headers, `Entry`'s fields and the allocator's rounding. Measured by
+/// `origin bench --l1-entries` (resident memory of a full L1 against its bound), so that
+/// `L1_MAX_BYTES` is what L1 really holds, not half of it.
+pub const ENTRY_OVERHEAD: usize = 544;
+
+/// The bytes L1 counts `entry` under `key` for.
+pub fn weigh(key: &str, entry: &Entry) -> u32 {
+    let ids = entry.rows.as_ref().map_or(0, |r| r.ids.len() * 8);
+    let bytes = key.len() + entry.body.len() + ids + ENTRY_OVERHEAD;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 /// `None` when L1 is off (`L1_MAX_BYTES=0`): every read goes on to Redis or the store.
 #[derive(Clone)]
 pub struct Memory {
@@ -48,10 +62,7 @@ impl Memory {
         }
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, value: &Arc<Entry>| {
-                let bytes = key.len() + value.body.len() + 64;
-                u32::try_from(bytes).unwrap_or(u32::MAX)
-            })
+            .weigher(|key: &String, value: &Arc<Entry>| weigh(key, value))
             .expire_after(KeepUntilStale { grace })
             .build();
         Self { cache: Some(cache) }
@@ -86,5 +97,26 @@ impl Memory {
         if let Some(c) = &self.cache {
             c.run_pending_tasks().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::Rows;
+
+    #[test]
+    fn an_entry_weighs_its_key_body_rows_and_the_caches_own_bookkeeping() {
+        let body = "x".repeat(300);
+        let counts = Entry::new(body.clone(), 60, None);
+        assert_eq!(
+            weigh("k".repeat(40).as_str(), &counts) as usize,
+            340 + ENTRY_OVERHEAD
+        );
+        let page = Entry::new(body, 60, Some(Rows::new(1, (0..50).collect())));
+        assert_eq!(
+            weigh("k".repeat(40).as_str(), &page) as usize,
+            340 + 50 * 8 + ENTRY_OVERHEAD
+        );
     }
 }
