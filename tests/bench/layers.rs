@@ -7,6 +7,9 @@ use crate::plan::Plan;
 use crate::wrk::{self, Load, Outcome, Req};
 use e2e::origins::token;
 
+const EDGE_HIT: &str = "edge KV hit (wrangler dev)";
+const BARE_WORKER: &str = "bare worker (wrangler dev)";
+
 /// The base URLs of what the layer runs drive.
 pub struct Targets {
     pub memory: String,
@@ -16,6 +19,9 @@ pub struct Targets {
     pub nginx: String,
     pub ceiling_counts: String,
     pub ceiling_page: String,
+    /// The bare worker answering the counts body, and the page body.
+    pub bare_counts: String,
+    pub bare_page: String,
 }
 
 /// The paths of the two reads measured: counts at the origin and at the edge, a page.
@@ -91,14 +97,21 @@ pub async fn measure(
     }
     let mut rows = Vec::new();
     let (edge_base, nginx_base) = (&at.edge, &at.nginx);
-    for (read, hot_path, edge_path, ceiling_base) in [
+    for (read, hot_path, edge_path, ceiling_base, bare_base) in [
         (
             "counts",
             &reads.counts,
             &reads.edge_counts,
             &at.ceiling_counts,
+            &at.bare_counts,
         ),
-        ("page", &reads.page, &reads.page, &at.ceiling_page),
+        (
+            "page",
+            &reads.page,
+            &reads.page,
+            &at.ceiling_page,
+            &at.bare_page,
+        ),
     ] {
         let hot_reqs = hot(hot_path.clone());
         let edge_hot = hot(edge_path.clone());
@@ -141,7 +154,7 @@ pub async fn measure(
             miss_sets.push(set);
         }
         for (i, &c) in plan.concurrency.iter().enumerate() {
-            let targets: [(&'static str, String, &[Req]); 7] = [
+            let targets: [(&'static str, String, &[Req]); 8] = [
                 (
                     "origin, Postgres (no cache)",
                     at.uncached.clone(),
@@ -149,10 +162,11 @@ pub async fn measure(
                 ),
                 ("origin L2 (Redis)", at.l2.clone(), &hot_reqs),
                 ("origin L1 (moka)", at.memory.clone(), &hot_reqs),
-                ("edge KV hit (wrangler dev)", edge_base.clone(), &edge_hot),
+                (EDGE_HIT, edge_base.clone(), &edge_hot),
                 ("edge KV miss → origin L1", edge_base.clone(), &miss_sets[i]),
                 ("nginx proxy_cache hit", nginx_base.clone(), &hot_reqs),
                 ("bare hyper ceiling", ceiling_base.clone(), &hot_reqs),
+                (BARE_WORKER, bare_base.clone(), &edge_hot),
             ];
             for (target, base, requests) in targets {
                 let is_edge = &base == edge_base;
@@ -331,6 +345,16 @@ pub fn ratios(rows: &[Row]) -> Vec<Value> {
             .map(|r| &r.outcome)
     };
     let mut out = Vec::new();
+    for r in rows.iter().filter(|r| r.target == EDGE_HIT) {
+        if let Some(bare) = find(r.read, BARE_WORKER, r.connections) {
+            out.push(json!({
+                "read": r.read,
+                "connections": r.connections,
+                "edgeHitThroughputVsBareWorker": r.outcome.rps / bare.rps.max(1e-9),
+                "edgeHitP99VsBareWorker": r.outcome.p99_us / bare.p99_us.max(1e-9),
+            }));
+        }
+    }
     for r in rows.iter().filter(|r| r.target == "origin L1 (moka)") {
         let (Some(ceiling), Some(nginx)) = (
             find(r.read, "bare hyper ceiling", r.connections),

@@ -99,6 +99,8 @@ async fn main() {
     let l2 = origins::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
     let uncached = origins::origin(&url, &layers(0, None, &run_ns)).await;
     let edge = stack::edge(memory.port, &run_ns).await;
+    let wasm_bytes = std::fs::metadata(e2e::root().join("edge-worker/build/index_bg.wasm"))
+        .map_or(0, |m| m.len());
     let nginx = stack::nginx(memory.port).await;
 
     let ws = plan.main[0].as_str();
@@ -129,6 +131,8 @@ async fn main() {
     .expect("page body");
     let ceiling_counts = stack::ceiling(&counts_body).await;
     let ceiling_page = stack::ceiling(&page_body).await;
+    let bare_counts = stack::bare_worker(&counts_body).await;
+    let bare_page = stack::bare_worker(&page_body).await;
 
     let targets = Targets {
         memory: memory.base(),
@@ -138,6 +142,8 @@ async fn main() {
         nginx: format!("http://127.0.0.1:{}", nginx.port),
         ceiling_counts: format!("http://127.0.0.1:{}", ceiling_counts.port),
         ceiling_page: format!("http://127.0.0.1:{}", ceiling_page.port),
+        bare_counts: format!("http://127.0.0.1:{}", bare_counts.port),
+        bare_page: format!("http://127.0.0.1:{}", bare_page.port),
     };
     let reads = Reads {
         counts: counts_path.clone(),
@@ -156,6 +162,7 @@ async fn main() {
     let edge_freshness =
         freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
     drop((writer, edge, nginx, ceiling_counts, ceiling_page));
+    drop((bare_counts, bare_page));
     let _ = std::fs::remove_dir_all(&body_dir);
 
     // The mixed workload on two instances sharing Redis.
@@ -225,6 +232,7 @@ async fn main() {
         edge_freshness,
         l1: l1_runs,
         instructions,
+        wasm_bytes,
     };
     report::print_and_write(&results, cli.out);
 }

@@ -20,6 +20,8 @@ pub struct Results<'a> {
     pub edge_freshness: Value,
     pub l1: Vec<Value>,
     pub instructions: Value,
+    /// The size of the worker's wasm as `wrangler dev` ran it.
+    pub wasm_bytes: u64,
 }
 
 fn section(title: &str, value: &impl serde::Serialize) {
@@ -54,6 +56,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "\n### instructions per L1 hit (callgrind)\n\n{}",
         r.instructions
     );
+    println!("\nedge worker wasm: {} bytes", r.wasm_bytes);
 
     let layers: Vec<Value> = r
         .rows
@@ -85,6 +88,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "edgeFreshness": r.edge_freshness,
         "l1": r.l1,
         "instructionsPerL1Hit": r.instructions,
+        "edgeWasmBytes": r.wasm_bytes,
     });
     let out = out.unwrap_or_else(|| {
         if r.plan.quick {

@@ -1,6 +1,6 @@
 //! The peers a benchmark run measures beside the origins (`e2e::origins`), each on its own
-//! loopback port: the edge worker in `wrangler dev`, nginx with `proxy_cache` in front of
-//! an origin, and the bare hyper ceiling.
+//! loopback port: the edge worker in `wrangler dev`, a bare worker answering the same
+//! bytes there, nginx with `proxy_cache` in front of an origin, and the bare hyper ceiling.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -136,5 +136,60 @@ pub async fn ceiling(body: &Path) -> Ceiling {
     Ceiling {
         port,
         _process: process,
+    }
+}
+
+pub struct BareWorker {
+    pub port: u16,
+    _process: Group,
+    dir: PathBuf,
+}
+
+impl Drop for BareWorker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A worker of a few lines of JavaScript in `wrangler dev` answering `body` on every path:
+/// what workerd itself costs per request, against which the edge worker's KV hit is set.
+pub async fn bare_worker(body: &Path) -> BareWorker {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("edgecache-bare-{}", e2e::random_suffix()));
+    std::fs::create_dir_all(&dir).expect("bare worker dir");
+    let text = std::fs::read_to_string(body).expect("body");
+    let literal = serde_json::to_string(&text).expect("a string literal");
+    let script = format!(
+        "const body = {literal};\n\
+         const headers = {{\"content-type\": \"application/json\", \"cache-control\": \"private, no-store\"}};\n\
+         export default {{ fetch() {{ return new Response(body, {{ headers }}); }} }};\n"
+    );
+    std::fs::write(dir.join("worker.js"), script).expect("worker.js");
+    std::fs::write(
+        dir.join("wrangler.toml"),
+        "name = \"bare\"\nmain = \"worker.js\"\ncompatibility_date = \"2025-09-01\"\n",
+    )
+    .expect("wrangler.toml");
+    let mut command = Command::new(e2e::root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(e2e::root())
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--config")
+        .arg(dir.join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(dir.join("state"))
+        .env("WRANGLER_SEND_METRICS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let process = Group::spawn(command).expect("wrangler dev starts");
+    wait_ok(
+        &format!("http://127.0.0.1:{port}/"),
+        Duration::from_secs(120),
+    )
+    .await;
+    BareWorker {
+        port,
+        _process: process,
+        dir,
     }
 }
