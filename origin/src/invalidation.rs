@@ -11,8 +11,10 @@ use shared::invalidation::Changed;
 use shared::WorkspaceId;
 
 use crate::cache::events::Event;
-use crate::cache::generations::Bump;
+use crate::cache::generations::{Bump, Generations};
 use crate::cache::redis::RedisCache;
+use crate::config::Config;
+use crate::edge_push::EdgePush;
 use crate::state::AppState;
 use crate::store::Change;
 
@@ -27,6 +29,27 @@ pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bu
         edge.queue(ws, change).await;
     }
     bump
+}
+
+/// `ws` changed whole where no origin of this process saw it (seeding and counter repairs
+/// keep the store's change trigger quiet): the origins sharing `config`'s Redis drop what
+/// they cached of it, and the edge is told through the outbox they send from. Without
+/// Redis there is no running origin to tell.
+pub async fn changed_elsewhere(config: &Config, ws: &WorkspaceId) {
+    let Some(url) = &config.redis_url else { return };
+    let Ok(redis) = RedisCache::new(url, config.redis_timeout) else {
+        return;
+    };
+    let redis = Arc::new(redis);
+    let keys = config.key_space.clone();
+    Generations::new(keys, config.generation_max_age, Some(redis.clone()))
+        .bump(ws, &Changed::Workspace)
+        .await;
+    if let (Some(edge), Some(key)) = (&config.edge_url, &config.internal_key) {
+        EdgePush::new(edge, &key.0, config.key_space.edge_outbox(), Some(redis))
+            .queue(ws, &Changed::Workspace)
+            .await;
+    }
 }
 
 /// A workspace's settings were saved: every instance reloads them, and what was cached

@@ -13,6 +13,7 @@ pub mod invalidation;
 pub mod limits;
 pub mod reads;
 pub mod recent;
+pub mod seeding;
 pub mod settings;
 pub mod state;
 pub mod store;

@@ -1,16 +1,11 @@
 //! `origin serve` (the default), `origin seed` and `origin token`.
 
-use std::sync::Arc;
-
 use clap::{Parser, Subcommand};
 use origin::auth::{issue, Claims};
-use origin::cache::generations::Generations;
-use origin::cache::redis::RedisCache;
 use origin::cache::topology::Layout;
 use origin::config::{Config, Secret, Settings};
 use origin::store::{self, Store};
-use origin::{telemetry, Application};
-use shared::invalidation::Changed;
+use origin::{invalidation, seeding, telemetry, Application};
 use shared::WorkspaceId;
 
 #[derive(Parser)]
@@ -29,7 +24,7 @@ enum Command {
     /// Add workspaces of generated contacts.
     Seed {
         /// Workspace ids to create (repeat the flag for several).
-        #[arg(long = "workspace", default_value = "15213")]
+        #[arg(long = "workspace", default_value = seeding::DEMO_WORKSPACE)]
         workspaces: Vec<String>,
         #[arg(long, default_value_t = 200_000)]
         contacts: u32,
@@ -158,7 +153,7 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
     let store = store::open(&config).await?;
     describe_layout(&config, store.as_ref());
     match store.migrate().await {
-        Ok(()) => seed_demo(&config, store.as_ref()).await,
+        Ok(()) => seeding::seed_demo(&config, store.as_ref()).await,
         Err(e) => {
             tracing::error!(error = %e, "migrations not applied (is the database up?); serving what the caches hold")
         }
@@ -167,33 +162,6 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
     tracing::info!(addr = %config.listen_addr, "origin listening; the admin panel is at /admin");
     app.run_until(shutdown_signal()).await?;
     Ok(())
-}
-
-/// Seeding and counter repairs keep the change trigger quiet; caches (of running origins
-/// too) learn of them here.
-async fn invalidate_workspace(config: &Config, ws: &WorkspaceId) {
-    let Some(url) = &config.redis_url else { return };
-    if let Ok(redis) = RedisCache::new(url, config.redis_timeout) {
-        let redis = Some(Arc::new(redis));
-        Generations::new(config.key_space.clone(), config.generation_max_age, redis)
-            .bump(ws, &Changed::Workspace)
-            .await;
-    }
-}
-
-async fn seed_demo(config: &Config, store: &dyn Store) {
-    let contacts = config.seed_demo_contacts;
-    if contacts == 0 || !matches!(store.is_empty().await, Ok(true)) {
-        return;
-    }
-    let Ok(ws) = WorkspaceId::parse("15213") else {
-        return;
-    };
-    tracing::info!(contacts, "first start: seeding demo workspace 15213");
-    match store.seed(&ws, contacts, 4).await {
-        Ok(_) => invalidate_workspace(config, &ws).await,
-        Err(e) => tracing::error!(error = %e, "demo seeding failed"),
-    }
 }
 
 #[tokio::main]
@@ -213,8 +181,7 @@ async fn main() -> Result<(), BoxError> {
             for raw in workspaces {
                 let ws = WorkspaceId::parse(&raw)?;
                 let started = std::time::Instant::now();
-                let seeded = store.seed(&ws, contacts, boards).await?;
-                invalidate_workspace(&config, &ws).await;
+                let seeded = seeding::seed(&config, store.as_ref(), &ws, contacts, boards).await?;
                 println!(
                     "seeded workspace {ws}: {} contacts on boards {:?} in {:.1}s",
                     seeded.contacts,
@@ -268,7 +235,7 @@ async fn main() -> Result<(), BoxError> {
                 let drifted: std::collections::BTreeSet<&str> =
                     drift.iter().map(|d| d.workspace.as_str()).collect();
                 for w in drifted {
-                    invalidate_workspace(&config, &WorkspaceId::parse(w)?).await;
+                    invalidation::changed_elsewhere(&config, &WorkspaceId::parse(w)?).await;
                 }
             }
             if drift.is_empty() || repair {
