@@ -111,6 +111,10 @@ pub struct Settings {
     /// Postgres pool size.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 20)]
     db_max_connections: u32,
+    /// Cache fills and uncached reads one instance runs against the store at once; the
+    /// others queue in the instance, where stale-if-slow can still answer them.
+    #[arg(long, env = "DB_READ_CONCURRENCY", default_value_t = 8)]
+    db_read_concurrency: u32,
     /// How long a request waits for a database connection (ms).
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 500)]
     db_acquire_timeout_ms: u64,
@@ -172,6 +176,8 @@ pub struct Config {
     pub key_space: KeySpace,
     pub l1_max_bytes: u64,
     pub db_max_connections: u32,
+    /// Store reads (fills, uncached reads) one instance runs at once.
+    pub db_read_concurrency: u32,
     pub db_acquire_timeout: Duration,
     pub redis_timeout: Duration,
     pub request_timeout: Duration,
@@ -211,6 +217,7 @@ impl Config {
             key_space: KeySpace::new(&s.cache_namespace).map_err(|e| ConfigError(e.message))?,
             l1_max_bytes: s.l1_max_bytes,
             db_max_connections: s.db_max_connections,
+            db_read_concurrency: s.db_read_concurrency,
             db_acquire_timeout: Duration::from_millis(s.db_acquire_timeout_ms),
             redis_timeout: Duration::from_millis(s.redis_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
@@ -242,6 +249,9 @@ impl Config {
             return Err(ConfigError(
                 "rate limits must be at least 1 per minute".into(),
             ));
+        }
+        if self.db_read_concurrency == 0 {
+            return Err(ConfigError("DB_READ_CONCURRENCY must be at least 1".into()));
         }
         if self.db_max_connections == 0 {
             return Err(ConfigError("DB_MAX_CONNECTIONS must be at least 1".into()));
@@ -275,6 +285,7 @@ mod tests {
             ["--internal-api-key", "short"],
             ["--rate-limit-writes-per-min", "0"],
             ["--db-max-connections", "0"],
+            ["--db-read-concurrency", "0"],
         ] {
             assert!(config(&flags).is_err(), "{flags:?}");
         }

@@ -83,6 +83,9 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         (Some(_), None) => return Err(StartError::EdgeWithoutKey),
         _ => None,
     };
+    let db_reads = Arc::new(tokio::sync::Semaphore::new(
+        config.db_read_concurrency as usize,
+    ));
     Ok(AppState {
         edge,
         config,
@@ -93,6 +96,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         auth,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
+        db_reads,
         probe: Recent::new(http::health::PROBE_MAX_AGE),
     })
 }

@@ -19,7 +19,12 @@ pub async fn counts(
 ) -> Result<Answer> {
     let compute = || {
         let (ws, user) = (ws.clone(), user.clone());
-        store::counts_json(state.store.clone(), state.reader(&ws), ws, user)
+        state.gated(store::counts_json(
+            state.store.clone(),
+            state.reader(&ws),
+            ws,
+            user,
+        ))
     };
     state.cache.counts(ws, user, ttl, compute).await
 }
@@ -36,7 +41,14 @@ pub async fn page(
     let compute = || {
         let read = state.reader(ws);
         let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
-        store::page_json(state.store.clone(), read, ws, board, q, user)
+        state.gated(store::page_json(
+            state.store.clone(),
+            read,
+            ws,
+            board,
+            q,
+            user,
+        ))
     };
     state.cache.page(ws, board, q, ttl, compute).await
 }

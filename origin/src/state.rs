@@ -1,16 +1,19 @@
 //! The shared handles every request uses; cheap to share behind one `Arc`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
+use tokio::sync::Semaphore;
 
 use crate::auth::Verifier;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::edge_push::EdgePush;
+use crate::error::Result;
 use crate::limits::Limits;
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
@@ -27,6 +30,9 @@ pub struct AppState {
     pub started: Instant,
     /// Sends changes to the edge, when `EDGE_URL` is set.
     pub edge: Option<Arc<EdgePush>>,
+    /// Admits `DB_READ_CONCURRENCY` store reads at once: a burst of refills (after a
+    /// workspace-wide invalidation) queues here instead of crowding Postgres.
+    pub db_reads: Arc<Semaphore>,
     /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
     pub probe: Recent<serde_json::Value>,
 }
@@ -40,6 +46,18 @@ impl AppState {
             Read::Primary
         } else {
             Read::Replica
+        }
+    }
+
+    /// `read` once the store may take another read (see `db_reads`).
+    pub fn gated<T>(
+        &self,
+        read: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let gate = self.db_reads.clone();
+        async move {
+            let _admitted = gate.acquire_owned().await;
+            read.await
         }
     }
 
