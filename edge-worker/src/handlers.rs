@@ -5,10 +5,11 @@
 use serde_json::json;
 use shared::invalidation::{parse_edge_request, Changed, Push};
 use shared::keys::{GenerationScope, Generations};
+use shared::messages::MessageQuery;
 use shared::model::{CacheMeta, CacheStatus, Source};
 use shared::query::ContactListQuery;
 use shared::token::same_secret;
-use shared::{BoardId, UserId, WorkspaceId};
+use shared::{BoardId, ConversationId, UserId, WorkspaceId};
 use worker::{Context, Date, Env, Method, Request, Response};
 
 use crate::access::{self, Presented};
@@ -57,23 +58,27 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let board = BoardId::parse(&board)?;
             let (user, ws) = authorize(&cfg, &req, None)?;
-            let url = req.url()?;
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            let q = ContactListQuery::from_pairs(
-                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                &ws,
-                board,
-                &user,
-            )?;
+            let (pairs, query) = query_of(&req)?;
+            let q = ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user)?;
             let key = counters(&cfg, &ws).await.map(|c| {
                 let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
                 cfg.keys.contacts(&ws, board, g, &q)
             });
-            let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
             let path = format!("/api/boards/{board}/contacts{query}");
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
+        }
+        Route::Messages { conversation } => {
+            let cfg = Config::load(env, &req)?;
+            let conversation = ConversationId::parse(&conversation)?;
+            let (user, ws) = authorize(&cfg, &req, None)?;
+            let (pairs, query) = query_of(&req)?;
+            let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation)?;
+            let key = counters(&cfg, &ws).await.map(|c| {
+                let g = Generations::from_fields(&c, &GenerationScope::of_messages(&q));
+                cfg.keys.messages(&ws, g, &q)
+            });
+            let path = format!("/api/conversations/{conversation}/messages{query}");
             let asked = Asked { path, ws, user };
             read(cfg, &req, ctx, started, key, asked).await
         }
@@ -98,6 +103,21 @@ pub(crate) async fn handle(
             )?)
         }
     }
+}
+
+/// The request's decoded query pairs, and its query string as sent (for the origin).
+fn query_of(req: &Request) -> Result<(Vec<(String, String)>, String)> {
+    let url = req.url()?;
+    let pairs = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Ok((pairs, query))
+}
+
+fn pairs_of(pairs: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(UserId, WorkspaceId)> {

@@ -12,6 +12,9 @@ pub enum Route {
     Contacts {
         board: String,
     },
+    Messages {
+        conversation: String,
+    },
     Invalidate,
     /// The origin's pushed changes (`shared::invalidation::Push`), with the internal key.
     Changes,
@@ -31,6 +34,9 @@ impl Route {
             },
             ["", "api", "boards", board, "contacts"] if !board.is_empty() => Self::Contacts {
                 board: (*board).to_owned(),
+            },
+            ["", "api", "conversations", c, "messages"] if !c.is_empty() => Self::Messages {
+                conversation: (*c).to_owned(),
             },
             ["", "api", "cache", "invalidate"] => Self::Invalidate,
             ["", "internal", "changes"] => Self::Changes,
@@ -73,6 +79,12 @@ mod tests {
         assert_eq!(
             Route::parse("POST", "/api/cache/invalidate"),
             Route::Invalidate
+        );
+        assert_eq!(
+            Route::parse("GET", "/api/conversations/7/messages"),
+            Route::Messages {
+                conversation: "7".into()
+            }
         );
         assert_eq!(
             Route::parse("OPTIONS", "/api/cache/invalidate"),

@@ -78,6 +78,9 @@ pub async fn follow_store(state: Arc<AppState>) {
                 Change::Board(ws, board) => {
                     changed(&state, &ws, &Changed::Boards(vec![board])).await;
                 }
+                Change::Conversation(ws, id, thread) => {
+                    changed(&state, &ws, &Changed::Conversation(id, thread)).await;
+                }
                 Change::Unknown => {
                     for ws in state.cache.generations().known_workspaces() {
                         changed(&state, &ws, &Changed::Workspace).await;

@@ -30,6 +30,12 @@ enum Command {
         contacts: u32,
         #[arg(long, default_value_t = 4)]
         boards: u32,
+        /// Conversations started with the newest contacts of each workspace.
+        #[arg(long, default_value_t = seeding::DEMO_HISTORY.conversations)]
+        conversations: u32,
+        /// Messages spread over those conversations, half of them in the first.
+        #[arg(long, default_value_t = seeding::DEMO_HISTORY.messages)]
+        messages: u64,
     },
     /// Time counts and a list page from the database, Redis and memory (in process).
     Bench {
@@ -175,17 +181,26 @@ async fn main() -> Result<(), BoxError> {
             workspaces,
             contacts,
             boards,
+            conversations,
+            messages,
         } => {
+            let history = seeding::History {
+                conversations,
+                messages,
+            };
             let store = store::open(&config).await?;
             store.migrate().await?;
             for raw in workspaces {
                 let ws = WorkspaceId::parse(&raw)?;
                 let started = std::time::Instant::now();
-                let seeded = seeding::seed(&config, store.as_ref(), &ws, contacts, boards).await?;
+                let (seeded, history) =
+                    seeding::seed(&config, store.as_ref(), &ws, contacts, boards, history).await?;
                 println!(
-                    "seeded workspace {ws}: {} contacts on boards {:?} in {:.1}s",
+                    "seeded workspace {ws}: {} contacts on boards {:?}, {} messages in {} conversations in {:.1}s",
                     seeded.contacts,
                     seeded.boards,
+                    history.messages,
+                    history.conversations.len(),
                     started.elapsed().as_secs_f64()
                 );
             }

@@ -1,7 +1,8 @@
-//! Reads by what is read: a user's counts, a page of a board, each through the cache
+//! Reads by what is read: a user's counts, a page of a board, a page of messages, each through the cache
 //! (which builds its keys) with the store query that fills it. Handlers, the admin's
 //! warm-up and its measurement all call these.
 
+use shared::messages::MessageQuery;
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
@@ -51,4 +52,23 @@ pub async fn page(
         ))
     };
     state.cache.page(ws, board, q, ttl, compute).await
+}
+
+/// A page of messages through the cache (`ttl`) or straight from Postgres (`None`).
+pub async fn messages(
+    state: &AppState,
+    ws: &WorkspaceId,
+    q: &MessageQuery,
+    ttl: Option<u32>,
+) -> Result<Answer> {
+    let compute = || {
+        let (ws, q) = (ws.clone(), q.clone());
+        state.gated(store::messages_json(
+            state.store.clone(),
+            state.reader(&ws),
+            ws,
+            q,
+        ))
+    };
+    state.cache.messages(ws, q, ttl, compute).await
 }

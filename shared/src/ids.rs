@@ -104,6 +104,8 @@ macro_rules! numeric_id {
 
 numeric_id!(BoardId, "board id", "invalid_board_id");
 numeric_id!(ContactId, "contact id", "invalid_contact_id");
+numeric_id!(ConversationId, "conversation id", "invalid_conversation_id");
+numeric_id!(MessageId, "message id", "invalid_message_id");
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::keys::{board_patterns, workspace_patterns, GenerationScope};
 use crate::model::Contact;
 use crate::query::{Filter, SortBy};
-use crate::{BoardId, InputError, WorkspaceId};
+use crate::{BoardId, ConversationId, InputError, WorkspaceId};
 
 /// A change as the caches see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,22 @@ pub enum Changed {
     Boards(Vec<BoardId>),
     /// One contact edited in place (same board, column and archive flag).
     Edited(Edit),
+    /// A conversation of the workspace changed, as `Thread` says.
+    Conversation(ConversationId, Thread),
     /// Anything in the workspace may have changed.
     Workspace,
+}
+
+/// What happened to a conversation; messages are appended far more often than anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Thread {
+    /// It was started: the workspace's conversation list changed.
+    Started,
+    /// A message was posted: its head page changed, and the list's order.
+    Appended,
+    /// A message was edited or deleted: any page of it may show that message.
+    Edited,
 }
 
 /// What an in-place edit of one contact changed: the lists of its board that it entered,
@@ -118,29 +132,41 @@ impl Changed {
                 }
                 scopes
             }
+            Self::Conversation(_, Thread::Started) => vec![GenerationScope::Conversations],
+            Self::Conversation(c, Thread::Appended) => {
+                vec![GenerationScope::Head(*c), GenerationScope::Conversations]
+            }
+            Self::Conversation(c, Thread::Edited) => vec![GenerationScope::Thread(*c)],
             Self::Workspace => vec![GenerationScope::Workspace],
         }
     }
 
-    /// The boards the change is confined to; `None` for the whole workspace.
+    /// The boards the change is confined to (none for a conversation); `None` for the
+    /// whole workspace.
     pub fn boards(&self) -> Option<Vec<BoardId>> {
         match self {
             Self::Boards(boards) => Some(boards.clone()),
             Self::Edited(e) => Some(vec![e.board]),
+            Self::Conversation(..) => Some(Vec::new()),
             Self::Workspace => None,
         }
     }
 
     /// The key patterns API.md reports for the change.
     pub fn patterns(&self, ws: &WorkspaceId) -> Vec<String> {
-        match self.boards() {
-            Some(boards) => {
-                let mut patterns: Vec<String> =
-                    boards.iter().flat_map(|b| board_patterns(ws, *b)).collect();
+        match self {
+            Self::Conversation(c, _) => vec![format!("messages:{ws}:conv_{c}:*")],
+            Self::Workspace => workspace_patterns(ws),
+            Self::Boards(_) | Self::Edited(_) => {
+                let mut patterns: Vec<String> = self
+                    .boards()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|b| board_patterns(ws, *b))
+                    .collect();
                 patterns.dedup();
                 patterns
             }
-            None => workspace_patterns(ws),
         }
     }
 
@@ -189,12 +215,15 @@ pub fn parse_edge_request(body: &str) -> Result<Changed, InputError> {
 }
 
 /// A change the origin pushes to the edge (`POST /internal/changes`, with the internal
-/// key): the workspace, and its boards, or none for the whole workspace.
+/// key): the workspace, and its boards or one of its conversations, or neither for the
+/// whole workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Push {
     pub workspace_id: String,
     pub boards: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<(i64, Thread)>,
 }
 
 impl Push {
@@ -204,6 +233,10 @@ impl Push {
             boards: change
                 .boards()
                 .map(|boards| boards.iter().map(|b| b.0).collect()),
+            conversation: match change {
+                Changed::Conversation(c, thread) => Some((c.0, *thread)),
+                _ => None,
+            },
         }
     }
 
@@ -212,6 +245,10 @@ impl Push {
         let push: Self = serde_json::from_str(body)
             .map_err(|e| InputError::new("invalid_json", e.to_string()))?;
         let ws = WorkspaceId::parse(&push.workspace_id)?;
+        if let Some((id, thread)) = push.conversation {
+            let id = ConversationId::parse(&id.to_string())?;
+            return Ok((ws, Changed::Conversation(id, thread)));
+        }
         let change = match push.boards {
             Some(boards) => Changed::Boards(
                 boards
@@ -246,6 +283,35 @@ mod tests {
             vec![GenerationScope::Workspace]
         );
         assert!(Changed::Workspace.needs_admin());
+    }
+
+    #[test]
+    fn a_new_message_moves_only_its_head_and_an_edit_every_page_of_its_thread() {
+        let c = ConversationId(9);
+        let appended = Changed::Conversation(c, Thread::Appended).scopes();
+        let edited = Changed::Conversation(c, Thread::Edited).scopes();
+        let ws = WorkspaceId::parse("15213").expect("ws");
+        let head = crate::messages::MessageQuery::from_pairs([], &ws, c).expect("head");
+        let next = head.next_cursor(&ws, 100);
+        let older = crate::messages::MessageQuery::from_pairs([("before", next.as_str())], &ws, c)
+            .expect("older");
+        let depends = |q, scopes: &[GenerationScope]| {
+            GenerationScope::of_messages(q)
+                .iter()
+                .any(|s| scopes.contains(s))
+        };
+        assert!(depends(&head, &appended) && depends(&head, &edited));
+        assert!(!depends(&older, &appended), "appending leaves older pages");
+        assert!(depends(&older, &edited));
+        assert!(appended.contains(&GenerationScope::Conversations));
+        let other = crate::messages::MessageQuery::from_pairs([], &ws, ConversationId(10))
+            .expect("another conversation");
+        assert!(!depends(&other, &appended) && !depends(&other, &edited));
+        assert_eq!(
+            Changed::Conversation(c, Thread::Edited).patterns(&ws),
+            ["messages:15213:conv_9:*"]
+        );
+        assert!(!Changed::Conversation(c, Thread::Appended).needs_admin());
     }
 
     fn contact() -> Contact {
@@ -355,6 +421,8 @@ mod tests {
         let ws = WorkspaceId::parse("15213").expect("ws");
         for change in [
             Changed::Boards(vec![BoardId(4), BoardId(9)]),
+            Changed::Conversation(ConversationId(3), Thread::Appended),
+            Changed::Conversation(ConversationId(3), Thread::Edited),
             Changed::Workspace,
         ] {
             let wire = serde_json::to_string(&Push::new(&ws, &change)).expect("json");
@@ -364,6 +432,8 @@ mod tests {
             r#"{"workspaceId":"a b"}"#,
             r#"{"workspaceId":"15213","boards":[-1]}"#,
             r#"{"workspaceId":"15213","boards":[1],"extra":1}"#,
+            r#"{"workspaceId":"15213","boards":[],"conversation":[0,"appended"]}"#,
+            r#"{"workspaceId":"15213","boards":[],"conversation":[3,"typed"]}"#,
             "[]",
         ] {
             assert!(Push::parse(bad).is_err(), "{bad}");

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::messages::MessageQuery;
 use crate::query::{ContactListQuery, Filter, SortBy};
-use crate::{BoardId, InputError, UserId, WorkspaceId};
+use crate::{BoardId, ConversationId, InputError, UserId, WorkspaceId};
 
 /// Bumped whenever the layout of a key or a cached value changes (v2: hash tags; v3: the
 /// edge's generations restart in a Durable Object, and it stores data without the
@@ -76,6 +77,14 @@ pub enum GenerationScope {
     /// a cached page records the value it was filled at and, once it moves, is checked
     /// against the board's log of edited contacts (a page not showing them stays).
     Rows(BoardId),
+    /// The order and membership of the workspace's conversation list: a conversation
+    /// started, or a message posted (which moves its conversation to the top).
+    Conversations,
+    /// The newest messages of a conversation: bumped by each new message, and part of the
+    /// head page's key only, so appending leaves every older page reachable.
+    Head(ConversationId),
+    /// A message of the conversation edited or deleted: part of every page's key.
+    Thread(ConversationId),
 }
 
 impl GenerationScope {
@@ -89,6 +98,9 @@ impl GenerationScope {
             Self::Order(b, s) => format!("b{b}o:{}", s.as_str()),
             Self::Search(b) => format!("b{b}s"),
             Self::Rows(b) => format!("b{b}r"),
+            Self::Conversations => "cv".to_owned(),
+            Self::Head(c) => format!("c{c}h"),
+            Self::Thread(c) => format!("c{c}t"),
         }
     }
 
@@ -103,6 +115,16 @@ impl GenerationScope {
         }
         if q.search.is_some() {
             scopes.push(Self::Search(board));
+        }
+        scopes
+    }
+
+    /// What a page of messages depends on: every page on the thread's edits, the head
+    /// page also on what was appended.
+    pub fn of_messages(q: &MessageQuery) -> Vec<Self> {
+        let mut scopes = vec![Self::Thread(q.conversation)];
+        if q.is_head() {
+            scopes.push(Self::Head(q.conversation));
         }
         scopes
     }
@@ -175,6 +197,23 @@ impl KeySpace {
         )
     }
 
+    /// A page of a conversation's messages, with generations: the head page, or the page
+    /// before a message.
+    pub fn messages(&self, ws: &WorkspaceId, gens: Generations, q: &MessageQuery) -> String {
+        let position = match q.before_id() {
+            None => "head".to_owned(),
+            Some(id) => format!("before_{id}"),
+        };
+        format!(
+            "{}:messages:{{{ws}}}:conv_{}:g{}.{}:limit_{}:{position}",
+            self.root(),
+            q.conversation,
+            gens.workspace,
+            gens.scope,
+            q.limit,
+        )
+    }
+
     /// The Redis hash holding every generation counter of one workspace, so that one
     /// read fetches them all and one HINCRBY bumps one.
     pub fn generations(&self, ws: &WorkspaceId) -> String {
@@ -208,6 +247,7 @@ pub fn workspace_patterns(ws: &WorkspaceId) -> Vec<String> {
         format!("counts:{ws}:*"),
         format!("contacts:{ws}:*"),
         format!("search:{ws}:*"),
+        format!("messages:{ws}:*"),
     ]
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod ids;
 pub mod invalidation;
 pub mod keys;
+pub mod messages;
 pub mod model;
 pub mod query;
 pub mod settings;
@@ -16,4 +17,4 @@ pub mod stats;
 pub mod token;
 
 pub use error::InputError;
-pub use ids::{BoardId, ContactId, UserId, WorkspaceId};
+pub use ids::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};

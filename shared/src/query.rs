@@ -107,7 +107,12 @@ impl Default for ContactListQuery {
     }
 }
 
-fn parse_bounded(raw: &str, name: &str, code: &'static str, max: u32) -> Result<u32, InputError> {
+pub(crate) fn parse_bounded(
+    raw: &str,
+    name: &str,
+    code: &'static str,
+    max: u32,
+) -> Result<u32, InputError> {
     let err = || InputError::new(code, format!("{name} must be an integer from 1 to {max}"));
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) || raw.len() > 9 {
         return Err(err());

@@ -221,6 +221,12 @@ impl CacheSettings {
             .then_some(self.cache_config.contact_counts_ttl)
     }
 
+    /// Whether message pages are cached, and for how long.
+    pub fn messages_ttl(&self) -> Option<u32> {
+        (self.cache_enabled && self.features.message_history)
+            .then_some(self.cache_config.message_history_ttl)
+    }
+
     /// Whether a list page is cached, and for how long: searches follow the search toggle.
     pub fn list_ttl(&self, is_search: bool) -> Option<u32> {
         if !self.cache_enabled || !self.features.contact_lists {

@@ -14,6 +14,7 @@ use origin::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::keys::KeySpace;
+use shared::settings::CacheSettings;
 use shared::WorkspaceId;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{ConnectOptions, PgPool};
@@ -68,6 +69,11 @@ async fn database() -> PgPool {
         .seed(&WorkspaceId::parse(OTHER_WS).expect("ws"), 200, 1)
         .await
         .expect("seed");
+    let ws = WorkspaceId::parse(WS).expect("ws");
+    store.seed_messages(&ws, 2, 200).await.expect("history");
+    let mut settings = CacheSettings::default();
+    settings.features.message_history = true;
+    store.save_settings(&ws, &settings).await.expect("settings");
     db
 }
 
@@ -473,6 +479,58 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     close_at_origin(origin_port, &user, id).await;
     edge.within_a_second(&counts, &user, WS, |now| now["data"]["open"] == open - 1)
         .await;
+
+    // Message history: a conversation's pages are cached at the edge; a message posted
+    // through the origin reaches the head page within a second, while older pages stay
+    // cached (a new message moves only the head's generation). Another workspace's token
+    // reads none of it.
+    let conversation: i64 = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE workspace_id = $1 ORDER BY id LIMIT 1",
+    )
+    .bind(WS)
+    .fetch_one(&db)
+    .await
+    .expect("a conversation");
+    let head = format!("/api/conversations/{conversation}/messages?limit=10");
+    let (_, head_miss) = edge.get(&head, &user, WS).await;
+    let (_, head_hit) = edge.get(&head, &user, WS).await;
+    assert_eq!(head_miss["data"]["_cache"]["status"], "MISS", "{head_miss}");
+    assert_eq!(head_hit["data"]["_cache"]["source"], "cloudflare_kv");
+    assert_eq!(
+        payload(&head_hit),
+        payload(&origin_get(origin_port, &head, &user).await)
+    );
+    let before = head_hit["data"]["pagination"]["next_cursor"]
+        .as_str()
+        .expect("an older page");
+    let older = format!("/api/conversations/{conversation}/messages?limit=10&before={before}");
+    let (_, older_miss) = edge.get(&older, &user, WS).await;
+    let (_, older_hit) = edge.get(&older, &user, WS).await;
+    assert_eq!(older_miss["data"]["_cache"]["status"], "MISS");
+    assert_eq!(older_hit["data"]["_cache"]["status"], "HIT");
+    let posted = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
+        ))
+        .bearer_auth(&user)
+        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "on its way"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    let posted: Value = posted.json().await.expect("json");
+    edge.within_a_second(&head, &user, WS, |now| {
+        now["data"]["messages"][0]["id"] == posted["data"]["id"]
+    })
+    .await;
+    let (_, older_kept) = edge.get(&older, &user, WS).await;
+    assert_eq!(older_kept["data"]["_cache"]["status"], "HIT");
+    assert_eq!(payload(&older_kept), payload(&older_hit));
+    let outsider = token("user_3", &[OTHER_WS]);
+    let (status, _) = edge.get(&head, &outsider, WS).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = edge.get(&head, &outsider, OTHER_WS).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // The generations live in one Durable Object per workspace: concurrent bumps at one
     // location all take effect, each seeing a new value of its own (none lost or merged).

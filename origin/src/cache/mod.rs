@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
+use shared::messages::MessageQuery;
 use shared::model::{CacheStatus, ContactPage, Source};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
@@ -403,6 +404,24 @@ impl Cache {
         let scopes = GenerationScope::of_page(board, q);
         let key = |gens| self.keys.contacts(ws, board, gens, q);
         self.read(ws, &scopes, Some(board), ttl, key, compute).await
+    }
+
+    /// A page of a conversation's messages, through the cache (`ttl`) or from `compute`
+    /// (`None`). Only the head page depends on what was appended.
+    pub async fn messages<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        q: &MessageQuery,
+        ttl: Option<u32>,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
+        let scopes = GenerationScope::of_messages(q);
+        let key = |gens| self.keys.messages(ws, gens, q);
+        self.read(ws, &scopes, None, ttl, key, compute).await
     }
 
     /// The key the counts of `user` are cached under now.

@@ -8,6 +8,7 @@ mod contacts;
 mod counts;
 mod extract;
 pub(crate) mod health;
+mod messages;
 mod metrics;
 pub mod openapi;
 mod panel;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin::router())
         .merge(contacts::router())
         .merge(writes::router())
+        .merge(messages::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,

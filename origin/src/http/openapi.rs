@@ -29,6 +29,12 @@ use crate::state::AppState;
         super::writes::update,
         super::writes::move_contact,
         super::writes::delete,
+        super::messages::page,
+        super::messages::conversations,
+        super::messages::start,
+        super::messages::post_message,
+        super::messages::edit,
+        super::messages::delete,
     ),
     modifiers(&Credentials)
 )]

@@ -55,7 +55,7 @@ pub struct ContactRow {
     custom_attributes: Json<serde_json::Value>,
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
+pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod counters;
 pub mod fields;
 pub mod filters;
+pub mod messages;
 pub mod postgres;
 pub mod sqlite;
 
@@ -15,13 +16,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shared::invalidation::Thread;
+use shared::messages::{
+    Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
+};
 use shared::model::{Contact, ContactPage, Counts};
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
-use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use tokio::sync::mpsc;
 
 use self::fields::ContactFields;
+use self::messages::{NewMessage, Posted};
 use crate::config::{Config, StoreConfig};
 use crate::error::{Error, Result};
 
@@ -36,6 +42,7 @@ pub enum Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Board(WorkspaceId, BoardId),
+    Conversation(WorkspaceId, ConversationId, Thread),
     /// Notices may have been missed (the listener reconnected): everything may be stale.
     Unknown,
 }
@@ -50,23 +57,40 @@ pub struct Seeded {
 /// The demo and test data: columns of each seeded board, in order.
 pub const SEED_COLUMNS: [&str; 5] = ["New", "Contacted", "Qualified", "Negotiation", "Won"];
 
-/// Contacts one seeding statement inserts: a million-contact workspace reports its
-/// progress ten times instead of going quiet for minutes.
-const SEED_CHUNK: u32 = 100_000;
+/// What `seed_messages` created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeededHistory {
+    pub conversations: Vec<i64>,
+    pub messages: u64,
+}
 
-/// The numbers (from 1) of the contacts each seeding statement inserts, as inclusive ranges.
-fn seed_chunks(contacts: u32) -> impl Iterator<Item = (i64, i64)> {
-    (0..contacts.div_ceil(SEED_CHUNK)).map(move |n| {
+/// Rows one seeding statement inserts: a million-contact workspace reports its progress
+/// ten times instead of going quiet for minutes.
+const SEED_CHUNK: u64 = 100_000;
+
+/// The numbers (from 1) of the rows each seeding statement inserts, as inclusive ranges.
+fn chunks(total: u64) -> impl Iterator<Item = (i64, i64)> {
+    (0..total.div_ceil(SEED_CHUNK)).map(move |n| {
         let from = n * SEED_CHUNK + 1;
-        (
-            i64::from(from),
-            i64::from((from + SEED_CHUNK - 1).min(contacts)),
-        )
+        let to = (from + SEED_CHUNK - 1).min(total);
+        (from as i64, to as i64)
     })
+}
+
+fn seed_chunks(contacts: u32) -> impl Iterator<Item = (i64, i64)> {
+    chunks(u64::from(contacts))
+}
+
+fn history_chunks(messages: u64) -> impl Iterator<Item = (i64, i64)> {
+    chunks(messages)
 }
 
 fn seed_progress(ws: &WorkspaceId, done: u64, total: u32) {
     tracing::info!(workspace = %ws, done, total, "seeding contacts");
+}
+
+fn history_progress(ws: &WorkspaceId, done: u64, total: u64) {
+    tracing::info!(workspace = %ws, done, total, "seeding messages");
 }
 
 #[async_trait]
@@ -106,6 +130,45 @@ pub trait Store: Send + Sync {
     /// Deletes a contact; the board it was on.
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId>;
 
+    /// The workspace's conversations, the latest message first.
+    async fn conversations(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        q: &ConversationQuery,
+    ) -> Result<ConversationPage>;
+    /// A page of a conversation's messages, newest first; `NotFound` when the
+    /// conversation is not the workspace's.
+    async fn messages(&self, read: Read, ws: &WorkspaceId, q: &MessageQuery)
+        -> Result<MessagePage>;
+    /// Starts a conversation with a contact of the workspace.
+    async fn start_conversation(
+        &self,
+        ws: &WorkspaceId,
+        contact: ContactId,
+    ) -> Result<Conversation>;
+    /// Appends a validated message; it becomes the conversation's latest and its contact's
+    /// last activity, in the same transaction.
+    async fn post_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        m: &NewMessage,
+    ) -> Result<Posted>;
+    async fn edit_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+        body: &str,
+    ) -> Result<Message>;
+    async fn delete_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<()>;
+
     /// Compares the counters the database keeps with a recount of the contacts, for one
     /// workspace or all, and returns the buckets that differ; with `repair`, replaces
     /// them by the recount.
@@ -129,6 +192,14 @@ pub trait Store: Send + Sync {
     /// Values vary the way a CRM's do: most contacts open, a minority urgent, archived
     /// or unhappy, activity spread over two years.
     async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded>;
+    /// Starts `conversations` conversations with the workspace's newest contacts and adds
+    /// `messages` messages to them over the last month, half of them to the first one.
+    async fn seed_messages(
+        &self,
+        ws: &WorkspaceId,
+        conversations: u32,
+        messages: u64,
+    ) -> Result<SeededHistory>;
     /// Whether any workspace exists (the first start seeds the demo one).
     async fn is_empty(&self) -> Result<bool>;
 
@@ -175,6 +246,16 @@ pub async fn page_json(
     user: UserId,
 ) -> Result<String> {
     to_json(&store.page(read, &ws, board, &q, &user).await?)
+}
+
+/// A page of messages as the JSON object that is cached (an owning future, as `counts_json`).
+pub async fn messages_json(
+    store: Arc<dyn Store>,
+    read: Read,
+    ws: WorkspaceId,
+    q: MessageQuery,
+) -> Result<String> {
+    to_json(&store.messages(read, &ws, &q).await?)
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {

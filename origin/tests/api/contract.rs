@@ -19,13 +19,13 @@ use sqlx::PgPool;
 use crate::helpers::*;
 
 /// A SQLite file of its own, removed (with its WAL files) when the test ends.
-struct TempSqlite {
-    store: Arc<SqliteStore>,
+pub(crate) struct TempSqlite {
+    pub store: Arc<SqliteStore>,
     path: PathBuf,
 }
 
 impl TempSqlite {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         let path = std::env::temp_dir().join(format!("edgecache-{}.sqlite3", unique_namespace()));
         let store = Arc::new(SqliteStore::open(&path).await.expect("open sqlite"));
         store.migrate().await.expect("migrate sqlite");
@@ -43,6 +43,7 @@ impl Drop for TempSqlite {
     }
 }
 
+/// Runs each named `async fn(Arc<dyn Store>)` of the calling module on both stores.
 macro_rules! contract {
     ($($case:ident),+ $(,)?) => {$(
         mod $case {
@@ -61,6 +62,7 @@ macro_rules! contract {
         }
     )+};
 }
+pub(crate) use contract;
 
 contract!(
     seeding_fills_an_empty_store,

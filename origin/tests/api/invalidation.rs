@@ -181,7 +181,8 @@ async fn invalidating_a_workspace_reports_the_bump_and_leaves_others_cached(db: 
         json!([
             format!("counts:{WS}:*"),
             format!("contacts:{WS}:*"),
-            format!("search:{WS}:*")
+            format!("search:{WS}:*"),
+            format!("messages:{WS}:*")
         ])
     );
     assert_eq!(report["sharedWithAllInstances"], true);

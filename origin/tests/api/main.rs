@@ -9,6 +9,8 @@ mod degrade;
 mod edits;
 mod embedded;
 mod helpers;
+mod history;
+mod history_contract;
 mod input;
 mod invalidation;
 mod isolation;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use shared::{BoardId, WorkspaceId};
+use shared::invalidation::Thread;
+use shared::{BoardId, ConversationId, WorkspaceId};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::mpsc::UnboundedSender;
@@ -15,9 +16,26 @@ use super::super::Change;
 pub const CHANNEL: &str = "edgecache_contacts";
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-fn parse(payload: &str) -> Option<(WorkspaceId, BoardId)> {
-    let (ws, board) = payload.rsplit_once(':')?;
-    Some((WorkspaceId::parse(ws).ok()?, BoardId::parse(board).ok()?))
+/// `{workspace}:{board}` from the contacts' trigger, `{workspace}:c{conversation}{kind}`
+/// from the conversations' and messages' (kind `s`tarted, `a`ppended or `e`dited).
+fn parse(payload: &str) -> Option<Change> {
+    let (ws, what) = payload.rsplit_once(':')?;
+    let ws = WorkspaceId::parse(ws).ok()?;
+    let Some(conversation) = what.strip_prefix('c') else {
+        return Some(Change::Board(ws, BoardId::parse(what).ok()?));
+    };
+    let (id, kind) = conversation.split_at_checked(conversation.len().checked_sub(1)?)?;
+    let thread = match kind {
+        "s" => Thread::Started,
+        "a" => Thread::Appended,
+        "e" => Thread::Edited,
+        _ => return None,
+    };
+    Some(Change::Conversation(
+        ws,
+        ConversationId::parse(id).ok()?,
+        thread,
+    ))
 }
 
 /// Runs until the request pool is closed (the process ends, or a test finishes), then
@@ -46,8 +64,8 @@ async fn follow(own: &PgPool, changes: &UnboundedSender<Change>) {
                         return;
                     }
                     while let Ok(Some(notice)) = listener.try_recv().await {
-                        if let Some((ws, board)) = parse(notice.payload()) {
-                            if changes.send(Change::Board(ws, board)).is_err() {
+                        if let Some(change) = parse(notice.payload()) {
+                            if changes.send(change).is_err() {
                                 return;
                             }
                         }
@@ -67,12 +85,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notices_name_a_workspace_and_a_board() {
+    fn notices_name_a_workspace_and_a_board_or_conversation() {
+        let ws = WorkspaceId::parse("15213").expect("valid");
         assert_eq!(
             parse("15213:7"),
-            Some((WorkspaceId::parse("15213").expect("valid"), BoardId(7)))
+            Some(Change::Board(ws.clone(), BoardId(7)))
         );
-        for bad in ["", "15213", "15213:x", ":7", "a b:7"] {
+        assert_eq!(
+            parse("15213:c9a"),
+            Some(Change::Conversation(
+                ws.clone(),
+                ConversationId(9),
+                Thread::Appended
+            ))
+        );
+        assert_eq!(
+            parse("15213:c12e"),
+            Some(Change::Conversation(ws, ConversationId(12), Thread::Edited))
+        );
+        for bad in [
+            "",
+            "15213",
+            "15213:x",
+            ":7",
+            "a b:7",
+            "15213:c",
+            "15213:c9",
+            "15213:cxa",
+            "15213:c9z",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

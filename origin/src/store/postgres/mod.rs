@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shared::messages::{
+    Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
+};
 use shared::model::{Contact, ContactPage, Counts};
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
-use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
@@ -22,7 +25,8 @@ use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
-use super::{Change, Read, Seeded, Store};
+use super::messages::{conversations_of, conversations_query, read_page, NewMessage, Posted};
+use super::{Change, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -164,6 +168,64 @@ impl Store for PgStore {
         writes::delete(&self.db, ws, id).await
     }
 
+    async fn conversations(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        q: &ConversationQuery,
+    ) -> Result<ConversationPage> {
+        let rows = conversations_query::<Postgres>(ws, q, D)
+            .build_query_as()
+            .fetch_all(self.reader(read))
+            .await?;
+        Ok(conversations_of(rows, ws, q, D))
+    }
+
+    async fn messages(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        q: &MessageQuery,
+    ) -> Result<MessagePage> {
+        Ok(read_page!(self.reader(read), Postgres, ws, q))
+    }
+
+    async fn start_conversation(
+        &self,
+        ws: &WorkspaceId,
+        contact: ContactId,
+    ) -> Result<Conversation> {
+        writes::start_conversation(&self.db, ws, contact).await
+    }
+
+    async fn post_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        m: &NewMessage,
+    ) -> Result<Posted> {
+        writes::post_message(&self.db, ws, conversation, m).await
+    }
+
+    async fn edit_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+        body: &str,
+    ) -> Result<Message> {
+        writes::edit_message(&self.db, ws, conversation, id, body).await
+    }
+
+    async fn delete_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<()> {
+        writes::delete_message(&self.db, ws, conversation, id).await
+    }
+
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
         counters::check(&self.db, ws, repair).await
     }
@@ -187,6 +249,15 @@ impl Store for PgStore {
 
     async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
         seed::seed(&self.db, ws, contacts, boards).await
+    }
+
+    async fn seed_messages(
+        &self,
+        ws: &WorkspaceId,
+        conversations: u32,
+        messages: u64,
+    ) -> Result<SeededHistory> {
+        seed::seed_messages(&self.db, ws, conversations, messages).await
     }
 
     async fn is_empty(&self) -> Result<bool> {

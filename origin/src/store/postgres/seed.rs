@@ -4,7 +4,10 @@
 use shared::WorkspaceId;
 use sqlx::PgPool;
 
-use super::super::{seed_chunks, seed_progress, Seeded, SEED_COLUMNS};
+use super::super::{
+    history_chunks, history_progress, seed_chunks, seed_progress, Seeded, SeededHistory,
+    SEED_COLUMNS,
+};
 use crate::error::Result;
 
 pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
@@ -110,3 +113,75 @@ SELECT $1, c.board_id, c.column_id,
                        'source', (ARRAY['web','referral','event','ads','partner'])[1 + (p.i / 3) % 5])
 FROM people p JOIN cols c ON c.n = p.i % c.k
 "#;
+
+/// Starts `conversations` conversations with the workspace's newest contacts and spreads
+/// `messages` over them, a month of history: the first conversation holds half of them
+/// (a long thread), the others share the rest.
+pub async fn seed_messages(
+    db: &PgPool,
+    ws: &WorkspaceId,
+    conversations: u32,
+    messages: u64,
+) -> Result<SeededHistory> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT set_config('edgecache.skip_notify', 'on', true), set_config('statement_timeout', '0', true)")
+        .execute(&mut *tx)
+        .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(SEED_CONVERSATIONS)
+        .bind(ws.as_str())
+        .bind(i64::from(conversations))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut inserted = 0;
+    if !ids.is_empty() {
+        for (from, to) in history_chunks(messages) {
+            inserted += sqlx::query(SEED_MESSAGES)
+                .bind(ws.as_str())
+                .bind(from)
+                .bind(to)
+                .bind(messages as i64)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            history_progress(ws, inserted, messages);
+        }
+        sqlx::query(
+            "UPDATE conversations c SET last_message_at = coalesce((SELECT created_at FROM messages m \
+             WHERE m.conversation_id = c.id ORDER BY id DESC LIMIT 1), c.created_at) WHERE c.id = ANY($1)",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    sqlx::query("VACUUM (ANALYZE) messages").execute(db).await?;
+    Ok(SeededHistory {
+        conversations: ids,
+        messages: inserted,
+    })
+}
+
+const SEED_CONVERSATIONS: &str = "
+INSERT INTO conversations (workspace_id, contact_id, status, created_at, last_message_at)
+SELECT $1, id, CASE WHEN n % 4 = 0 THEN 'resolved' ELSE 'open' END,
+       now() - interval '30 days', now() - interval '30 days'
+FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS n
+      FROM contacts WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2) c
+ORDER BY n
+RETURNING id";
+
+const SEED_MESSAGES: &str = "
+INSERT INTO messages (workspace_id, conversation_id, sender_type, sender_id, body, created_at)
+SELECT $1,
+    CASE WHEN k = 1 OR i <= $4 / 2 THEN $5[1] ELSE $5[2 + i % (k - 1)] END,
+    CASE WHEN i % 10 = 0 THEN 'bot' WHEN i % 2 = 0 THEN 'agent' ELSE 'contact' END,
+    CASE WHEN i % 10 <> 0 AND i % 2 = 0 THEN 'user_' || (1 + i % 25) END,
+    (ARRAY['Hi, is anyone there?','Thanks for reaching out!','Could you send the invoice again?',
+           'Sure, one moment please.','The export still fails on my side.','We shipped a fix, can you retry?',
+           'Works now, thank you!','Can we move the call to Thursday?','Here is the screenshot.',
+           'I have forwarded this to billing.','Any update on this?','Closing this for now.'])[1 + i % 12]
+        || ' #' || i,
+    now() - interval '30 days' + (i::float8 / greatest($4, 1)) * (interval '30 days' - interval '1 minute')
+FROM generate_series($2::bigint, $3::bigint) AS i, (SELECT cardinality($5::bigint[]) AS k) s
+ORDER BY i";

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shared::messages::{
+    Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
+};
 use shared::model::{Contact, ContactPage, Counts};
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
-use shared::{BoardId, ContactId, UserId, WorkspaceId};
+use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
@@ -26,7 +29,11 @@ use super::contacts::{
 use super::counters::{check_in_transaction, counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
-use super::{Change, Read, Seeded, Store};
+use super::messages::{
+    conversations_of, conversations_query, delete_query, edit_query, post_in_transaction,
+    read_page, start_query, ConversationRow, MessageRow, NewMessage, Posted,
+};
+use super::{Change, Read, Seeded, SeededHistory, Store};
 use crate::error::{Error, Result};
 
 const D: Dialect = Dialect::Sqlite;
@@ -188,6 +195,74 @@ impl Store for SqliteStore {
         board.map(BoardId).ok_or(Error::NotFound("contact"))
     }
 
+    async fn conversations(
+        &self,
+        _: Read,
+        ws: &WorkspaceId,
+        q: &ConversationQuery,
+    ) -> Result<ConversationPage> {
+        let rows = conversations_query::<Sqlite>(ws, q, D)
+            .build_query_as()
+            .fetch_all(&self.read)
+            .await?;
+        Ok(conversations_of(rows, ws, q, D))
+    }
+
+    async fn messages(&self, _: Read, ws: &WorkspaceId, q: &MessageQuery) -> Result<MessagePage> {
+        Ok(read_page!(&self.read, Sqlite, ws, q))
+    }
+
+    async fn start_conversation(
+        &self,
+        ws: &WorkspaceId,
+        contact: ContactId,
+    ) -> Result<Conversation> {
+        let row: Option<ConversationRow> = start_query::<Sqlite>(ws, contact.0)
+            .build_query_as()
+            .fetch_optional(&self.write)
+            .await?;
+        row.map(Into::into).ok_or(Error::NotFound("contact"))
+    }
+
+    async fn post_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        m: &NewMessage,
+    ) -> Result<Posted> {
+        let mut tx = self.write.begin().await?;
+        let posted = post_in_transaction!(tx, Sqlite, D, ws, conversation, m);
+        tx.commit().await?;
+        Ok(posted)
+    }
+
+    async fn edit_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+        body: &str,
+    ) -> Result<Message> {
+        let row: Option<MessageRow> = edit_query::<Sqlite>(ws, conversation, id, body, D)
+            .build_query_as()
+            .fetch_optional(&self.write)
+            .await?;
+        row.map(Into::into).ok_or(Error::NotFound("message"))
+    }
+
+    async fn delete_message(
+        &self,
+        ws: &WorkspaceId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<()> {
+        let deleted: Option<i64> = delete_query::<Sqlite>(ws, conversation, id)
+            .build_query_scalar()
+            .fetch_optional(&self.write)
+            .await?;
+        deleted.map(drop).ok_or(Error::NotFound("message"))
+    }
+
     /// On the one writer connection, so no write interleaves with the recount.
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
         let mut tx = self.write.begin().await?;
@@ -234,6 +309,15 @@ impl Store for SqliteStore {
 
     async fn seed(&self, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
         seed::seed(&self.write, ws, contacts, boards).await
+    }
+
+    async fn seed_messages(
+        &self,
+        ws: &WorkspaceId,
+        conversations: u32,
+        messages: u64,
+    ) -> Result<SeededHistory> {
+        seed::seed_messages(&self.write, ws, conversations, messages).await
     }
 
     async fn is_empty(&self) -> Result<bool> {

@@ -4,7 +4,10 @@
 use shared::WorkspaceId;
 use sqlx::SqlitePool;
 
-use super::super::{seed_chunks, seed_progress, Seeded, SEED_COLUMNS};
+use super::super::{
+    history_chunks, history_progress, seed_chunks, seed_progress, Seeded, SeededHistory,
+    SEED_COLUMNS,
+};
 use crate::error::Result;
 
 pub async fn seed(db: &SqlitePool, ws: &WorkspaceId, contacts: u32, boards: u32) -> Result<Seeded> {
@@ -114,4 +117,74 @@ SELECT ?1, c.board_id, c.column_id,
                 'seats', 1 + CAST(p.r2 * 200 AS INTEGER),
                 'source', json_extract('["web","referral","event","ads","partner"]', '$[' || ((p.i / 3) % 5) || ']'))
 FROM people p JOIN cols c ON c.n = p.i % c.k
+"#;
+
+/// The Postgres seed's conversations and messages (see there), in SQLite's terms.
+pub async fn seed_messages(
+    db: &SqlitePool,
+    ws: &WorkspaceId,
+    conversations: u32,
+    messages: u64,
+) -> Result<SeededHistory> {
+    let mut tx = db.begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(SEED_CONVERSATIONS)
+        .bind(ws.as_str())
+        .bind(i64::from(conversations))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut inserted = 0;
+    if !ids.is_empty() {
+        let list = serde_json::to_string(&ids).map_err(super::super::internal)?;
+        for (from, to) in history_chunks(messages) {
+            inserted += sqlx::query(SEED_MESSAGES)
+                .bind(ws.as_str())
+                .bind(from)
+                .bind(to)
+                .bind(messages as i64)
+                .bind(&list)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            history_progress(ws, inserted, messages);
+        }
+        sqlx::query(
+            "UPDATE conversations SET last_message_at = coalesce((SELECT created_at FROM messages m \
+             WHERE m.conversation_id = conversations.id ORDER BY id DESC LIMIT 1), created_at) \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&list)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(SeededHistory {
+        conversations: ids,
+        messages: inserted,
+    })
+}
+
+const SEED_CONVERSATIONS: &str = "
+INSERT INTO conversations (workspace_id, contact_id, status, created_at, last_message_at)
+SELECT ?1, id, CASE WHEN n % 4 = 0 THEN 'resolved' ELSE 'open' END,
+       strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days')
+FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS n
+      FROM contacts WHERE workspace_id = ?1 ORDER BY id DESC LIMIT ?2)
+ORDER BY n
+RETURNING id";
+
+/// `?1` workspace, messages numbered `?2` to `?3` of `?4`, `?5` the conversations as JSON.
+const SEED_MESSAGES: &str = r#"
+WITH RECURSIVE
+g(i) AS (SELECT ?2 WHERE ?2 <= ?3 UNION ALL SELECT i + 1 FROM g WHERE i < ?3),
+s(k) AS (SELECT json_array_length(?5))
+INSERT INTO messages (workspace_id, conversation_id, sender_type, sender_id, body, created_at)
+SELECT ?1,
+    json_extract(?5, '$[' || (CASE WHEN k = 1 OR i <= ?4 / 2 THEN 0 ELSE 1 + i % (k - 1) END) || ']'),
+    CASE WHEN i % 10 = 0 THEN 'bot' WHEN i % 2 = 0 THEN 'agent' ELSE 'contact' END,
+    CASE WHEN i % 10 <> 0 AND i % 2 = 0 THEN 'user_' || (1 + i % 25) END,
+    json_extract('["Hi, is anyone there?","Thanks for reaching out!","Could you send the invoice again?","Sure, one moment please.","The export still fails on my side.","We shipped a fix, can you retry?","Works now, thank you!","Can we move the call to Thursday?","Here is the screenshot.","I have forwarded this to billing.","Any update on this?","Closing this for now."]',
+                 '$[' || (i % 12) || ']') || ' #' || i,
+    strftime('%Y-%m-%dT%H:%M:%fZ', julianday('now') - 30 + (i * 1.0 / max(?4, 1)) * (30 - 1.0 / 1440))
+FROM g, s
+ORDER BY i
 "#;

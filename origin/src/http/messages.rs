@@ -1,0 +1,179 @@
+//! Message history (API.md "Message history"): pages of a conversation's messages through
+//! the cache, the workspace's conversations, and the writes. A write invalidates what it
+//! changed before it answers: a new message only its conversation's head page (older
+//! pages stay cached) and, through its contact's last activity, the lists and counts that
+//! depend on it; an edit or a delete every page of its conversation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use shared::invalidation::{Changed, Thread};
+use shared::messages::{check_body, ConversationQuery, MessageQuery};
+use shared::{ContactId, ConversationId, MessageId};
+
+use super::auth::{Workspace, Writer};
+use super::{reply, JsonBody, QueryPairs};
+use crate::error::{ErrorBody, Failures, Result};
+use crate::invalidation;
+use crate::reads;
+use crate::state::AppState;
+use crate::store::messages::{EditedMessage, NewConversation, NewMessage};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/conversations/{conversation_id}/messages", get(page))
+        .route(
+            "/api/workspaces/{ws}/conversations",
+            get(conversations).post(start),
+        )
+        .route(
+            "/api/workspaces/{ws}/conversations/{conversation_id}/messages",
+            post(post_message),
+        )
+        .route(
+            "/api/workspaces/{ws}/conversations/{conversation_id}/messages/{message_id}",
+            patch(edit).delete(delete),
+        )
+}
+
+#[utoipa::path(get, path = "/api/conversations/{conversation_id}/messages", tag = "messages",
+    params(("conversation_id" = i64, Path), ("X-Workspace-ID" = String, Header, description = "The workspace; must be granted by the token"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("before" = Option<String>, Query, description = "pagination.next_cursor of the newer page"),
+        ("useCache" = Option<bool>, Query)),
+    responses((status = 200, description = "Messages newest first, with pagination (limit, next_cursor, has_more) and cache metadata"),
+        (status = 404, description = "Not a conversation of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn page(
+    State(state): State<Arc<AppState>>,
+    Workspace { ws, settings, .. }: Workspace,
+    Path(conversation): Path<String>,
+    query: QueryPairs,
+) -> Result<Response> {
+    let started = Instant::now();
+    let conversation = ConversationId::parse(&conversation)?;
+    let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let q = MessageQuery::from_pairs(pairs, &ws, conversation)?;
+    let use_cache = query.flag("useCache")?;
+    let ttl = settings.messages_ttl().filter(|_| use_cache);
+    let answer = reads::messages(&state, &ws, &q, ttl).await?;
+    Ok(reply::answer(&answer, started, settings.cache_enabled))
+}
+
+#[utoipa::path(get, path = "/api/workspaces/{ws}/conversations", tag = "messages",
+    params(("ws" = String, Path), ("contact_id" = Option<i64>, Query), ("status" = Option<String>, Query, description = "open or resolved"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page")),
+    responses((status = 200, description = "Conversations, the latest message first, with pagination"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn conversations(
+    State(state): State<Arc<AppState>>,
+    Workspace { ws, .. }: Workspace,
+    query: QueryPairs,
+) -> Result<Response> {
+    let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let q = ConversationQuery::from_pairs(pairs, &ws)?;
+    let (store, read) = (state.store.clone(), state.reader(&ws));
+    let page = state
+        .gated(async move { store.conversations(read, &ws, &q).await })
+        .await?;
+    Ok(reply::ok(page))
+}
+
+#[utoipa::path(post, path = "/api/workspaces/{ws}/conversations", tag = "messages",
+    params(("ws" = String, Path)), request_body = NewConversation,
+    responses((status = 201, description = "The conversation started"),
+        (status = 404, description = "Not a contact of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn start(
+    State(state): State<Arc<AppState>>,
+    Writer { ws }: Writer,
+    JsonBody(new): JsonBody<NewConversation>,
+) -> Result<Response> {
+    let contact = ContactId::parse(&new.contact_id.to_string())?;
+    let conversation = state.store.start_conversation(&ws, contact).await?;
+    let id = ConversationId(conversation.id);
+    invalidation::changed(&state, &ws, &Changed::Conversation(id, Thread::Started)).await;
+    Ok(reply::with_status(StatusCode::CREATED, conversation))
+}
+
+#[utoipa::path(post, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages", tag = "messages",
+    params(("ws" = String, Path), ("conversation_id" = i64, Path)), request_body = NewMessage,
+    responses((status = 201, description = "The message posted"),
+        (status = 404, description = "Not a conversation of this workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn post_message(
+    State(state): State<Arc<AppState>>,
+    Writer { ws }: Writer,
+    Path((_, conversation)): Path<(String, String)>,
+    JsonBody(message): JsonBody<NewMessage>,
+) -> Result<Response> {
+    let conversation = ConversationId::parse(&conversation)?;
+    message.validate()?;
+    let posted = state
+        .store
+        .post_message(&ws, conversation, &message)
+        .await?;
+    let (old, new) = &posted.contact;
+    let (appended, touched) = (
+        Changed::Conversation(conversation, Thread::Appended),
+        Changed::update(old, new),
+    );
+    tokio::join!(
+        invalidation::changed(&state, &ws, &appended),
+        invalidation::changed(&state, &ws, &touched),
+    );
+    Ok(reply::with_status(StatusCode::CREATED, posted.message))
+}
+
+/// The conversation and message ids of a message route.
+fn message_ids(conversation: &str, message: &str) -> Result<(ConversationId, MessageId)> {
+    Ok((
+        ConversationId::parse(conversation)?,
+        MessageId::parse(message)?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages/{message_id}", tag = "messages",
+    params(("ws" = String, Path), ("conversation_id" = i64, Path), ("message_id" = i64, Path)), request_body = EditedMessage,
+    responses((status = 200, description = "The message edited"),
+        (status = 404, description = "Not a message of this conversation and workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn edit(
+    State(state): State<Arc<AppState>>,
+    Writer { ws }: Writer,
+    Path((_, conversation, message)): Path<(String, String, String)>,
+    JsonBody(edited): JsonBody<EditedMessage>,
+) -> Result<Response> {
+    let (conversation, id) = message_ids(&conversation, &message)?;
+    check_body(&edited.body)?;
+    let message = state
+        .store
+        .edit_message(&ws, conversation, id, &edited.body)
+        .await?;
+    let change = Changed::Conversation(conversation, Thread::Edited);
+    invalidation::changed(&state, &ws, &change).await;
+    Ok(reply::ok(message))
+}
+
+#[utoipa::path(delete, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages/{message_id}", tag = "messages",
+    params(("ws" = String, Path), ("conversation_id" = i64, Path), ("message_id" = i64, Path)),
+    responses((status = 200, description = "The message deleted"),
+        (status = 404, description = "Not a message of this conversation and workspace", body = ErrorBody), Failures),
+    security(("bearer" = [])))]
+pub(super) async fn delete(
+    State(state): State<Arc<AppState>>,
+    Writer { ws }: Writer,
+    Path((_, conversation, message)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let (conversation, id) = message_ids(&conversation, &message)?;
+    state.store.delete_message(&ws, conversation, id).await?;
+    let change = Changed::Conversation(conversation, Thread::Edited);
+    invalidation::changed(&state, &ws, &change).await;
+    Ok(reply::ok(serde_json::json!({"deleted": id.0})))
+}
