@@ -3,7 +3,8 @@ const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 2000;
 const HISTORY = 90; // points kept for the charts: three minutes at one every two seconds
 const LAYERS = [["memory", "var(--mem)", "#3358d4"], ["redis_cache", "var(--redis)", "#d9480f"], ["database", "var(--db)", "#7048e8"]];
-const session = { token: "", ws: "", edge: "", claims: null, history: [], timer: null };
+const session = { token: "", ws: "", edge: "", claims: null, history: [], timer: null, events: null, lastEventId: null };
+const CHANGES_SHOWN = 20;
 
 function showError(err) {
   const box = $("alert");
@@ -62,12 +63,61 @@ function signIn(token, ws, edge) {
   refresh();
   clearInterval(session.timer);
   session.timer = setInterval(refresh, REFRESH_MS);
+  session.lastEventId = null;
+  $("changes").replaceChildren();
+  watchChanges();
 }
 
 function signOut() {
   sessionStorage.removeItem("edgecache-panel");
+  session.events?.close();
   clearInterval(session.timer);
   location.reload();
+}
+
+// ---- live changes (API.md "Live changes") ---------------------------------------------
+/**
+ * Follows the workspace's changes instead of polling for them: each is listed, settings
+ * are reloaded when they change and counts shown are marked once they moved. An
+ * EventSource cannot send the token, so each connection opens with a fresh single-use
+ * ticket, and a reconnection names the last change seen so none is missed.
+ */
+async function watchChanges() {
+  session.events?.close();
+  const ws = session.ws;
+  let ticket;
+  try {
+    ({ ticket } = await api(`/api/workspaces/${encodeURIComponent(ws)}/events/ticket`, { method: "POST" }));
+  } catch (e) {
+    $("changes-state").textContent = `not followed: ${e.message}`;
+    return;
+  }
+  if (ws !== session.ws) return;
+  const query = new URLSearchParams({ ticket });
+  if (session.lastEventId) query.set("last_event_id", session.lastEventId);
+  const source = new EventSource(`/api/workspaces/${encodeURIComponent(ws)}/events?${query}`);
+  session.events = source;
+  source.onopen = () => { $("changes-state").textContent = "following"; };
+  source.addEventListener("change", (e) => {
+    if (e.lastEventId) session.lastEventId = e.lastEventId;
+    showChange(JSON.parse(e.data));
+  });
+  source.onerror = () => {
+    source.close();
+    if (session.events !== source) return;
+    $("changes-state").textContent = "reconnecting…";
+    setTimeout(() => { if (session.events === source) watchChanges(); }, REFRESH_MS);
+  };
+}
+
+function showChange(change) {
+  const what = change.id == null ? change.scope : `${change.scope} ${change.id}`;
+  const item = el("li", { "data-scope": change.scope }, `${new Date(change.at).toLocaleTimeString()} ${what}`);
+  const list = $("changes");
+  list.prepend(item);
+  while (list.children.length > CHANGES_SHOWN) list.lastElementChild.remove();
+  if (change.scope === "settings" || change.scope === "workspace") loadSettings().catch(showError);
+  if ((change.scope === "counts" || change.scope === "workspace") && $("counts").children.length) $("counts-note").hidden = false;
 }
 
 // ---- health and live statistics ------------------------------------------------------
@@ -265,6 +315,7 @@ async function readCounts() {
   const c = await api(`/api/cache-settings/workspace/${encodeURIComponent(session.ws)}/counts`);
   const shown = ["total", "open", "closed", "unassigned", "assignedToMe", "highPriority", "needsResponse", "archived"];
   $("counts").replaceChildren(...shown.map((k) => { const d = el("div"); d.append(el("dt", {}, k), el("dd", {}, String(c[k]))); return d; }));
+  $("counts-note").hidden = true;
   return `Counts from ${c._source} (${c._cache.status}) in ${c._responseTimeMs} ms.`;
 }
 

@@ -115,6 +115,12 @@ pub struct Settings {
     /// others queue in the instance, where stale-if-slow can still answer them.
     #[arg(long, env = "DB_READ_CONCURRENCY", default_value_t = 8)]
     db_read_concurrency: u32,
+    /// Live changes each instance keeps per watched workspace for clients that reconnect.
+    #[arg(long, env = "LIVE_BUFFER", default_value_t = 256)]
+    live_buffer: usize,
+    /// Event streams one instance serves per workspace at once.
+    #[arg(long, env = "LIVE_MAX_CONNECTIONS", default_value_t = 2_000)]
+    live_max_connections: usize,
     /// How long a request waits for a database connection (ms).
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 500)]
     db_acquire_timeout_ms: u64,
@@ -178,6 +184,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Store reads (fills, uncached reads) one instance runs at once.
     pub db_read_concurrency: u32,
+    pub live_buffer: usize,
+    pub live_max_connections: usize,
     pub db_acquire_timeout: Duration,
     pub redis_timeout: Duration,
     pub request_timeout: Duration,
@@ -218,6 +226,8 @@ impl Config {
             l1_max_bytes: s.l1_max_bytes,
             db_max_connections: s.db_max_connections,
             db_read_concurrency: s.db_read_concurrency,
+            live_buffer: s.live_buffer,
+            live_max_connections: s.live_max_connections,
             db_acquire_timeout: Duration::from_millis(s.db_acquire_timeout_ms),
             redis_timeout: Duration::from_millis(s.redis_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
@@ -248,6 +258,11 @@ impl Config {
         if self.writes_per_user_per_min == 0 || self.requests_per_workspace_per_min == 0 {
             return Err(ConfigError(
                 "rate limits must be at least 1 per minute".into(),
+            ));
+        }
+        if self.live_buffer == 0 || self.live_max_connections == 0 {
+            return Err(ConfigError(
+                "LIVE_BUFFER and LIVE_MAX_CONNECTIONS must be at least 1".into(),
             ));
         }
         if self.db_read_concurrency == 0 {

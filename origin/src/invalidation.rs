@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shared::invalidation::Changed;
+use shared::invalidation::{Changed, LiveScope};
 use shared::WorkspaceId;
 
 use crate::cache::events::Event;
@@ -15,6 +15,7 @@ use crate::cache::generations::{Bump, Generations};
 use crate::cache::redis::RedisCache;
 use crate::config::Config;
 use crate::edge_push::EdgePush;
+use crate::live;
 use crate::state::AppState;
 use crate::store::Change;
 
@@ -28,7 +29,24 @@ pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bu
     if let Some(edge) = &state.edge {
         edge.queue(ws, change).await;
     }
+    announce(state, ws, change.live());
     bump
+}
+
+/// Tells the members watching `ws` (on every instance) what changed, in the background:
+/// a write does not wait for it.
+fn announce(state: &AppState, ws: &WorkspaceId, items: Vec<(LiveScope, Option<i64>)>) {
+    let (live, redis, keys) = (
+        state.live.clone(),
+        state.cache.redis().cloned(),
+        state.cache.keys().clone(),
+    );
+    let ws = ws.clone();
+    tokio::spawn(async move {
+        let (sequence, channel) = (keys.live_sequence(&ws), keys.channel());
+        live.announce(redis.as_deref(), &sequence, &channel, &ws, &items)
+            .await;
+    });
 }
 
 /// `ws` changed whole where no origin of this process saw it (seeding and counter repairs
@@ -63,6 +81,7 @@ pub async fn settings_changed(state: &AppState, ws: &WorkspaceId) {
             )
             .await;
     }
+    announce(state, ws, vec![(LiveScope::Settings, None)]);
     changed(state, ws, &Changed::Workspace).await;
 }
 
@@ -153,6 +172,17 @@ fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option
         }
         Some(Event::Settings(ws)) => state.settings.forget(&ws),
         Some(Event::Ack(id)) => state.cache.generations().acked(id),
+        Some(Event::Live {
+            ws,
+            instance,
+            first,
+            data,
+        }) => {
+            if instance != state.live.instance {
+                let data: Vec<String> = serde_json::from_str(&data).unwrap_or_default();
+                state.live.deliver(&ws, live::numbered(Some(first), data));
+            }
+        }
         None => tracing::warn!("ignored an unreadable invalidation message"),
     }
 }

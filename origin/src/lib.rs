@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod invalidation;
 pub mod limits;
+pub mod live;
 pub mod reads;
 pub mod recent;
 pub mod seeding;
@@ -86,6 +87,10 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     let db_reads = Arc::new(tokio::sync::Semaphore::new(
         config.db_read_concurrency as usize,
     ));
+    let live = Arc::new(live::Live::new(
+        config.live_buffer,
+        config.live_max_connections,
+    ));
     Ok(AppState {
         edge,
         config,
@@ -98,6 +103,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         started: Instant::now(),
         db_reads,
         probe: Recent::new(http::health::PROBE_MAX_AGE),
+        live,
     })
 }
 
@@ -108,6 +114,7 @@ async fn upkeep(state: Arc<AppState>) {
     for minute in 0u64.. {
         every.tick().await;
         state.limits.prune();
+        state.live.prune();
         if minute % 60 == 0 {
             if let Err(e) = state.store.prune_counters().await {
                 tracing::warn!(error = %e, "pruning the clock counters failed");

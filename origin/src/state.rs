@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::edge_push::EdgePush;
 use crate::error::Result;
 use crate::limits::Limits;
+use crate::live::Live;
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::store::{Read, Store};
@@ -33,6 +34,8 @@ pub struct AppState {
     /// Admits `DB_READ_CONCURRENCY` store reads at once: a burst of refills (after a
     /// workspace-wide invalidation) queues here instead of crowding Postgres.
     pub db_reads: Arc<Semaphore>,
+    /// Live changes streamed to this instance's connections.
+    pub live: Arc<Live>,
     /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
     pub probe: Recent<serde_json::Value>,
 }

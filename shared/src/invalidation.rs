@@ -176,6 +176,37 @@ impl Changed {
     }
 }
 
+/// What a live change names (API.md "Live changes"): a scope, and the board or
+/// conversation it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveScope {
+    Counts,
+    Board,
+    Conversation,
+    Workspace,
+    Settings,
+}
+
+impl Changed {
+    /// What browsers are told of the change: each board it touched and the counts when
+    /// they may have moved, its conversation, or the whole workspace.
+    pub fn live(&self) -> Vec<(LiveScope, Option<i64>)> {
+        let counts = self.scopes().contains(&GenerationScope::Counts);
+        match self {
+            Self::Boards(_) | Self::Edited(_) => self
+                .boards()
+                .unwrap_or_default()
+                .iter()
+                .map(|b| (LiveScope::Board, Some(b.0)))
+                .chain(counts.then_some((LiveScope::Counts, None)))
+                .collect(),
+            Self::Conversation(c, _) => vec![(LiveScope::Conversation, Some(c.0))],
+            Self::Workspace => vec![(LiveScope::Workspace, None)],
+        }
+    }
+}
+
 /// The actions the edge's invalidation accepts (API.md).
 pub const EDGE_ACTIONS: [&str; 5] = [
     "contact_moved",
@@ -283,6 +314,35 @@ mod tests {
             vec![GenerationScope::Workspace]
         );
         assert!(Changed::Workspace.needs_admin());
+    }
+
+    #[test]
+    fn browsers_are_told_what_changed_never_the_data() {
+        let moved = Changed::Boards(vec![BoardId(3), BoardId(4)]);
+        assert_eq!(
+            moved.live(),
+            vec![
+                (LiveScope::Board, Some(3)),
+                (LiveScope::Board, Some(4)),
+                (LiveScope::Counts, None)
+            ]
+        );
+        assert_eq!(
+            Changed::Conversation(ConversationId(8), Thread::Appended).live(),
+            vec![(LiveScope::Conversation, Some(8))]
+        );
+        assert_eq!(
+            Changed::Workspace.live(),
+            vec![(LiveScope::Workspace, None)]
+        );
+        let phone_only = Changed::Edited(Edit {
+            board: BoardId(3),
+            contact: 1,
+            views: vec![],
+            orders: vec![SortBy::UpdatedAt],
+            searched: false,
+        });
+        assert_eq!(phone_only.live(), vec![(LiveScope::Board, Some(3))]);
     }
 
     #[test]

@@ -230,6 +230,16 @@ impl KeySpace {
         format!("{key}:lock")
     }
 
+    /// The sequence numbering a workspace's live changes.
+    pub fn live_sequence(&self, ws: &WorkspaceId) -> String {
+        format!("{}:live:{{{ws}}}", self.root())
+    }
+
+    /// A single-use ticket for a workspace's live changes.
+    pub fn live_ticket(&self, ticket: &str) -> String {
+        format!("{}:ticket:{ticket}", self.root())
+    }
+
     /// The stream of changes waiting to reach the edge (the origin's outbox).
     pub fn edge_outbox(&self) -> String {
         format!("{}:edge-outbox", self.root())

@@ -108,8 +108,10 @@ test("after an invalidation the next counts come from the database", async () =>
   await page.waitForFunction(() => /from memory/.test(document.querySelector("#action-status").textContent));
   await page.click("#invalidate");
   await page.waitForFunction(() => /Invalidated/.test(document.querySelector("#action-status").textContent));
+  await page.waitForSelector("#counts-note:not([hidden])");
   await page.click("#counts-refresh");
   await page.waitForFunction(() => /from database/.test(document.querySelector("#action-status").textContent));
+  assert.equal(await page.isVisible("#counts-note"), false);
 });
 
 test("the performance test shows one bar per layer with real timings", async () => {
@@ -128,6 +130,32 @@ test("the performance test shows one bar per layer with real timings", async () 
   assert.equal(await page.getAttribute("[data-sort=hitRate]", "aria-pressed"), "true");
   assert.equal(await page.textContent("#top tr td"), "15213");
   await shot("dashboard");
+});
+
+test("changes made elsewhere appear as they happen, and message history can be turned on", async () => {
+  await page.waitForFunction(() => document.querySelector("#changes-state").textContent === "following");
+  const headers = { Authorization: `Bearer ${token}`, "X-Workspace-ID": "15213", "Content-Type": "application/json" };
+  const list = await (await fetch(`${base}/api/boards/1/contacts?per_page=1`, { headers })).json();
+  const contact = list.data.contacts[0];
+  const patched = await fetch(`${base}/api/workspaces/15213/contacts/${contact.id}`, {
+    method: "PATCH", headers, body: JSON.stringify({ favorite: !contact.favorite }),
+  });
+  assert.equal(patched.status, 200);
+  await page.waitForSelector(`#changes li[data-scope=board]`);
+  assert.match(await page.textContent("#changes li[data-scope=board]"), new RegExp(`board ${contact.board_id}$`));
+
+  await page.check("#f-messageHistory");
+  await page.click("#settings button[type=submit]");
+  await page.waitForSelector("#settings-status.ok");
+  await page.waitForSelector("#changes li[data-scope=settings]");
+  const stored = await (await fetch(`${base}/api/cache-settings/workspace/15213/settings`, { headers })).json();
+  assert.equal(stored.data.features.messageHistory, true);
+  const conversations = await (await fetch(`${base}/api/workspaces/15213/conversations?limit=1`, { headers })).json();
+  const id = conversations.data.conversations[0].id;
+  const read = async () => (await (await fetch(`${base}/api/conversations/${id}/messages?limit=5`, { headers })).json()).data;
+  assert.equal((await read())._cache.status, "MISS");
+  assert.equal((await read())._cache.status, "HIT");
+  await page.waitForSelector("#changes li[data-scope=workspace]");
 });
 
 test("health turns red when Redis is stopped", async () => {

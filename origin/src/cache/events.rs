@@ -11,6 +11,14 @@ pub enum Event {
     Settings(WorkspaceId),
     /// An instance has applied the announcement of this id.
     Ack(u64),
+    /// Live changes of a workspace (`crate::live`) announced by an instance, numbered
+    /// from the first; the JSON array of their `data`.
+    Live {
+        ws: WorkspaceId,
+        instance: u64,
+        first: u64,
+        data: String,
+    },
 }
 
 impl Event {
@@ -20,6 +28,12 @@ impl Event {
             Self::Generation(ws, Some(id)) => format!("gen:{ws}:{id}"),
             Self::Settings(ws) => format!("settings:{ws}"),
             Self::Ack(id) => format!("ack:{id}"),
+            Self::Live {
+                ws,
+                instance,
+                first,
+                data,
+            } => format!("live:{ws}:{instance}:{first}:{data}"),
         }
     }
 
@@ -33,6 +47,17 @@ impl Event {
             }),
             "settings" => Some(Self::Settings(ws(rest)?)),
             "ack" => rest.parse().ok().map(Self::Ack),
+            "live" => {
+                let mut parts = rest.splitn(4, ':');
+                let (w, instance, first, data) =
+                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                Some(Self::Live {
+                    ws: ws(w)?,
+                    instance: instance.parse().ok()?,
+                    first: first.parse().ok()?,
+                    data: data.to_owned(),
+                })
+            }
             _ => None,
         }
     }
@@ -48,13 +73,29 @@ mod tests {
         for e in [
             Event::Generation(ws.clone(), None),
             Event::Generation(ws.clone(), Some(u64::MAX)),
-            Event::Settings(ws),
+            Event::Settings(ws.clone()),
             Event::Ack(7),
+            Event::Live {
+                ws,
+                instance: 3,
+                first: 12,
+                data: r#"[{"scope":"counts","id":null,"at":1}]"#.into(),
+            },
         ] {
             assert_eq!(Event::decode(&e.encode()), Some(e));
         }
         for raw in [
-            "", "gen", "gen:", "gen:a b", "gen:1:x", "ack:", "ack:-1", "other:1",
+            "",
+            "gen",
+            "gen:",
+            "gen:a b",
+            "gen:1:x",
+            "ack:",
+            "ack:-1",
+            "other:1",
+            "live:1",
+            "live:1:2:x:[]",
+            "live:1:x:2:[]",
         ] {
             assert_eq!(Event::decode(raw), None, "{raw:?}");
         }

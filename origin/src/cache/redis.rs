@@ -33,6 +33,12 @@ const TRIP_AFTER_FAILURES: u32 = 3;
 /// The one field of each stream entry.
 const STREAM_FIELD: &str = "v";
 
+/// Takes `ARGV[1]` numbers of sequence `KEYS[1]` and publishes, on channel `ARGV[2]`,
+/// prefix `ARGV[3]`, the first number taken, `:` and payload `ARGV[4]`.
+const NUMBER_AND_PUBLISH: &str = "local last = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+    redis.call('PUBLISH', ARGV[2], ARGV[3] .. (last - tonumber(ARGV[1]) + 1) .. ':' .. ARGV[4]) \
+    return last";
+
 /// Compare-and-delete in one step on the server.
 const UNLOCK_IF_OWNER: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -283,6 +289,37 @@ impl RedisCache {
             c.publish(channel, message).await
         })
         .await
+    }
+
+    /// Takes `count` numbers of the sequence `key` and publishes `prefix`, the first of
+    /// them, `:` and `payload` on `channel`, in one script; the last number taken.
+    pub async fn announce(
+        &self,
+        key: &str,
+        channel: &str,
+        prefix: &str,
+        count: usize,
+        payload: &str,
+    ) -> Result<u64, RedisFailure> {
+        self.call("announce", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(NUMBER_AND_PUBLISH)
+                .arg(1)
+                .arg(key)
+                .arg(count)
+                .arg(channel)
+                .arg(prefix)
+                .arg(payload)
+                .query_async::<u64>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Reads and deletes `key`.
+    pub async fn take(&self, key: &str) -> Result<Option<String>, RedisFailure> {
+        self.call("getdel", |mut c| async move { c.get_del(key).await })
+            .await
     }
 
     /// Appends `value` to a stream (trimmed to about `max_len` entries).

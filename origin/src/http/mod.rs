@@ -8,6 +8,7 @@ mod contacts;
 mod counts;
 mod extract;
 pub(crate) mod health;
+mod live;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(contacts::router())
         .merge(writes::router())
         .merge(messages::router())
+        .merge(live::ticket_router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,
@@ -58,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(panel::router())
+        .merge(live::router())
         .merge(authenticated)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })

@@ -35,6 +35,8 @@ use crate::state::AppState;
         super::messages::post_message,
         super::messages::edit,
         super::messages::delete,
+        super::live::ticket,
+        super::live::events,
     ),
     modifiers(&Credentials)
 )]

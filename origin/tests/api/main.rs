@@ -14,6 +14,7 @@ mod history_contract;
 mod input;
 mod invalidation;
 mod isolation;
+mod live;
 mod reads;
 mod redis_layouts;
 mod servers;
