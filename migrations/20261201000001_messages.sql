@@ -1,6 +1,6 @@
 -- Conversations and their messages (API.md "Message history"). Messages are appended far
 -- more often than anything else happens to them; a page of one conversation is a range
--- scan of (conversation_id, id), newest first, that costs the same at any depth.
+-- scan of its key (conversation_id, id), newest first, that costs the same at any depth.
 CREATE TABLE conversations (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     workspace_id    text NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
@@ -15,9 +15,12 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_recent_idx ON conversations (workspace_id, last_message_at, id);
 CREATE INDEX conversations_contact_idx ON conversations (contact_id, last_message_at, id);
 
--- The composite key keeps a message in its conversation's workspace.
+-- The key is (conversation, id): a page is a range of it, and there is no index on id
+-- alone that the planner could walk backwards from the newest message of the whole table
+-- (skipping every other conversation's) when it misjudges how common a conversation is.
+-- The foreign key keeps a message in its conversation's workspace.
 CREATE TABLE messages (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              bigint GENERATED ALWAYS AS IDENTITY,
     workspace_id    text NOT NULL,
     conversation_id bigint NOT NULL,
     sender_type     text NOT NULL CHECK (sender_type IN ('contact', 'agent', 'bot')),
@@ -25,11 +28,10 @@ CREATE TABLE messages (
     body            text NOT NULL CHECK (length(body) BETWEEN 1 AND 10000),
     created_at      timestamptz NOT NULL DEFAULT now(),
     edited_at       timestamptz,
+    PRIMARY KEY (conversation_id, id),
     FOREIGN KEY (workspace_id, conversation_id)
         REFERENCES conversations (workspace_id, id) ON DELETE CASCADE
 );
-
-CREATE INDEX messages_page_idx ON messages (conversation_id, id);
 
 -- Other writers' messages reach the caches as the contacts' changes do, on the same
 -- channel: `{workspace}:c{conversation}{s|a|e}` for started, appended, edited or deleted.

@@ -126,13 +126,18 @@ pub async fn on_server(statement: &str) {
     admin.close().await;
 }
 
-/// `origin seed` of one workspace into the database at `url`.
-pub fn seed(url: &str, ws: &str, contacts: u32, boards: u32) {
+/// `origin seed` of one workspace into the database at `url`: contacts on boards, and
+/// `history` conversations holding that many messages.
+pub fn seed(url: &str, ws: &str, contacts: u32, boards: u32, history: (u32, u64)) {
     let status = Command::new(origin_binary())
         .args(["seed", "--workspace", ws, "--contacts"])
         .arg(contacts.to_string())
         .arg("--boards")
         .arg(boards.to_string())
+        .arg("--conversations")
+        .arg(history.0.to_string())
+        .arg("--messages")
+        .arg(history.1.to_string())
         .env("DATABASE_URL", url)
         .env_remove("REDIS_URL")
         .env("RUST_LOG", "error")

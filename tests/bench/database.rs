@@ -8,8 +8,11 @@ use sqlx::PgPool;
 use crate::plan::Plan;
 use e2e::origins;
 
-/// A workspace to seed: id, contacts, boards.
-type Seed = (String, u32, u32);
+/// A workspace to seed: id, contacts, boards, and its conversations and messages.
+type Seed = (String, u32, u32, (u32, u64));
+
+/// Contacts of a message history workspace (its conversations are with the newest).
+const HISTORY_CONTACTS: u32 = 2_000;
 
 /// The bench database, seeded with exactly the plan's workspaces (recreated otherwise).
 pub async fn database(plan: &Plan) -> (PgPool, String) {
@@ -17,9 +20,14 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
     let mut wanted: Vec<Seed> = plan
         .main
         .iter()
-        .map(|w| (w.clone(), plan.main_contacts, 4))
+        .map(|w| (w.clone(), plan.main_contacts, 4, (0, 0)))
         .collect();
-    wanted.extend(plan.scaling.iter().map(|(w, n)| (w.clone(), *n, 1)));
+    wanted.extend(plan.scaling.iter().map(|(w, n)| (w.clone(), *n, 1, (0, 0))));
+    wanted.extend(
+        plan.history
+            .iter()
+            .map(|(w, c, m)| (w.clone(), HISTORY_CONTACTS, 1, (*c, *m))),
+    );
     let mut ready = false;
     if let Ok(db) = PgPool::connect(&url).await {
         // Marks a seeding that ran to its end, indexes rebuilt (see below).
@@ -27,13 +35,15 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
             .fetch_one(&db)
             .await
             .unwrap_or(false);
-        for (ws, n, _) in &wanted {
-            let have: Result<i64, _> =
-                sqlx::query_scalar("SELECT count(*) FROM contacts WHERE workspace_id = $1")
-                    .bind(ws)
-                    .fetch_one(&db)
-                    .await;
-            ready &= have.is_ok_and(|h| h == i64::from(*n));
+        for (ws, n, _, (_, messages)) in &wanted {
+            let have: Result<(i64, i64), _> = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1), \
+                 (SELECT count(*) FROM messages WHERE workspace_id = $1)",
+            )
+            .bind(ws)
+            .fetch_one(&db)
+            .await;
+            ready &= have.is_ok_and(|h| h == (i64::from(*n), *messages as i64));
         }
         db.close().await;
     }
@@ -43,8 +53,8 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
         origins::on_server(&format!("CREATE DATABASE {name}")).await;
         // The smallest workspace first, alone: it migrates the schema.
         wanted.sort_by_key(|w| std::cmp::Reverse(w.1));
-        if let Some((ws, n, boards)) = wanted.pop() {
-            origins::seed(&url, &ws, n, boards);
+        if let Some((ws, n, boards, history)) = wanted.pop() {
+            origins::seed(&url, &ws, n, boards, history);
         }
         let db = PgPool::connect(&url).await.expect("bench database");
         let indexes = drop_contact_indexes(&db).await;
@@ -52,17 +62,21 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
         let mut lanes: [(u64, Vec<Seed>); 2] = Default::default();
         for w in wanted {
             let lane = if lanes[0].0 <= lanes[1].0 { 0 } else { 1 };
-            lanes[lane].0 += u64::from(w.1);
+            lanes[lane].0 += u64::from(w.1) + w.3 .1 / 4;
             lanes[lane].1.push(w);
         }
         std::thread::scope(|scope| {
             for (_, lane) in &lanes {
                 let url = &url;
                 scope.spawn(move || {
-                    for (ws, n, boards) in lane {
+                    for (ws, n, boards, history) in lane {
                         let started = Instant::now();
-                        origins::seed(url, ws, *n, *boards);
-                        eprintln!("seeded {ws} ({n} contacts) in {:.0?}", started.elapsed());
+                        origins::seed(url, ws, *n, *boards, *history);
+                        eprintln!(
+                            "seeded {ws} ({n} contacts, {} messages) in {:.0?}",
+                            history.1,
+                            started.elapsed()
+                        );
                     }
                 });
             }

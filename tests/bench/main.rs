@@ -9,6 +9,7 @@
 mod ceiling;
 mod database;
 mod freshness;
+mod history;
 mod instructions;
 mod layers;
 mod mixed;
@@ -211,6 +212,7 @@ async fn main() {
     }
     drop(uncached);
     let writes = writes::measure(&db, &url, &plan.main[0], plan.writes_for).await;
+    let history = history::measure(&db, &url, &redis, &format!("{run_ns}h"), &plan).await;
     let l1_runs = l1_runs(&plan.l1_entries);
     // Counted, not timed: a full run only (valgrind takes a minute).
     let instructions = if plan.quick {
@@ -233,6 +235,7 @@ async fn main() {
         l1: l1_runs,
         instructions,
         wasm_bytes,
+        history,
     };
     report::print_and_write(&results, cli.out);
 }

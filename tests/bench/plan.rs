@@ -23,6 +23,15 @@ pub struct Plan {
     pub writes_for: Duration,
     /// Writes timed from their acknowledgement to a fresh edge answer.
     pub freshness_writes: usize,
+    /// Workspaces of message history: id, conversations, messages (half of them in the
+    /// first conversation; see `Store::seed_messages`).
+    pub history: Vec<(String, u32, u64)>,
+    pub ingest_for: Duration,
+    /// Clients of the ingest run, half posting and half reading the head page.
+    pub ingest_clients: usize,
+    /// Event streams held open on one instance, and the writes they are told of.
+    pub streams: usize,
+    pub stream_writes: usize,
 }
 
 impl Plan {
@@ -43,6 +52,11 @@ impl Plan {
                 scaling_runs: 3,
                 writes_for: Duration::from_secs(2),
                 freshness_writes: 10,
+                history: vec![("qchat".into(), 2, 40_000)],
+                ingest_for: Duration::from_secs(2),
+                ingest_clients: 8,
+                streams: 100,
+                stream_writes: 10,
             };
         }
         Self {
@@ -64,6 +78,14 @@ impl Plan {
             scaling_runs: 5,
             writes_for: Duration::from_secs(10),
             freshness_writes: 100,
+            history: vec![
+                ("chat1m".into(), 1, 1_000_000),
+                ("chat10m".into(), 1_000, 10_000_000),
+            ],
+            ingest_for: Duration::from_secs(10),
+            ingest_clients: 16,
+            streams: 1_000,
+            stream_writes: 50,
         }
     }
 

@@ -22,6 +22,7 @@ pub struct Results<'a> {
     pub instructions: Value,
     /// The size of the worker's wasm as `wrangler dev` ran it.
     pub wasm_bytes: u64,
+    pub history: Value,
 }
 
 fn section(title: &str, value: &impl serde::Serialize) {
@@ -57,6 +58,10 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         r.instructions
     );
     println!("\nedge worker wasm: {} bytes", r.wasm_bytes);
+    section(
+        "message history (pages per layer and by cursor, ingest, event streams)",
+        &r.history,
+    );
 
     let layers: Vec<Value> = r
         .rows
@@ -89,6 +94,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "l1": r.l1,
         "instructionsPerL1Hit": r.instructions,
         "edgeWasmBytes": r.wasm_bytes,
+        "messageHistory": r.history,
     });
     let out = out.unwrap_or_else(|| {
         if r.plan.quick {

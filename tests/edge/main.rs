@@ -526,6 +526,22 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, older_kept) = edge.get(&older, &user, WS).await;
     assert_eq!(older_kept["data"]["_cache"]["status"], "HIT");
     assert_eq!(payload(&older_kept), payload(&older_hit));
+    // An edit reaches every page of its conversation at the edge, the older ones too.
+    let edited_id = &older_hit["data"]["messages"][2]["id"];
+    let edited = reqwest::Client::new()
+        .patch(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages/{edited_id}"
+        ))
+        .bearer_auth(&user)
+        .json(&json!({"body": "edited at the origin"}))
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(edited.status(), StatusCode::OK);
+    edge.within_a_second(&older, &user, WS, |now| {
+        now["data"]["messages"][2]["body"] == "edited at the origin"
+    })
+    .await;
     let outsider = token("user_3", &[OTHER_WS]);
     let (status, _) = edge.get(&head, &outsider, WS).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -159,17 +159,6 @@ async fn link(
     tokio::join!(up, down);
 }
 
-/// The resident memory of a process, in MiB.
-pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// The sum of a Prometheus counter over all its label sets.
 pub async fn counter(base: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))

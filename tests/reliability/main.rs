@@ -51,7 +51,7 @@ async fn database() -> (PgPool, String, u16) {
     let name = format!("edgecache_rel_{}", e2e::random_suffix());
     origins::on_server(&format!("CREATE DATABASE {name}")).await;
     let url = origins::database_url(&name);
-    origins::seed(&url, WS, 20_000, 4);
+    origins::seed(&url, WS, 20_000, 4, (0, 0));
     let db = PgPoolOptions::new()
         .max_connections(4)
         .connect(&url)
@@ -107,7 +107,7 @@ async fn main() {
         });
     };
     let hostile = async {
-        origins::seed(&url, HOSTILE_WS, 2_000, 2);
+        origins::seed(&url, HOSTILE_WS, 2_000, 2, (10, 500));
         let board = origins::boards(&db, HOSTILE_WS).await[0];
         hostile::schemathesis(&url, HOSTILE_WS, board, plan.examples).await
     };

@@ -26,7 +26,7 @@ pub async fn run(pg_port: u16, url: &str, board_ids: &[i64], plan: &Plan) -> (Va
     // Past the one-second TTL: every warm page is now stale.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     proxy.slow();
-    let rss_before = faults::rss_mib(origin.pid());
+    let rss_before = e2e::rss_mib(origin.pid());
     let cold: Vec<Target> = (100..400)
         .flat_map(|page| board_ids.iter().map(move |b| (page, *b)))
         .map(|(page, b)| Target {
@@ -38,7 +38,7 @@ pub async fn run(pg_port: u16, url: &str, board_ids: &[i64], plan: &Plan) -> (Va
     let stale_run = tokio::spawn(load::run(Arc::new(warm), 100, plan.slow));
     let cold_samples = load::run(Arc::new(cold), 100, plan.slow).await;
     let stale_samples = stale_run.await.expect("load");
-    let rss_after = faults::rss_mib(origin.pid());
+    let rss_after = e2e::rss_mib(origin.pid());
     proxy.restore();
     let cold_w = load::window(&cold_samples, Duration::ZERO, plan.slow);
     let stale_w = load::window(&stale_samples, Duration::ZERO, plan.slow);
