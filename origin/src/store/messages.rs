@@ -133,18 +133,6 @@ where
     qb
 }
 
-/// Whether the conversation is the workspace's (asked only of an empty page).
-pub fn exists_query<'a, DB>(ws: &'a WorkspaceId, id: ConversationId) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut qb = QueryBuilder::new("SELECT id FROM conversations WHERE workspace_id = ");
-    qb.push_bind(ws.as_str()).push(" AND id = ").push_bind(id.0);
-    qb
-}
-
 pub fn page_of(mut rows: Vec<MessageRow>, ws: &WorkspaceId, q: &MessageQuery) -> MessagePage {
     let has_more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
@@ -235,7 +223,8 @@ where
     qb
 }
 
-/// The contact a conversation of the workspace is with.
+/// The contact a conversation of the workspace is with; no row for a conversation of
+/// another workspace.
 pub fn contact_query<'a, DB>(ws: &'a WorkspaceId, id: ConversationId) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -399,14 +388,14 @@ pub(crate) use post_in_transaction;
 /// second look, to tell an empty conversation from one that is not the workspace's.
 macro_rules! read_page {
     ($executor:expr, $db:ty, $ws:expr, $q:expr) => {{
-        use $crate::store::messages::{exists_query, page_of, page_query, MessageRow};
+        use $crate::store::messages::{contact_query, page_of, page_query, MessageRow};
         let (ws, q) = ($ws, $q);
         let rows: Vec<MessageRow> = page_query::<$db>(ws, q)
             .build_query_as()
             .fetch_all($executor)
             .await?;
         if rows.is_empty() {
-            let found: Option<i64> = exists_query::<$db>(ws, q.conversation)
+            let found: Option<i64> = contact_query::<$db>(ws, q.conversation)
                 .build_query_scalar()
                 .fetch_optional($executor)
                 .await?;
