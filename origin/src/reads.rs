@@ -2,7 +2,7 @@
 //! (which builds its keys) with the store query that fills it. Handlers, the admin's
 //! warm-up and its measurement all call these.
 
-use shared::messages::MessageQuery;
+use shared::messages::{ConversationQuery, MessageQuery};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
@@ -71,4 +71,23 @@ pub async fn messages(
         ))
     };
     state.cache.messages(ws, q, ttl, compute).await
+}
+
+/// A page of the conversation list through the cache (`ttl`) or straight from Postgres.
+pub async fn conversations(
+    state: &AppState,
+    ws: &WorkspaceId,
+    q: &ConversationQuery,
+    ttl: Option<u32>,
+) -> Result<Answer> {
+    let compute = || {
+        let (ws, q) = (ws.clone(), q.clone());
+        state.gated(store::conversations_json(
+            state.store.clone(),
+            state.reader(&ws),
+            ws,
+            q,
+        ))
+    };
+    state.cache.conversations(ws, q, ttl, compute).await
 }

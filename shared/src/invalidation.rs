@@ -108,7 +108,8 @@ impl Changed {
     }
 
     /// The generations to bump. A contact write changes its boards' pages and may change
-    /// any count, so each board goes with the counts; an edit, only the lists it changed
+    /// any count, so each board goes with the counts (and the conversation list, which
+    /// loses a deleted contact's conversations); an edit, only the lists it changed
     /// (and the counts, each of which is a filter's, when it changed a filter's matches),
     /// with `Rows` first: its new value is the edit's place in the board's edit log. The
     /// workspace generation is part of every key of the workspace.
@@ -117,7 +118,7 @@ impl Changed {
             Self::Boards(boards) => boards
                 .iter()
                 .map(|b| GenerationScope::Board(*b))
-                .chain([GenerationScope::Counts])
+                .chain([GenerationScope::Counts, GenerationScope::Conversations])
                 .collect(),
             Self::Edited(e) => {
                 let b = e.board;
@@ -305,7 +306,8 @@ mod tests {
             vec![
                 GenerationScope::Board(BoardId(3)),
                 GenerationScope::Board(BoardId(4)),
-                GenerationScope::Counts
+                GenerationScope::Counts,
+                GenerationScope::Conversations
             ]
         );
         assert!(!moved.needs_admin());

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::messages::MessageQuery;
+use crate::messages::{ConversationQuery, MessageQuery};
 use crate::query::{ContactListQuery, Filter, SortBy};
 use crate::{BoardId, ConversationId, InputError, UserId, WorkspaceId};
 
@@ -211,6 +211,22 @@ impl KeySpace {
             gens.workspace,
             gens.scope,
             q.limit,
+        )
+    }
+
+    /// A page of the workspace's conversation list, with generations.
+    pub fn conversations(
+        &self,
+        ws: &WorkspaceId,
+        gens: Generations,
+        q: &ConversationQuery,
+    ) -> String {
+        format!(
+            "{}:conversations:{{{ws}}}:g{}.{}:{}",
+            self.root(),
+            gens.workspace,
+            gens.scope,
+            query_hash(&q.canonical()),
         )
     }
 

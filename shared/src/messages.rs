@@ -218,6 +218,12 @@ impl ConversationQuery {
             .unwrap_or_default()
     }
 
+    /// Everything that selects the page, as an unambiguous string: the input of its key.
+    pub fn canonical(&self) -> String {
+        let after = self.after.as_ref().map(|c| (c.page, &c.value, c.id));
+        serde_json::to_string(&(self.contact, self.status, self.limit, after)).unwrap_or_default()
+    }
+
     /// The cursor of the page after this one, which ends on a conversation whose last
     /// message is at `at` (as the store compares it).
     pub fn next_cursor(&self, ws: &WorkspaceId, at: String, id: i64) -> String {

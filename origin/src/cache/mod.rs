@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
-use shared::messages::MessageQuery;
+use shared::messages::{ConversationQuery, MessageQuery};
 use shared::model::{CacheStatus, ContactPage, Source};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
@@ -421,6 +421,24 @@ impl Cache {
     {
         let scopes = GenerationScope::of_messages(q);
         let key = |gens| self.keys.messages(ws, gens, q);
+        self.read(ws, &scopes, None, ttl, key, compute).await
+    }
+
+    /// A page of the workspace's conversation list, through the cache (`ttl`) or from
+    /// `compute` (`None`).
+    pub async fn conversations<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        q: &ConversationQuery,
+        ttl: Option<u32>,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
+        let key = |gens| self.keys.conversations(ws, gens, q);
+        let scopes = [GenerationScope::Conversations];
         self.read(ws, &scopes, None, ttl, key, compute).await
     }
 

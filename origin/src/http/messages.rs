@@ -1,5 +1,5 @@
-//! Message history (API.md "Message history"): pages of a conversation's messages through
-//! the cache, the workspace's conversations, and the writes. A write invalidates what it
+//! Message history (API.md "Message history"): pages of a conversation's messages and of
+//! the workspace's conversations through the cache, and the writes. A write invalidates what it
 //! changed before it answers: a new message only its conversation's head page (older
 //! pages stay cached) and, through its contact's last activity, the lists and counts that
 //! depend on it; an edit or a delete every page of its conversation.
@@ -68,21 +68,22 @@ pub(super) async fn page(
 #[utoipa::path(get, path = "/api/workspaces/{ws}/conversations", tag = "messages",
     params(("ws" = String, Path), ("contact_id" = Option<i64>, Query), ("status" = Option<String>, Query, description = "open or resolved"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
-        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page")),
-    responses((status = 200, description = "Conversations, the latest message first, with pagination"), Failures),
+        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page"),
+        ("useCache" = Option<bool>, Query)),
+    responses((status = 200, description = "Conversations, the latest message first, with pagination and cache metadata (cached with message history)"), Failures),
     security(("bearer" = []), ("internalKey" = [])))]
 pub(super) async fn conversations(
     State(state): State<Arc<AppState>>,
-    Workspace { ws, .. }: Workspace,
+    Workspace { ws, settings, .. }: Workspace,
     query: QueryPairs,
 ) -> Result<Response> {
+    let started = Instant::now();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let q = ConversationQuery::from_pairs(pairs, &ws)?;
-    let (store, read) = (state.store.clone(), state.reader(&ws));
-    let page = state
-        .gated(async move { store.conversations(read, &ws, &q).await })
-        .await?;
-    Ok(reply::ok(page))
+    let use_cache = query.flag("useCache")?;
+    let ttl = settings.messages_ttl().filter(|_| use_cache);
+    let answer = reads::conversations(&state, &ws, &q, ttl).await?;
+    Ok(reply::answer(&answer, started, settings.cache_enabled))
 }
 
 #[utoipa::path(post, path = "/api/workspaces/{ws}/conversations", tag = "messages",

@@ -258,6 +258,17 @@ pub async fn messages_json(
     to_json(&store.messages(read, &ws, &q).await?)
 }
 
+/// A page of conversations as the JSON object that is cached (an owning future, as
+/// `counts_json`).
+pub async fn conversations_json(
+    store: Arc<dyn Store>,
+    read: Read,
+    ws: WorkspaceId,
+    q: ConversationQuery,
+) -> Result<String> {
+    to_json(&store.conversations(read, &ws, &q).await?)
+}
+
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(internal)
 }
