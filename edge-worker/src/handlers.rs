@@ -192,7 +192,10 @@ async fn read(
         }
         // Past the grace (or nothing held): the origin; should it fail, what KV still
         // holds stands in.
+        // An answer the origin says not to keep (its caching is off) was not cached here
+        // either: BYPASS, as the origin says of it.
         held => match fill(&cfg, &key, &asked).await {
+            Ok((data, source, None)) => (CacheStatus::Bypass, source, data, None),
             Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
             Err(f) if f.status >= 500 => match held {
                 Some((data, meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),

@@ -17,9 +17,11 @@ use crate::config::Config;
 use crate::edge_push::EdgePush;
 use crate::live;
 use crate::state::AppState;
-use crate::store::Change;
+use crate::store::{Change, Notice};
 
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How long a claim on a store notice is kept: far longer than any instance takes to hear it.
+const NOTICE_CLAIM: Duration = Duration::from_secs(60);
 
 /// Makes every key `change` covers unreachable, on every instance, before it returns
 /// (see `Bump` for what was acknowledged), and queues it for the edge.
@@ -86,19 +88,24 @@ pub async fn settings_changed(state: &AppState, ws: &WorkspaceId) {
 }
 
 /// Writes made to the store by other applications reach the caches here: each changed
-/// board as a contact write; after a gap in the notices, every workspace this instance
-/// caches as changed whole.
+/// board as a contact write, each conversation as its messages' change, by the one
+/// instance that claims the notice; after a gap in the notices, every workspace this
+/// instance caches as changed whole.
 pub async fn follow_store(state: Arc<AppState>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let follow = state.store.follow_changes(tx);
     let apply = async {
-        while let Some(change) = rx.recv().await {
+        while let Some(Notice { change, tx }) = rx.recv().await {
             match change {
                 Change::Board(ws, board) => {
-                    changed(&state, &ws, &Changed::Boards(vec![board])).await;
+                    if claimed(&state, &ws, &format!("b{board}"), tx).await {
+                        changed(&state, &ws, &Changed::Boards(vec![board])).await;
+                    }
                 }
                 Change::Conversation(ws, id, thread) => {
-                    changed(&state, &ws, &Changed::Conversation(id, thread)).await;
+                    if claimed(&state, &ws, &format!("c{id}{thread:?}"), tx).await {
+                        changed(&state, &ws, &Changed::Conversation(id, thread)).await;
+                    }
                 }
                 Change::Unknown => {
                     for ws in state.cache.generations().known_workspaces() {
@@ -109,6 +116,22 @@ pub async fn follow_store(state: Arc<AppState>) {
         }
     };
     tokio::join!(follow, apply);
+}
+
+/// Whether this instance acts on the notice of `what` changed by transaction `tx`: the
+/// first instance to claim it in Redis does, for all (the generations, the edge's outbox
+/// and the event streams are shared). Without Redis, or a transaction id, or when the claim
+/// cannot be made, every instance acts: a change acted on twice costs a second bump, one
+/// that nobody acted on would leave stale answers.
+async fn claimed(state: &AppState, ws: &WorkspaceId, what: &str, tx: Option<u64>) -> bool {
+    let (Some(redis), Some(tx)) = (state.cache.redis(), tx) else {
+        return true;
+    };
+    let key = state.cache.keys().notice(ws, what, tx);
+    redis
+        .try_lock(&key, "1", NOTICE_CLAIM)
+        .await
+        .unwrap_or(true)
 }
 
 /// Replays bumps queued while Redis was down as soon as it answers again, whether or not

@@ -246,6 +246,12 @@ impl KeySpace {
         format!("{key}:lock")
     }
 
+    /// Claimed by the one origin instance that acts on a store notice of `what` (a board
+    /// or conversation) from transaction `tx`.
+    pub fn notice(&self, ws: &WorkspaceId, what: &str, tx: u64) -> String {
+        format!("{}:notice:{{{ws}}}:{what}:{tx}", self.root())
+    }
+
     /// The sequence numbering a workspace's live changes.
     pub fn live_sequence(&self, ws: &WorkspaceId) -> String {
         format!("{}:live:{{{ws}}}", self.root())

@@ -1,4 +1,4 @@
-//! The benchmark harness: `scripts/bench` (full, under 10 minutes on 2 cores) or
+//! The benchmark harness: `scripts/bench` (full, about 8 minutes on 2 cores once seeded) or
 //! `scripts/bench --quick` (under a minute, run by CI; numbers printed, never asserted).
 //!
 //! It seeds its own database, starts release-built origins (one per layer under test),

@@ -26,10 +26,19 @@ const WS: &str = "15213";
 const OTHER_WS: &str = "15214";
 
 fn token(user: &str, workspaces: &[&str]) -> String {
+    signed(user, workspaces, None)
+}
+
+/// An admin of `WS`.
+fn admin_token() -> String {
+    signed("admin", &[WS], Some("admin"))
+}
+
+fn signed(user: &str, workspaces: &[&str], role: Option<&str>) -> String {
     let claims = Claims {
         sub: user.into(),
         workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
-        role: None,
+        role: role.map(Into::into),
         exp: 4_000_000_000,
     };
     issue(SECRET.as_bytes(), &claims).expect("token")
@@ -464,7 +473,9 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             .json()
             .await
             .expect("json");
-    assert_eq!(invalidated["data"]["invalidated"], 2, "{invalidated}");
+    // The board, the counts and the conversation list (a deleted contact's conversations
+    // leave it).
+    assert_eq!(invalidated["data"]["invalidated"], 3, "{invalidated}");
     assert_eq!(
         invalidated["data"]["origin_notified"], true,
         "{invalidated}"
@@ -542,11 +553,59 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         now["data"]["messages"][2]["body"] == "edited at the origin"
     })
     .await;
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages/{edited_id}"
+        ))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    edge.within_a_second(&older, &user, WS, |now| {
+        now["data"]["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().all(|m| &m["id"] != edited_id))
+    })
+    .await;
+    let (status, refused) = edge
+        .get(&format!("{head}&before={before}x"), &user, WS)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_cursor");
+    let (status, refused) = edge
+        .get(
+            &format!("/api/conversations/{conversation}/messages?limit=0"),
+            &user,
+            WS,
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_limit"))
+    );
     let outsider = token("user_3", &[OTHER_WS]);
     let (status, _) = edge.get(&head, &outsider, WS).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = edge.get(&head, &outsider, OTHER_WS).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // With message history off, saved at the origin, the edge keeps nothing of it.
+    let off = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
+        ))
+        .bearer_auth(admin_token())
+        .json(&json!({"features": {"messageHistory": false}}))
+        .send()
+        .await
+        .expect("settings");
+    assert_eq!(off.status(), StatusCode::OK);
+    edge.within_a_second(&head, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "BYPASS"
+    })
+    .await;
+    let (_, still) = edge.get(&head, &user, WS).await;
+    assert_eq!(still["data"]["_cache"]["status"], "BYPASS");
 
     // The generations live in one Durable Object per workspace: concurrent bumps at one
     // location all take effect, each seeing a new value of its own (none lost or merged).
@@ -664,18 +723,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .post(format!(
             "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
         ))
-        .bearer_auth(
-            issue(
-                SECRET.as_bytes(),
-                &Claims {
-                    sub: "admin".into(),
-                    workspaces: vec![WS.into()],
-                    role: Some("admin".into()),
-                    exp: 4_000_000_000,
-                },
-            )
-            .expect("token"),
-        )
+        .bearer_auth(admin_token())
         .json(&json!({"cacheConfig": {"contactCountsTTL": 2}}))
         .send()
         .await

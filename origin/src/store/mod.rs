@@ -47,6 +47,14 @@ pub enum Change {
     Unknown,
 }
 
+/// A change as the store announced it, with the transaction that made it where the store
+/// says (every instance hears each notice; one of them acts on it for all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub change: Change,
+    pub tx: Option<u64>,
+}
+
 /// What `seed` created, for the log and the tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
@@ -204,7 +212,7 @@ pub trait Store: Send + Sync {
     async fn is_empty(&self) -> Result<bool>;
 
     /// Reports changes made by writers other than this API until the store is closed.
-    async fn follow_changes(&self, changes: mpsc::UnboundedSender<Change>);
+    async fn follow_changes(&self, changes: mpsc::UnboundedSender<Notice>);
     async fn close(&self);
 }
 

@@ -318,3 +318,39 @@ async fn streams_per_workspace_are_capped(db: PgPool) {
     })
     .await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_change_written_straight_to_postgres_is_told_once_whichever_instances_hear_it(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db).await;
+    let sibling = app.sibling().await;
+    let mut events = Events::with_ticket(&app, WS, &member(), None).await;
+    let (contact, board) = a_contact(&app.db, WS).await;
+    let (marker, marker_board): (i64, i64) = sqlx::query_as(
+        "SELECT id, board_id FROM contacts WHERE workspace_id = $1 AND board_id <> $2 LIMIT 1",
+    )
+    .bind(WS)
+    .bind(board)
+    .fetch_one(&app.db)
+    .await
+    .expect("a contact on another board");
+    sqlx::query("UPDATE contacts SET favorite = NOT favorite WHERE id = $1")
+        .bind(contact)
+        .execute(&app.db)
+        .await
+        .expect("a write of another application");
+    let mut told = Vec::new();
+    while told.last() != Some(&json!(["counts", null])) {
+        let (_, e) = events.next().await;
+        told.push(json!([e["scope"], e["id"]]));
+    }
+    assert_eq!(told, [json!(["board", board]), json!(["counts", null])]);
+    touch(&sibling, WS, &member(), marker, true).await;
+    let (_, next) = events.next().await;
+    assert_eq!(
+        (next["scope"].clone(), next["id"].clone()),
+        (json!("board"), json!(marker_board)),
+        "no second instance told the first change again"
+    );
+}

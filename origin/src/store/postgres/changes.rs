@@ -1,7 +1,7 @@
 //! Writes made straight to Postgres by any other application reach the caches through
-//! the contacts trigger's NOTIFY: each notice bumps the board and the counts of its
-//! workspace. Notices sent while the listener was disconnected are lost, so after a
-//! reconnect every workspace this instance caches is invalidated once.
+//! the triggers' NOTIFY: each notice names a board or a conversation of a workspace, and
+//! the transaction that changed it. Notices sent while the listener was disconnected are
+//! lost, so after a reconnect every workspace this instance caches is invalidated once.
 
 use std::time::Duration;
 
@@ -11,15 +11,29 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::super::Change;
+use super::super::{Change, Notice};
 
 pub const CHANNEL: &str = "edgecache_contacts";
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// `{workspace}:{board}` from the contacts' trigger, `{workspace}:c{conversation}{kind}`
-/// from the conversations' and messages' (kind `s`tarted, `a`ppended or `e`dited).
-fn parse(payload: &str) -> Option<Change> {
-    let (ws, what) = payload.rsplit_once(':')?;
+/// `{workspace}:{board}:{transaction}` from the contacts' trigger,
+/// `{workspace}:c{conversation}{kind}:{transaction}` from the conversations' and messages'
+/// (kind `s`tarted, `a`ppended or `e`dited); without the transaction as sent before it
+/// was added.
+fn parse(payload: &str) -> Option<Notice> {
+    let mut parts = payload.split(':');
+    let (ws, what) = (parts.next()?, parts.next()?);
+    let tx = parts.next().map(str::parse).transpose().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Notice {
+        change: change(ws, what)?,
+        tx,
+    })
+}
+
+fn change(ws: &str, what: &str) -> Option<Change> {
     let ws = WorkspaceId::parse(ws).ok()?;
     let Some(conversation) = what.strip_prefix('c') else {
         return Some(Change::Board(ws, BoardId::parse(what).ok()?));
@@ -40,7 +54,7 @@ fn parse(payload: &str) -> Option<Change> {
 
 /// Runs until the request pool is closed (the process ends, or a test finishes), then
 /// closes its own connection so that nothing holds the database open.
-pub async fn listen(db: &PgPool, changes: UnboundedSender<Change>) {
+pub async fn listen(db: &PgPool, changes: UnboundedSender<Notice>) {
     // LISTEN holds its connection for good: a pool of its own keeps it from taking one
     // of the request pool's.
     let options = db.connect_options().as_ref().clone();
@@ -54,18 +68,22 @@ pub async fn listen(db: &PgPool, changes: UnboundedSender<Change>) {
     own.close().await;
 }
 
-async fn follow(own: &PgPool, changes: &UnboundedSender<Change>) {
+async fn follow(own: &PgPool, changes: &UnboundedSender<Notice>) {
     let mut first = true;
     loop {
         match PgListener::connect_with(own).await {
             Ok(mut listener) => {
                 if listener.listen(CHANNEL).await.is_ok() {
-                    if !first && changes.send(Change::Unknown).is_err() {
+                    let gap = Notice {
+                        change: Change::Unknown,
+                        tx: None,
+                    };
+                    if !first && changes.send(gap).is_err() {
                         return;
                     }
                     while let Ok(Some(notice)) = listener.try_recv().await {
-                        if let Some(change) = parse(notice.payload()) {
-                            if changes.send(change).is_err() {
+                        if let Some(notice) = parse(notice.payload()) {
+                            if changes.send(notice).is_err() {
                                 return;
                             }
                         }
@@ -85,24 +103,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notices_name_a_workspace_and_a_board_or_conversation() {
+    fn notices_name_a_workspace_a_board_or_conversation_and_a_transaction() {
         let ws = WorkspaceId::parse("15213").expect("valid");
-        assert_eq!(
-            parse("15213:7"),
-            Some(Change::Board(ws.clone(), BoardId(7)))
-        );
-        assert_eq!(
-            parse("15213:c9a"),
-            Some(Change::Conversation(
-                ws.clone(),
-                ConversationId(9),
-                Thread::Appended
-            ))
-        );
-        assert_eq!(
-            parse("15213:c12e"),
-            Some(Change::Conversation(ws, ConversationId(12), Thread::Edited))
-        );
+        let of = |p| parse(p).map(|n| (n.change, n.tx));
+        let board = Change::Board(ws.clone(), BoardId(7));
+        assert_eq!(of("15213:7:881"), Some((board.clone(), Some(881))));
+        assert_eq!(of("15213:7"), Some((board, None)), "as sent before");
+        let appended = Change::Conversation(ws.clone(), ConversationId(9), Thread::Appended);
+        assert_eq!(of("15213:c9a:12"), Some((appended, Some(12))));
+        let edited = Change::Conversation(ws, ConversationId(12), Thread::Edited);
+        assert_eq!(of("15213:c12e"), Some((edited, None)));
         for bad in [
             "",
             "15213",
@@ -113,8 +123,10 @@ mod tests {
             "15213:c9",
             "15213:cxa",
             "15213:c9z",
+            "15213:7:x",
+            "15213:7:1:2",
         ] {
-            assert_eq!(parse(bad), None, "{bad:?}");
+            assert!(parse(bad).is_none(), "{bad:?}");
         }
     }
 }

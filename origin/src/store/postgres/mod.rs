@@ -26,7 +26,7 @@ use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::messages::{conversations_of, conversations_query, read_page, NewMessage, Posted};
-use super::{Change, Read, Seeded, SeededHistory, Store};
+use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -264,7 +264,7 @@ impl Store for PgStore {
         seed::is_empty(&self.db).await
     }
 
-    async fn follow_changes(&self, changes: UnboundedSender<Change>) {
+    async fn follow_changes(&self, changes: UnboundedSender<Notice>) {
         changes::listen(&self.db, changes).await;
     }
 

@@ -33,7 +33,7 @@ use super::messages::{
     conversations_of, conversations_query, delete_query, edit_query, post_in_transaction,
     read_page, start_query, ConversationRow, MessageRow, NewMessage, Posted,
 };
-use super::{Change, Read, Seeded, SeededHistory, Store};
+use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::error::{Error, Result};
 
 const D: Dialect = Dialect::Sqlite;
@@ -325,7 +325,7 @@ impl Store for SqliteStore {
     }
 
     /// Nothing but this API writes the file: there is nothing to follow.
-    async fn follow_changes(&self, _: UnboundedSender<Change>) {
+    async fn follow_changes(&self, _: UnboundedSender<Notice>) {
         self.write.close_event().await;
     }
 
