@@ -3,18 +3,22 @@
 //! Every failure answers the same 401 body. Handlers then ask the `Caller` for what
 //! they need (a workspace, the admin role), so authorization is one call per handler.
 
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::header::{AsHeaderName, AUTHORIZATION};
+use axum::http::{HeaderMap, HeaderName};
 use shared::token::{same_secret, TokenVerifier};
 use shared::{UserId, WorkspaceId};
 
 use crate::error::{Error, Result};
+use crate::FastHash;
 
-pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
-pub const WORKSPACE_HEADER: &str = "x-workspace-id";
-pub const USER_HEADER: &str = "x-user-id";
+// Header names as `HeaderName`s: a lookup by `&str` parses and checks the name each time.
+pub const INTERNAL_KEY_HEADER: HeaderName = HeaderName::from_static("x-internal-key");
+pub const WORKSPACE_HEADER: HeaderName = HeaderName::from_static("x-workspace-id");
+pub const USER_HEADER: HeaderName = HeaderName::from_static("x-user-id");
 pub use shared::token::{issue, Claims};
 
 /// How long a verified token is remembered, and how many are.
@@ -108,7 +112,7 @@ pub struct Verifier {
     /// Tokens verified in the last minute, so that a request with one pays neither the
     /// HMAC nor the parsing of its claims again. Keyed by the whole token, so only a token
     /// that was verified ever matches; never used past the token's `exp`.
-    verified: moka::sync::Cache<Box<str>, Arc<Person>>,
+    verified: moka::sync::Cache<Box<str>, Arc<Person>, FastHash>,
 }
 
 impl Verifier {
@@ -119,7 +123,7 @@ impl Verifier {
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_FOR)
-                .build(),
+                .build_with_hasher(FastHash::default()),
         }
     }
 
@@ -142,19 +146,19 @@ impl Verifier {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller> {
-        if let Some(key) = single_header(headers, INTERNAL_KEY_HEADER)? {
+        if let Some(key) = single_header(headers, &INTERNAL_KEY_HEADER)? {
             if !self.is_internal_key(key) {
                 return Err(Error::Unauthorized);
             }
-            let user = single_header(headers, USER_HEADER)?
+            let user = single_header(headers, &USER_HEADER)?
                 .map(UserId::parse)
                 .transpose()?;
             return Ok(Caller::Edge { user });
         }
-        let auth = single_header(headers, "authorization")?.ok_or(Error::Unauthorized)?;
+        let auth = single_header(headers, &AUTHORIZATION)?.ok_or(Error::Unauthorized)?;
         let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
         let person = self.person(token.trim())?;
-        if let Some(claimed) = single_header(headers, USER_HEADER)? {
+        if let Some(claimed) = single_header(headers, &USER_HEADER)? {
             if claimed != person.user.as_str() {
                 return Err(Error::Forbidden("X-User-ID differs from the token's user"));
             }
@@ -164,7 +168,10 @@ impl Verifier {
 }
 
 /// A header that may appear at most once and must be visible ASCII.
-pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+pub fn single_header<N>(headers: &HeaderMap, name: N) -> Result<Option<&str>>
+where
+    N: AsHeaderName + Display + Copy,
+{
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -275,17 +282,17 @@ mod tests {
     fn the_internal_key_must_match_exactly() {
         let v = Verifier::new(SECRET, Some("edge-internal-key-1"));
         let ok = v.authenticate(&headers(&[
-            (INTERNAL_KEY_HEADER, "edge-internal-key-1"),
-            (USER_HEADER, "u1"),
+            ("x-internal-key", "edge-internal-key-1"),
+            ("x-user-id", "u1"),
         ]));
         assert!(matches!(ok, Ok(Caller::Edge { user: Some(_) })));
         for bad in ["edge-internal-key-", "edge-internal-key-12", ""] {
-            let r = v.authenticate(&headers(&[(INTERNAL_KEY_HEADER, bad)]));
+            let r = v.authenticate(&headers(&[("x-internal-key", bad)]));
             assert!(matches!(r, Err(Error::Unauthorized)), "{bad:?}");
         }
         let none = Verifier::new(SECRET, None);
         assert!(none
-            .authenticate(&headers(&[(INTERNAL_KEY_HEADER, "edge-internal-key-1")]))
+            .authenticate(&headers(&[("x-internal-key", "edge-internal-key-1")]))
             .is_err());
     }
 }

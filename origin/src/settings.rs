@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockWriteGuard};
 
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
 
 use crate::store::Store;
+use crate::FastHash;
 
 const MAX_AGE: Duration = Duration::from_secs(30);
 
@@ -23,12 +24,17 @@ struct Known {
 /// One small entry per workspace ever seen: bounded by the number of workspaces.
 #[derive(Default)]
 pub struct SettingsCache {
-    known: Mutex<HashMap<WorkspaceId, Known>>,
+    known: RwLock<HashMap<WorkspaceId, Known, FastHash>>,
 }
 
 impl SettingsCache {
     pub async fn get(&self, store: &dyn Store, ws: &WorkspaceId) -> CacheSettings {
-        let known = self.lock().get(ws).copied();
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ws)
+            .copied();
         if let Some(k) = known.filter(|k| k.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)) {
             return k.settings;
         }
@@ -44,8 +50,8 @@ impl SettingsCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Known>> {
-        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<WorkspaceId, Known, FastHash>> {
+        self.known.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn remember(&self, ws: &WorkspaceId, settings: CacheSettings) {
@@ -53,19 +59,19 @@ impl SettingsCache {
             settings,
             loaded: Some(Instant::now()),
         };
-        self.lock().insert(ws.clone(), known);
+        self.write().insert(ws.clone(), known);
     }
 
     /// Another instance saved `ws`'s settings: reload on next use.
     pub fn forget(&self, ws: &WorkspaceId) {
-        if let Some(k) = self.lock().get_mut(ws) {
+        if let Some(k) = self.write().get_mut(ws) {
             k.loaded = None;
         }
     }
 
     /// Announcements may have been missed: reload every workspace on next use.
     pub fn forget_all(&self) {
-        for k in self.lock().values_mut() {
+        for k in self.write().values_mut() {
             k.loaded = None;
         }
     }

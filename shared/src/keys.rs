@@ -164,12 +164,23 @@ impl KeySpace {
     /// Redis Cluster hash tag: all of a workspace's keys, its generation hash and its fill
     /// locks live in one slot, so anything that must touch several of them together can.
     pub fn counts(&self, ws: &WorkspaceId, gens: Generations, user: &UserId) -> String {
-        format!(
-            "{}:counts:{{{ws}}}:g{}.{}:{user}",
-            self.root(),
-            gens.workspace,
-            gens.scope
-        )
+        let mut key = self.start("counts", ws, user.as_str().len());
+        push_generations(&mut key, gens);
+        key.push(':');
+        key.push_str(user.as_str());
+        key
+    }
+
+    /// `{root}:{kind}:{{ws}}`, with room for the generations and `more` bytes. Keys are
+    /// pushed piece by piece: every L1 hit builds one, and a formatter costs several
+    /// times more.
+    fn start(&self, kind: &str, ws: &WorkspaceId, more: usize) -> String {
+        let len = self.root.len() + kind.len() + ws.as_str().len() + 48 + more;
+        let mut key = String::with_capacity(len);
+        for part in [self.root(), ":", kind, ":{", ws.as_str(), "}"] {
+            key.push_str(part);
+        }
+        key
     }
 
     /// `contacts:{workspace}:board_{id}:{query-hash}:page:{n}` of API.md, with generations;
@@ -181,20 +192,24 @@ impl KeySpace {
         gens: Generations,
         query: &ContactListQuery,
     ) -> String {
-        let position = match &query.after {
-            None => format!("page:{}", query.page),
+        let mut key = self.start("contacts", ws, 64);
+        key.push_str(":board_");
+        key.push_str(itoa::Buffer::new().format(board.0));
+        push_generations(&mut key, gens);
+        key.push(':');
+        key.push_str(&query_hash(&query.canonical()));
+        match &query.after {
+            None => {
+                key.push_str(":page:");
+                key.push_str(itoa::Buffer::new().format(query.page));
+            }
             Some(after) => {
                 let at = serde_json::json!([after.page, after.value, after.id]).to_string();
-                format!("cursor:{}", query_hash(&at))
+                key.push_str(":cursor:");
+                key.push_str(&query_hash(&at));
             }
-        };
-        format!(
-            "{}:contacts:{{{ws}}}:board_{board}:g{}.{}:{}:{position}",
-            self.root(),
-            gens.workspace,
-            gens.scope,
-            query_hash(&query.canonical()),
-        )
+        }
+        key
     }
 
     /// A page of a conversation's messages, with generations: the head page, or the page
@@ -291,10 +306,25 @@ pub fn board_patterns(ws: &WorkspaceId, board: BoardId) -> Vec<String> {
     ]
 }
 
+/// `:g{workspace}.{scope}`.
+fn push_generations(key: &mut String, gens: Generations) {
+    let mut digits = itoa::Buffer::new();
+    key.push_str(":g");
+    key.push_str(digits.format(gens.workspace));
+    key.push('.');
+    key.push_str(digits.format(gens.scope));
+}
+
 /// 64 bits of SHA-256: collisions are negligible at any realistic number of distinct queries.
 pub fn query_hash(canonical: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(canonical.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(16);
+    for b in &digest[..8] {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 #[cfg(test)]

@@ -17,9 +17,8 @@ pub fn envelope(data: &str, extra: &impl Serialize) -> String {
     with_fields(data, fields)
 }
 
-/// `envelope` with the fields already written as JSON members (`"a":1,"b":true`), for
-/// a caller that writes them faster than a serializer can.
-pub fn with_fields(data: &str, fields: &str) -> String {
+/// `envelope` with the fields already written as JSON members (`"a":1,"b":true`).
+fn with_fields(data: &str, fields: &str) -> String {
     const OPEN: &str = r#"{"success":true,"data":"#;
     let trimmed = data.trim_end();
     let (Some(open), false, true) = (

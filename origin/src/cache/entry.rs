@@ -2,7 +2,7 @@
 //! fresh, for a page the rows it shows, and the JSON body. Anything that does not decode
 //! (garbage, an older format) is a miss.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 const TAG: &str = "ec2";
 
@@ -11,8 +11,20 @@ pub struct Entry {
     pub computed_at_ms: i64,
     pub fresh_until_ms: i64,
     pub rows: Option<Rows>,
-    pub body: Arc<str>,
+    /// API.md's success envelope and the cached JSON object up to its closing brace,
+    /// where each answer's own fields go: held as it is sent, so that a hit shares these
+    /// bytes instead of copying them (a page is tens of kilobytes).
+    head: Bytes,
+    /// What goes between `head` and an answer's fields: a comma after members, nothing
+    /// in an empty object; `None` for a value that is not an object (sent as it is).
+    joint: Option<&'static str>,
 }
+
+/// Room for the fields an answer adds (about 330 bytes), so writing them never grows it.
+const TAIL_CAPACITY: usize = 384;
+
+/// Where every answer starts.
+const OPEN: &str = r#"{"success":true,"data":"#;
 
 /// The contacts a cached page shows and the board's `Rows` generation when it was read:
 /// an edit logged after it leaves the page valid unless it edited one of these.
@@ -61,12 +73,57 @@ pub fn now_ms() -> i64 {
 impl Entry {
     pub fn new(body: String, ttl_secs: u32, rows: Option<Rows>) -> Self {
         let now = now_ms();
+        Self::at(body.trim_end(), now, now + i64::from(ttl_secs) * 1000, rows)
+    }
+
+    fn at(body: &str, computed_at_ms: i64, fresh_until_ms: i64, rows: Option<Rows>) -> Self {
+        let open = body.strip_suffix('}').filter(|_| body.starts_with('{'));
+        let (kept, joint) = match open {
+            Some(open) if open[1..].trim().is_empty() => ("{", Some("")),
+            Some(open) => (open, Some(",")),
+            None => (body, None),
+        };
+        let mut head = Vec::with_capacity(OPEN.len() + kept.len());
+        head.extend_from_slice(OPEN.as_bytes());
+        head.extend_from_slice(kept.as_bytes());
         Self {
-            computed_at_ms: now,
-            fresh_until_ms: now + i64::from(ttl_secs) * 1000,
+            computed_at_ms,
+            fresh_until_ms,
             rows,
-            body: body.into(),
+            head: head.into(),
+            joint,
         }
+    }
+
+    /// The cached JSON value.
+    pub fn body(&self) -> String {
+        let value = String::from_utf8_lossy(&self.head[OPEN.len()..]);
+        match self.joint {
+            Some(_) => format!("{value}}}"),
+            None => value.into_owned(),
+        }
+    }
+
+    /// The bytes held for the answer.
+    pub fn held_len(&self) -> usize {
+        self.head.len()
+    }
+
+    /// The answer: the envelope around the cached object with the members `fields`
+    /// writes (at least one, `"a":1,"b":true`) added, as the shared head and this
+    /// answer's own tail.
+    pub fn served(&self, fields: impl FnOnce(&mut String)) -> (Bytes, Bytes) {
+        let tail = match self.joint {
+            Some(joint) => {
+                let mut tail = String::with_capacity(TAIL_CAPACITY);
+                tail.push_str(joint);
+                fields(&mut tail);
+                tail.push_str("}}");
+                tail
+            }
+            None => "}".to_owned(),
+        };
+        (self.head.clone(), Bytes::from(tail))
     }
 
     pub fn is_fresh(&self, now_ms: i64) -> bool {
@@ -84,7 +141,7 @@ impl Entry {
             self.computed_at_ms,
             self.fresh_until_ms,
             self.rows.as_ref().map(Rows::encode).unwrap_or_default(),
-            self.body
+            self.body()
         )
     }
 
@@ -103,12 +160,7 @@ impl Entry {
         if !(body.starts_with('{') && body.ends_with('}')) {
             return None;
         }
-        Some(Self {
-            computed_at_ms,
-            fresh_until_ms,
-            rows,
-            body: body.into(),
-        })
+        Some(Self::at(body, computed_at_ms, fresh_until_ms, rows))
     }
 }
 
@@ -125,6 +177,25 @@ mod tests {
         ] {
             let e = Entry::new(r#"{"a":"x|y"}"#.to_owned(), 60, rows);
             assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+    }
+
+    #[test]
+    fn an_answer_adds_its_fields_to_the_cached_object_in_the_envelope() {
+        let add = |f: &mut String| f.push_str(r#""_x":1"#);
+        for (body, served) in [
+            (
+                r#"{"a":[1,2]}"#,
+                r#"{"success":true,"data":{"a":[1,2],"_x":1}}"#,
+            ),
+            ("{ }  ", r#"{"success":true,"data":{"_x":1}}"#),
+            ("[1]", r#"{"success":true,"data":[1]}"#),
+        ] {
+            let e = Entry::new(body.to_owned(), 60, None);
+            let (head, tail) = e.served(add);
+            assert_eq!([head, tail].concat(), served.as_bytes(), "{body}");
+            let value = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("json");
+            assert_eq!(value(&e.body()), value(body), "{body}");
         }
     }
 

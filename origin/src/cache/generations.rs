@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use shared::invalidation::Changed;
@@ -24,6 +24,7 @@ use super::edits::{EditLog, LOG_KEEP, LOG_LEN};
 use super::entry::Rows;
 use super::events::Event;
 use super::redis::RedisCache;
+use crate::FastHash;
 
 /// How far `distrust` moves a generation: beyond any value Redis reaches by counting
 /// bumps, so no key filled during an outage is met again once Redis answers.
@@ -45,7 +46,7 @@ pub struct Generations {
     /// `None`: this instance's counters are the only ones.
     redis: Option<Arc<RedisCache>>,
     max_age: Duration,
-    mirrors: Mutex<HashMap<WorkspaceId, Mirror>>,
+    mirrors: RwLock<HashMap<WorkspaceId, Mirror, FastHash>>,
     pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
     /// When each workspace last changed (bumped here or announced by another instance).
     changed: Mutex<HashMap<WorkspaceId, Instant>>,
@@ -94,7 +95,7 @@ impl Generations {
             keys,
             redis,
             max_age,
-            mirrors: Mutex::default(),
+            mirrors: RwLock::default(),
             pending: Mutex::default(),
             changed: Mutex::default(),
             forgets: AtomicU64::new(0),
@@ -122,7 +123,7 @@ impl Generations {
     /// The generations of `scopes` from a fresh mirror holding each of them, without
     /// copying the mirror: this runs on every read.
     fn read_mirror(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws)?;
         let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
         fresh.then(|| KeyGens::from_known(&m.fields, scopes))?
@@ -131,7 +132,7 @@ impl Generations {
     /// Whatever the mirror holds, a missing counter as 0: for an instance without Redis
     /// (its counters are the only ones) and while its own bumps wait to be replayed.
     fn read_local(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         Some(KeyGens::from_fields(&mirrors.get(ws)?.fields, scopes))
     }
 
@@ -139,7 +140,7 @@ impl Generations {
     /// whole, and those `scopes` need.
     fn to_fetch(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Vec<String> {
         let needed = needed_fields(scopes);
-        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         let held = mirrors
             .get(ws)
             .map(|m| &m.fields)
@@ -158,7 +159,7 @@ impl Generations {
     /// A mirror that learns new values this way (its announcement was lost, or came
     /// while pub/sub was down) marks the workspace changed, so fills read the primary.
     fn store_mirror(&self, ws: &WorkspaceId, mut fields: HashMap<String, u64>, raced: bool) {
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = mirrors.get(ws) {
             if raced {
                 for (field, value) in &old.fields {
@@ -260,7 +261,7 @@ impl Generations {
         fields: HashMap<String, u64>,
         scopes: &[GenerationScope],
     ) -> KeyGens {
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
             fields: HashMap::new(),
             fetched: None,
@@ -280,7 +281,7 @@ impl Generations {
     /// lacking a field the read needs is treated the same way (the field counts from 0).
     fn distrust(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
         self.mark_changed(ws);
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
             fields: HashMap::new(),
             fetched: None,
@@ -306,7 +307,7 @@ impl Generations {
 
     /// An expired (but not forgotten) mirror's generations, if it holds each of `scopes`.
     fn read_expired(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
         KeyGens::from_known(&m.fields, scopes)
     }
@@ -382,7 +383,7 @@ impl Generations {
 
     fn set_local(&self, ws: &WorkspaceId, scope: GenerationScope, value: u64) {
         self.bumps.fetch_add(1, Ordering::AcqRel);
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
             let field = m.fields.entry(scope.field()).or_default();
             *field = (*field).max(value);
@@ -390,7 +391,7 @@ impl Generations {
     }
 
     fn bump_local(&self, ws: &WorkspaceId, scope: GenerationScope) -> u64 {
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
             fields: HashMap::new(),
             fetched: None,
@@ -441,7 +442,7 @@ impl Generations {
     pub fn forget(&self, ws: &WorkspaceId) {
         self.mark_changed(ws);
         self.forgets.fetch_add(1, Ordering::AcqRel);
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
             m.fetched = None;
         }
@@ -454,7 +455,7 @@ impl Generations {
         for ws in self.known_workspaces() {
             self.mark_changed(&ws);
         }
-        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         for m in mirrors.values_mut() {
             m.fetched = None;
         }
@@ -462,7 +463,7 @@ impl Generations {
 
     /// The workspaces this instance has cached anything for.
     pub fn known_workspaces(&self) -> Vec<WorkspaceId> {
-        let mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         mirrors.keys().cloned().collect()
     }
 }
@@ -551,7 +552,7 @@ mod tests {
             assert_eq!((gens.workspace, gens.scope), (1, value), "{scope:?}");
         }
         let mut held: Vec<String> = {
-            let mirrors = g.mirrors.lock().expect("lock");
+            let mirrors = g.mirrors.read().expect("lock");
             mirrors[&ws()].fields.keys().cloned().collect()
         };
         held.sort();

@@ -8,6 +8,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::entry::{now_ms, Entry};
+use crate::FastHash;
 
 struct KeepUntilStale {
     grace: Duration,
@@ -45,14 +46,14 @@ pub const ENTRY_OVERHEAD: usize = 544;
 /// The bytes L1 counts `entry` under `key` for.
 pub fn weigh(key: &str, entry: &Entry) -> u32 {
     let ids = entry.rows.as_ref().map_or(0, |r| r.ids.len() * 8);
-    let bytes = key.len() + entry.body.len() + ids + ENTRY_OVERHEAD;
+    let bytes = key.len() + entry.held_len() + ids + ENTRY_OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// `None` when L1 is off (`L1_MAX_BYTES=0`): every read goes on to Redis or the store.
 #[derive(Clone)]
 pub struct Memory {
-    cache: Option<Cache<String, Arc<Entry>>>,
+    cache: Option<Cache<String, Arc<Entry>, FastHash>>,
 }
 
 impl Memory {
@@ -64,7 +65,7 @@ impl Memory {
             .max_capacity(max_bytes)
             .weigher(|key: &String, value: &Arc<Entry>| weigh(key, value))
             .expire_after(KeepUntilStale { grace })
-            .build();
+            .build_with_hasher(FastHash::default());
         Self { cache: Some(cache) }
     }
 
@@ -107,16 +108,18 @@ mod tests {
 
     #[test]
     fn an_entry_weighs_its_key_body_rows_and_the_caches_own_bookkeeping() {
-        let body = "x".repeat(300);
+        let body = format!(r#"{{"a":"{}"}}"#, "x".repeat(292));
+        // Held as sent: the envelope's 23 bytes, the body without its closing brace.
+        let held = 23 + body.len() - 1;
         let counts = Entry::new(body.clone(), 60, None);
         assert_eq!(
             weigh("k".repeat(40).as_str(), &counts) as usize,
-            340 + ENTRY_OVERHEAD
+            40 + held + ENTRY_OVERHEAD
         );
         let page = Entry::new(body, 60, Some(Rows::new(1, (0..50).collect())));
         assert_eq!(
             weigh("k".repeat(40).as_str(), &page) as usize,
-            340 + 50 * 8 + ENTRY_OVERHEAD
+            40 + held + 50 * 8 + ENTRY_OVERHEAD
         );
     }
 }

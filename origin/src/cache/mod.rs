@@ -110,8 +110,7 @@ impl Cache {
 
     fn observe(&self, source: Source, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
-        metrics::histogram!("edgecache_read_duration_seconds", "layer" => source.as_str())
-            .record(secs);
+        stats::layer_metrics(source).read_duration.record(secs);
         self.traffic.latency(source, secs * 1000.0);
     }
 
@@ -153,6 +152,13 @@ impl Cache {
             (Some(basis), Some(r)) if r.seq == basis.seq => Some(true),
             _ => None,
         }
+    }
+
+    /// The entry L1 holds under `key` if it is fresh and current: a hit that needs nothing
+    /// else checked.
+    async fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+        let e = self.memory.get(key).await?;
+        (e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true)).then_some(e)
     }
 
     async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
@@ -219,10 +225,8 @@ impl Cache {
     {
         let started = Instant::now();
         if layers.memory {
-            if let Some(e) = self.memory.get(&key).await {
-                if e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true) {
-                    return Ok(self.hit(e, Source::Memory, started));
-                }
+            if let Some(e) = self.memory_fresh(&key, rows).await {
+                return Ok(self.hit(e, Source::Memory, started));
             }
         }
         // Everything past a plain L1 hit, boxed: its state (locks, Redis, the fill) would
@@ -488,6 +492,25 @@ impl Cache {
                 status: CacheStatus::Bypass,
             });
         };
+        let (gens, rows) = self.basis(ws, scopes, board).await;
+        let answer = self
+            .read_through(key(gens), ttl, Layers::ALL, rows.as_ref(), compute)
+            .await;
+        if let Ok(a) = &answer {
+            let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
+            self.traffic.read(ws, hit);
+        }
+        answer
+    }
+
+    /// What a read of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
+    /// is keyed and checked by now.
+    async fn basis(
+        &self,
+        ws: &WorkspaceId,
+        scopes: &[GenerationScope],
+        board: Option<BoardId>,
+    ) -> (KeyGens, Option<RowsBasis>) {
         let gens = self.generations.current(ws, scopes).await;
         let rows = match board {
             Some(board) => Some(RowsBasis {
@@ -501,14 +524,42 @@ impl Cache {
             }),
             None => None,
         };
-        let answer = self
-            .read_through(key(gens), ttl, Layers::ALL, rows.as_ref(), compute)
-            .await;
-        if let Ok(a) = &answer {
-            let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
-            self.traffic.read(ws, hit);
-        }
-        answer
+        (gens, rows)
+    }
+
+    /// `user`'s counts if L1 holds them fresh and current, else `None` (nothing counted):
+    /// the whole of an L1 hit, for the HTTP layer's hit path.
+    pub async fn counts_in_memory(&self, ws: &WorkspaceId, user: &UserId) -> Option<Answer> {
+        let started = Instant::now();
+        let (gens, _) = self.basis(ws, &[GenerationScope::Counts], None).await;
+        let key = self.keys.counts(ws, gens, user);
+        self.in_memory(ws, &key, None, started).await
+    }
+
+    /// As `counts_in_memory`, for a page of `board`.
+    pub async fn page_in_memory(
+        &self,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+    ) -> Option<Answer> {
+        let started = Instant::now();
+        let scopes = GenerationScope::of_page(board, q);
+        let (gens, rows) = self.basis(ws, &scopes, Some(board)).await;
+        let key = self.keys.contacts(ws, board, gens, q);
+        self.in_memory(ws, &key, rows.as_ref(), started).await
+    }
+
+    async fn in_memory(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        rows: Option<&RowsBasis>,
+        started: Instant,
+    ) -> Option<Answer> {
+        let e = self.memory_fresh(key, rows).await?;
+        self.traffic.read(ws, true);
+        Some(self.hit(e, Source::Memory, started))
     }
 
     /// Drops one key from both layers (the performance test's cold start).

@@ -1,6 +1,9 @@
 //! Per-instance counters behind `/health` and `/status`, mirrored to Prometheus metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use metrics::{Counter, Histogram};
 
 use serde::Serialize;
 use shared::model::Source;
@@ -34,6 +37,33 @@ pub struct StatsSnapshot {
     pub database_queries: u64,
 }
 
+/// A layer's metrics, looked up once: the macros hash the name and labels into the
+/// registry on every call, which was a large part of an L1 hit.
+pub struct LayerMetrics {
+    pub hits: Counter,
+    pub read_duration: Histogram,
+}
+
+pub fn layer_metrics(source: Source) -> &'static LayerMetrics {
+    const SOURCES: [Source; 4] = [
+        Source::CloudflareKv,
+        Source::RedisCache,
+        Source::Memory,
+        Source::Database,
+    ];
+    static LAYERS: OnceLock<[LayerMetrics; 4]> = OnceLock::new();
+    let layers = LAYERS.get_or_init(|| {
+        // Installed first, or these handles would record nowhere.
+        crate::telemetry::metrics_handle();
+        SOURCES.map(|s| LayerMetrics {
+            hits: metrics::counter!("edgecache_cache_hits_total", "layer" => s.as_str()),
+            read_duration: metrics::histogram!("edgecache_read_duration_seconds", "layer" => s.as_str()),
+        })
+    });
+    let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+    &layers[i]
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -44,7 +74,7 @@ impl Stats {
             Source::Memory => bump(&self.memory_hits),
             _ => bump(&self.redis_hits),
         }
-        metrics::counter!("edgecache_cache_hits_total", "layer" => source.as_str()).increment(1);
+        layer_metrics(source).hits.increment(1);
     }
 
     pub fn miss(&self) {

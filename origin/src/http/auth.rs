@@ -61,18 +61,25 @@ async fn granted(
         .iter()
         .find(|(name, _)| *name == "ws")
         .map(|(_, v)| v);
-    let ws = request_workspace(path, single_header(&parts.headers, WORKSPACE_HEADER)?)?;
+    let ws = request_workspace(path, single_header(&parts.headers, &WORKSPACE_HEADER)?)?;
     caller.workspace(&ws)?;
     let settings = state.settings_for(&ws).await;
     Ok((caller, ws, settings))
 }
+
+/// Marks a request whose budget the hit path already charged before it found no hit,
+/// so that each request is charged once.
+#[derive(Clone, Copy)]
+pub(super) struct Charged;
 
 impl FromRequestParts<Arc<AppState>> for Workspace {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self> {
         let (caller, ws, settings) = granted(parts, state).await?;
-        state.limits.request(&ws, &settings.rate_limits)?;
+        if parts.extensions.get::<Charged>().is_none() {
+            state.limits.request(&ws, &settings.rate_limits)?;
+        }
         let user = caller.user()?.clone();
         Ok(Self { ws, user, settings })
     }

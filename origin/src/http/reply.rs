@@ -2,23 +2,28 @@
 //! caches: every answer here says `Cache-Control: private, no-store`.
 
 use std::cell::RefCell;
-use std::fmt::Write;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
+use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 use serde_json::json;
 use shared::model::CacheStatus;
-use shared::splice::with_fields;
 
 use crate::cache::entry::now_ms;
 use crate::cache::Answer;
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+const CACHE_SOURCE: HeaderName = HeaderName::from_static("x-cache-source");
 
 pub fn ok(data: impl Serialize) -> Response {
     with_status(StatusCode::OK, data)
@@ -63,11 +68,31 @@ pub fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
+/// `micros` as milliseconds with at most three decimals, as `elapsed_ms` prints.
+fn push_millis(out: &mut String, micros: u64) {
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(micros / 1000));
+    let mut frac = micros % 1000;
+    if frac == 0 {
+        return;
+    }
+    out.push('.');
+    let mut width = 3;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        width -= 1;
+    }
+    for _ in digits.format(frac).len()..width {
+        out.push('0');
+    }
+    out.push_str(digits.format(frac));
+}
+
 /// The fields that describe how one read was served (API.md's `_cache`, `_source`, ...),
 /// written as JSON members. Written by hand: every value is a number, a boolean or a
-/// known ASCII word, so nothing needs escaping, and a serializer's generality is most of
+/// known ASCII word, so nothing needs escaping, and a formatter's generality is most of
 /// what building an L1 hit's answer costs.
-fn served_fields(answer: &Answer, now: i64, response_time_ms: f64, cache_enabled: bool) -> String {
+fn push_served_fields(f: &mut String, answer: &Answer, now: i64, micros: u64, cache_enabled: bool) {
     let fresh = matches!(answer.status, CacheStatus::Hit | CacheStatus::Miss);
     let cached = matches!(answer.status, CacheStatus::Hit | CacheStatus::Stale);
     let ttl = if fresh {
@@ -77,35 +102,87 @@ fn served_fields(answer: &Answer, now: i64, response_time_ms: f64, cache_enabled
     };
     let (source, status) = (answer.source.as_str(), answer.status.as_str());
     let stale = answer.status == CacheStatus::Stale;
-    let mut f = String::with_capacity(320);
-    let _ = write!(
-        f,
-        r#""_cache":{{"status":"{status}","source":"{source}","ttl":{ttl},"edge_location":null,"response_time_ms":{response_time_ms}}},"_cached":{cached},"_stale":{stale},"_source":"{source}","_cacheEnabled":{cache_enabled},"_responseTimeMs":{response_time_ms},"_timestamp":""#
-    );
-    push_rfc3339(&mut f, answer.entry.computed_at_ms);
+    let flag = |b: bool| if b { "true" } else { "false" };
+    for part in [
+        r#""_cache":{"status":""#,
+        status,
+        r#"","source":""#,
+        source,
+        r#"","ttl":"#,
+    ] {
+        f.push_str(part);
+    }
+    f.push_str(itoa::Buffer::new().format(ttl));
+    f.push_str(r#","edge_location":null,"response_time_ms":"#);
+    push_millis(f, micros);
+    for part in [
+        r#"},"_cached":"#,
+        flag(cached),
+        r#","_stale":"#,
+        flag(stale),
+        r#","_source":""#,
+        source,
+        r#"","_cacheEnabled":"#,
+        flag(cache_enabled),
+        r#","_responseTimeMs":"#,
+    ] {
+        f.push_str(part);
+    }
+    push_millis(f, micros);
+    f.push_str(r#","_timestamp":""#);
+    push_rfc3339(f, answer.entry.computed_at_ms);
     f.push_str(r#"","_retrievedAt":""#);
-    push_rfc3339(&mut f, now);
+    push_rfc3339(f, now);
     f.push('"');
-    f
 }
 
 /// Serves a read-through answer with where it came from, both in the body
 /// (`_source`, `_cached`, `_cache`, ...) and in `X-Cache-*` headers.
 pub fn answer(answer: &Answer, started: Instant, cache_enabled: bool) -> Response {
-    let fields = served_fields(answer, now_ms(), elapsed_ms(started), cache_enabled);
-    let mut response = with_fields(&answer.entry.body, &fields).into_response();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let now = now_ms();
+    let (head, tail) = answer
+        .entry
+        .served(|f| push_served_fields(f, answer, now, micros, cache_enabled));
+    let mut response = Response::new(Body::new(Chunks([Some(head), Some(tail)])));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
     headers.insert(header::CACHE_CONTROL, NO_STORE);
     headers.insert(
-        HeaderName::from_static("x-cache-status"),
+        CACHE_STATUS,
         HeaderValue::from_static(answer.status.as_str()),
     );
     headers.insert(
-        HeaderName::from_static("x-cache-source"),
+        CACHE_SOURCE,
         HeaderValue::from_static(answer.source.as_str()),
     );
     response
+}
+
+/// A body sent in the chunks it is held in (an entry's shared head, an answer's tail),
+/// its length known up front.
+struct Chunks([Option<Bytes>; 2]);
+
+impl HttpBody for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.0.iter_mut().find_map(Option::take);
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let len = self.0.iter().flatten().map(Bytes::len).sum::<usize>();
+        SizeHint::with_exact(len as u64)
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +194,15 @@ mod tests {
 
     use super::*;
     use crate::cache::entry::Entry;
+
+    #[test]
+    fn milliseconds_are_written_as_a_float_of_them_prints() {
+        for micros in (0..3000).chain([9_999, 10_000, 123_456, 1_000_001, u64::from(u32::MAX)]) {
+            let mut written = String::new();
+            push_millis(&mut written, micros);
+            assert_eq!(written, (micros as f64 / 1000.0).to_string(), "{micros}");
+        }
+    }
 
     #[tokio::test]
     async fn an_answer_carries_the_data_and_how_it_was_served_as_json() {

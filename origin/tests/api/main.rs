@@ -11,6 +11,7 @@ mod embedded;
 mod helpers;
 mod history;
 mod history_contract;
+mod hits;
 mod input;
 mod invalidation;
 mod isolation;
