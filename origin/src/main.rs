@@ -170,6 +170,13 @@ async fn serve(mut config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// glibc's allocator locks an arena to free memory another thread allocated, which a
+/// request moved between the runtime's threads does all the time: under load the L1 hit
+/// waited on those locks (futex calls per request 10x a bare server's). mimalloc frees
+/// without them, in fewer instructions.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     telemetry::init_logs();

@@ -4,6 +4,7 @@
 //! format is simply never looked up.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use sha2::{Digest, Sha256};
 
@@ -30,29 +31,38 @@ impl Generations {
     /// counters as stored (Redis hash at the origin, KV value at the edge); a missing
     /// counter is 0. Counters only grow, so their sum moves whenever any of them does and
     /// one number in the key stands for all of them.
-    pub fn from_fields(fields: &HashMap<String, u64>, scopes: &[GenerationScope]) -> Self {
-        Self::summed(scopes, |s| {
-            Some(fields.get(&s.field()).copied().unwrap_or(0))
-        })
-        .unwrap_or_default()
+    pub fn from_fields<S: BuildHasher>(
+        fields: &HashMap<String, u64, S>,
+        scopes: &[GenerationScope],
+    ) -> Self {
+        Self::summed(scopes, |name| Some(fields.get(name).copied().unwrap_or(0)))
+            .unwrap_or_default()
     }
 
     /// `from_fields` for a partial copy of the counters (the origin mirrors only the
     /// fields its reads use): `None` when a counter the key depends on is not in it.
-    pub fn from_known(fields: &HashMap<String, u64>, scopes: &[GenerationScope]) -> Option<Self> {
-        Self::summed(scopes, |s| fields.get(&s.field()).copied())
+    pub fn from_known<S: BuildHasher>(
+        fields: &HashMap<String, u64, S>,
+        scopes: &[GenerationScope],
+    ) -> Option<Self> {
+        Self::summed(scopes, |name| fields.get(name).copied())
     }
 
-    fn summed(
-        scopes: &[GenerationScope],
-        get: impl Fn(&GenerationScope) -> Option<u64>,
-    ) -> Option<Self> {
+    /// Every L1 hit sums these, so the field names are written into one buffer rather
+    /// than allocated one by one.
+    fn summed(scopes: &[GenerationScope], get: impl Fn(&str) -> Option<u64>) -> Option<Self> {
+        let mut name = String::with_capacity(32);
+        let mut value = |s: &GenerationScope| {
+            name.clear();
+            s.push_field(&mut name);
+            get(&name)
+        };
         let mut scope = 0u64;
         for s in scopes {
-            scope = scope.wrapping_add(get(s)?);
+            scope = scope.wrapping_add(value(s)?);
         }
         Some(Self {
-            workspace: get(&GenerationScope::Workspace)?,
+            workspace: value(&GenerationScope::Workspace)?,
             scope,
         })
     }
@@ -90,18 +100,39 @@ pub enum GenerationScope {
 impl GenerationScope {
     /// The field of the workspace's generation hash that holds this counter.
     pub fn field(self) -> String {
-        match self {
-            Self::Workspace => "ws".to_owned(),
-            Self::Counts => "counts".to_owned(),
-            Self::Board(b) => format!("b{b}"),
-            Self::View(b, f) => format!("b{b}f:{}", f.as_str()),
-            Self::Order(b, s) => format!("b{b}o:{}", s.as_str()),
-            Self::Search(b) => format!("b{b}s"),
-            Self::Rows(b) => format!("b{b}r"),
-            Self::Conversations => "cv".to_owned(),
-            Self::Head(c) => format!("c{c}h"),
-            Self::Thread(c) => format!("c{c}t"),
-        }
+        let mut name = String::new();
+        self.push_field(&mut name);
+        name
+    }
+
+    /// Writes `field()` to `out`.
+    pub fn push_field(self, out: &mut String) {
+        let mut digits = itoa::Buffer::new();
+        let (letter, id, rest) = match self {
+            Self::Workspace => return out.push_str("ws"),
+            Self::Counts => return out.push_str("counts"),
+            Self::Conversations => return out.push_str("cv"),
+            Self::Board(b) => ('b', b.0, ""),
+            Self::View(b, f) => {
+                out.push('b');
+                out.push_str(digits.format(b.0));
+                out.push_str("f:");
+                return out.push_str(f.as_str());
+            }
+            Self::Order(b, s) => {
+                out.push('b');
+                out.push_str(digits.format(b.0));
+                out.push_str("o:");
+                return out.push_str(s.as_str());
+            }
+            Self::Search(b) => ('b', b.0, "s"),
+            Self::Rows(b) => ('b', b.0, "r"),
+            Self::Head(c) => ('c', c.0, "h"),
+            Self::Thread(c) => ('c', c.0, "t"),
+        };
+        out.push(letter);
+        out.push_str(digits.format(id));
+        out.push_str(rest);
     }
 
     /// What a page of `board` answering `q` depends on (besides `Rows`): the board, its
@@ -499,6 +530,26 @@ mod tests {
         scopes.extend(SortBy::ALL.iter().map(|s| GenerationScope::Order(b, *s)));
         let fields: HashSet<String> = scopes.iter().map(|s| s.field()).collect();
         assert_eq!(fields.len(), scopes.len());
+    }
+
+    #[test]
+    fn field_names_are_the_stored_ones() {
+        // Redis hashes and the edge's objects hold counters under these names.
+        let (b, c) = (BoardId(12), ConversationId(7));
+        for (scope, name) in [
+            (GenerationScope::Workspace, "ws"),
+            (GenerationScope::Counts, "counts"),
+            (GenerationScope::Conversations, "cv"),
+            (GenerationScope::Board(b), "b12"),
+            (GenerationScope::View(b, Filter::Open), "b12f:open"),
+            (GenerationScope::Order(b, SortBy::Name), "b12o:name"),
+            (GenerationScope::Search(b), "b12s"),
+            (GenerationScope::Rows(b), "b12r"),
+            (GenerationScope::Head(c), "c7h"),
+            (GenerationScope::Thread(c), "c7t"),
+        ] {
+            assert_eq!(scope.field(), name);
+        }
     }
 
     #[test]

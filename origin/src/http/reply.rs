@@ -1,7 +1,6 @@
 //! Success responses in API.md's envelope. Authenticated data is never for shared
 //! caches: every answer here says `Cache-Control: private, no-store`.
 
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,7 +10,6 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
 use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 use serde_json::json;
@@ -37,31 +35,37 @@ pub fn with_status(status: StatusCode, data: impl Serialize) -> Response {
     response
 }
 
-fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-thread_local! {
-    /// The last two instants formatted on this thread: a hot key's `_timestamp` and the
-    /// current millisecond, each shared by the many answers of that millisecond.
-    static FORMATTED: RefCell<[(i64, String); 2]> =
-        const { RefCell::new([(i64::MIN, String::new()), (i64::MIN, String::new())]) };
-}
-
+/// `ms` since the epoch as RFC 3339 in UTC with milliseconds (`2026-12-01T19:20:54.860Z`),
+/// as chrono writes it. Written by hand from the civil date (H. Hinnant's days-to-date):
+/// every answer carries two instants, and a formatter cost more than the rest of a hit.
 fn push_rfc3339(out: &mut String, ms: i64) {
-    FORMATTED.with(|f| {
-        let mut f = f.borrow_mut();
-        if let Some((_, text)) = f.iter().find(|(at, _)| *at == ms) {
-            out.push_str(text);
-            return;
+    // Years 1970 to 9999 keep four digits.
+    let ms = ms.clamp(0, 253_402_300_799_999);
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
         }
-        let text = rfc3339(ms);
-        out.push_str(&text);
-        f.swap(0, 1);
-        f[0] = (ms, text);
-    });
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, ms_of_day / 3_600_000);
+    put(14, 2, ms_of_day / 60_000 % 60);
+    put(17, 2, ms_of_day / 1000 % 60);
+    put(20, 3, ms_of_day % 1000);
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 pub fn elapsed_ms(started: Instant) -> f64 {
@@ -201,6 +205,32 @@ mod tests {
             let mut written = String::new();
             push_millis(&mut written, micros);
             assert_eq!(written, (micros as f64 / 1000.0).to_string(), "{micros}");
+        }
+    }
+
+    fn rfc3339(ms: i64) -> String {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .expect("in range")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    #[test]
+    fn instants_are_written_as_chrono_writes_them() {
+        // Day, month and leap-year edges, then a spread up to year 9999.
+        let edges = [
+            0,
+            1,
+            86_399_999,
+            86_400_000,
+            951_782_400_000,
+            951_868_799_999,
+            4_107_542_399_999,
+        ];
+        let spread = (0..20_000i64).map(|i| i * 12_676_542_017_321 % 253_402_300_799_999);
+        for ms in edges.into_iter().chain(spread) {
+            let mut written = String::new();
+            push_rfc3339(&mut written, ms);
+            assert_eq!(written, rfc3339(ms), "{ms}");
         }
     }
 
