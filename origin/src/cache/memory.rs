@@ -36,12 +36,12 @@ impl Expiry<String, Arc<Entry>> for KeepUntilStale {
     }
 }
 
-/// What one entry costs beyond its key's and body's bytes: moka's own nodes for it (its
+/// What one entry costs beyond its key's and answer's bytes: moka's own nodes for it (its
 /// hash-table slot, access and write order, expiry timer, entry info), the `Arc` and
-/// `String` headers, `Entry`'s fields and the allocator's rounding. Measured by
-/// `origin bench --l1-entries` (resident memory of a full L1 against its bound), so that
-/// `L1_MAX_BYTES` is what L1 really holds, not half of it.
-pub const ENTRY_OVERHEAD: usize = 544;
+/// `String` headers, `Entry`'s fields and the allocator's (mimalloc's) rounding.
+/// Measured by `origin bench --l1-entries` (resident memory of a full L1 against its
+/// bound), so that `L1_MAX_BYTES` is what L1 really holds, not half or twice of it.
+pub const ENTRY_OVERHEAD: usize = 464;
 
 /// The bytes L1 counts `entry` under `key` for.
 pub fn weigh(key: &str, entry: &Entry) -> u32 {
