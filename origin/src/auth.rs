@@ -128,7 +128,7 @@ impl Verifier {
     }
 
     fn person(&self, token: &str) -> Result<Arc<Person>> {
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        let now = u64::try_from(crate::cache::entry::now_ms() / 1000).unwrap_or(0);
         if let Some(person) = self.verified.get(token).filter(|p| p.claims.exp > now) {
             return Ok(person);
         }

@@ -66,8 +66,12 @@ impl Rows {
     }
 }
 
+/// Milliseconds since the epoch, from the system clock without a calendar: every hit
+/// reads it, and chrono's `Utc::now` builds a date first.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Entry {
