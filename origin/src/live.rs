@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shared::invalidation::LiveScope;
+use shared::keys::KeySpace;
 use shared::{UserId, WorkspaceId};
 use tokio::sync::broadcast;
 
@@ -218,7 +219,7 @@ impl Live {
     pub async fn ticket(
         &self,
         redis: Option<&RedisCache>,
-        key: impl Fn(&str) -> String,
+        keys: &KeySpace,
         ws: &WorkspaceId,
         user: &UserId,
     ) -> String {
@@ -229,7 +230,11 @@ impl Live {
         );
         let held = match redis {
             Some(r) => r
-                .set(&key(&ticket), &format!("{ws} {user}"), TICKET_TTL)
+                .set(
+                    &keys.live_ticket(&ticket),
+                    &format!("{ws} {user}"),
+                    TICKET_TTL,
+                )
                 .await
                 .is_ok(),
             None => false,
@@ -246,13 +251,13 @@ impl Live {
     pub async fn redeem(
         &self,
         redis: Option<&RedisCache>,
-        key: impl Fn(&str) -> String,
+        keys: &KeySpace,
         ticket: &str,
     ) -> Option<(WorkspaceId, UserId)> {
         if let Some((ws, user, until)) = self.local_tickets().remove(ticket) {
             return (until > Instant::now()).then_some((ws, user));
         }
-        let held = redis?.take(&key(ticket)).await.ok()??;
+        let held = redis?.take(&keys.live_ticket(ticket)).await.ok()??;
         let (ws, user) = held.split_once(' ')?;
         Some((WorkspaceId::parse(ws).ok()?, UserId::parse(user).ok()?))
     }
@@ -350,10 +355,10 @@ mod tests {
     async fn tickets_open_one_stream_once() {
         let live = Live::new(4, 10);
         let user = UserId::parse("u1").expect("user");
-        let key = |t: &str| format!("t:{t}");
-        let ticket = live.ticket(None, key, &ws(), &user).await;
-        assert_eq!(live.redeem(None, key, &ticket).await, Some((ws(), user)));
-        assert_eq!(live.redeem(None, key, &ticket).await, None);
-        assert_eq!(live.redeem(None, key, "made-up").await, None);
+        let keys = KeySpace::new("t").expect("namespace");
+        let ticket = live.ticket(None, &keys, &ws(), &user).await;
+        assert_eq!(live.redeem(None, &keys, &ticket).await, Some((ws(), user)));
+        assert_eq!(live.redeem(None, &keys, &ticket).await, None);
+        assert_eq!(live.redeem(None, &keys, "made-up").await, None);
     }
 }

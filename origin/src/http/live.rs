@@ -41,15 +41,10 @@ pub(super) async fn ticket(
     State(state): State<Arc<AppState>>,
     Workspace { ws, user, .. }: Workspace,
 ) -> Result<Response> {
-    let keys = state.cache.keys();
+    let redis = state.cache.redis().map(|r| &**r);
     let ticket = state
         .live
-        .ticket(
-            state.cache.redis().map(|r| &**r),
-            |t| keys.live_ticket(t),
-            &ws,
-            &user,
-        )
+        .ticket(redis, state.cache.keys(), &ws, &user)
         .await;
     Ok(reply::ok(
         json!({"ticket": ticket, "expires_in": TICKET_TTL.as_secs()}),
@@ -71,11 +66,10 @@ pub(super) async fn events(
     let ws = WorkspaceId::parse(&ws)?;
     match query.single("ticket")? {
         Some(ticket) => {
-            let keys = state.cache.keys();
             let redis = state.cache.redis().map(|r| &**r);
             let (granted, _) = state
                 .live
-                .redeem(redis, |t| keys.live_ticket(t), ticket)
+                .redeem(redis, state.cache.keys(), ticket)
                 .await
                 .ok_or(Error::Unauthorized)?;
             if granted != ws {
