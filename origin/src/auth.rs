@@ -3,6 +3,7 @@
 //! Every failure answers the same 401 body. Handlers then ask the `Caller` for what
 //! they need (a workspace, the admin role), so authorization is one call per handler.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,35 @@ impl Caller {
     }
 }
 
+/// The token last verified on one connection: a keep-alive connection sends the same
+/// token with every request, and comparing it with the last one costs less than looking
+/// it up. Kept no longer than `verified` keeps it, and never past its `exp`.
+#[derive(Default)]
+pub struct LastToken(RefCell<Option<Remembered>>);
+
+struct Remembered {
+    token: Box<str>,
+    person: Arc<Person>,
+    /// Seconds since the epoch.
+    until: u64,
+}
+
+impl LastToken {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Person>> {
+        let last = self.0.borrow();
+        let last = last.as_ref()?;
+        (*last.token == *token && now < last.until).then(|| last.person.clone())
+    }
+
+    fn set(&self, token: &str, person: &Arc<Person>, now: u64) {
+        *self.0.borrow_mut() = Some(Remembered {
+            token: token.into(),
+            person: person.clone(),
+            until: person.claims.exp.min(now + VERIFIED_FOR.as_secs()),
+        });
+    }
+}
+
 pub struct Verifier {
     tokens: TokenVerifier,
     internal_key: Option<String>,
@@ -127,15 +157,24 @@ impl Verifier {
         }
     }
 
-    fn person(&self, token: &str) -> Result<Arc<Person>> {
+    fn person(&self, token: &str, last: Option<&LastToken>) -> Result<Arc<Person>> {
         let now = u64::try_from(crate::cache::entry::now_ms() / 1000).unwrap_or(0);
-        if let Some(person) = self.verified.get(token).filter(|p| p.claims.exp > now) {
+        if let Some(person) = last.and_then(|l| l.get(token, now)) {
             return Ok(person);
         }
-        let claims = self.tokens.verify(token).map_err(|_| Error::Unauthorized)?;
-        let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
-        let person = Arc::new(Person { user, claims });
-        self.verified.insert(token.into(), person.clone());
+        let person = match self.verified.get(token).filter(|p| p.claims.exp > now) {
+            Some(person) => person,
+            None => {
+                let claims = self.tokens.verify(token).map_err(|_| Error::Unauthorized)?;
+                let user = UserId::parse(&claims.sub).map_err(|_| Error::Unauthorized)?;
+                let person = Arc::new(Person { user, claims });
+                self.verified.insert(token.into(), person.clone());
+                person
+            }
+        };
+        if let Some(last) = last {
+            last.set(token, &person, now);
+        }
         Ok(person)
     }
 
@@ -146,6 +185,11 @@ impl Verifier {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller> {
+        self.authenticate_on(headers, None)
+    }
+
+    /// `authenticate`, remembering the bearer token on `last` (a connection's).
+    pub fn authenticate_on(&self, headers: &HeaderMap, last: Option<&LastToken>) -> Result<Caller> {
         if let Some(key) = single_header(headers, &INTERNAL_KEY_HEADER)? {
             if !self.is_internal_key(key) {
                 return Err(Error::Unauthorized);
@@ -157,7 +201,7 @@ impl Verifier {
         }
         let auth = single_header(headers, &AUTHORIZATION)?.ok_or(Error::Unauthorized)?;
         let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
-        let person = self.person(token.trim())?;
+        let person = self.person(token.trim(), last)?;
         if let Some(claimed) = single_header(headers, &USER_HEADER)? {
             if claimed != person.user.as_str() {
                 return Err(Error::Forbidden("X-User-ID differs from the token's user"));
@@ -259,6 +303,44 @@ mod tests {
             .workspace(&WorkspaceId::parse("15214").expect("ws"))
             .is_err());
         assert!(caller.admin().is_err());
+    }
+
+    #[test]
+    fn a_connection_remembers_its_last_token_only_for_that_token_and_not_past_exp() {
+        let v = Verifier::new(SECRET, None);
+        let last = LastToken::default();
+        let mine = issue(SECRET, &claims(30)).expect("signed");
+        let mut theirs = claims(3600);
+        theirs.sub = "u2".into();
+        let theirs = issue(SECRET, &theirs).expect("signed");
+        let user = |token: &str| {
+            let caller =
+                v.authenticate_on(&headers(&[("authorization", &bearer(token))]), Some(&last));
+            caller.map(|c| c.user().expect("a person").as_str().to_owned())
+        };
+        assert_eq!(user(&mine).ok().as_deref(), Some("u1"));
+        assert_eq!(user(&mine).ok().as_deref(), Some("u1"));
+        assert_eq!(
+            user(&theirs).ok().as_deref(),
+            Some("u2"),
+            "another token on the connection"
+        );
+        assert!(matches!(user("forged.token.x"), Err(Error::Unauthorized)));
+        let now = u64::try_from(crate::cache::entry::now_ms() / 1000).expect("after 1970");
+        assert!(last.get(&theirs, now).is_some());
+        assert!(
+            last.get(&mine, now).is_none(),
+            "only the last token is held"
+        );
+        assert!(
+            last.get(&theirs, now + VERIFIED_FOR.as_secs()).is_none(),
+            "kept a minute at most"
+        );
+        let person = v.person(&mine, Some(&last)).expect("valid");
+        assert!(
+            last.get(&mine, person.claims.exp).is_none(),
+            "never at or past exp"
+        );
     }
 
     #[test]

@@ -158,9 +158,9 @@ pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
         let before = resident_bytes().unwrap_or(0);
         let inserted = n + n / 2;
         for i in 0..inserted {
-            memory.insert(key(i), entry()).await;
+            memory.insert(key(i), entry());
         }
-        memory.settle().await;
+        memory.settle();
         let added = resident_bytes().unwrap_or(0).saturating_sub(before);
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut times = Vec::with_capacity(100_000);
@@ -172,7 +172,7 @@ pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
             state ^= state << 17;
             let k = key(usize::try_from(state % inserted.max(1) as u64).unwrap_or(0));
             let started = Instant::now();
-            hits += usize::from(memory.get(&k).await.is_some());
+            hits += usize::from(memory.get(&k).is_some());
             times.push(started.elapsed());
         }
         times.sort();

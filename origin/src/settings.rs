@@ -21,6 +21,12 @@ struct Known {
     loaded: Option<Instant>,
 }
 
+impl Known {
+    fn is_fresh(&self) -> bool {
+        self.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)
+    }
+}
+
 /// One small entry per workspace ever seen: bounded by the number of workspaces.
 #[derive(Default)]
 pub struct SettingsCache {
@@ -29,13 +35,8 @@ pub struct SettingsCache {
 
 impl SettingsCache {
     pub async fn get(&self, store: &dyn Store, ws: &WorkspaceId) -> CacheSettings {
-        let known = self
-            .known
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ws)
-            .copied();
-        if let Some(k) = known.filter(|k| k.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)) {
+        let known = self.held(ws);
+        if let Some(k) = known.filter(Known::is_fresh) {
             return k.settings;
         }
         match store.load_settings(ws).await {
@@ -52,6 +53,19 @@ impl SettingsCache {
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<WorkspaceId, Known, FastHash>> {
         self.known.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `ws`'s settings if they were loaded recently enough to use without asking the store.
+    pub fn fresh(&self, ws: &WorkspaceId) -> Option<CacheSettings> {
+        self.held(ws).filter(Known::is_fresh).map(|k| k.settings)
+    }
+
+    fn held(&self, ws: &WorkspaceId) -> Option<Known> {
+        self.known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ws)
+            .copied()
     }
 
     pub fn remember(&self, ws: &WorkspaceId, settings: CacheSettings) {

@@ -185,6 +185,15 @@ impl Generations {
         );
     }
 
+    /// `current` if this instance knows it without asking Redis (its mirror is fresh, or
+    /// it has no Redis), else `None`.
+    pub fn known(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
+        match self.redis {
+            None => Some(self.read_local(ws, scopes).unwrap_or_default()),
+            Some(_) => self.read_mirror(ws, scopes),
+        }
+    }
+
     /// The generations a key of `ws` depending on `scopes` is built on.
     pub async fn current(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
         let Some(redis) = self.redis.as_deref() else {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use moka::Expiry;
 
 use super::entry::{now_ms, Entry};
@@ -69,19 +69,19 @@ impl Memory {
         Self { cache: Some(cache) }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.cache.as_ref()?.get(key).await
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache.as_ref()?.get(key)
     }
 
-    pub async fn insert(&self, key: String, entry: Arc<Entry>) {
+    pub fn insert(&self, key: String, entry: Arc<Entry>) {
         if let Some(c) = &self.cache {
-            c.insert(key, entry).await;
+            c.insert(key, entry);
         }
     }
 
-    pub async fn remove(&self, key: &str) {
+    pub fn remove(&self, key: &str) {
         if let Some(c) = &self.cache {
-            c.invalidate(key).await;
+            c.invalidate(key);
         }
     }
 
@@ -94,9 +94,9 @@ impl Memory {
     }
 
     /// Applies pending insertions and evictions, so that the counts above are exact.
-    pub async fn settle(&self) {
+    pub fn settle(&self) {
         if let Some(c) = &self.cache {
-            c.run_pending_tasks().await;
+            c.run_pending_tasks();
         }
     }
 }

@@ -156,13 +156,13 @@ impl Cache {
 
     /// The entry L1 holds under `key` if it is fresh and current: a hit that needs nothing
     /// else checked.
-    async fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
-        let e = self.memory.get(key).await?;
+    fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+        let e = self.memory.get(key)?;
         (e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true)).then_some(e)
     }
 
     async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
-        let e = self.memory.get(key).await?;
+        let e = self.memory.get(key)?;
         self.current(e, rows).await
     }
 
@@ -225,7 +225,7 @@ impl Cache {
     {
         let started = Instant::now();
         if layers.memory {
-            if let Some(e) = self.memory_fresh(&key, rows).await {
+            if let Some(e) = self.memory_fresh(&key, rows) {
                 return Ok(self.hit(e, Source::Memory, started));
             }
         }
@@ -276,7 +276,7 @@ impl Cache {
             if let Some(e) = self.redis_entry(r, &key, rows).await {
                 if e.is_fresh(now_ms()) {
                     if layers.memory {
-                        self.memory.insert(key, e.clone()).await;
+                        self.memory.insert(key, e.clone());
                     }
                     return Ok(self.hit(e, Source::RedisCache, started));
                 }
@@ -297,7 +297,7 @@ impl Cache {
                 match until(&stale, deadline, self.wait_for_fill(r, &key, &lock, rows)).await {
                     Some(Some(e)) => {
                         if layers.memory {
-                            self.memory.insert(key, e.clone()).await;
+                            self.memory.insert(key, e.clone());
                         }
                         return Ok(self.hit(e, Source::RedisCache, started));
                     }
@@ -527,44 +527,54 @@ impl Cache {
         (gens, rows)
     }
 
-    /// `user`'s counts if L1 holds them fresh and current, else `None` (nothing counted):
-    /// the whole of an L1 hit, for the HTTP layer's hit path.
-    pub async fn counts_in_memory(&self, ws: &WorkspaceId, user: &UserId) -> Option<Answer> {
+    /// `user`'s counts if L1 holds them fresh and current under generations this instance
+    /// knows now, else `None` (nothing counted): the whole of an L1 hit, without waiting
+    /// on anything, for the HTTP layer's hit path.
+    pub fn counts_in_memory(&self, ws: &WorkspaceId, user: &UserId) -> Option<Answer> {
         let started = Instant::now();
-        let (gens, _) = self.basis(ws, &[GenerationScope::Counts], None).await;
+        let gens = self.generations.known(ws, &[GenerationScope::Counts])?;
         let key = self.keys.counts(ws, gens, user);
-        self.in_memory(ws, &key, None, started).await
+        self.in_memory(ws, &key, None, started)
     }
 
     /// As `counts_in_memory`, for a page of `board`.
-    pub async fn page_in_memory(
+    pub fn page_in_memory(
         &self,
         ws: &WorkspaceId,
         board: BoardId,
         q: &ContactListQuery,
     ) -> Option<Answer> {
         let started = Instant::now();
-        let scopes = GenerationScope::of_page(board, q);
-        let (gens, rows) = self.basis(ws, &scopes, Some(board)).await;
+        let gens = self
+            .generations
+            .known(ws, &GenerationScope::of_page(board, q))?;
+        let rows = RowsBasis {
+            ws: ws.clone(),
+            board,
+            seq: self
+                .generations
+                .known(ws, &[GenerationScope::Rows(board)])?
+                .scope,
+        };
         let key = self.keys.contacts(ws, board, gens, q);
-        self.in_memory(ws, &key, rows.as_ref(), started).await
+        self.in_memory(ws, &key, Some(&rows), started)
     }
 
-    async fn in_memory(
+    fn in_memory(
         &self,
         ws: &WorkspaceId,
         key: &str,
         rows: Option<&RowsBasis>,
         started: Instant,
     ) -> Option<Answer> {
-        let e = self.memory_fresh(key, rows).await?;
+        let e = self.memory_fresh(key, rows)?;
         self.traffic.read(ws, true);
         Some(self.hit(e, Source::Memory, started))
     }
 
     /// Drops one key from both layers (the performance test's cold start).
     pub async fn remove(&self, key: &str) {
-        self.memory.remove(key).await;
+        self.memory.remove(key);
         if let Some(r) = &self.redis {
             let _ = r.del(key).await;
         }
@@ -625,7 +635,7 @@ impl Fill {
         });
         if let Ok(entry) = &entry {
             if let Some(m) = &self.memory {
-                m.insert(key.clone(), entry.clone()).await;
+                m.insert(key.clone(), entry.clone());
             }
             if let Some(r) = &self.redis {
                 if r.set(&key, &entry.encode(), self.keep).await.is_err() {

@@ -18,7 +18,7 @@ use shared::{BoardId, WorkspaceId};
 
 use super::auth::Charged;
 use super::{new_request_id, reply, REQUEST_ID};
-use crate::auth::{single_header, WORKSPACE_HEADER};
+use crate::auth::{single_header, LastToken, WORKSPACE_HEADER};
 use crate::state::AppState;
 
 /// The reads a hit may answer, by path.
@@ -52,12 +52,14 @@ fn route<B>(request: &Request<B>) -> Option<Read<'_>> {
 }
 
 /// The answer to `request` if it is an L1 hit, else `None` with `request` as it came
-/// (but for `Charged` when its budget was charged here).
-pub async fn answer<B>(state: &AppState, request: &mut Request<B>) -> Option<Response> {
+/// (but for `Charged` when its budget was charged here). Waits on nothing: settings or
+/// generations this instance would have to fetch first make it `None` too, and the
+/// router fetches them. `last` is the connection's last verified token.
+pub fn answer<B>(state: &AppState, request: &mut Request<B>, last: &LastToken) -> Option<Response> {
     let started = Instant::now();
     let read = route(request)?;
     let headers = request.headers();
-    let caller = state.auth.authenticate(headers).ok()?;
+    let caller = state.auth.authenticate_on(headers, Some(last)).ok()?;
     let header_ws = single_header(headers, &WORKSPACE_HEADER).ok()?;
     let path_ws = match read {
         Read::Counts { ws } => Some(ws),
@@ -66,7 +68,7 @@ pub async fn answer<B>(state: &AppState, request: &mut Request<B>) -> Option<Res
     let ws: WorkspaceId = request_workspace(path_ws, header_ws).ok()?;
     caller.workspace(&ws).ok()?;
     let user = caller.user().ok()?;
-    let settings = state.settings_for(&ws).await;
+    let settings = state.settings.fresh(&ws)?;
     let page = match read {
         Read::Counts { .. } => {
             settings.counts_ttl()?;
@@ -88,8 +90,8 @@ pub async fn answer<B>(state: &AppState, request: &mut Request<B>) -> Option<Res
     let charged = state.limits.request(&ws, &settings.rate_limits).is_ok();
     let hit = if charged {
         match &page {
-            None => state.cache.counts_in_memory(&ws, user).await,
-            Some((board, q)) => state.cache.page_in_memory(&ws, *board, q).await,
+            None => state.cache.counts_in_memory(&ws, user),
+            Some((board, q)) => state.cache.page_in_memory(&ws, *board, q),
         }
     } else {
         None

@@ -2,13 +2,15 @@
 //! offered to the hit path first and then to the router.
 
 use std::convert::Infallible;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::{ready, Future, Ready};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -17,31 +19,27 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 use super::hit;
+use crate::auth::LastToken;
 use crate::state::AppState;
 
-#[derive(Clone)]
+/// One connection's service: the hit path, then the router.
 struct Front {
     state: Arc<AppState>,
     router: Router,
+    last: LastToken,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
 
-    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
-        let Self { state, router } = self.clone();
-        Box::pin(async move {
-            let mut request = request;
-            if let Some(hit) = hit::answer(&state, &mut request).await {
-                return Ok(hit);
-            }
-            let mut router = router;
-            // The router is always ready; asked all the same, as a service must be.
-            poll_fn(|cx| Service::<hyper::Request<Incoming>>::poll_ready(&mut router, cx)).await?;
-            router.call(request).await
-        })
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
+        if let Some(hit) = hit::answer(&self.state, &mut request, &self.last) {
+            return Either::Left(ready(Ok(hit)));
+        }
+        // axum's router is always ready (its `poll_ready` answers `Ready` at once).
+        Either::Right(self.router.clone().call(request))
     }
 }
 
@@ -52,10 +50,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let front = Front {
-        router: super::router(state.clone()),
-        state,
-    };
+    let router = super::router(state.clone());
     let connections = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -71,8 +66,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection =
-            http1::Builder::new().serve_connection(TokioIo::new(stream), front.clone());
+        let front = Front {
+            state: state.clone(),
+            router: router.clone(),
+            last: LastToken::default(),
+        };
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), front);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -224,7 +224,7 @@ async fn garbage_and_old_format_values_in_redis_are_misses(db: PgPool) {
         "ec0|1|9999999999999|{\"total\":1}",
         "ec1|x|y|{}",
     ] {
-        a.state.cache.memory().remove(&key).await;
+        a.state.cache.memory().remove(&key);
         redis::cmd("SET")
             .arg(&key)
             .arg(garbage)
