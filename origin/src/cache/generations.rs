@@ -196,15 +196,15 @@ impl Generations {
 
     /// The generations a key of `ws` depending on `scopes` is built on.
     pub async fn current(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
-        let Some(redis) = self.redis.as_deref() else {
-            return self.read_local(ws, scopes).unwrap_or_default();
-        };
-        if let Some(gens) = self.read_mirror(ws, scopes) {
+        if let Some(gens) = self.known(ws, scopes) {
             return gens;
         }
-        // Boxed: the Redis read is once a second at most, and its state would otherwise
-        // weigh on every read's future.
-        Box::pin(self.refresh(redis, ws, scopes)).await
+        match self.redis.as_deref() {
+            // Boxed: the Redis read is once a second at most, and its state would
+            // otherwise weigh on every read's future.
+            Some(redis) => Box::pin(self.refresh(redis, ws, scopes)).await,
+            None => KeyGens::default(),
+        }
     }
 
     /// The mirror of `ws` expired or was forgotten: reads Redis (one read at a time per
