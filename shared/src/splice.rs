@@ -17,18 +17,28 @@ pub fn envelope(data: &str, extra: &impl Serialize) -> String {
     with_fields(data, fields)
 }
 
+/// Where every answer starts.
+pub const OPEN: &str = r#"{"success":true,"data":"#;
+
+/// A serialized object up to (not including) its closing brace, and what goes between
+/// that and members added after its own: a comma, or nothing in an empty object. `None`
+/// when `data` is not an object.
+pub fn open_object(data: &str) -> Option<(&str, &'static str)> {
+    let trimmed = data.trim_end();
+    let open = trimmed
+        .strip_suffix('}')
+        .filter(|_| trimmed.starts_with('{'))?;
+    if open[1..].trim().is_empty() {
+        return Some(("{", ""));
+    }
+    Some((open, ","))
+}
+
 /// `envelope` with the fields already written as JSON members (`"a":1,"b":true`).
 fn with_fields(data: &str, fields: &str) -> String {
-    const OPEN: &str = r#"{"success":true,"data":"#;
-    let trimmed = data.trim_end();
-    let (Some(open), false, true) = (
-        trimmed.strip_suffix('}'),
-        fields.is_empty(),
-        trimmed.starts_with('{'),
-    ) else {
+    let (Some((open, sep)), false) = (open_object(data), fields.is_empty()) else {
         return format!("{OPEN}{data}}}");
     };
-    let sep = if open[1..].trim().is_empty() { "" } else { "," };
     let mut out = String::with_capacity(OPEN.len() + open.len() + sep.len() + fields.len() + 2);
     out.push_str(OPEN);
     out.push_str(open);

@@ -3,6 +3,7 @@
 //! (garbage, an older format) is a miss.
 
 use bytes::Bytes;
+use shared::splice::{open_object, OPEN};
 
 const TAG: &str = "ec2";
 
@@ -22,9 +23,6 @@ pub struct Entry {
 
 /// Room for the fields an answer adds (about 330 bytes), so writing them never grows it.
 const TAIL_CAPACITY: usize = 384;
-
-/// Where every answer starts.
-const OPEN: &str = r#"{"success":true,"data":"#;
 
 /// The contacts a cached page shows and the board's `Rows` generation when it was read:
 /// an edit logged after it leaves the page valid unless it edited one of these.
@@ -81,10 +79,8 @@ impl Entry {
     }
 
     fn at(body: &str, computed_at_ms: i64, fresh_until_ms: i64, rows: Option<Rows>) -> Self {
-        let open = body.strip_suffix('}').filter(|_| body.starts_with('{'));
-        let (kept, joint) = match open {
-            Some(open) if open[1..].trim().is_empty() => ("{", Some("")),
-            Some(open) => (open, Some(",")),
+        let (kept, joint) = match open_object(body) {
+            Some((open, joint)) => (open, Some(joint)),
             None => (body, None),
         };
         let mut head = Vec::with_capacity(OPEN.len() + kept.len());

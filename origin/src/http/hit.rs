@@ -12,13 +12,12 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use axum::response::Response;
-use shared::access::request_workspace;
 use shared::query::ContactListQuery;
-use shared::{BoardId, WorkspaceId};
+use shared::BoardId;
 
-use super::auth::Charged;
+use super::auth::{checked_workspace, Charged};
 use super::{new_request_id, reply, REQUEST_ID};
-use crate::auth::{single_header, LastToken, WORKSPACE_HEADER};
+use crate::auth::LastToken;
 use crate::state::AppState;
 
 /// The reads a hit may answer, by path.
@@ -60,13 +59,11 @@ pub fn answer<B>(state: &AppState, request: &mut Request<B>, last: &LastToken) -
     let read = route(request)?;
     let headers = request.headers();
     let caller = state.auth.authenticate_on(headers, Some(last)).ok()?;
-    let header_ws = single_header(headers, &WORKSPACE_HEADER).ok()?;
     let path_ws = match read {
         Read::Counts { ws } => Some(ws),
         Read::Page { .. } => None,
     };
-    let ws: WorkspaceId = request_workspace(path_ws, header_ws).ok()?;
-    caller.workspace(&ws).ok()?;
+    let ws = checked_workspace(&caller, path_ws, headers).ok()?;
     let user = caller.user().ok()?;
     let settings = state.settings.fresh(&ws)?;
     let page = match read {
