@@ -34,9 +34,12 @@ const DISTRUSTED_STEP: u64 = 1 << 32;
 /// only what the read in hand needs and the mirror starts over with those.
 const MAX_MIRRORED: usize = 1024;
 
+/// A mirror's counters by field name; every read looks several up, hence the fast hasher.
+type Fields = HashMap<String, u64, FastHash>;
+
 struct Mirror {
     /// The fields read so far (a counter Redis lacks is held as 0).
-    fields: HashMap<String, u64>,
+    fields: Fields,
     /// `None` until Redis has been read for this workspace.
     fetched: Option<Instant>,
 }
@@ -158,7 +161,7 @@ impl Generations {
     /// Otherwise Redis's values replace the mirror's, as the authority they are.
     /// A mirror that learns new values this way (its announcement was lost, or came
     /// while pub/sub was down) marks the workspace changed, so fills read the primary.
-    fn store_mirror(&self, ws: &WorkspaceId, mut fields: HashMap<String, u64>, raced: bool) {
+    fn store_mirror(&self, ws: &WorkspaceId, mut fields: Fields, raced: bool) {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = mirrors.get(ws) {
             if raced {
@@ -227,7 +230,7 @@ impl Generations {
         let wanted = self.to_fetch(ws, scopes);
         match redis.hmget(&self.keys.generations(ws), &wanted).await {
             Ok(values) => {
-                let fields: HashMap<String, u64> = wanted
+                let fields: Fields = wanted
                     .into_iter()
                     .zip(values)
                     .map(|(f, v)| (f, v.unwrap_or(0)))
@@ -264,15 +267,10 @@ impl Generations {
 
     /// This instance's bumps of `ws` wait to be replayed, so its mirror stays the
     /// authority; Redis only adds the fields it lacked.
-    fn add_missing(
-        &self,
-        ws: &WorkspaceId,
-        fields: HashMap<String, u64>,
-        scopes: &[GenerationScope],
-    ) -> KeyGens {
+    fn add_missing(&self, ws: &WorkspaceId, fields: Fields, scopes: &[GenerationScope]) -> KeyGens {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: HashMap::new(),
+            fields: Fields::default(),
             fetched: None,
         });
         for (field, value) in fields {
@@ -292,7 +290,7 @@ impl Generations {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: HashMap::new(),
+            fields: Fields::default(),
             fetched: None,
         });
         for field in needed_fields(scopes) {
@@ -402,7 +400,7 @@ impl Generations {
     fn bump_local(&self, ws: &WorkspaceId, scope: GenerationScope) -> u64 {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: HashMap::new(),
+            fields: Fields::default(),
             fetched: None,
         });
         let field = m.fields.entry(scope.field()).or_default();
@@ -577,7 +575,7 @@ mod tests {
         let g = Generations::new(keys, Duration::ZERO, Some(Arc::new(down)));
         let board = &[GenerationScope::Board(BoardId(3))];
         let read = [("ws".to_owned(), 0), ("b3".to_owned(), 5)];
-        g.store_mirror(&ws(), HashMap::from(read), false);
+        g.store_mirror(&ws(), read.into_iter().collect(), false);
         let expired = g.current(&ws(), board).await;
         assert_eq!((expired.workspace, expired.scope), (0, 5));
         let unread = &[GenerationScope::Board(BoardId(4))];

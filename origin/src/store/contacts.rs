@@ -187,6 +187,15 @@ where
 {
     let mut qb = QueryBuilder::new("SELECT ");
     qb.push(CONTACT_COLUMNS);
+    // An offset skips rows the page does not show: their ids come from the sort index
+    // (index-only where the filter allows, see the migration `board_pages_skip_by_index`),
+    // and only the page's own rows are read whole.
+    let skips = q.after.is_none() && q.offset() > 0;
+    if skips {
+        qb.push(" FROM contacts WHERE workspace_id = ")
+            .push_bind(ws.as_str())
+            .push(" AND id IN (SELECT id");
+    }
     push_where(&mut qb, ws, board, q, user, d);
     let (dir, past) = match q.sort_order {
         SortOrder::Asc => ("ASC", ">"),
@@ -204,8 +213,9 @@ where
     qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
     // One row more than the page: whether it exists is `has_more`.
     qb.push(" LIMIT ").push_bind(i64::from(q.per_page) + 1);
-    if q.after.is_none() {
+    if skips {
         qb.push(" OFFSET ").push_bind(q.offset());
+        qb.push(format_args!(") ORDER BY {column} {dir}, id {dir}"));
     }
     qb
 }

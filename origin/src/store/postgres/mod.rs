@@ -18,7 +18,7 @@ use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
 use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
@@ -90,11 +90,17 @@ impl Store for PgStore {
         self.replica.is_some()
     }
 
+    /// On a connection of its own without the pool's statement timeout: building an index
+    /// over a large table takes longer than any read may, and a migration cut short is
+    /// rolled back and retried at every start.
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../migrations")
-            .run(&self.db)
-            .await
-            .map_err(super::internal)
+        let mut conn = self.db.acquire().await?.detach();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await?;
+        let done = sqlx::migrate!("../migrations").run_direct(&mut conn).await;
+        let _ = conn.close().await;
+        done.map_err(super::internal)
     }
 
     async fn ping(&self, read: Read) -> Result<()> {
