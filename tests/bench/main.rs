@@ -45,6 +45,10 @@ struct Cli {
     /// target/bench/quick.json with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only the mixed workload, printed and not written: to compare settings such as
+    /// `DB_READ_CONCURRENCY`, which the origins it starts take from the environment.
+    #[arg(long)]
+    mixed_only: bool,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -96,6 +100,13 @@ async fn main() {
         namespace: namespace.to_owned(),
     };
     let l1 = 256 * 1024 * 1024;
+    if cli.mixed_only {
+        let layers = layers(l1, Some(&redis), &format!("{run_ns}m"));
+        let (runs, drift) = mixed::both_shares(&db, &url, &layers, &plan).await;
+        let out = serde_json::json!({"mixed": runs, "countersDriftAfterMixed": drift});
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return;
+    }
     let memory = origins::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
     let l2 = origins::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
     let uncached = origins::origin(&url, &layers(0, None, &run_ns)).await;
@@ -166,35 +177,14 @@ async fn main() {
     drop((bare_counts, bare_page));
     let _ = std::fs::remove_dir_all(&body_dir);
 
-    // The mixed workload on two instances sharing Redis.
-    let mixed_ns = format!("{run_ns}m");
-    let a = origins::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
-    let b = origins::origin(&url, &layers(l1, Some(&redis), &mixed_ns)).await;
-    let mut workspaces = Vec::new();
-    for w in &plan.main {
-        workspaces.push(mixed::Workspace {
-            id: w.clone(),
-            boards: origins::boards(&db, w).await,
-            token: token("user_3", w, false),
-            admin: token("user_1", w, true),
-        });
-    }
-    let mut mixed = Vec::new();
-    for write_share in [0.05, 0.20] {
-        mixed.push(
-            mixed::run(
-                &db,
-                &[a.base(), b.base()],
-                &workspaces,
-                plan.mixed_clients,
-                plan.mixed_for,
-                write_share,
-            )
-            .await,
-        );
-    }
-    drop((a, b, memory, l2));
-    let counters_after_mixed = writes::drift(&db, &plan.main).await;
+    drop((memory, l2));
+    let (mixed, counters_after_mixed) = mixed::both_shares(
+        &db,
+        &url,
+        &layers(l1, Some(&redis), &format!("{run_ns}m")),
+        &plan,
+    )
+    .await;
 
     let mut scaling = Vec::new();
     for (w, n) in &plan.scaling {

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use e2e::origins::{self, token, Layers};
+
+use crate::plan::Plan;
 use crate::rng::{Rng, Zipf};
+use crate::writes;
 
 #[derive(Clone)]
 pub struct Workspace {
@@ -83,6 +87,44 @@ async fn stats(http: &reqwest::Client, base: &str) -> Value {
         .await
         .expect("health json");
     v["data"]["stats"].clone()
+}
+
+/// The workload at 5% and at 20% writes, on two instances sharing Redis (`layers`), and
+/// the counters' drift after both.
+pub async fn both_shares(
+    db: &PgPool,
+    url: &str,
+    layers: &Layers,
+    plan: &Plan,
+) -> (Vec<Value>, usize) {
+    let a = origins::origin(url, layers).await;
+    let b = origins::origin(url, layers).await;
+    let mut workspaces = Vec::new();
+    for w in &plan.main {
+        workspaces.push(Workspace {
+            id: w.clone(),
+            boards: origins::boards(db, w).await,
+            token: token("user_3", w, false),
+            admin: token("user_1", w, true),
+        });
+    }
+    let mut runs = Vec::new();
+    for write_share in [0.05, 0.20] {
+        let bases = [a.base(), b.base()];
+        runs.push(
+            run(
+                db,
+                &bases,
+                &workspaces,
+                plan.mixed_clients,
+                plan.mixed_for,
+                write_share,
+            )
+            .await,
+        );
+    }
+    drop((a, b));
+    (runs, writes::drift(db, &plan.main).await)
 }
 
 pub async fn run(

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use shared::cursor::Cursor;
 use shared::model::{Contact, ContactPage, Pagination, Total};
-use shared::query::{ContactListQuery, SortBy, SortOrder};
+use shared::query::{ContactListQuery, Filter, SortBy, SortOrder};
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
 use sqlx::types::Json;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
@@ -187,10 +187,16 @@ where
 {
     let mut qb = QueryBuilder::new("SELECT ");
     qb.push(CONTACT_COLUMNS);
-    // An offset skips rows the page does not show: their ids come from the sort index
-    // (index-only where the filter allows, see the migration `board_pages_skip_by_index`),
-    // and only the page's own rows are read whole.
-    let skips = q.after.is_none() && q.offset() > 0;
+    // An offset skips rows the page does not show. Where the sort index holds all the
+    // filter reads (the default list and the archived one, in a column by creation time
+    // too; see the migration `board_pages_skip_by_index`), the page's ids come from an
+    // index-only scan and only its own rows are read whole. Other filters read each row
+    // to test it either way.
+    let skips = q.after.is_none()
+        && q.offset() > 0
+        && q.search.is_none()
+        && matches!(q.filter, Filter::All | Filter::Archived)
+        && (q.column_id.is_none() || q.sort_by == SortBy::CreatedAt);
     if skips {
         qb.push(" FROM contacts WHERE workspace_id = ")
             .push_bind(ws.as_str())
@@ -213,8 +219,10 @@ where
     qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
     // One row more than the page: whether it exists is `has_more`.
     qb.push(" LIMIT ").push_bind(i64::from(q.per_page) + 1);
-    if skips {
+    if q.after.is_none() && q.offset() > 0 {
         qb.push(" OFFSET ").push_bind(q.offset());
+    }
+    if skips {
         qb.push(format_args!(") ORDER BY {column} {dir}, id {dir}"));
     }
     qb

@@ -485,6 +485,7 @@ async fn cursor_pages_walk_every_sort_and_filter_as_offset_pages_do(store: Arc<d
             if !p.pagination.has_more {
                 break;
             }
+            assert!(expected.len() as i64 <= total, "offset pages repeat rows");
         }
         assert_eq!(expected.len() as i64, total);
         let mut q = ContactListQuery {
