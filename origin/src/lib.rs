@@ -28,7 +28,7 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -113,15 +113,27 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     })
 }
 
-/// Upkeep: each minute forgets idle rate limiters, each hour deletes the clock counters
-/// no count reads any more (they would otherwise grow by a day's hours every day).
+/// How often an instance folds the counters' shards. Writes bring shard rows back all
+/// the time, and each one a fold moves makes the next write of its bucket an insert
+/// instead of an update; every few seconds keeps reads near one row per bucket for that.
+const FOLD_EVERY: Duration = Duration::from_secs(5);
+
+/// Upkeep: every few seconds folds the counters' shards, each minute forgets idle rate
+/// limiters, each hour deletes the clock counters no count reads any more (they would
+/// otherwise grow by a day's hours every day).
 async fn upkeep(state: Arc<AppState>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-    for minute in 0u64.. {
+    let minute = (60 / FOLD_EVERY.as_secs()).max(1);
+    let mut every = tokio::time::interval(FOLD_EVERY);
+    for tick in 0u64.. {
         every.tick().await;
-        state.limits.prune();
-        state.live.prune();
-        if minute % 60 == 0 {
+        if let Err(e) = state.store.fold_counters().await {
+            tracing::warn!(error = %e, "folding the counters' shards failed");
+        }
+        if tick % minute == 0 {
+            state.limits.prune();
+            state.live.prune();
+        }
+        if tick % (60 * minute) == 0 {
             if let Err(e) = state.store.prune_counters().await {
                 tracing::warn!(error = %e, "pruning the clock counters failed");
             }

@@ -187,6 +187,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<counters::Drift>>;
     /// Deletes the clock counters of hours no count reads any more; how many rows went.
     async fn prune_counters(&self) -> Result<u64>;
+    /// Folds the counters' shards into one row per bucket, so that counts and totals sum
+    /// fewer rows (migration `counter_folds`); how many shard rows it moved.
+    async fn fold_counters(&self) -> Result<u64>;
 
     /// The stored settings, or the contract's defaults for a workspace that never saved any.
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings>;

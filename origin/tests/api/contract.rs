@@ -2,6 +2,7 @@
 //! embedded SQLite store (a fresh file), and must pass for both.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use origin::error::Error;
@@ -73,7 +74,7 @@ contract!(
     writes_create_patch_move_and_delete,
     settings_default_then_persist,
     cursor_pages_walk_every_sort_and_filter_as_offset_pages_do,
-    counters_equal_a_recount_after_concurrent_writes,
+    counters_equal_a_recount_after_concurrent_writes_and_folds,
     a_broad_search_counts_its_matches_up_to_the_cap,
     clock_counts_match_the_contacts_timestamps,
 );
@@ -528,7 +529,7 @@ impl Lcg {
     }
 }
 
-async fn counters_equal_a_recount_after_concurrent_writes(store: Arc<dyn Store>) {
+async fn counters_equal_a_recount_after_concurrent_writes_and_folds(store: Arc<dyn Store>) {
     let boards = seed_two(&store).await;
     let mut columns = Vec::new();
     for board in &boards {
@@ -604,10 +605,29 @@ async fn counters_equal_a_recount_after_concurrent_writes(store: Arc<dyn Store>)
             }
         })
     });
+    // Shard folds run all along, as the origin's upkeep runs them beside writers.
+    let writing = Arc::new(AtomicBool::new(true));
+    let folds = {
+        let (store, writing) = (store.clone(), writing.clone());
+        tokio::spawn(async move {
+            while writing.load(Ordering::Acquire) {
+                store.fold_counters().await.expect("fold");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
     for w in writers.collect::<Vec<_>>() {
         w.await.expect("writer");
     }
+    writing.store(false, Ordering::Release);
+    folds.await.expect("folds");
     let drift = store.check_counters(None, false).await.expect("check");
+    assert!(drift.is_empty(), "{drift:?}");
+    store.fold_counters().await.expect("last fold");
+    let drift = store
+        .check_counters(None, false)
+        .await
+        .expect("check after the last fold");
     assert!(drift.is_empty(), "{drift:?}");
     let counts = store
         .counts(Read::Primary, &ws(WS), &user())

@@ -1,7 +1,10 @@
 //! Cursor pages through the HTTP API (caching per cursor, refusing foreign or altered
-//! cursors) and the counters' check and repair against Postgres.
+//! cursors) and the counters' check, repair and shard folds against Postgres.
 
+use origin::store::Read;
 use reqwest::StatusCode;
+use shared::query::{ContactListQuery, Filter};
+use shared::{BoardId, UserId};
 use sqlx::PgPool;
 
 use crate::helpers::*;
@@ -83,14 +86,20 @@ async fn counters_check_finds_drift_and_repair_restores_the_counts(db: PgPool) {
         .expect("check")
         .is_empty());
     let true_open = app.counts(&member()).await["open"].as_i64().expect("open");
-    sqlx::query(
-        "UPDATE contact_counters SET open = open + 5 \
-         WHERE ctid = (SELECT ctid FROM contact_counters WHERE workspace_id = $1 LIMIT 1)",
+    // Five more open contacts in one bucket, in a shard of its own: the app's shard folds
+    // move the value, never the drift.
+    let corrupted = sqlx::query(
+        "INSERT INTO contact_counters AS c \
+         SELECT workspace_id, board_id, column_id, assignee, 3, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0 \
+         FROM contact_counters WHERE workspace_id = $1 LIMIT 1 \
+         ON CONFLICT (workspace_id, board_id, column_id, assignee, shard) \
+         DO UPDATE SET open = c.open + 5",
     )
     .bind(WS)
     .execute(&db)
     .await
     .expect("corrupt a counter");
+    assert_eq!(corrupted.rows_affected(), 1);
 
     let other = ws(OTHER_WS);
     assert!(store
@@ -190,4 +199,100 @@ async fn clock_counts_are_exact_at_the_edges_of_their_windows(db: PgPool) {
         .await
         .expect("check")
         .is_empty());
+}
+
+/// Rows in shards other than 0, per counter table.
+async fn shard_rows(db: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM contact_counters WHERE shard <> 0), \
+                (SELECT count(*) FROM contact_clock_counters WHERE shard <> 0)",
+    )
+    .fetch_one(db)
+    .await
+    .expect("shard rows")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn folding_the_shards_leaves_one_row_per_bucket_and_every_count_as_it_was(db: PgPool) {
+    let store = pg(&db);
+    let seeded = store.seed(&ws(WS), 600, 3).await.expect("seed");
+    let user = UserId::parse("user_3").expect("user");
+    let board = BoardId(seeded.boards[0]);
+    let open = ContactListQuery {
+        filter: Filter::Open,
+        ..ContactListQuery::default()
+    };
+    let read = |q: ContactListQuery| {
+        let (store, user) = (store.clone(), user.clone());
+        async move {
+            let counts = store
+                .counts(Read::Primary, &ws(WS), &user)
+                .await
+                .expect("counts");
+            let page = store
+                .page(Read::Primary, &ws(WS), board, &q, &user)
+                .await
+                .expect("page");
+            (counts, page.pagination.total)
+        }
+    };
+    let before = read(open.clone()).await;
+    let (buckets, clock_rows) = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT (SELECT count(*) FROM contact_counters), (SELECT count(*) FROM contact_clock_counters)",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("rows");
+    // The seeding wrote all its rows from one connection, into that connection's shard.
+    for table in ["contact_counters", "contact_clock_counters"] {
+        sqlx::query(&format!("UPDATE {table} SET shard = 0"))
+            .execute(&db)
+            .await
+            .expect("one shard");
+    }
+    // As writers on other connections leave them: each bucket in two more shards, whose
+    // values cancel out, so the sums (and the check) stay what they were.
+    for (shard, delta) in [(2, 7), (3, -7)] {
+        sqlx::query(
+            "INSERT INTO contact_counters \
+             SELECT workspace_id, board_id, column_id, assignee, $1::smallint, \
+                    $2, $2, $2, $2, $2, $2, $2, $2, $2, $2, $2 \
+             FROM contact_counters WHERE shard = 0",
+        )
+        .bind(shard)
+        .bind(delta)
+        .execute(&db)
+        .await
+        .expect("shard buckets");
+        sqlx::query(
+            "INSERT INTO contact_clock_counters \
+             SELECT workspace_id, clock, hour, board_id, column_id, $1::smallint, $2 \
+             FROM contact_clock_counters WHERE shard = 0",
+        )
+        .bind(shard)
+        .bind(delta)
+        .execute(&db)
+        .await
+        .expect("shard clock counters");
+    }
+    assert_eq!(shard_rows(&db).await, (2 * buckets, 2 * clock_rows));
+    assert!(store
+        .check_counters(None, false)
+        .await
+        .expect("check")
+        .is_empty());
+
+    let moved = store.fold_counters().await.expect("fold");
+    assert_eq!(
+        moved,
+        u64::try_from(2 * (buckets + clock_rows)).expect("count")
+    );
+    assert_eq!(shard_rows(&db).await, (0, 0));
+    assert_eq!(read(open).await, before);
+    assert!(store
+        .check_counters(None, false)
+        .await
+        .expect("check")
+        .is_empty());
+    assert_eq!(store.fold_counters().await.expect("fold again"), 0);
 }

@@ -3,6 +3,8 @@
 //! snapshot sees them agree unless they really drifted, and the check needs no lock
 //! while writers go on. A repair in that snapshot fails with a serialization error if a
 //! writer touched the same counters meanwhile, and is tried again.
+//!
+//! And the folds of the counters' shards (migration `counter_folds`).
 
 use shared::WorkspaceId;
 use sqlx::{PgPool, Postgres};
@@ -12,6 +14,41 @@ use super::D;
 use crate::error::{Error, Result};
 
 const TRIES: usize = 5;
+
+/// Shard rows one fold moves, in one transaction: short enough that the writers it may
+/// make wait (on the shard-0 rows it adds to) hardly notice.
+const FOLD_BATCH: i32 = 1000;
+
+/// Folds every shard row there is, a batch at a time, clock counters first; how many it
+/// moved. Rows a writer holds are skipped, and a batch that waited too long on one ends
+/// that table's fold: the next call goes on.
+pub async fn fold(db: &PgPool) -> Result<u64> {
+    let mut moved = 0i64;
+    for function in ["contact_clock_counters_fold", "contact_counters_fold"] {
+        loop {
+            let batch = sqlx::query_scalar::<_, i64>(&format!("SELECT {function}($1)"))
+                .bind(FOLD_BATCH)
+                .fetch_one(db)
+                .await;
+            let n = match batch {
+                Ok(n) => n,
+                Err(e) if is_lock_timeout(&e) => break,
+                Err(e) => return Err(e.into()),
+            };
+            moved += n;
+            if n < i64::from(FOLD_BATCH) {
+                break;
+            }
+        }
+    }
+    Ok(u64::try_from(moved).unwrap_or(0))
+}
+
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
 
 pub async fn check(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
     let mut tries = 0;

@@ -241,6 +241,10 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn fold_counters(&self) -> Result<u64> {
+        counters::fold(&self.db).await
+    }
+
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {
         settings::load(&self.db, ws).await
     }
