@@ -243,8 +243,20 @@ async fn folding_the_shards_leaves_one_row_per_bucket_and_every_count_as_it_was(
     .fetch_one(&db)
     .await
     .expect("rows");
+    let tables = [
+        (
+            "contact_counters",
+            "workspace_id, board_id, column_id, assignee",
+            11,
+        ),
+        (
+            "contact_clock_counters",
+            "workspace_id, clock, hour, board_id, column_id",
+            1,
+        ),
+    ];
     // The seeding wrote all its rows from one connection, into that connection's shard.
-    for table in ["contact_counters", "contact_clock_counters"] {
+    for (table, _, _) in tables {
         sqlx::query(&format!("UPDATE {table} SET shard = 0"))
             .execute(&db)
             .await
@@ -253,27 +265,18 @@ async fn folding_the_shards_leaves_one_row_per_bucket_and_every_count_as_it_was(
     // As writers on other connections leave them: each bucket in two more shards, whose
     // values cancel out, so the sums (and the check) stay what they were.
     for (shard, delta) in [(2, 7), (3, -7)] {
-        sqlx::query(
-            "INSERT INTO contact_counters \
-             SELECT workspace_id, board_id, column_id, assignee, $1::smallint, \
-                    $2, $2, $2, $2, $2, $2, $2, $2, $2, $2, $2 \
-             FROM contact_counters WHERE shard = 0",
-        )
-        .bind(shard)
-        .bind(delta)
-        .execute(&db)
-        .await
-        .expect("shard buckets");
-        sqlx::query(
-            "INSERT INTO contact_clock_counters \
-             SELECT workspace_id, clock, hour, board_id, column_id, $1::smallint, $2 \
-             FROM contact_clock_counters WHERE shard = 0",
-        )
-        .bind(shard)
-        .bind(delta)
-        .execute(&db)
-        .await
-        .expect("shard clock counters");
+        for (table, key, values) in tables {
+            let values = vec!["$2"; values].join(", ");
+            sqlx::query(&format!(
+                "INSERT INTO {table} SELECT {key}, $1::smallint, {values} \
+                 FROM {table} WHERE shard = 0"
+            ))
+            .bind(shard)
+            .bind(delta)
+            .execute(&db)
+            .await
+            .expect("split into shards");
+        }
     }
     assert_eq!(shard_rows(&db).await, (2 * buckets, 2 * clock_rows));
     assert!(store

@@ -19,13 +19,18 @@ const TRIES: usize = 5;
 /// make wait (on the shard-0 rows it adds to) hardly notice.
 const FOLD_BATCH: i32 = 1000;
 
-/// Folds every shard row there is, a batch at a time, clock counters first; how many it
-/// moved. Rows a writer holds are skipped, and a batch that waited too long on one ends
-/// that table's fold: the next call goes on.
+/// Batches of each table one call folds at most. Writes leave far fewer shard rows
+/// between two calls; a backlog (after the migration, or an instance that was down) is
+/// folded over the next calls rather than in one burst beside the writers.
+const FOLD_BATCHES: usize = 5;
+
+/// Folds shard rows a batch at a time, clock counters first; how many it moved. Rows a
+/// writer holds are skipped, and a batch that waited too long on one ends that table's
+/// fold: the next call goes on.
 pub async fn fold(db: &PgPool) -> Result<u64> {
     let mut moved = 0i64;
     for function in ["contact_clock_counters_fold", "contact_counters_fold"] {
-        loop {
+        for _ in 0..FOLD_BATCHES {
             let batch = sqlx::query_scalar::<_, i64>(&format!("SELECT {function}($1)"))
                 .bind(FOLD_BATCH)
                 .fetch_one(db)
