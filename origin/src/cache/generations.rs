@@ -349,7 +349,13 @@ impl Generations {
                 .zip(edit)
                 .map(|(log, (_, contact))| (log, LOG_LEN, LOG_KEEP, contact));
             let key = self.keys.generations(ws);
-            if let Ok(values) = redis.hincr_all(&key, &fields, logged).await {
+            let bumped = redis.hincr_all(&key, &fields, logged).await;
+            if let Err(e) = &bumped {
+                // The write is acknowledged on this bump alone: the other instances read
+                // the old generations until the replay reaches Redis.
+                tracing::warn!(workspace = %ws, error = %e, "generation bump kept locally until Redis takes it");
+            }
+            if let Ok(values) = bumped {
                 for (scope, value) in scopes.iter().zip(&values) {
                     self.set_local(ws, *scope, *value);
                 }
