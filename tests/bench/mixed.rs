@@ -79,8 +79,8 @@ impl Tally {
 /// connection at both ends (1,150 per second, most closed by a reset).
 type Answered = Result<(StatusCode, Bytes), ()>;
 
-async fn answered(r: reqwest::Result<reqwest::Response>) -> Answered {
-    let r = r.map_err(drop)?;
+async fn answered(request: reqwest::RequestBuilder) -> Answered {
+    let r = request.send().await.map_err(drop)?;
     let status = r.status();
     Ok((status, r.bytes().await.map_err(drop)?))
 }
@@ -206,13 +206,12 @@ pub async fn run(
                         continue;
                     };
                     let started = Instant::now();
-                    let sent = http
-                        .patch(format!("{base}/api/workspaces/{}/contacts/{id}", ws.id))
-                        .bearer_auth(&ws.token)
-                        .json(&json!({"favorite": true}))
-                        .send()
-                        .await;
-                    let r = answered(sent).await;
+                    let r = answered(
+                        http.patch(format!("{base}/api/workspaces/{}/contacts/{id}", ws.id))
+                            .bearer_auth(&ws.token)
+                            .json(&json!({"favorite": true})),
+                    )
+                    .await;
                     let elapsed = started.elapsed();
                     if r.as_ref().is_ok_and(|(status, _)| status.is_success()) {
                         let mut h = history.lock().await;
@@ -222,28 +221,26 @@ pub async fn run(
                     t.writes.push(elapsed);
                     t.count(&r);
                 } else if roll < write_share + 0.002 {
-                    let sent = http
-                        .post(format!("{base}/api/cache-settings/invalidate"))
-                        .bearer_auth(&ws.admin)
-                        .json(&json!({"workspaceId": ws.id}))
-                        .send()
-                        .await;
-                    let r = answered(sent).await;
+                    let r = answered(
+                        http.post(format!("{base}/api/cache-settings/invalidate"))
+                            .bearer_auth(&ws.admin)
+                            .json(&json!({"workspaceId": ws.id})),
+                    )
+                    .await;
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.invalidations += 1;
                     t.count(&r);
                 } else if roll < write_share + 0.3 {
                     let started = Instant::now();
-                    let sent = http
-                        .get(format!(
+                    let r = answered(
+                        http.get(format!(
                             "{base}/api/cache-settings/workspace/{}/counts",
                             ws.id
                         ))
                         .bearer_auth(&ws.token)
-                        .header("X-Workspace-ID", &ws.id)
-                        .send()
-                        .await;
-                    let r = answered(sent).await;
+                        .header("X-Workspace-ID", &ws.id),
+                    )
+                    .await;
                     let elapsed = started.elapsed();
                     let body = match &r {
                         Ok((status, body)) if status.is_success() => body,
@@ -276,13 +273,12 @@ pub async fn run(
                     let board = ws.boards[rng.below(ws.boards.len())];
                     let page = pick_page.sample(&mut rng) + 1;
                     let started = Instant::now();
-                    let sent = http
-                        .get(format!("{base}/api/boards/{board}/contacts?page={page}"))
-                        .bearer_auth(&ws.token)
-                        .header("X-Workspace-ID", &ws.id)
-                        .send()
-                        .await;
-                    let r = answered(sent).await;
+                    let r = answered(
+                        http.get(format!("{base}/api/boards/{board}/contacts?page={page}"))
+                            .bearer_auth(&ws.token)
+                            .header("X-Workspace-ID", &ws.id),
+                    )
+                    .await;
                     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                     t.reads.push(started.elapsed());
                     t.count(&r);

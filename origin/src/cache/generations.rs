@@ -349,32 +349,33 @@ impl Generations {
                 .zip(edit)
                 .map(|(log, (_, contact))| (log, LOG_LEN, LOG_KEEP, contact));
             let key = self.keys.generations(ws);
-            let bumped = redis.hincr_all(&key, &fields, logged).await;
-            if let Err(e) = &bumped {
+            match redis.hincr_all(&key, &fields, logged).await {
+                Ok(values) => {
+                    for (scope, value) in scopes.iter().zip(&values) {
+                        self.set_local(ws, *scope, *value);
+                    }
+                    if let (Some((board, contact)), Some(seq)) = (edit, values.first()) {
+                        self.edits.record(ws, board, *seq, contact);
+                    }
+                    let pending = self.acks.register();
+                    let announcement = Event::Generation(ws.clone(), Some(pending.id));
+                    let notified = redis
+                        .publish(&self.keys.channel(), &announcement.encode())
+                        .await
+                        .unwrap_or(0);
+                    let acknowledged = pending.wait(notified).await;
+                    return Bump {
+                        generation: values.first().copied().unwrap_or_default(),
+                        shared: true,
+                        notified,
+                        acknowledged,
+                    };
+                }
                 // The write is acknowledged on this bump alone: the other instances read
                 // the old generations until the replay reaches Redis.
-                tracing::warn!(workspace = %ws, error = %e, "generation bump kept locally until Redis takes it");
-            }
-            if let Ok(values) = bumped {
-                for (scope, value) in scopes.iter().zip(&values) {
-                    self.set_local(ws, *scope, *value);
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, error = %e, "generation bump kept locally until Redis takes it")
                 }
-                if let (Some((board, contact)), Some(seq)) = (edit, values.first()) {
-                    self.edits.record(ws, board, *seq, contact);
-                }
-                let pending = self.acks.register();
-                let announcement = Event::Generation(ws.clone(), Some(pending.id));
-                let notified = redis
-                    .publish(&self.keys.channel(), &announcement.encode())
-                    .await
-                    .unwrap_or(0);
-                let acknowledged = pending.wait(notified).await;
-                return Bump {
-                    generation: values.first().copied().unwrap_or_default(),
-                    shared: true,
-                    notified,
-                    acknowledged,
-                };
             }
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.extend(scopes.iter().map(|s| (ws.clone(), *s)));

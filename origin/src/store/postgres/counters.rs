@@ -37,7 +37,7 @@ pub async fn fold(db: &PgPool) -> Result<u64> {
                 .await;
             let n = match batch {
                 Ok(n) => n,
-                Err(e) if is_lock_timeout(&e) => break,
+                Err(e) if has_code(&e, &[LOCK_NOT_AVAILABLE]) => break,
                 Err(e) => return Err(e.into()),
             };
             moved += n;
@@ -47,12 +47,6 @@ pub async fn fold(db: &PgPool) -> Result<u64> {
         }
     }
     Ok(u64::try_from(moved).unwrap_or(0))
-}
-
-fn is_lock_timeout(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "55P03")
 }
 
 pub async fn check(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
@@ -68,9 +62,17 @@ pub async fn check(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Resul
 
 /// A concurrent writer won: a serialization failure, or its new counter row first.
 fn is_conflict(e: &sqlx::Error) -> bool {
+    has_code(e, &["40001", "23505"])
+}
+
+/// Postgres's code for a lock not taken within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Whether `e` is a Postgres error with one of `codes` (SQLSTATE).
+fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
-        .is_some_and(|c| c == "40001" || c == "23505")
+        .is_some_and(|c| codes.contains(&c.as_ref()))
 }
 
 async fn check_once(db: &PgPool, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
