@@ -51,6 +51,8 @@ impl History {
 #[derive(Default)]
 struct Tally {
     reads: Vec<Duration>,
+    /// The same reads by the layer that answered them: whose latency the p99 is.
+    reads_by_source: BTreeMap<String, Vec<Duration>>,
     writes: Vec<Duration>,
     checked: u64,
     stale: u64,
@@ -62,10 +64,19 @@ struct Tally {
 }
 
 impl Tally {
+    fn read(&mut self, elapsed: Duration, r: &Answered) {
+        self.reads.push(elapsed);
+        let source = r.as_ref().map_or("none", |reply| reply.source.as_str());
+        self.reads_by_source
+            .entry(source.to_owned())
+            .or_default()
+            .push(elapsed);
+    }
+
     fn count(&mut self, r: &Answered) {
         let status = match r {
-            Ok((status, _)) if status.is_success() => return,
-            Ok((status, _)) => status.as_u16(),
+            Ok(reply) if reply.status.is_success() => return,
+            Ok(reply) => reply.status.as_u16(),
             Err(()) => 0,
         };
         self.errors += 1;
@@ -77,12 +88,30 @@ impl Tally {
 /// client drop its connection and open another for the next request, which no browser
 /// does: before every response was read whole, half the workload's requests paid a new
 /// connection at both ends (1,150 per second, most closed by a reset).
-type Answered = Result<(StatusCode, Bytes), ()>;
+type Answered = Result<Reply, ()>;
+
+struct Reply {
+    status: StatusCode,
+    /// The layer that answered (`X-Cache-Source`), empty for a write.
+    source: String,
+    body: Bytes,
+}
 
 async fn answered(request: reqwest::RequestBuilder) -> Answered {
     let r = request.send().await.map_err(drop)?;
     let status = r.status();
-    Ok((status, r.bytes().await.map_err(drop)?))
+    let source = r
+        .headers()
+        .get("x-cache-source")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = r.bytes().await.map_err(drop)?;
+    Ok(Reply {
+        status,
+        source,
+        body,
+    })
 }
 
 /// The `q` quantile of `times`, in milliseconds.
@@ -103,8 +132,9 @@ async fn stats(http: &reqwest::Client, base: &str) -> Value {
     v["data"]["stats"].clone()
 }
 
-/// The workload at 5% and at 20% writes, on two instances sharing Redis (`layers`), and
-/// the counters' drift after both.
+/// The workload at 5% and at 20% writes as fast as `plan.mixed_clients` clients go, then at
+/// 5% writes paced at `plan.mixed_paced_reads` reads a second, on two instances sharing
+/// Redis (`layers`); and the counters' drift after them.
 pub async fn both_shares(
     db: &PgPool,
     url: &str,
@@ -122,33 +152,205 @@ pub async fn both_shares(
             admin: token("user_1", w, true),
         });
     }
+    let bases = [a.base(), b.base()];
+    let closed = Load::Closed {
+        clients: plan.mixed_clients,
+    };
+    let paced = Load::Paced {
+        reads_per_sec: plan.mixed_paced_reads,
+    };
     let mut runs = Vec::new();
-    for write_share in [0.05, 0.20] {
-        let bases = [a.base(), b.base()];
-        runs.push(
-            run(
-                db,
-                &bases,
-                &workspaces,
-                plan.mixed_clients,
-                plan.mixed_for,
-                write_share,
-            )
-            .await,
-        );
+    for (load, write_share) in [(closed, 0.05), (closed, 0.20), (paced, 0.05)] {
+        runs.push(run(db, &bases, &workspaces, load, plan.mixed_for, write_share).await);
     }
     drop((a, b));
     (runs, writes::drift(db, &plan.main).await)
+}
+
+/// How a run offers its load.
+#[derive(Clone, Copy)]
+pub enum Load {
+    /// `clients` each send their next request when the last one is answered: the most the
+    /// stack serves, every request queued behind the others (p99 at saturation).
+    Closed { clients: usize },
+    /// Requests at a fixed rate whatever the answers' pace (`reads_per_sec` reads, plus
+    /// the writes and invalidations of the same mix), each timed from when it was due, so
+    /// a stall counts against every request it holds back. At most `MAX_IN_FLIGHT` are
+    /// outstanding; the rest wait their turn, still timed from their due time.
+    Paced { reads_per_sec: f64 },
+}
+
+const MAX_IN_FLIGHT: usize = 512;
+
+/// What every request of a run shares.
+struct Run {
+    http: reqwest::Client,
+    tally: Mutex<Tally>,
+    workspaces: Vec<Workspace>,
+    origins: Vec<String>,
+    histories: HashMap<String, tokio::sync::Mutex<History>>,
+    write_share: f64,
+    pick_ws: Zipf,
+    pick_page: Zipf,
+}
+
+impl Run {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One request of the mix, timed from `due` (when it was sent, for a closed load).
+    async fn one(&self, rng: &mut Rng, due: Option<Instant>) {
+        let ws = &self.workspaces[self.pick_ws.sample(rng)];
+        let base = &self.origins[rng.below(self.origins.len())];
+        let history = &self.histories[&ws.id];
+        let roll = rng.unit();
+        if roll < self.write_share {
+            let Some(id) = history.lock().await.candidates.pop() else {
+                return;
+            };
+            let started = due.unwrap_or_else(Instant::now);
+            let r = answered(
+                self.http
+                    .patch(format!("{base}/api/workspaces/{}/contacts/{id}", ws.id))
+                    .bearer_auth(&ws.token)
+                    .json(&json!({"favorite": true})),
+            )
+            .await;
+            let elapsed = started.elapsed();
+            if r.as_ref().is_ok_and(|reply| reply.status.is_success()) {
+                history.lock().await.acks.push(Instant::now());
+            }
+            let mut t = self.tally();
+            t.writes.push(elapsed);
+            t.count(&r);
+        } else if roll < self.write_share + 0.002 {
+            let r = answered(
+                self.http
+                    .post(format!("{base}/api/cache-settings/invalidate"))
+                    .bearer_auth(&ws.admin)
+                    .json(&json!({"workspaceId": ws.id})),
+            )
+            .await;
+            let mut t = self.tally();
+            t.invalidations += 1;
+            t.count(&r);
+        } else if roll < self.write_share + 0.3 {
+            let sent = Instant::now();
+            let r = answered(
+                self.http
+                    .get(format!(
+                        "{base}/api/cache-settings/workspace/{}/counts",
+                        ws.id
+                    ))
+                    .bearer_auth(&ws.token)
+                    .header("X-Workspace-ID", &ws.id),
+            )
+            .await;
+            let elapsed = due.unwrap_or(sent).elapsed();
+            let body = match &r {
+                Ok(reply) if reply.status.is_success() => &reply.body,
+                _ => {
+                    let mut t = self.tally();
+                    t.read(elapsed, &r);
+                    t.count(&r);
+                    return;
+                }
+            };
+            let favorites = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["data"]["favorites"].as_i64());
+            // Stale is judged from when the read was sent, not when it was due: a write
+            // acknowledged while a paced read waited its turn must show in it.
+            let (expected, acked_at) = history.lock().await.expected_at(sent);
+            let mut t = self.tally();
+            t.read(elapsed, &r);
+            match favorites {
+                None => t.errors += 1,
+                Some(f) => {
+                    t.checked += 1;
+                    if f < expected {
+                        t.stale += 1;
+                        if let Some(at) = acked_at {
+                            t.stale_ages.push(sent.saturating_duration_since(at));
+                        }
+                    }
+                }
+            }
+        } else {
+            let board = ws.boards[rng.below(ws.boards.len())];
+            let page = self.pick_page.sample(rng) + 1;
+            let started = due.unwrap_or_else(Instant::now);
+            let r = answered(
+                self.http
+                    .get(format!("{base}/api/boards/{board}/contacts?page={page}"))
+                    .bearer_auth(&ws.token)
+                    .header("X-Workspace-ID", &ws.id),
+            )
+            .await;
+            let mut t = self.tally();
+            t.read(started.elapsed(), &r);
+            t.count(&r);
+        }
+    }
+}
+
+/// Drives `run` with `load` until `deadline`.
+async fn drive(run: Arc<Run>, load: Load, deadline: Instant) {
+    match load {
+        Load::Closed { clients } => {
+            let mut tasks = Vec::new();
+            for client in 0..clients {
+                let run = run.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = Rng::seeded(client as u64 + 1);
+                    while Instant::now() < deadline {
+                        run.one(&mut rng, None).await;
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("client");
+            }
+        }
+        Load::Paced { reads_per_sec } => {
+            let ops_per_sec = reads_per_sec / (1.0 - run.write_share - 0.002);
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+            let mut tasks = tokio::task::JoinSet::new();
+            let start = Instant::now();
+            for n in 0u64.. {
+                let due = start + Duration::from_secs_f64(n as f64 / ops_per_sec);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let (run, slots) = (run.clone(), slots.clone());
+                tasks.spawn(async move {
+                    let _slot = slots.acquire_owned().await.expect("slots");
+                    run.one(&mut Rng::seeded(n + 1), Some(due)).await;
+                });
+            }
+            while let Some(t) = tasks.join_next().await {
+                t.expect("request");
+            }
+        }
+    }
 }
 
 pub async fn run(
     db: &PgPool,
     origins: &[String],
     workspaces: &[Workspace],
-    clients: usize,
+    load: Load,
     duration: Duration,
     write_share: f64,
 ) -> Value {
+    // What autovacuum does between runs (it is off on this machine, see BENCHMARKS.md):
+    // each run starts with the visibility map the earlier runs' writes cleared set again.
+    sqlx::query("VACUUM contacts, contact_counters, contact_clock_counters")
+        .execute(db)
+        .await
+        .expect("vacuum");
     let mut histories = HashMap::new();
     for ws in workspaces {
         let initial: i64 = sqlx::query_scalar(
@@ -171,124 +373,24 @@ pub async fn run(
             acks: Vec::new(),
             candidates,
         };
-        histories.insert(ws.id.clone(), Arc::new(tokio::sync::Mutex::new(history)));
+        histories.insert(ws.id.clone(), tokio::sync::Mutex::new(history));
     }
     let http = reqwest::Client::new();
     let mut before = Vec::new();
     for base in origins {
         before.push(stats(&http, base).await);
     }
-
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let workspaces = Arc::new(workspaces.to_vec());
-    let origins = Arc::new(origins.to_vec());
-    let deadline = Instant::now() + duration;
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let (http, tally, workspaces, origins, histories) = (
-            http.clone(),
-            tally.clone(),
-            workspaces.clone(),
-            origins.clone(),
-            histories.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::seeded(client as u64 + 1);
-            let pick_ws = Zipf::new(workspaces.len(), 1.1);
-            let pick_page = Zipf::new(50, 1.1);
-            while Instant::now() < deadline {
-                let ws = &workspaces[pick_ws.sample(&mut rng)];
-                let base = &origins[rng.below(origins.len())];
-                let history = &histories[&ws.id];
-                let roll = rng.unit();
-                if roll < write_share {
-                    let Some(id) = history.lock().await.candidates.pop() else {
-                        continue;
-                    };
-                    let started = Instant::now();
-                    let r = answered(
-                        http.patch(format!("{base}/api/workspaces/{}/contacts/{id}", ws.id))
-                            .bearer_auth(&ws.token)
-                            .json(&json!({"favorite": true})),
-                    )
-                    .await;
-                    let elapsed = started.elapsed();
-                    if r.as_ref().is_ok_and(|(status, _)| status.is_success()) {
-                        let mut h = history.lock().await;
-                        h.acks.push(Instant::now());
-                    }
-                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    t.writes.push(elapsed);
-                    t.count(&r);
-                } else if roll < write_share + 0.002 {
-                    let r = answered(
-                        http.post(format!("{base}/api/cache-settings/invalidate"))
-                            .bearer_auth(&ws.admin)
-                            .json(&json!({"workspaceId": ws.id})),
-                    )
-                    .await;
-                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    t.invalidations += 1;
-                    t.count(&r);
-                } else if roll < write_share + 0.3 {
-                    let started = Instant::now();
-                    let r = answered(
-                        http.get(format!(
-                            "{base}/api/cache-settings/workspace/{}/counts",
-                            ws.id
-                        ))
-                        .bearer_auth(&ws.token)
-                        .header("X-Workspace-ID", &ws.id),
-                    )
-                    .await;
-                    let elapsed = started.elapsed();
-                    let body = match &r {
-                        Ok((status, body)) if status.is_success() => body,
-                        _ => {
-                            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                            t.reads.push(elapsed);
-                            t.count(&r);
-                            continue;
-                        }
-                    };
-                    let favorites = serde_json::from_slice::<Value>(body)
-                        .ok()
-                        .and_then(|v| v["data"]["favorites"].as_i64());
-                    let (expected, acked_at) = history.lock().await.expected_at(started);
-                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    t.reads.push(elapsed);
-                    match favorites {
-                        None => t.errors += 1,
-                        Some(f) => {
-                            t.checked += 1;
-                            if f < expected {
-                                t.stale += 1;
-                                if let Some(at) = acked_at {
-                                    t.stale_ages.push(started.saturating_duration_since(at));
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    let board = ws.boards[rng.below(ws.boards.len())];
-                    let page = pick_page.sample(&mut rng) + 1;
-                    let started = Instant::now();
-                    let r = answered(
-                        http.get(format!("{base}/api/boards/{board}/contacts?page={page}"))
-                            .bearer_auth(&ws.token)
-                            .header("X-Workspace-ID", &ws.id),
-                    )
-                    .await;
-                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    t.reads.push(started.elapsed());
-                    t.count(&r);
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client");
-    }
+    let run = Arc::new(Run {
+        http: http.clone(),
+        tally: Mutex::default(),
+        workspaces: workspaces.to_vec(),
+        origins: origins.to_vec(),
+        histories,
+        write_share,
+        pick_ws: Zipf::new(workspaces.len(), 1.1),
+        pick_page: Zipf::new(50, 1.1),
+    });
+    drive(run.clone(), load, Instant::now() + duration).await;
 
     let mut layers = json!({});
     for (base, before) in origins.iter().zip(&before) {
@@ -304,12 +406,15 @@ pub async fn run(
         .map(|k| layers[*k].as_u64().unwrap_or(0))
         .sum();
     let share = |k: &str| layers[k].as_u64().unwrap_or(0) as f64 / served.max(1) as f64;
-    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let mut t = run.tally();
     let secs = duration.as_secs_f64();
     let reads = t.reads.len();
     json!({
         "writeShare": write_share,
-        "clients": clients,
+        "load": match load {
+            Load::Closed { clients } => json!({"closed": {"clients": clients}}),
+            Load::Paced { reads_per_sec } => json!({"paced": {"readsPerSec": reads_per_sec}}),
+        },
         "seconds": secs,
         "reads": reads,
         "writes": t.writes.len(),
@@ -319,6 +424,18 @@ pub async fn run(
         "readsPerSec": reads as f64 / secs,
         "readP50Ms": percentile(&mut t.reads, 0.50),
         "readP99Ms": percentile(&mut t.reads, 0.99),
+        "readBySource": t
+            .reads_by_source
+            .iter_mut()
+            .map(|(source, times)| {
+                let p = json!({
+                    "reads": times.len(),
+                    "p50Ms": percentile(times, 0.50),
+                    "p99Ms": percentile(times, 0.99),
+                });
+                (source.clone(), p)
+            })
+            .collect::<serde_json::Map<_, _>>(),
         "writeP50Ms": percentile(&mut t.writes, 0.50),
         "writeP99Ms": percentile(&mut t.writes, 0.99),
         "hitRate": {

@@ -185,29 +185,39 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT ");
-    qb.push(CONTACT_COLUMNS);
     // An offset skips rows the page does not show. Where the sort index holds all the
     // filter reads (the default list and the archived one, in a column by creation time
-    // too; see the migration `board_pages_skip_by_index`), the page's ids come from an
-    // index-only scan and only its own rows are read whole. Other filters read each row
+    // too; see the migration `board_pages_skip_by_index`), an index-only scan finds the
+    // page's first row (`b`), and the page is read from there like a cursor's: only its
+    // own rows are read whole, straight from the sort index. Other filters read each row
     // to test it either way.
     let skips = q.after.is_none()
         && q.offset() > 0
         && q.search.is_none()
         && matches!(q.filter, Filter::All | Filter::Archived)
         && (q.column_id.is_none() || q.sort_by == SortBy::CreatedAt);
-    if skips {
-        qb.push(" FROM contacts WHERE workspace_id = ")
-            .push_bind(ws.as_str())
-            .push(" AND id IN (SELECT id");
-    }
-    push_where(&mut qb, ws, board, q, user, d);
     let (dir, past) = match q.sort_order {
         SortOrder::Asc => ("ASC", ">"),
         SortOrder::Desc => ("DESC", "<"),
     };
     let column = q.sort_by.as_str();
+    let mut qb = QueryBuilder::new("");
+    if skips {
+        qb.push(format_args!("WITH b AS (SELECT {column}, id"));
+        push_where(&mut qb, ws, board, q, user, d);
+        qb.push(format_args!(
+            " ORDER BY {column} {dir}, id {dir} LIMIT 1 OFFSET "
+        ))
+        .push_bind(q.offset())
+        .push(") ");
+    }
+    qb.push("SELECT ").push(CONTACT_COLUMNS);
+    push_where(&mut qb, ws, board, q, user, d);
+    if skips {
+        qb.push(format_args!(
+            " AND ({column}, id) {past}= ((SELECT {column} FROM b), (SELECT id FROM b))"
+        ));
+    }
     if let Some(after) = &q.after {
         qb.push(format_args!(" AND ({column}, id) {past} ("))
             .push_bind(after.value.clone());
@@ -219,11 +229,8 @@ where
     qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
     // One row more than the page: whether it exists is `has_more`.
     qb.push(" LIMIT ").push_bind(i64::from(q.per_page) + 1);
-    if q.after.is_none() && q.offset() > 0 {
+    if !skips && q.after.is_none() && q.offset() > 0 {
         qb.push(" OFFSET ").push_bind(q.offset());
-    }
-    if skips {
-        qb.push(format_args!(") ORDER BY {column} {dir}, id {dir}"));
     }
     qb
 }

@@ -193,6 +193,18 @@ async fn pages_follow_the_requested_order_without_gaps_or_repeats(store: Arc<dyn
                 seen.extend(p.contacts);
             }
             assert_eq!(seen.len() as i64, total, "{sort_by:?} {sort_order:?}");
+            let past_the_end = ContactListQuery {
+                page: 50,
+                sort_by,
+                sort_order,
+                ..ContactListQuery::default()
+            };
+            let p = store
+                .page(Read::Primary, &ws(WS), boards[0], &past_the_end, &user())
+                .await
+                .expect("page past the end");
+            assert!(p.contacts.is_empty() && p.pagination.next_cursor.is_none());
+            assert_eq!(p.pagination.total, total);
             let key = |c: &shared::model::Contact| match sort_by {
                 SortBy::CreatedAt => c.created_at.clone(),
                 SortBy::UpdatedAt => c.updated_at.clone(),
