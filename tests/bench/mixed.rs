@@ -133,7 +133,7 @@ async fn stats(http: &reqwest::Client, base: &str) -> Value {
 }
 
 /// The workload at 5% and at 20% writes as fast as `plan.mixed_clients` clients go, then at
-/// 5% writes paced at `plan.mixed_paced_reads` reads a second, on two instances sharing
+/// 5% writes paced at each of `plan.mixed_paced_reads` reads a second, on two instances sharing
 /// Redis (`layers`); and the counters' drift after them.
 pub async fn both_shares(
     db: &PgPool,
@@ -156,11 +156,12 @@ pub async fn both_shares(
     let closed = Load::Closed {
         clients: plan.mixed_clients,
     };
-    let paced = Load::Paced {
-        reads_per_sec: plan.mixed_paced_reads,
-    };
+    let paced = plan
+        .mixed_paced_reads
+        .iter()
+        .map(|&reads_per_sec| (Load::Paced { reads_per_sec }, 0.05));
     let mut runs = Vec::new();
-    for (load, write_share) in [(closed, 0.05), (closed, 0.20), (paced, 0.05)] {
+    for (load, write_share) in [(closed, 0.05), (closed, 0.20)].into_iter().chain(paced) {
         runs.push(run(db, &bases, &workspaces, load, plan.mixed_for, write_share).await);
     }
     drop((a, b));
