@@ -183,6 +183,9 @@ pub enum Load {
 
 const MAX_IN_FLIGHT: usize = 512;
 
+/// The share of operations that are an admin's invalidation of a whole workspace.
+const INVALIDATION_SHARE: f64 = 0.002;
+
 /// What every request of a run shares.
 struct Run {
     http: reqwest::Client,
@@ -225,7 +228,7 @@ impl Run {
             let mut t = self.tally();
             t.writes.push(elapsed);
             t.count(&r);
-        } else if roll < self.write_share + 0.002 {
+        } else if roll < self.write_share + INVALIDATION_SHARE {
             let r = answered(
                 self.http
                     .post(format!("{base}/api/cache-settings/invalidate"))
@@ -315,7 +318,7 @@ async fn drive(run: Arc<Run>, load: Load, deadline: Instant) {
             }
         }
         Load::Paced { reads_per_sec } => {
-            let ops_per_sec = reads_per_sec / (1.0 - run.write_share - 0.002);
+            let ops_per_sec = reads_per_sec / (1.0 - run.write_share - INVALIDATION_SHARE);
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
             let mut tasks = tokio::task::JoinSet::new();
             let start = Instant::now();
