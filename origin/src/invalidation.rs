@@ -194,6 +194,7 @@ fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option
             }
         }
         Some(Event::Settings(ws)) => state.settings.forget(&ws),
+        Some(Event::Filled(key)) => state.cache.fill_released(&key),
         Some(Event::Ack(id)) => state.cache.generations().acked(id),
         Some(Event::Live {
             ws,

@@ -41,7 +41,10 @@ pub async fn page(
 ) -> Result<Answer> {
     let compute = || {
         let read = state.reader(ws);
-        let (ws, q, user) = (ws.clone(), q.clone(), user.clone());
+        let (ws, mut q, user) = (ws.clone(), q.clone(), user.clone());
+        if let Some(after) = state.cache.continuation(&ws, board, &q) {
+            q.after = Some(after);
+        }
         state.gated(store::page_json(
             state.store.clone(),
             read,

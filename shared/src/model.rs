@@ -96,6 +96,16 @@ struct PageIds {
 }
 
 #[derive(Deserialize)]
+struct PageEnd {
+    pagination: CursorOnly,
+}
+
+#[derive(Deserialize)]
+struct CursorOnly {
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct IdOnly {
     id: i64,
 }
@@ -105,6 +115,12 @@ impl ContactPage {
     pub fn ids_in(json: &str) -> Option<Vec<i64>> {
         let page: PageIds = serde_json::from_str(json).ok()?;
         Some(page.contacts.into_iter().map(|c| c.id).collect())
+    }
+
+    /// The `next_cursor` of a page's JSON, the contacts skipped.
+    pub fn next_cursor_in(json: &str) -> Option<String> {
+        let page: PageEnd = serde_json::from_str(json).ok()?;
+        page.pagination.next_cursor
     }
 }
 
@@ -170,5 +186,15 @@ mod tests {
         let page = r#"{"contacts":[{"id":4,"name":"a"},{"id":2,"tags":[1]}],"pagination":{}}"#;
         assert_eq!(ContactPage::ids_in(page), Some(vec![4, 2]));
         assert_eq!(ContactPage::ids_in(r#"{"total":1}"#), None);
+    }
+
+    #[test]
+    fn a_page_names_the_cursor_of_the_next_and_the_last_page_none() {
+        let custom = r#"{"custom_attributes":{"pagination":{"next_cursor":"x"}}}"#;
+        let page = format!(r#"{{"contacts":[{custom}],"pagination":{{"next_cursor":"c2"}}}}"#);
+        assert_eq!(ContactPage::next_cursor_in(&page).as_deref(), Some("c2"));
+        let last = r#"{"contacts":[],"pagination":{"next_cursor":null}}"#;
+        assert_eq!(ContactPage::next_cursor_in(last), None);
+        assert_eq!(ContactPage::next_cursor_in(r#"{"total":1}"#), None);
     }
 }

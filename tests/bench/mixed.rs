@@ -399,7 +399,13 @@ pub async fn run(
     let mut layers = json!({});
     for (base, before) in origins.iter().zip(&before) {
         let after = stats(&http, base).await;
-        for key in ["memoryHits", "redisHits", "databaseQueries", "staleServed"] {
+        for key in [
+            "memoryHits",
+            "redisHits",
+            "databaseQueries",
+            "staleServed",
+            "pagesReadOn",
+        ] {
             let delta = after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
             let sum = layers[key].as_u64().unwrap_or(0) + delta;
             layers[key] = json!(sum);
@@ -442,6 +448,7 @@ pub async fn run(
             .collect::<serde_json::Map<_, _>>(),
         "writeP50Ms": percentile(&mut t.writes, 0.50),
         "writeP99Ms": percentile(&mut t.writes, 0.99),
+        "pagesReadOn": layers["pagesReadOn"],
         "hitRate": {
             "memory": share("memoryHits"),
             "redis": share("redisHits"),

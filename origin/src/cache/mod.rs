@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shared::cursor::Cursor;
 use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
 use shared::messages::{ConversationQuery, MessageQuery};
 use shared::model::{CacheStatus, ContactPage, Source};
@@ -28,18 +29,22 @@ use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
 use self::entry::{now_ms, Entry, Rows};
-use self::flight::KeyLocks;
+use self::events::Event;
+use self::flight::{FillWaits, KeyLocks};
 use self::generations::Generations;
 use self::memory::Memory;
 use self::redis::RedisCache;
 use self::stats::Stats;
 use self::traffic::Traffic;
 use crate::error::{Error, Result};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 /// How long another instance's fill may hold a key before this one reads the database too.
 const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
-const FILL_POLL: Duration = Duration::from_millis(10);
+/// How often a read waiting on another instance's fill looks at Redis itself, in case the
+/// release announcement is lost (a subscription reconnecting): the announcement wakes it.
+const FILL_POLL: Duration = Duration::from_millis(50);
 
 /// Which cache layers a read may use (the performance test switches them one by one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +87,7 @@ pub struct Cache {
     traffic: Traffic,
     keys: KeySpace,
     locks: KeyLocks,
+    fill_waits: FillWaits,
     grace: Duration,
     stale_if_slow: Duration,
 }
@@ -103,6 +109,7 @@ impl Cache {
             traffic: Traffic::default(),
             keys,
             locks: KeyLocks::default(),
+            fill_waits: FillWaits::default(),
             grace,
             stale_if_slow,
         }
@@ -183,17 +190,23 @@ impl Cache {
         self.current(e, rows).await
     }
 
-    /// Waits while another instance fills `key`; `None` once its lock is gone without a value.
+    /// Waits while another instance fills `key`; `None` once its lock is gone without a
+    /// value. `announced` was taken from `released` before the lock was found held.
     async fn wait_for_fill(
         &self,
         redis: &RedisCache,
         key: &str,
         lock: &str,
         rows: Option<&RowsBasis>,
+        released: &Notify,
+        announced: Notified<'_>,
     ) -> Option<Arc<Entry>> {
         let deadline = Instant::now() + FILL_LOCK_TTL;
+        let mut announced = std::pin::pin!(announced);
         while Instant::now() < deadline {
-            tokio::time::sleep(FILL_POLL).await;
+            let look = (Instant::now() + FILL_POLL).min(deadline);
+            let _ = tokio::time::timeout_at(look.into(), announced.as_mut()).await;
+            announced.set(released.notified());
             if let Some(e) = self
                 .redis_entry(redis, key, rows)
                 .await
@@ -206,6 +219,11 @@ impl Cache {
             }
         }
         None
+    }
+
+    /// Another instance released `key`'s fill lock: reads waiting on it look again.
+    pub fn fill_released(&self, key: &str) {
+        self.fill_waits.released(key);
     }
 
     /// Reads `key` through the allowed layers, computing it from the database on a miss.
@@ -284,6 +302,8 @@ impl Cache {
             }
             let lock = self.keys.fill_lock(&key);
             let owner = format!("{:016x}", random_id());
+            let released = self.fill_waits.watch(&key);
+            let announced = released.notified();
             if r.try_lock(&lock, &owner, FILL_LOCK_TTL)
                 .await
                 .unwrap_or(false)
@@ -292,9 +312,12 @@ impl Cache {
                     redis: r.clone(),
                     lock,
                     owner,
+                    channel: self.keys.channel(),
+                    announcement: Event::Filled(key.clone()).encode(),
                 });
             } else if r.is_up() {
-                match until(&stale, deadline, self.wait_for_fill(r, &key, &lock, rows)).await {
+                let wait = self.wait_for_fill(r, &key, &lock, rows, &released, announced);
+                match until(&stale, deadline, wait).await {
                     Some(Some(e)) => {
                         if layers.memory {
                             self.memory.insert(key, e.clone());
@@ -560,6 +583,43 @@ impl Cache {
         self.in_memory(ws, &key, Some(&rows), started)
     }
 
+    /// Where page `q.page` of an offset list starts when this instance holds the page
+    /// before it fresh under the generations it knows now: that page's `next_cursor`.
+    /// Read from there, a refill costs what page 1 costs instead of skipping every row
+    /// before it (the refills that follow a workspace's invalidation are mostly pages 2,
+    /// 3, … of lists whose earlier pages were just refilled). That page's boundary is as
+    /// current as its key: whatever adds, removes or reorders the list's rows bumps a
+    /// generation of the key, and an in-place edit its `Rows` log records moves no row.
+    pub fn continuation(
+        &self,
+        ws: &WorkspaceId,
+        board: BoardId,
+        q: &ContactListQuery,
+    ) -> Option<Cursor> {
+        if q.after.is_some() || q.page < 2 {
+            return None;
+        }
+        let before = ContactListQuery {
+            page: q.page - 1,
+            ..q.clone()
+        };
+        let gens = self
+            .generations
+            .known(ws, &GenerationScope::of_page(board, &before))?;
+        let e = self
+            .memory
+            .get(&self.keys.contacts(ws, board, gens, &before))?;
+        if !e.is_fresh(now_ms()) {
+            return None;
+        }
+        let next = ContactPage::next_cursor_in(&e.body())?;
+        let after = Cursor::decode(&next, &q.binding(ws, board))
+            .ok()
+            .filter(|c| c.page == q.page)?;
+        self.stats.page_read_on();
+        Some(after)
+    }
+
     fn in_memory(
         &self,
         ws: &WorkspaceId,
@@ -650,23 +710,29 @@ impl Fill {
 
 /// A cross-instance fill lock this read took, and its token in it. Released when dropped,
 /// however the fill ends (a failed or panicking query included), by compare-and-delete,
-/// so a lock that expired and went to another instance is left alone.
+/// so a lock that expired and went to another instance is left alone; the release is
+/// announced, waking the other instances' reads that wait on it.
 struct FillLock {
     redis: Arc<RedisCache>,
     lock: String,
     owner: String,
+    channel: String,
+    announcement: String,
 }
 
 impl Drop for FillLock {
     fn drop(&mut self) {
         let redis = self.redis.clone();
-        let (lock, owner) = (
-            std::mem::take(&mut self.lock),
-            std::mem::take(&mut self.owner),
-        );
+        let [lock, owner, channel, announcement] = [
+            &mut self.lock,
+            &mut self.owner,
+            &mut self.channel,
+            &mut self.announcement,
+        ]
+        .map(std::mem::take);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = redis.unlock(&lock, &owner).await;
+                let _ = redis.release(&lock, &owner, &channel, &announcement).await;
             });
         }
     }

@@ -39,9 +39,13 @@ const NUMBER_AND_PUBLISH: &str = "local last = redis.call('INCRBY', KEYS[1], ARG
     redis.call('PUBLISH', ARGV[2], ARGV[3] .. (last - tonumber(ARGV[1]) + 1) .. ':' .. ARGV[4]) \
     return last";
 
-/// Compare-and-delete in one step on the server.
-const UNLOCK_IF_OWNER: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Compare-and-delete of lock `KEYS[1]` held by `ARGV[1]`, then `ARGV[3]` published on
+/// channel `ARGV[2]` whoever held it: one step on the server, so the announcement never
+/// comes before the release.
+const RELEASE: &str = "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
+    if mine then redis.call('DEL', KEYS[1]) end \
+    redis.call('PUBLISH', ARGV[2], ARGV[3]) \
+    if mine then return 1 else return 0 end";
 /// Increments the fields `ARGV[4..]` of hash `KEYS[1]`; for an edit (`ARGV[1]` a contact
 /// id), also logs `first new value:contact` at the head of list `KEYS[2]`, trimmed to
 /// `ARGV[2]` entries and kept `ARGV[3]` seconds. One script, so no instance ever sees the
@@ -211,16 +215,26 @@ impl RedisCache {
 
     /// Releases a lock only while `owner` still holds it: a holder slower than the lock's
     /// TTL must not delete the lock another instance has taken since. `true` if released.
-    pub async fn unlock(&self, key: &str, owner: &str) -> Result<bool, RedisFailure> {
+    /// Releases lock `key` if `owner` holds it (whether it did is the answer), and
+    /// publishes `announcement` on `channel` either way.
+    pub async fn release(
+        &self,
+        key: &str,
+        owner: &str,
+        channel: &str,
+        announcement: &str,
+    ) -> Result<bool, RedisFailure> {
         self.call("unlock", |mut c| async move {
-            let deleted: i64 = redis::cmd("EVAL")
-                .arg(UNLOCK_IF_OWNER)
+            let released: i64 = redis::cmd("EVAL")
+                .arg(RELEASE)
                 .arg(1)
                 .arg(key)
                 .arg(owner)
+                .arg(channel)
+                .arg(announcement)
                 .query_async(&mut c)
                 .await?;
-            Ok(deleted == 1)
+            Ok(released == 1)
         })
         .await
     }

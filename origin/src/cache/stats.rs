@@ -18,6 +18,7 @@ pub struct Stats {
     deletes: AtomicU64,
     errors: AtomicU64,
     db_queries: AtomicU64,
+    pages_read_on: AtomicU64,
 }
 
 /// API.md's `stats` object, plus the per-layer split.
@@ -35,6 +36,9 @@ pub struct StatsSnapshot {
     pub redis_hits: u64,
     pub stale_served: u64,
     pub database_queries: u64,
+    /// Offset pages the database read on from the cursor of the page before them
+    /// (`Cache::continuation`) instead of skipping the rows before them.
+    pub pages_read_on: u64,
 }
 
 /// A layer's metrics, looked up once: the macros hash the name and labels into the
@@ -104,6 +108,11 @@ impl Stats {
         metrics::counter!("edgecache_db_queries_total").increment(1);
     }
 
+    pub fn page_read_on(&self) {
+        bump(&self.pages_read_on);
+        metrics::counter!("edgecache_pages_read_on_total").increment(1);
+    }
+
     pub fn db_queries(&self) -> u64 {
         self.db_queries.load(Ordering::Relaxed)
     }
@@ -134,6 +143,7 @@ impl Stats {
             redis_hits,
             stale_served: get(&self.stale),
             database_queries: get(&self.db_queries),
+            pages_read_on: get(&self.pages_read_on),
         }
     }
 }

@@ -299,3 +299,76 @@ async fn folding_the_shards_leaves_one_row_per_bucket_and_every_count_as_it_was(
         .is_empty());
     assert_eq!(store.fold_counters().await.expect("fold again"), 0);
 }
+
+/// An offset page whose previous page the instance holds is read from that page's
+/// cursor (`Cache::continuation`); walked through the API, each page equals the store's
+/// own offset page, before and after a contact added at the top moves every row down one.
+#[sqlx::test(migrations = "../migrations")]
+async fn offset_pages_read_on_from_the_cached_page_before_them_equal_the_stores(db: PgPool) {
+    use shared::query::{SortBy, SortOrder};
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    // The instance's own bumps keep its mirror current; nothing else may expire it mid-walk.
+    config.generation_max_age = std::time::Duration::from_secs(600);
+    let app = TestApp::spawn_with(db, config, seeded.boards).await;
+    let board = BoardId(app.boards[0]);
+    let (store, user) = (pg(&app.db), UserId::parse("user_3").expect("user"));
+    for (sort_by, sort_order) in [
+        (SortBy::CreatedAt, SortOrder::Desc),
+        (SortBy::Name, SortOrder::Asc),
+    ] {
+        for round in ["before", "after"] {
+            if round == "after" {
+                let first = data(
+                    app.get(&format!("/api/boards/{board}/contacts"), &member())
+                        .await,
+                )
+                .await;
+                let column = first["contacts"][0]["column_id"].clone();
+                let created = app
+                    .post(
+                        &format!("/api/workspaces/{WS}/contacts"),
+                        &member(),
+                        serde_json::json!({"board_id": board.0, "column_id": column, "name": "Aaron Aardvark"}),
+                    )
+                    .await;
+                assert!(created.status().is_success(), "{}", created.status());
+            }
+            for page in 1..=4 {
+                let q = ContactListQuery {
+                    page,
+                    per_page: 25,
+                    sort_by,
+                    sort_order,
+                    ..ContactListQuery::default()
+                };
+                let served = data(
+                    app.get(
+                        &format!(
+                            "/api/boards/{board}/contacts?per_page=25&page={page}&sort_by={}&sort_order={}",
+                            sort_by.as_str(),
+                            sort_order.as_str()
+                        ),
+                        &member(),
+                    )
+                    .await,
+                )
+                .await;
+                let expected = store
+                    .page(Read::Primary, &ws(WS), board, &q, &user)
+                    .await
+                    .expect("offset page");
+                let ids: Vec<i64> = expected.contacts.iter().map(|c| c.id).collect();
+                let case = format!("{sort_by:?} {sort_order:?} page {page}, {round} the insert");
+                assert_eq!(page_ids(&served), ids, "{case}");
+                assert_eq!(
+                    served["pagination"]["next_cursor"].as_str(),
+                    expected.pagination.next_cursor.as_deref(),
+                    "{case}"
+                );
+            }
+        }
+    }
+    // Pages 2 to 4 of each walk, none of the pages 1.
+    assert_eq!(app.state.cache.stats().snapshot().pages_read_on, 2 * 2 * 3);
+}

@@ -274,8 +274,40 @@ async fn a_fill_lock_is_released_only_by_its_owner() {
     let ttl = Duration::from_secs(5);
     assert!(redis.try_lock(&lock, "first", ttl).await.expect("lock"));
     assert!(!redis.try_lock(&lock, "second", ttl).await.expect("lock"));
-    assert!(!redis.unlock(&lock, "second").await.expect("unlock"));
+    let release = |owner| redis.release(&lock, owner, "unheard", "released");
+    assert!(!release("second").await.expect("release"));
     assert!(redis.exists(&lock).await.expect("exists"));
-    assert!(redis.unlock(&lock, "first").await.expect("unlock"));
+    assert!(release("first").await.expect("release"));
     assert!(!redis.exists(&lock).await.expect("exists"));
+}
+
+/// Other instances learn of a release from the channel, not by polling: the announcement
+/// comes once the lock is gone, whether or not the releaser still held it.
+#[tokio::test]
+async fn releasing_a_fill_lock_announces_it_on_the_channel() {
+    use futures_util::StreamExt;
+    let redis =
+        origin::cache::redis::RedisCache::new(&redis_url(), Duration::from_secs(1)).expect("redis");
+    let namespace = unique_namespace();
+    let (lock, channel) = (format!("{namespace}:lock"), format!("{namespace}:events"));
+    let client = redis.pubsub_client().await.expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub.subscribe(&channel).await.expect("subscribe");
+    let mut messages = pubsub.on_message();
+    assert!(redis
+        .try_lock(&lock, "first", Duration::from_secs(5))
+        .await
+        .expect("lock"));
+    for owner in ["first", "first"] {
+        redis
+            .release(&lock, owner, &channel, "filled:k")
+            .await
+            .expect("release");
+        assert!(!redis.exists(&lock).await.expect("exists"));
+        let heard = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .expect("announced")
+            .expect("message");
+        assert_eq!(heard.get_payload::<String>().expect("text"), "filled:k");
+    }
 }
