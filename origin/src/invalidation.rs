@@ -159,24 +159,58 @@ pub async fn listen(state: Arc<AppState>) {
         return;
     };
     let channel = state.cache.keys().channel();
+    let distrust = || {
+        state.cache.generations().forget_all();
+        state.settings.forget_all();
+    };
+    let on_message = |payload: String| apply(&state, redis, &channel, Event::decode(&payload));
+    follow(redis, &channel, distrust, on_message).await;
+}
+
+/// Releases of fill locks, which wake this instance's reads waiting on another
+/// instance's fill. They have a channel of their own: there is one per fill, and on the
+/// coherence channel they would queue ahead of the generation announcements whose acks
+/// a write waits for (a write answered without an ack leaves that instance on the old
+/// generations until the announcement arrives).
+pub async fn follow_fills(state: Arc<AppState>) {
+    let Some(redis) = state.cache.redis() else {
+        return;
+    };
+    let on_release = |key: String| state.cache.fill_released(&key);
+    follow(
+        redis,
+        &state.cache.keys().fills_channel(),
+        || {},
+        on_release,
+    )
+    .await;
+}
+
+/// Hands every message of `channel` to `on_message` until the process ends, subscribing
+/// again whenever the subscription drops; `on_subscribed` runs on every (re)subscription,
+/// since messages may have been missed while there was none.
+async fn follow(
+    redis: &RedisCache,
+    channel: &str,
+    mut on_subscribed: impl FnMut(),
+    mut on_message: impl FnMut(String),
+) {
     loop {
         let client = redis.pubsub_client().await;
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
-                if pubsub.subscribe(&channel).await.is_ok() {
-                    state.cache.generations().forget_all();
-                    state.settings.forget_all();
+                if pubsub.subscribe(channel).await.is_ok() {
+                    on_subscribed();
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
-                        let Ok(payload) = msg.get_payload::<String>() else {
-                            continue;
-                        };
-                        apply(&state, redis, &channel, Event::decode(&payload));
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            on_message(payload);
+                        }
                     }
-                    tracing::warn!("invalidation subscription dropped; reconnecting");
+                    tracing::warn!(channel, "subscription dropped; reconnecting");
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot subscribe to invalidations yet"),
+            Err(e) => tracing::debug!(error = %e, channel, "cannot subscribe yet"),
         }
         tokio::time::sleep(RETRY_AFTER).await;
     }
@@ -194,7 +228,6 @@ fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option
             }
         }
         Some(Event::Settings(ws)) => state.settings.forget(&ws),
-        Some(Event::Filled(key)) => state.cache.fill_released(&key),
         Some(Event::Ack(id)) => state.cache.generations().acked(id),
         Some(Event::Live {
             ws,

@@ -152,6 +152,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr).await?;
         let state = Arc::new(build_state(config, store)?);
         tokio::spawn(invalidation::listen(state.clone()));
+        tokio::spawn(invalidation::follow_fills(state.clone()));
         tokio::spawn(invalidation::follow_store(state.clone()));
         tokio::spawn(invalidation::replay(state.clone()));
         if let Some(edge) = &state.edge {

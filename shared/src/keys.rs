@@ -317,6 +317,12 @@ impl KeySpace {
     pub fn channel(&self) -> String {
         format!("{}:events", self.root())
     }
+
+    /// The channel on which an instance announces it released a key's fill lock, with the
+    /// key as the message.
+    pub fn fills_channel(&self) -> String {
+        format!("{}:fills", self.root())
+    }
 }
 
 /// The patterns API.md reports for a workspace-wide invalidation.

@@ -19,8 +19,6 @@ pub enum Event {
         first: u64,
         data: String,
     },
-    /// An instance released the fill lock of this cache key (`cache::flight::FillWaits`).
-    Filled(String),
 }
 
 impl Event {
@@ -36,7 +34,6 @@ impl Event {
                 first,
                 data,
             } => format!("live:{ws}:{instance}:{first}:{data}"),
-            Self::Filled(key) => format!("filled:{key}"),
         }
     }
 
@@ -61,7 +58,6 @@ impl Event {
                     data: data.to_owned(),
                 })
             }
-            "filled" if !rest.is_empty() => Some(Self::Filled(rest.to_owned())),
             _ => None,
         }
     }
@@ -85,7 +81,6 @@ mod tests {
                 first: 12,
                 data: r#"[{"scope":"counts","id":null,"at":1}]"#.into(),
             },
-            Event::Filled("ec:v1:counts:{15213}:u1".into()),
         ] {
             assert_eq!(Event::decode(&e.encode()), Some(e));
         }
@@ -101,7 +96,6 @@ mod tests {
             "live:1",
             "live:1:2:x:[]",
             "live:1:x:2:[]",
-            "filled:",
         ] {
             assert_eq!(Event::decode(raw), None, "{raw:?}");
         }

@@ -59,8 +59,8 @@ impl KeyLocks {
 }
 
 /// Reads of this instance waiting on another instance's fill, by key. The filler
-/// announces on the namespace's channel when it releases a key's fill lock (the value is
-/// in Redis by then, unless the fill failed), and the announcement wakes them at once: a
+/// announces on the namespace's fills channel when it releases a key's fill lock (the
+/// value is in Redis by then, unless the fill failed), and that wakes them at once: a
 /// poll would add up to its period to every such read, the reads that follow a
 /// workspace's invalidation on all instances at the same moment.
 #[derive(Default)]

@@ -29,7 +29,6 @@ use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
 use self::entry::{now_ms, Entry, Rows};
-use self::events::Event;
 use self::flight::{FillWaits, KeyLocks};
 use self::generations::Generations;
 use self::memory::Memory;
@@ -312,8 +311,8 @@ impl Cache {
                     redis: r.clone(),
                     lock,
                     owner,
-                    channel: self.keys.channel(),
-                    announcement: Event::Filled(key.clone()).encode(),
+                    channel: self.keys.fills_channel(),
+                    announcement: key.clone(),
                 });
             } else if r.is_up() {
                 let wait = self.wait_for_fill(r, &key, &lock, rows, &released, announced);

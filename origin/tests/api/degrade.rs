@@ -289,7 +289,7 @@ async fn releasing_a_fill_lock_announces_it_on_the_channel() {
     let redis =
         origin::cache::redis::RedisCache::new(&redis_url(), Duration::from_secs(1)).expect("redis");
     let namespace = unique_namespace();
-    let (lock, channel) = (format!("{namespace}:lock"), format!("{namespace}:events"));
+    let (lock, channel) = (format!("{namespace}:lock"), format!("{namespace}:fills"));
     let client = redis.pubsub_client().await.expect("client");
     let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
     pubsub.subscribe(&channel).await.expect("subscribe");
@@ -300,7 +300,7 @@ async fn releasing_a_fill_lock_announces_it_on_the_channel() {
         .expect("lock"));
     for owner in ["first", "first"] {
         redis
-            .release(&lock, owner, &channel, "filled:k")
+            .release(&lock, owner, &channel, "k")
             .await
             .expect("release");
         assert!(!redis.exists(&lock).await.expect("exists"));
@@ -308,6 +308,6 @@ async fn releasing_a_fill_lock_announces_it_on_the_channel() {
             .await
             .expect("announced")
             .expect("message");
-        assert_eq!(heard.get_payload::<String>().expect("text"), "filled:k");
+        assert_eq!(heard.get_payload::<String>().expect("text"), "k");
     }
 }
