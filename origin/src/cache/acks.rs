@@ -2,7 +2,9 @@
 //! instance subscribed to the channel has dropped its copy of the generations it bumped,
 //! so no read that starts after the acknowledgement, on any instance, can use the old
 //! generation. Each instance answers an announcement that carries an id with an ack on
-//! the same channel; the announcer counts them, for a bounded time.
+//! the same channel; the announcer counts them, for a bounded time: as long as an instance
+//! may trust a mirror it fetched before the announcement (`GENERATION_MAX_AGE_MS`), so a
+//! write answered without an instance's ack still never meets that instance's old mirror.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-
-/// How long a write waits for the other instances: a dead subscriber Redis still counts
-/// delays a write by this much, never more.
-pub const ACK_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct Waiter {
@@ -60,14 +58,15 @@ impl Acks {
 }
 
 impl Pending<'_> {
-    /// Waits until `receivers` acks arrived or `ACK_WAIT` passed; the acks received.
-    pub async fn wait(&self, receivers: u64) -> u64 {
+    /// Waits until `receivers` acks arrived or `bound` passed; the acks received. A hung
+    /// subscriber Redis still counts delays a write by `bound`, never more.
+    pub async fn wait(&self, receivers: u64, bound: Duration) -> u64 {
         let all = async {
             while self.waiter.received.load(Ordering::Acquire) < receivers {
                 self.waiter.arrived.notified().await;
             }
         };
-        let _ = tokio::time::timeout(ACK_WAIT, all).await;
+        let _ = tokio::time::timeout(bound, all).await;
         self.waiter.received.load(Ordering::Acquire)
     }
 }
@@ -92,7 +91,7 @@ mod tests {
             other.received(id);
             other.received(id);
         });
-        assert_eq!(pending.wait(2).await, 2);
+        assert_eq!(pending.wait(2, Duration::from_secs(60)).await, 2);
     }
 
     #[tokio::test]
@@ -100,9 +99,9 @@ mod tests {
         let acks = Acks::default();
         let pending = acks.register();
         acks.received(pending.id);
-        let started = std::time::Instant::now();
-        assert_eq!(pending.wait(2).await, 1);
-        assert!(started.elapsed() >= ACK_WAIT);
+        let (started, bound) = (std::time::Instant::now(), Duration::from_millis(50));
+        assert_eq!(pending.wait(2, bound).await, 1);
+        assert!(started.elapsed() >= bound);
     }
 
     #[test]

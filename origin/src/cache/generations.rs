@@ -363,7 +363,7 @@ impl Generations {
                         .publish(&self.keys.channel(), &announcement.encode())
                         .await
                         .unwrap_or(0);
-                    let acknowledged = pending.wait(notified).await;
+                    let acknowledged = pending.wait(notified, self.max_age).await;
                     return Bump {
                         generation: values.first().copied().unwrap_or_default(),
                         shared: true,
