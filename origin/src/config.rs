@@ -136,7 +136,8 @@ pub struct Settings {
     /// How long a read with a stale value waits for a fresh one (ms).
     #[arg(long, env = "STALE_IF_SLOW_MS", default_value_t = 1000)]
     stale_if_slow_ms: u64,
-    /// Longest an instance trusts its copy of the generations without Redis (ms).
+    /// Longest an instance trusts its copy of the generations without Redis, and so the
+    /// longest a write waits for the other instances to acknowledge its bump (ms).
     #[arg(long, env = "GENERATION_MAX_AGE_MS", default_value_t = 1000)]
     generation_max_age_ms: u64,
     /// Writes per user per workspace per minute.
