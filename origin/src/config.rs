@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::keys::KeySpace;
+use shared::settings::MAX_RATE_PER_MIN;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -256,10 +257,16 @@ impl Config {
                 ));
             }
         }
-        if self.writes_per_user_per_min == 0 || self.requests_per_workspace_per_min == 0 {
-            return Err(ConfigError(
-                "rate limits must be at least 1 per minute".into(),
-            ));
+        // The limiter charges every request MAX_RATE_PER_MIN / limit cells (`limits.rs`), so
+        // a larger limit would silently act as MAX_RATE_PER_MIN.
+        let limits = [
+            self.writes_per_user_per_min,
+            self.requests_per_workspace_per_min,
+        ];
+        if limits.iter().any(|l| !(1..=MAX_RATE_PER_MIN).contains(l)) {
+            return Err(ConfigError(format!(
+                "RATE_LIMIT_WRITES_PER_MIN and RATE_LIMIT_REQUESTS_PER_MIN must be 1 to {MAX_RATE_PER_MIN}"
+            )));
         }
         if self.live_buffer == 0 || self.live_max_connections == 0 {
             return Err(ConfigError(
@@ -295,11 +302,12 @@ mod tests {
     }
 
     #[test]
-    fn short_secrets_and_zero_limits_are_refused() {
+    fn short_secrets_and_limits_out_of_bounds_are_refused() {
         for flags in [
             ["--jwt-secret", "short"],
             ["--internal-api-key", "short"],
             ["--rate-limit-writes-per-min", "0"],
+            ["--rate-limit-requests-per-min", "1000001"],
             ["--db-max-connections", "0"],
             ["--db-read-concurrency", "0"],
         ] {
