@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::keys::KeySpace;
-use shared::settings::MAX_RATE_PER_MIN;
+use shared::settings::{rate_in_bounds, MAX_RATE_PER_MIN};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -259,14 +259,18 @@ impl Config {
         }
         // The limiter charges every request MAX_RATE_PER_MIN / limit cells (`limits.rs`), so
         // a larger limit would silently act as MAX_RATE_PER_MIN.
-        let limits = [
-            self.writes_per_user_per_min,
-            self.requests_per_workspace_per_min,
-        ];
-        if limits.iter().any(|l| !(1..=MAX_RATE_PER_MIN).contains(l)) {
-            return Err(ConfigError(format!(
-                "RATE_LIMIT_WRITES_PER_MIN and RATE_LIMIT_REQUESTS_PER_MIN must be 1 to {MAX_RATE_PER_MIN}"
-            )));
+        for (name, per_min) in [
+            ("RATE_LIMIT_WRITES_PER_MIN", self.writes_per_user_per_min),
+            (
+                "RATE_LIMIT_REQUESTS_PER_MIN",
+                self.requests_per_workspace_per_min,
+            ),
+        ] {
+            if !rate_in_bounds(per_min) {
+                return Err(ConfigError(format!(
+                    "{name} must be 1 to {MAX_RATE_PER_MIN}, got {per_min}"
+                )));
+            }
         }
         if self.live_buffer == 0 || self.live_max_connections == 0 {
             return Err(ConfigError(

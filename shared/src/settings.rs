@@ -7,8 +7,13 @@ use crate::InputError;
 
 pub const MIN_TTL_SECS: u32 = 1;
 pub const MAX_TTL_SECS: u32 = 86_400;
-/// Bounds of a workspace's own rate limits (per minute).
+/// Bounds of a rate limit (per minute), a workspace's own or the deployment's default.
 pub const MAX_RATE_PER_MIN: u32 = 1_000_000;
+
+/// Whether `per_min` is a rate limit the origin can enforce (1 to `MAX_RATE_PER_MIN`).
+pub fn rate_in_bounds(per_min: u32) -> bool {
+    (1..=MAX_RATE_PER_MIN).contains(&per_min)
+}
 
 /// TTL defaults of API.md not tied to a setting.
 pub const CONTACT_DETAILS_TTL_SECS: u32 = 600;
@@ -112,7 +117,7 @@ fn rate(
         Some(None) => Ok(None),
         Some(Some(v)) => u32::try_from(v)
             .ok()
-            .filter(|v| (1..=MAX_RATE_PER_MIN).contains(v))
+            .filter(|v| rate_in_bounds(*v))
             .map(Some)
             .ok_or_else(|| {
                 InputError::new(
