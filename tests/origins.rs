@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use origin::auth::{issue, Claims};
+use shared::settings::MAX_RATE_PER_MIN;
 
 use crate::{free_port, root, wait_ok, Group};
 
@@ -55,6 +56,7 @@ pub async fn origin_under(
     env: &[(&str, &str)],
 ) -> Origin {
     let port = free_port();
+    let unlimited = MAX_RATE_PER_MIN.to_string();
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut command = Command::new(program);
@@ -71,8 +73,8 @@ pub async fn origin_under(
         .env("CACHE_NAMESPACE", &layers.namespace)
         .env("L1_MAX_BYTES", layers.l1_bytes.to_string())
         .env("SEED_DEMO_CONTACTS", "0")
-        .env("RATE_LIMIT_REQUESTS_PER_MIN", "1000000")
-        .env("RATE_LIMIT_WRITES_PER_MIN", "1000000")
+        .env("RATE_LIMIT_REQUESTS_PER_MIN", &unlimited)
+        .env("RATE_LIMIT_WRITES_PER_MIN", &unlimited)
         .env("RUST_LOG", "warn")
         .env_remove("REDIS_URL")
         .env_remove("DATABASE_READ_URL")

@@ -311,7 +311,7 @@ mod tests {
             ["--jwt-secret", "short"],
             ["--internal-api-key", "short"],
             ["--rate-limit-writes-per-min", "0"],
-            ["--rate-limit-requests-per-min", "1000001"],
+            ["--rate-limit-requests-per-min", "100000001"],
             ["--db-max-connections", "0"],
             ["--db-read-concurrency", "0"],
         ] {

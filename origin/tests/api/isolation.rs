@@ -6,6 +6,7 @@
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
+use shared::settings::MAX_RATE_PER_MIN;
 use sqlx::PgPool;
 
 use crate::helpers::*;
@@ -51,8 +52,8 @@ async fn no_answer_ever_carries_another_workspaces_data(db: PgPool) {
         .await
         .expect("markers");
     let mut config = test_config(&unique_namespace());
-    config.requests_per_workspace_per_min = 1_000_000;
-    config.writes_per_user_per_min = 1_000_000;
+    config.requests_per_workspace_per_min = MAX_RATE_PER_MIN;
+    config.writes_per_user_per_min = MAX_RATE_PER_MIN;
     let app = TestApp::spawn_with(db.clone(), config, boards.clone()).await;
     let contact_of: Vec<i64> = {
         let mut ids = Vec::new();
