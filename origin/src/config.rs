@@ -307,11 +307,12 @@ mod tests {
 
     #[test]
     fn short_secrets_and_limits_out_of_bounds_are_refused() {
+        let above_max = (MAX_RATE_PER_MIN + 1).to_string();
         for flags in [
             ["--jwt-secret", "short"],
             ["--internal-api-key", "short"],
             ["--rate-limit-writes-per-min", "0"],
-            ["--rate-limit-requests-per-min", "100000001"],
+            ["--rate-limit-requests-per-min", &above_max],
             ["--db-max-connections", "0"],
             ["--db-read-concurrency", "0"],
         ] {

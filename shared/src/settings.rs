@@ -9,8 +9,7 @@ pub const MIN_TTL_SECS: u32 = 1;
 pub const MAX_TTL_SECS: u32 = 86_400;
 /// Bounds of a rate limit (per minute), a workspace's own or the deployment's default.
 /// The top is more than one instance can serve (1.7M requests a second), so a limit set
-/// there never caps a workspace (1,000,000 a minute did: 16.7k a second, a tenth of what
-/// one instance answers from L1).
+/// there never caps a workspace.
 pub const MAX_RATE_PER_MIN: u32 = 100_000_000;
 
 /// Whether `per_min` is a rate limit the origin can enforce (1 to `MAX_RATE_PER_MIN`).
