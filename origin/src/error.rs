@@ -30,7 +30,7 @@ pub enum Error {
     #[error("the request took too long")]
     Timeout,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -75,7 +75,7 @@ impl Error {
                 "invalid_reference",
                 "board_id and column_id must name a board of this workspace and a column of that board",
             ),
-            _ => Self::Database(e),
+            _ => e.into(),
         }
     }
 
@@ -83,7 +83,23 @@ impl Error {
     pub fn settings(e: sqlx::Error) -> Self {
         match e.as_database_error() {
             Some(d) if d.is_foreign_key_violation() => Self::NotFound("workspace"),
-            _ => Self::Database(e),
+            _ => e.into(),
+        }
+    }
+}
+
+/// Text Postgres cannot store (a NUL, or bytes outside the encoding) is the request's
+/// fault whatever field carried it, so it answers 400 even where validation missed it.
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        let unstorable = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| matches!(code.as_ref(), "22P05" | "22021"));
+        if unstorable {
+            Self::bad_request("invalid_text", "text must be UTF-8 without NUL characters")
+        } else {
+            Self::Database(e)
         }
     }
 }

@@ -73,10 +73,17 @@ impl SenderType {
     }
 }
 
-/// A message body as stored: 1 to `MAX_BODY_CHARS` characters, not only blanks.
+/// A message body as stored: 1 to `MAX_BODY_CHARS` characters, not only blanks, and no
+/// NUL, which Postgres text cannot hold.
 pub fn check_body(body: &str) -> Result<(), InputError> {
     if body.trim().is_empty() {
         return Err(InputError::new("invalid_body", "body must not be empty"));
+    }
+    if body.contains('\0') {
+        return Err(InputError::new(
+            "invalid_body",
+            "body must not contain NUL characters",
+        ));
     }
     if body.chars().count() > MAX_BODY_CHARS {
         return Err(InputError::new(
@@ -298,7 +305,7 @@ mod tests {
     fn bodies_must_hold_something_and_not_too_much() {
         assert!(check_body("hi").is_ok());
         assert!(check_body(&"é".repeat(MAX_BODY_CHARS)).is_ok());
-        for bad in ["", "  \n", &"x".repeat(MAX_BODY_CHARS + 1)] {
+        for bad in ["", "  \n", "a\0b", &"x".repeat(MAX_BODY_CHARS + 1)] {
             assert_eq!(check_body(bad).map_err(|e| e.code), Err("invalid_body"));
         }
     }

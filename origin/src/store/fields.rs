@@ -66,13 +66,28 @@ fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), Input
     }
 }
 
-fn max_len(name: &str, value: Option<&str>, max: usize) -> Result<(), InputError> {
+/// A text field of at most `max` characters and no NUL, which Postgres text cannot hold.
+fn text(name: &str, value: Option<&str>, max: usize) -> Result<(), InputError> {
     match value {
         Some(v) if v.chars().count() > max => Err(InputError::new(
             "invalid_field",
             format!("{name} must be at most {max} characters"),
         )),
+        Some(v) if v.contains('\0') => Err(InputError::new(
+            "invalid_field",
+            format!("{name} must not contain NUL characters"),
+        )),
         _ => Ok(()),
+    }
+}
+
+/// Whether a JSON value holds a NUL in a string or a key, which jsonb refuses.
+fn holds_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -88,10 +103,10 @@ impl ContactFields {
                 return Err(InputError::new("invalid_field", "name must not be blank"));
             }
         }
-        max_len("name", self.name.as_deref(), 200)?;
-        max_len("email", inner(&self.email), 320)?;
-        max_len("phone", inner(&self.phone), 64)?;
-        max_len("company", inner(&self.company), 200)?;
+        text("name", self.name.as_deref(), 200)?;
+        text("email", inner(&self.email), 320)?;
+        text("phone", inner(&self.phone), 64)?;
+        text("company", inner(&self.company), 200)?;
         if inner(&self.email).is_some_and(|e| !e.contains('@')) {
             return Err(InputError::new("invalid_field", "email must contain '@'"));
         }
@@ -114,6 +129,12 @@ impl ContactFields {
                 return Err(InputError::new(
                     "invalid_field",
                     "custom_attributes must be a JSON object of at most 16 KiB",
+                ));
+            }
+            if holds_nul(attrs) {
+                return Err(InputError::new(
+                    "invalid_field",
+                    "custom_attributes must not contain NUL characters",
                 ));
             }
         }

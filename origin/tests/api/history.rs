@@ -299,6 +299,10 @@ async fn bad_history_input_is_a_clear_4xx(db: PgPool) {
     let cases = [
         (json!({"sender_type": "agent", "body": ""}), "invalid_body"),
         (
+            json!({"sender_type": "agent", "body": "a\u{0}b"}),
+            "invalid_body",
+        ),
+        (
             json!({"sender_type": "agent", "body": "x".repeat(10_001)}),
             "invalid_body",
         ),
@@ -333,6 +337,15 @@ async fn bad_history_input_is_a_clear_4xx(db: PgPool) {
     .await;
     assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
     let head = messages(&app, c, "?limit=5").await;
+    let newest = ids(&head)[0];
+    let r = write(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/{c}/messages/{newest}"),
+        json!({"body": "a\u{0}b"}),
+    )
+    .await;
+    assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, "invalid_body");
     let cursor = head["pagination"]["next_cursor"].as_str().expect("cursor");
     let tampered = format!("{}A", &cursor[..cursor.len() - 1]);
     for (query, code) in [
@@ -371,8 +384,8 @@ async fn bad_history_input_is_a_clear_4xx(db: PgPool) {
         "invalid_conversation_id"
     );
     assert_eq!(
-        ids(&messages(&app, c, "?limit=5").await),
-        ids(&head),
+        messages(&app, c, "?limit=5").await["messages"],
+        head["messages"],
         "nothing changed"
     );
 }

@@ -113,6 +113,15 @@ async fn bad_bodies_get_a_400_and_change_nothing(db: PgPool) {
             json!({"board_id": app.boards[0], "column_id": column, "name": "X", "priority": "urgent"}),
             "invalid_field",
         ),
+        (
+            json!({"board_id": app.boards[0], "column_id": column, "name": "Mallory\u{0}"}),
+            "invalid_field",
+        ),
+        (
+            json!({"board_id": app.boards[0], "column_id": column, "name": "Mallory",
+                   "custom_attributes": {"note": ["a\u{0}"]}}),
+            "invalid_field",
+        ),
     ] {
         let r = app.post(&contacts, &member(), body).await;
         assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, code);
@@ -222,4 +231,27 @@ async fn the_openapi_document_is_public_and_every_operation_in_it_is_a_route(db:
         }
     }
     assert_eq!(operations, 22, "{:?}", paths.keys().collect::<Vec<_>>());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn text_postgres_cannot_store_is_the_requests_fault(db: PgPool) {
+    let nul_text = sqlx::query("SELECT $1::text")
+        .bind("a\u{0}b")
+        .execute(&db)
+        .await
+        .expect_err("Postgres text refuses NUL");
+    let nul_json = sqlx::query("SELECT $1::jsonb")
+        .bind(json!({"a": "\u{0}"}))
+        .execute(&db)
+        .await
+        .expect_err("jsonb refuses NUL");
+    for e in [nul_text, nul_json] {
+        let response = axum::response::IntoResponse::into_response(origin::error::Error::from(e));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "invalid_text");
+    }
 }
