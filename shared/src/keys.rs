@@ -223,23 +223,23 @@ impl KeySpace {
         gens: Generations,
         query: &ContactListQuery,
     ) -> String {
-        let mut key = self.start("contacts", ws, 64);
+        self.contacts_with_tail(ws, board, gens, &contacts_tail(query))
+    }
+
+    /// `contacts`, given the part after the generations that `contacts_tail` wrote: the
+    /// hashes of a query, which a caller that sees the same query again can keep.
+    pub fn contacts_with_tail(
+        &self,
+        ws: &WorkspaceId,
+        board: BoardId,
+        gens: Generations,
+        tail: &str,
+    ) -> String {
+        let mut key = self.start("contacts", ws, 27 + tail.len());
         key.push_str(":board_");
         key.push_str(itoa::Buffer::new().format(board.0));
         push_generations(&mut key, gens);
-        key.push(':');
-        key.push_str(&query_hash(&query.canonical()));
-        match &query.after {
-            None => {
-                key.push_str(":page:");
-                key.push_str(itoa::Buffer::new().format(query.page));
-            }
-            Some(after) => {
-                let at = serde_json::json!([after.page, after.value, after.id]).to_string();
-                key.push_str(":cursor:");
-                key.push_str(&query_hash(&at));
-            }
-        }
+        key.push_str(tail);
         key
     }
 
@@ -353,6 +353,26 @@ fn push_generations(key: &mut String, gens: Generations) {
 }
 
 /// 64 bits of SHA-256: collisions are negligible at any realistic number of distinct queries.
+/// What ends a page's key after its generations: `:{query-hash}:page:{n}`, or
+/// `:{query-hash}:cursor:{position-hash}`.
+pub fn contacts_tail(query: &ContactListQuery) -> String {
+    let mut tail = String::with_capacity(56);
+    tail.push(':');
+    tail.push_str(&query_hash(&query.canonical()));
+    match &query.after {
+        None => {
+            tail.push_str(":page:");
+            tail.push_str(itoa::Buffer::new().format(query.page));
+        }
+        Some(after) => {
+            let at = serde_json::json!([after.page, after.value, after.id]).to_string();
+            tail.push_str(":cursor:");
+            tail.push_str(&query_hash(&at));
+        }
+    }
+    tail
+}
+
 pub fn query_hash(canonical: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(canonical.as_bytes());

@@ -123,22 +123,6 @@ impl Generations {
         changed.get(ws).is_some_and(|at| at.elapsed() < window)
     }
 
-    /// The generations of `scopes` from a fresh mirror holding each of them, without
-    /// copying the mirror: this runs on every read.
-    fn read_mirror(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
-        let m = mirrors.get(ws)?;
-        let fresh = m.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        fresh.then(|| KeyGens::from_known(&m.fields, scopes))?
-    }
-
-    /// Whatever the mirror holds, a missing counter as 0: for an instance without Redis
-    /// (its counters are the only ones) and while its own bumps wait to be replayed.
-    fn read_local(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
-        Some(KeyGens::from_fields(&mirrors.get(ws)?.fields, scopes))
-    }
-
     /// The fields a refresh for `scopes` reads: those the mirror already holds, so it stays
     /// whole, and those `scopes` need.
     fn to_fetch(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Vec<String> {
@@ -191,10 +175,33 @@ impl Generations {
     /// `current` if this instance knows it without asking Redis (its mirror is fresh, or
     /// it has no Redis), else `None`.
     pub fn known(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        match self.redis {
-            None => Some(self.read_local(ws, scopes).unwrap_or_default()),
-            Some(_) => self.read_mirror(ws, scopes),
+        self.known_each(ws, [scopes]).map(|[gens]| gens)
+    }
+
+    /// `known` for each of several sets of scopes, from one look at the mirror (a page
+    /// hit needs its key's and its rows' generations): this runs on every read, so the
+    /// mirror is read in place, not copied. Without Redis a missing counter is 0, since
+    /// this instance's counters are the only ones; with Redis the mirror must be fresh
+    /// and hold every counter asked for.
+    pub fn known_each<const N: usize>(
+        &self,
+        ws: &WorkspaceId,
+        scopes: [&[GenerationScope]; N],
+    ) -> Option<[KeyGens; N]> {
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+        let m = mirrors.get(ws);
+        if self.redis.is_none() {
+            return Some(scopes.map(|s| {
+                m.map(|m| KeyGens::from_fields(&m.fields, s))
+                    .unwrap_or_default()
+            }));
         }
+        let m = m.filter(|m| m.fetched.is_some_and(|t| t.elapsed() < self.max_age))?;
+        let mut known = [KeyGens::default(); N];
+        for (gens, scopes) in known.iter_mut().zip(scopes) {
+            *gens = KeyGens::from_known(&m.fields, scopes)?;
+        }
+        Some(known)
     }
 
     /// The generations a key of `ws` depending on `scopes` is built on.

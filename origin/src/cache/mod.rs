@@ -62,8 +62,8 @@ impl Layers {
 /// What a cached page of a board is checked against besides its key: the board's `Rows`
 /// generation when the read started (see `edits.rs`).
 #[derive(Debug, Clone)]
-pub struct RowsBasis {
-    pub ws: WorkspaceId,
+pub struct RowsBasis<'a> {
+    pub ws: &'a WorkspaceId,
     pub board: BoardId,
     pub seq: u64,
 }
@@ -132,7 +132,7 @@ impl Cache {
 
     /// `e`, unless it is a page that an edit logged since it was cached touched: that
     /// one is as unreachable as a key of an old generation (never served, not even stale).
-    async fn current(&self, e: Arc<Entry>, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+    async fn current(&self, e: Arc<Entry>, rows: Option<&RowsBasis<'_>>) -> Option<Arc<Entry>> {
         if let Some(known) = Self::known_current(&e, rows) {
             return known.then_some(e);
         }
@@ -144,14 +144,14 @@ impl Cache {
         let unchanged =
             Box::pin(
                 self.generations
-                    .rows_unchanged(&basis.ws, basis.board, r, basis.seq),
+                    .rows_unchanged(basis.ws, basis.board, r, basis.seq),
             )
             .await;
         unchanged.then_some(e)
     }
 
     /// Whether `e` is current without reading the edit log; `None` when it takes the log.
-    fn known_current(e: &Entry, rows: Option<&RowsBasis>) -> Option<bool> {
+    fn known_current(e: &Entry, rows: Option<&RowsBasis<'_>>) -> Option<bool> {
         match (rows, &e.rows) {
             (None, _) => Some(true),
             (Some(_), None) => Some(false),
@@ -162,12 +162,12 @@ impl Cache {
 
     /// The entry L1 holds under `key` if it is fresh and current: a hit that needs nothing
     /// else checked.
-    fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+    fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis<'_>>) -> Option<Arc<Entry>> {
         let e = self.memory.get(key)?;
         (e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true)).then_some(e)
     }
 
-    async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis>) -> Option<Arc<Entry>> {
+    async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis<'_>>) -> Option<Arc<Entry>> {
         let e = self.memory.get(key)?;
         self.current(e, rows).await
     }
@@ -176,7 +176,7 @@ impl Cache {
         &self,
         redis: &RedisCache,
         key: &str,
-        rows: Option<&RowsBasis>,
+        rows: Option<&RowsBasis<'_>>,
     ) -> Option<Arc<Entry>> {
         let e = match redis.get(key).await {
             Ok(Some(raw)) => Arc::new(Entry::decode(&raw)?),
@@ -196,7 +196,7 @@ impl Cache {
         redis: &RedisCache,
         key: &str,
         lock: &str,
-        rows: Option<&RowsBasis>,
+        rows: Option<&RowsBasis<'_>>,
         released: &Notify,
         announced: Notified<'_>,
     ) -> Option<Arc<Entry>> {
@@ -233,7 +233,7 @@ impl Cache {
         key: String,
         ttl_secs: u32,
         layers: Layers,
-        rows: Option<&RowsBasis>,
+        rows: Option<&RowsBasis<'_>>,
         compute: F,
     ) -> Result<Answer>
     where
@@ -256,7 +256,7 @@ impl Cache {
         key: String,
         ttl_secs: u32,
         layers: Layers,
-        rows: Option<&RowsBasis>,
+        rows: Option<&RowsBasis<'_>>,
         compute: F,
         started: Instant,
     ) -> Result<Answer>
@@ -527,16 +527,16 @@ impl Cache {
 
     /// What a read of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
     /// is keyed and checked by now.
-    async fn basis(
+    async fn basis<'a>(
         &self,
-        ws: &WorkspaceId,
+        ws: &'a WorkspaceId,
         scopes: &[GenerationScope],
         board: Option<BoardId>,
-    ) -> (KeyGens, Option<RowsBasis>) {
+    ) -> (KeyGens, Option<RowsBasis<'a>>) {
         let gens = self.generations.current(ws, scopes).await;
         let rows = match board {
             Some(board) => Some(RowsBasis {
-                ws: ws.clone(),
+                ws,
                 board,
                 seq: self
                     .generations
@@ -559,26 +559,29 @@ impl Cache {
         self.in_memory(ws, &key, None, started)
     }
 
-    /// As `counts_in_memory`, for a page of `board`.
+    /// As `counts_in_memory`, for a page of `board`; `tail` is `contacts_tail(q)`, which
+    /// a caller that sees `q` again may keep.
     pub fn page_in_memory(
         &self,
         ws: &WorkspaceId,
         board: BoardId,
         q: &ContactListQuery,
+        tail: &str,
     ) -> Option<Answer> {
         let started = Instant::now();
-        let gens = self
-            .generations
-            .known(ws, &GenerationScope::of_page(board, q))?;
+        let [gens, rows] = self.generations.known_each(
+            ws,
+            [
+                &GenerationScope::of_page(board, q),
+                &[GenerationScope::Rows(board)],
+            ],
+        )?;
         let rows = RowsBasis {
-            ws: ws.clone(),
+            ws,
             board,
-            seq: self
-                .generations
-                .known(ws, &[GenerationScope::Rows(board)])?
-                .scope,
+            seq: rows.scope,
         };
-        let key = self.keys.contacts(ws, board, gens, q);
+        let key = self.keys.contacts_with_tail(ws, board, gens, tail);
         self.in_memory(ws, &key, Some(&rows), started)
     }
 
@@ -623,7 +626,7 @@ impl Cache {
         &self,
         ws: &WorkspaceId,
         key: &str,
-        rows: Option<&RowsBasis>,
+        rows: Option<&RowsBasis<'_>>,
         started: Instant,
     ) -> Option<Answer> {
         let e = self.memory_fresh(key, rows)?;

@@ -8,12 +8,14 @@
 //! errors included, exactly as before.
 
 use std::borrow::Cow;
+use std::cell::{Ref, RefCell};
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use axum::response::Response;
+use shared::keys::contacts_tail;
 use shared::query::ContactListQuery;
-use shared::BoardId;
+use shared::{BoardId, UserId, WorkspaceId};
 
 use super::auth::{checked_workspace, Charged};
 use super::{new_request_id, reply, REQUEST_ID};
@@ -50,11 +52,69 @@ fn route<B>(request: &Request<B>) -> Option<Read<'_>> {
     })
 }
 
+/// The page query a connection asked for last, parsed, with its key's tail. A client
+/// polling a list sends the same query on its connection again and again, and parsing
+/// it and hashing its canonical form were a fifth of a page hit's instructions.
+#[derive(Default)]
+pub struct LastPage(RefCell<Option<ParsedPage>>);
+
+struct ParsedPage {
+    /// What the parse depends on: the raw query, the workspace, the board and the user.
+    raw: Box<str>,
+    ws: WorkspaceId,
+    board: BoardId,
+    user: UserId,
+    query: ContactListQuery,
+    /// `contacts_tail(&query)`.
+    tail: String,
+}
+
+impl LastPage {
+    /// `raw` parsed for `ws`, `board` and `user`, kept from the last request when that
+    /// was the same; `None` when the hit path leaves it to the router (a bad query,
+    /// `useCache`).
+    fn parse(
+        &self,
+        raw: &str,
+        ws: &WorkspaceId,
+        board: BoardId,
+        user: &UserId,
+    ) -> Option<Ref<'_, ParsedPage>> {
+        let same =
+            self.0.borrow().as_ref().is_some_and(|p| {
+                p.board == board && *p.raw == *raw && p.ws == *ws && p.user == *user
+            });
+        if !same {
+            let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
+            if pairs.iter().any(|(k, _)| k == "useCache") {
+                return None;
+            }
+            let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+            let query = ContactListQuery::from_pairs(pairs, ws, board, user).ok()?;
+            *self.0.borrow_mut() = Some(ParsedPage {
+                raw: raw.into(),
+                ws: ws.clone(),
+                board,
+                user: user.clone(),
+                tail: contacts_tail(&query),
+                query,
+            });
+        }
+        Ref::filter_map(self.0.borrow(), Option::as_ref).ok()
+    }
+}
+
 /// The answer to `request` if it is an L1 hit, else `None` with `request` as it came
 /// (but for `Charged` when its budget was charged here). Waits on nothing: settings or
 /// generations this instance would have to fetch first make it `None` too, and the
-/// router fetches them. `last` is the connection's last verified token.
-pub fn answer<B>(state: &AppState, request: &mut Request<B>, last: &LastToken) -> Option<Response> {
+/// router fetches them. `last` and `last_page` are the connection's last verified token
+/// and page query.
+pub fn answer<B>(
+    state: &AppState,
+    request: &mut Request<B>,
+    last: &LastToken,
+    last_page: &LastPage,
+) -> Option<Response> {
     let started = Instant::now();
     let read = route(request)?;
     let headers = request.headers();
@@ -73,22 +133,16 @@ pub fn answer<B>(state: &AppState, request: &mut Request<B>, last: &LastToken) -
         }
         Read::Page { board, query } => {
             let board = BoardId::parse(board).ok()?;
-            let pairs: Vec<(Cow<str>, Cow<str>)> =
-                form_urlencoded::parse(query.as_bytes()).collect();
-            if pairs.iter().any(|(k, _)| k == "useCache") {
-                return None;
-            }
-            let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-            let q = ContactListQuery::from_pairs(pairs, &ws, board, user).ok()?;
-            settings.list_ttl(q.search.is_some())?;
-            Some((board, q))
+            let page = last_page.parse(query, &ws, board, user)?;
+            settings.list_ttl(page.query.search.is_some())?;
+            Some(page)
         }
     };
     let charged = state.limits.request(&ws, &settings.rate_limits).is_ok();
     let hit = if charged {
         match &page {
             None => state.cache.counts_in_memory(&ws, user),
-            Some((board, q)) => state.cache.page_in_memory(&ws, *board, q),
+            Some(p) => state.cache.page_in_memory(&ws, p.board, &p.query, &p.tail),
         }
     } else {
         None
@@ -112,4 +166,58 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .get(REQUEST_ID)
         .cloned()
         .unwrap_or_else(new_request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id<T>(parse: fn(&str) -> Result<T, shared::InputError>, raw: &str) -> T {
+        parse(raw).expect("valid id")
+    }
+
+    /// The key tail a fresh parse of `raw` gives.
+    fn parsed_afresh(raw: &str, ws: &WorkspaceId, board: BoardId, user: &UserId) -> String {
+        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
+        let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+        contacts_tail(&ContactListQuery::from_pairs(pairs, ws, board, user).expect("valid query"))
+    }
+
+    #[test]
+    fn a_kept_page_query_serves_only_the_same_query_workspace_board_and_user() {
+        let last = LastPage::default();
+        let (a, b) = (id(WorkspaceId::parse, "a"), id(WorkspaceId::parse, "b"));
+        let (me, you) = (id(UserId::parse, "me"), id(UserId::parse, "you"));
+        let mine = "filter=assigned_to_me&page=2";
+        let cases = [
+            (mine, &a, BoardId(1), &me),
+            (mine, &a, BoardId(1), &me),
+            (mine, &a, BoardId(1), &you),
+            (mine, &b, BoardId(1), &you),
+            (mine, &b, BoardId(2), &you),
+            ("filter=assigned_to_me&page=3", &b, BoardId(2), &you),
+            ("page=3", &b, BoardId(2), &you),
+        ];
+        let mut tails = Vec::new();
+        for (raw, ws, board, user) in cases {
+            let kept = last.parse(raw, ws, board, user).expect("a hit-path query");
+            assert_eq!(kept.tail, parsed_afresh(raw, ws, board, user), "{raw}");
+            tails.push(kept.tail.clone());
+        }
+        assert_eq!(tails[0], tails[1]);
+        assert_ne!(tails[1], tails[2], "assigned_to_me is the user's own");
+        assert_ne!(tails[5], tails[6]);
+    }
+
+    #[test]
+    fn queries_the_router_answers_are_not_kept() {
+        let last = LastPage::default();
+        let (ws, user) = (id(WorkspaceId::parse, "a"), id(UserId::parse, "me"));
+        assert!(last.parse("page=1", &ws, BoardId(1), &user).is_some());
+        for raw in ["page=0", "page=1&page=2", "useCache=false", "filter=nope"] {
+            assert!(last.parse(raw, &ws, BoardId(1), &user).is_none(), "{raw}");
+        }
+        let kept = last.parse("page=1", &ws, BoardId(1), &user).expect("kept");
+        assert_eq!(kept.tail, parsed_afresh("page=1", &ws, BoardId(1), &user));
+    }
 }

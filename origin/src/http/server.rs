@@ -27,6 +27,7 @@ struct Front {
     state: Arc<AppState>,
     router: Router,
     last: LastToken,
+    last_page: hit::LastPage,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Front {
@@ -35,7 +36,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
     type Future = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
 
     fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
-        if let Some(hit) = hit::answer(&self.state, &mut request, &self.last) {
+        if let Some(hit) = hit::answer(&self.state, &mut request, &self.last, &self.last_page) {
             return Either::Left(ready(Ok(hit)));
         }
         // axum's router is always ready (its `poll_ready` answers `Ready` at once).
@@ -70,6 +71,7 @@ pub async fn serve(
             state: state.clone(),
             router: router.clone(),
             last: LastToken::default(),
+            last_page: hit::LastPage::default(),
         };
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), front);
         let connection = connections.watch(connection);
