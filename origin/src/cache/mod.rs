@@ -9,8 +9,10 @@ pub mod acks;
 pub mod edits;
 pub mod entry;
 pub mod events;
+mod fill;
 pub mod flight;
 pub mod generations;
+mod kinds;
 pub mod memory;
 pub mod redis;
 pub mod stats;
@@ -21,14 +23,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::cursor::Cursor;
-use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
-use shared::messages::{ConversationQuery, MessageQuery};
-use shared::model::{CacheStatus, ContactPage, Source};
-use shared::query::ContactListQuery;
-use shared::{BoardId, UserId, WorkspaceId};
+use shared::keys::KeySpace;
+use shared::model::{CacheStatus, Source};
+use shared::{BoardId, WorkspaceId};
 
-use self::entry::{now_ms, Entry, Rows};
+use self::entry::{now_ms, Entry};
+use self::fill::{Fill, FillLock};
 use self::flight::{FillWaits, KeyLocks};
 use self::generations::Generations;
 use self::memory::Memory;
@@ -37,7 +37,7 @@ use self::stats::Stats;
 use self::traffic::Traffic;
 use crate::error::{Error, Result};
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::Notify;
 
 /// How long another instance's fill may hold a key before this one reads the database too.
 const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
@@ -397,243 +397,6 @@ impl Cache {
         &self.keys
     }
 
-    /// The counts `user` sees, through the cache (`ttl`) or from `compute` (`None`).
-    pub async fn counts<F, Fut>(
-        &self,
-        ws: &WorkspaceId,
-        user: &UserId,
-        ttl: Option<u32>,
-        compute: F,
-    ) -> Result<Answer>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>> + Send + 'static,
-    {
-        let key = |gens| self.keys.counts(ws, gens, user);
-        self.read(ws, &[GenerationScope::Counts], None, ttl, key, compute)
-            .await
-    }
-
-    /// A page of `board`, through the cache (`ttl`) or from `compute` (`None`).
-    pub async fn page<F, Fut>(
-        &self,
-        ws: &WorkspaceId,
-        board: BoardId,
-        q: &ContactListQuery,
-        ttl: Option<u32>,
-        compute: F,
-    ) -> Result<Answer>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>> + Send + 'static,
-    {
-        let scopes = GenerationScope::of_page(board, q);
-        let key = |gens| self.keys.contacts(ws, board, gens, q);
-        self.read(ws, &scopes, Some(board), ttl, key, compute).await
-    }
-
-    /// A page of a conversation's messages, through the cache (`ttl`) or from `compute`
-    /// (`None`). Only the head page depends on what was appended.
-    pub async fn messages<F, Fut>(
-        &self,
-        ws: &WorkspaceId,
-        q: &MessageQuery,
-        ttl: Option<u32>,
-        compute: F,
-    ) -> Result<Answer>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>> + Send + 'static,
-    {
-        let scopes = GenerationScope::of_messages(q);
-        let key = |gens| self.keys.messages(ws, gens, q);
-        self.read(ws, &scopes, None, ttl, key, compute).await
-    }
-
-    /// A page of the workspace's conversation list, through the cache (`ttl`) or from
-    /// `compute` (`None`).
-    pub async fn conversations<F, Fut>(
-        &self,
-        ws: &WorkspaceId,
-        q: &ConversationQuery,
-        ttl: Option<u32>,
-        compute: F,
-    ) -> Result<Answer>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>> + Send + 'static,
-    {
-        let key = |gens| self.keys.conversations(ws, gens, q);
-        let scopes = [GenerationScope::Conversations];
-        self.read(ws, &scopes, None, ttl, key, compute).await
-    }
-
-    /// The key the counts of `user` are cached under now.
-    pub async fn counts_key(&self, ws: &WorkspaceId, user: &UserId) -> String {
-        let gens = self
-            .generations
-            .current(ws, &[GenerationScope::Counts])
-            .await;
-        self.keys.counts(ws, gens, user)
-    }
-
-    /// The key a page of `board` is cached under now.
-    pub async fn page_key(&self, ws: &WorkspaceId, board: BoardId, q: &ContactListQuery) -> String {
-        let gens = self
-            .generations
-            .current(ws, &GenerationScope::of_page(board, q))
-            .await;
-        self.keys.contacts(ws, board, gens, q)
-    }
-
-    /// Reads a key of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
-    /// through every layer, or straight from the database when `ttl` is `None` (caching
-    /// off for this workspace, feature or request).
-    async fn read<F, Fut>(
-        &self,
-        ws: &WorkspaceId,
-        scopes: &[GenerationScope],
-        board: Option<BoardId>,
-        ttl: Option<u32>,
-        key: impl FnOnce(KeyGens) -> String,
-        compute: F,
-    ) -> Result<Answer>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String>> + Send + 'static,
-    {
-        let Some(ttl) = ttl else {
-            self.stats.db_query();
-            self.traffic.read(ws, false);
-            let started = Instant::now();
-            let body = compute().await?;
-            self.observe(Source::Database, started);
-            return Ok(Answer {
-                entry: Arc::new(Entry::new(body, 0, None)),
-                source: Source::Database,
-                status: CacheStatus::Bypass,
-            });
-        };
-        let (gens, rows) = self.basis(ws, scopes, board).await;
-        let answer = self
-            .read_through(key(gens), ttl, Layers::ALL, rows.as_ref(), compute)
-            .await;
-        if let Ok(a) = &answer {
-            let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
-            self.traffic.read(ws, hit);
-        }
-        answer
-    }
-
-    /// What a read of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)
-    /// is keyed and checked by now.
-    async fn basis<'a>(
-        &self,
-        ws: &'a WorkspaceId,
-        scopes: &[GenerationScope],
-        board: Option<BoardId>,
-    ) -> (KeyGens, Option<RowsBasis<'a>>) {
-        let gens = self.generations.current(ws, scopes).await;
-        let rows = match board {
-            Some(board) => Some(RowsBasis {
-                ws,
-                board,
-                seq: self
-                    .generations
-                    .current(ws, &[GenerationScope::Rows(board)])
-                    .await
-                    .scope,
-            }),
-            None => None,
-        };
-        (gens, rows)
-    }
-
-    /// `user`'s counts if L1 holds them fresh and current under generations this instance
-    /// knows now, else `None` (nothing counted): the whole of an L1 hit, without waiting
-    /// on anything, for the HTTP layer's hit path.
-    pub fn counts_in_memory(&self, ws: &WorkspaceId, user: &UserId) -> Option<Answer> {
-        let started = Instant::now();
-        let gens = self.generations.known(ws, &[GenerationScope::Counts])?;
-        let key = self.keys.counts(ws, gens, user);
-        self.in_memory(ws, &key, None, started)
-    }
-
-    /// As `counts_in_memory`, for a page of `board`; `tail` is `contacts_tail(q)`, which
-    /// a caller that sees `q` again may keep.
-    pub fn page_in_memory(
-        &self,
-        ws: &WorkspaceId,
-        board: BoardId,
-        q: &ContactListQuery,
-        tail: &str,
-    ) -> Option<Answer> {
-        let started = Instant::now();
-        let [gens, rows] = self.generations.known_each(
-            ws,
-            [
-                &GenerationScope::of_page(board, q),
-                &[GenerationScope::Rows(board)],
-            ],
-        )?;
-        let rows = RowsBasis {
-            ws,
-            board,
-            seq: rows.scope,
-        };
-        let key = self.keys.contacts_with_tail(ws, board, gens, tail);
-        self.in_memory(ws, &key, Some(&rows), started)
-    }
-
-    /// Where page `q.page` of an offset list starts when this instance holds the page
-    /// before it fresh under the generations it knows now: that page's `next_cursor`.
-    /// Read from there, a refill costs what page 1 costs instead of skipping every row
-    /// before it (the refills that follow a workspace's invalidation are mostly pages 2,
-    /// 3, … of lists whose earlier pages were just refilled). That page's boundary is as
-    /// current as its key: whatever adds, removes or reorders the list's rows bumps a
-    /// generation of the key, and an in-place edit its `Rows` log records moves no row.
-    pub fn continuation(
-        &self,
-        ws: &WorkspaceId,
-        board: BoardId,
-        q: &ContactListQuery,
-    ) -> Option<Cursor> {
-        if q.after.is_some() || q.page < 2 {
-            return None;
-        }
-        let before = ContactListQuery {
-            page: q.page - 1,
-            ..q.clone()
-        };
-        let gens = self
-            .generations
-            .known(ws, &GenerationScope::of_page(board, &before))?;
-        let e = self
-            .memory
-            .get(&self.keys.contacts(ws, board, gens, &before))?;
-        if !e.is_fresh(now_ms()) {
-            return None;
-        }
-        let next = ContactPage::next_cursor_in(&e.body())?;
-        let after = Cursor::decode(&next, &q.binding(ws, board))
-            .ok()
-            .filter(|c| c.page == q.page)?;
-        self.stats.page_read_on();
-        Some(after)
-    }
-
-    fn in_memory(
-        &self,
-        ws: &WorkspaceId,
-        key: &str,
-        rows: Option<&RowsBasis<'_>>,
-        started: Instant,
-    ) -> Option<Answer> {
-        let e = self.memory_fresh(key, rows)?;
-        self.traffic.read(ws, true);
-        Some(self.hit(e, Source::Memory, started))
-    }
-
     /// Drops one key from both layers (the performance test's cold start).
     pub async fn remove(&self, key: &str) {
         self.memory.remove(key);
@@ -665,77 +428,4 @@ async fn until<S, T>(
         return Some(work.await);
     }
     tokio::time::timeout_at(deadline.into(), work).await.ok()
-}
-
-/// What a fill needs once the read that started it may be gone: owned handles to the
-/// layers, and the locks the read held on the key (released when the fill ends).
-struct Fill {
-    memory: Option<Memory>,
-    redis: Option<Arc<RedisCache>>,
-    stats: Arc<Stats>,
-    /// How long Redis keeps the value: its TTL and the stale grace.
-    keep: Duration,
-    /// For a page, the board's `Rows` generation its read started at.
-    rows: Option<u64>,
-    /// The cross-instance fill lock, when this read took it.
-    _lock: Option<FillLock>,
-    _local_flight: Option<OwnedMutexGuard<()>>,
-}
-
-impl Fill {
-    async fn run(
-        self,
-        key: String,
-        ttl_secs: u32,
-        compute: impl Future<Output = Result<String>>,
-    ) -> Result<Arc<Entry>> {
-        let entry = compute.await.map(|body| {
-            let rows = self
-                .rows
-                .and_then(|seq| Some(Rows::new(seq, ContactPage::ids_in(&body)?)));
-            Arc::new(Entry::new(body, ttl_secs, rows))
-        });
-        if let Ok(entry) = &entry {
-            if let Some(m) = &self.memory {
-                m.insert(key.clone(), entry.clone());
-            }
-            if let Some(r) = &self.redis {
-                if r.set(&key, &entry.encode(), self.keep).await.is_err() {
-                    self.stats.error();
-                }
-            }
-            self.stats.set();
-        }
-        entry
-    }
-}
-
-/// A cross-instance fill lock this read took, and its token in it. Released when dropped,
-/// however the fill ends (a failed or panicking query included), by compare-and-delete,
-/// so a lock that expired and went to another instance is left alone; the release is
-/// announced, waking the other instances' reads that wait on it.
-struct FillLock {
-    redis: Arc<RedisCache>,
-    lock: String,
-    owner: String,
-    channel: String,
-    announcement: String,
-}
-
-impl Drop for FillLock {
-    fn drop(&mut self) {
-        let redis = self.redis.clone();
-        let [lock, owner, channel, announcement] = [
-            &mut self.lock,
-            &mut self.owner,
-            &mut self.channel,
-            &mut self.announcement,
-        ]
-        .map(std::mem::take);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = redis.release(&lock, &owner, &channel, &announcement).await;
-            });
-        }
-    }
 }
