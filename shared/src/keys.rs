@@ -352,7 +352,6 @@ fn push_generations(key: &mut String, gens: Generations) {
     key.push_str(digits.format(gens.scope));
 }
 
-/// 64 bits of SHA-256: collisions are negligible at any realistic number of distinct queries.
 /// What ends a page's key after its generations: `:{query-hash}:page:{n}`, or
 /// `:{query-hash}:cursor:{position-hash}`.
 pub fn contacts_tail(query: &ContactListQuery) -> String {
@@ -373,6 +372,7 @@ pub fn contacts_tail(query: &ContactListQuery) -> String {
     tail
 }
 
+/// 64 bits of SHA-256: collisions are negligible at any realistic number of distinct queries.
 pub fn query_hash(canonical: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(canonical.as_bytes());

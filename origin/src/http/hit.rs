@@ -85,12 +85,7 @@ impl LastPage {
                 p.board == board && *p.raw == *raw && p.ws == *ws && p.user == *user
             });
         if !same {
-            let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
-            if pairs.iter().any(|(k, _)| k == "useCache") {
-                return None;
-            }
-            let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-            let query = ContactListQuery::from_pairs(pairs, ws, board, user).ok()?;
+            let query = page_query(raw, ws, board, user)?;
             *self.0.borrow_mut() = Some(ParsedPage {
                 raw: raw.into(),
                 ws: ws.clone(),
@@ -102,6 +97,22 @@ impl LastPage {
         }
         Ref::filter_map(self.0.borrow(), Option::as_ref).ok()
     }
+}
+
+/// `raw` as the page query the hit path answers, or `None` for one it leaves to the
+/// router (a bad query, `useCache`).
+fn page_query(
+    raw: &str,
+    ws: &WorkspaceId,
+    board: BoardId,
+    user: &UserId,
+) -> Option<ContactListQuery> {
+    let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
+    if pairs.iter().any(|(k, _)| k == "useCache") {
+        return None;
+    }
+    let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+    ContactListQuery::from_pairs(pairs, ws, board, user).ok()
 }
 
 /// The answer to `request` if it is an L1 hit, else `None` with `request` as it came
@@ -178,9 +189,7 @@ mod tests {
 
     /// The key tail a fresh parse of `raw` gives.
     fn parsed_afresh(raw: &str, ws: &WorkspaceId, board: BoardId, user: &UserId) -> String {
-        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
-        let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-        contacts_tail(&ContactListQuery::from_pairs(pairs, ws, board, user).expect("valid query"))
+        contacts_tail(&page_query(raw, ws, board, user).expect("valid query"))
     }
 
     #[test]
