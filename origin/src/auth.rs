@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderName};
 use shared::token::{same_secret, TokenVerifier};
 use shared::{UserId, WorkspaceId};
 
+use crate::cache::entry::now_ms;
 use crate::error::{Error, Result};
 use crate::FastHash;
 
@@ -157,8 +158,8 @@ impl Verifier {
         }
     }
 
-    fn person(&self, token: &str, last: Option<&LastToken>) -> Result<Arc<Person>> {
-        let now = u64::try_from(crate::cache::entry::now_ms() / 1000).unwrap_or(0);
+    /// The person `token` names at `now` (seconds since the epoch).
+    fn person(&self, token: &str, last: Option<&LastToken>, now: u64) -> Result<Arc<Person>> {
         if let Some(person) = last.and_then(|l| l.get(token, now)) {
             return Ok(person);
         }
@@ -185,29 +186,53 @@ impl Verifier {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller> {
-        self.authenticate_on(headers, None)
+        self.authenticate_with(&Credentials::of(headers)?, None, now_ms())
     }
 
-    /// `authenticate`, remembering the bearer token on `last` (a connection's).
-    pub fn authenticate_on(&self, headers: &HeaderMap, last: Option<&LastToken>) -> Result<Caller> {
-        if let Some(key) = single_header(headers, &INTERNAL_KEY_HEADER)? {
+    /// The caller `credentials` name at `at_ms` (since the epoch), remembering the bearer token on `last`
+    /// (a connection's).
+    pub fn authenticate_with(
+        &self,
+        credentials: &Credentials<'_>,
+        last: Option<&LastToken>,
+        at_ms: i64,
+    ) -> Result<Caller> {
+        if let Some(key) = credentials.internal_key {
             if !self.is_internal_key(key) {
                 return Err(Error::Unauthorized);
             }
-            let user = single_header(headers, &USER_HEADER)?
-                .map(UserId::parse)
-                .transpose()?;
+            let user = credentials.user.map(UserId::parse).transpose()?;
             return Ok(Caller::Edge { user });
         }
-        let auth = single_header(headers, &AUTHORIZATION)?.ok_or(Error::Unauthorized)?;
+        let auth = credentials.authorization.ok_or(Error::Unauthorized)?;
         let token = auth.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?;
-        let person = self.person(token.trim(), last)?;
-        if let Some(claimed) = single_header(headers, &USER_HEADER)? {
+        let now = u64::try_from(at_ms / 1000).unwrap_or(0);
+        let person = self.person(token.trim(), last, now)?;
+        if let Some(claimed) = credentials.user {
             if claimed != person.user.as_str() {
                 return Err(Error::Forbidden("X-User-ID differs from the token's user"));
             }
         }
         Ok(Caller::User(person))
+    }
+}
+
+/// The headers authentication reads, each given at most once and visible ASCII. The
+/// hit path finds them in its one pass over the headers; everything else asks `of`.
+#[derive(Default)]
+pub struct Credentials<'a> {
+    pub internal_key: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn of(headers: &'a HeaderMap) -> Result<Self> {
+        Ok(Self {
+            internal_key: single_header(headers, &INTERNAL_KEY_HEADER)?,
+            authorization: single_header(headers, &AUTHORIZATION)?,
+            user: single_header(headers, &USER_HEADER)?,
+        })
     }
 }
 
@@ -314,8 +339,12 @@ mod tests {
         theirs.sub = "u2".into();
         let theirs = issue(SECRET, &theirs).expect("signed");
         let user = |token: &str| {
-            let caller =
-                v.authenticate_on(&headers(&[("authorization", &bearer(token))]), Some(&last));
+            let auth = bearer(token);
+            let credentials = Credentials {
+                authorization: Some(&auth),
+                ..Credentials::default()
+            };
+            let caller = v.authenticate_with(&credentials, Some(&last), now_ms());
             caller.map(|c| c.user().expect("a person").as_str().to_owned())
         };
         assert_eq!(user(&mine).ok().as_deref(), Some("u1"));
@@ -326,7 +355,7 @@ mod tests {
             "another token on the connection"
         );
         assert!(matches!(user("forged.token.x"), Err(Error::Unauthorized)));
-        let now = u64::try_from(crate::cache::entry::now_ms() / 1000).expect("after 1970");
+        let now = u64::try_from(now_ms() / 1000).expect("after 1970");
         assert!(last.get(&theirs, now).is_some());
         assert!(
             last.get(&mine, now).is_none(),
@@ -336,7 +365,7 @@ mod tests {
             last.get(&theirs, now + VERIFIED_FOR.as_secs()).is_none(),
             "kept a minute at most"
         );
-        let person = v.person(&mine, Some(&last)).expect("valid");
+        let person = v.person(&mine, Some(&last), now).expect("valid");
         assert!(
             last.get(&mine, person.claims.exp).is_none(),
             "never at or past exp"

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod live;
 pub mod reads;
 pub mod recent;
+pub mod rfc3339;
 pub mod seeding;
 pub mod settings;
 pub mod state;

@@ -22,8 +22,9 @@ struct Known {
 }
 
 impl Known {
-    fn is_fresh(&self) -> bool {
-        self.loaded.is_some_and(|t| t.elapsed() < MAX_AGE)
+    fn is_fresh_at(&self, now: Instant) -> bool {
+        self.loaded
+            .is_some_and(|t| now.saturating_duration_since(t) < MAX_AGE)
     }
 }
 
@@ -36,7 +37,7 @@ pub struct SettingsCache {
 impl SettingsCache {
     pub async fn get(&self, store: &dyn Store, ws: &WorkspaceId) -> CacheSettings {
         let known = self.held(ws);
-        if let Some(k) = known.filter(Known::is_fresh) {
+        if let Some(k) = known.filter(|k| k.is_fresh_at(Instant::now())) {
             return k.settings;
         }
         match store.load_settings(ws).await {
@@ -55,9 +56,12 @@ impl SettingsCache {
         self.known.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `ws`'s settings if they were loaded recently enough to use without asking the store.
-    pub fn fresh(&self, ws: &WorkspaceId) -> Option<CacheSettings> {
-        self.held(ws).filter(Known::is_fresh).map(|k| k.settings)
+    /// `ws`'s settings if at `now` they were loaded recently enough to use without asking
+    /// the store.
+    pub fn fresh_at(&self, ws: &WorkspaceId, now: Instant) -> Option<CacheSettings> {
+        self.held(ws)
+            .filter(|k| k.is_fresh_at(now))
+            .map(|k| k.settings)
     }
 
     fn held(&self, ws: &WorkspaceId) -> Option<Known> {

@@ -13,7 +13,7 @@ use shared::model::{CacheStatus, ContactPage, Source};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
-use super::entry::{now_ms, Entry};
+use super::entry::{now_ms, Began, Entry};
 use super::{Answer, Cache, Layers, RowsBasis};
 use crate::error::Result;
 
@@ -173,11 +173,15 @@ impl Cache {
     /// `user`'s counts if L1 holds them fresh and current under generations this instance
     /// knows now, else `None` (nothing counted): the whole of an L1 hit, without waiting
     /// on anything, for the HTTP layer's hit path.
-    pub fn counts_in_memory(&self, ws: &WorkspaceId, user: &UserId) -> Option<Answer> {
-        let started = Instant::now();
+    pub fn counts_in_memory(
+        &self,
+        ws: &WorkspaceId,
+        user: &UserId,
+        began: Began,
+    ) -> Option<Answer> {
         let gens = self.generations.known(ws, &[GenerationScope::Counts])?;
         let key = self.keys.counts(ws, gens, user);
-        self.in_memory(ws, &key, None, started)
+        self.in_memory(ws, &key, None, began)
     }
 
     /// As `counts_in_memory`, for a page of `board`; `tail` is `contacts_tail(q)`, which
@@ -188,8 +192,8 @@ impl Cache {
         board: BoardId,
         q: &ContactListQuery,
         tail: &str,
+        began: Began,
     ) -> Option<Answer> {
-        let started = Instant::now();
         let [gens, rows] = self.generations.known_each(
             ws,
             [
@@ -203,7 +207,7 @@ impl Cache {
             seq: rows.scope,
         };
         let key = self.keys.contacts_with_tail(ws, board, gens, tail);
-        self.in_memory(ws, &key, Some(&rows), started)
+        self.in_memory(ws, &key, Some(&rows), began)
     }
 
     /// Where page `q.page` of an offset list starts when this instance holds the page
@@ -248,10 +252,10 @@ impl Cache {
         ws: &WorkspaceId,
         key: &str,
         rows: Option<&RowsBasis<'_>>,
-        started: Instant,
+        began: Began,
     ) -> Option<Answer> {
-        let e = self.memory_fresh(key, rows)?;
+        let e = self.memory_fresh(key, rows, began.ms)?;
         self.traffic.read(ws, true);
-        Some(self.hit(e, Source::Memory, started))
+        Some(self.hit(e, Source::Memory, began.instant))
     }
 }

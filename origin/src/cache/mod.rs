@@ -162,9 +162,14 @@ impl Cache {
 
     /// The entry L1 holds under `key` if it is fresh and current: a hit that needs nothing
     /// else checked.
-    fn memory_fresh(&self, key: &str, rows: Option<&RowsBasis<'_>>) -> Option<Arc<Entry>> {
+    fn memory_fresh(
+        &self,
+        key: &str,
+        rows: Option<&RowsBasis<'_>>,
+        now_ms: i64,
+    ) -> Option<Arc<Entry>> {
         let e = self.memory.get(key)?;
-        (e.is_fresh(now_ms()) && Self::known_current(&e, rows) == Some(true)).then_some(e)
+        (e.is_fresh(now_ms) && Self::known_current(&e, rows) == Some(true)).then_some(e)
     }
 
     async fn memory_entry(&self, key: &str, rows: Option<&RowsBasis<'_>>) -> Option<Arc<Entry>> {
@@ -242,7 +247,7 @@ impl Cache {
     {
         let started = Instant::now();
         if layers.memory {
-            if let Some(e) = self.memory_fresh(&key, rows) {
+            if let Some(e) = self.memory_fresh(&key, rows, now_ms()) {
                 return Ok(self.hit(e, Source::Memory, started));
             }
         }

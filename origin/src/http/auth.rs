@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::access::request_workspace;
@@ -62,20 +61,21 @@ async fn granted(
         .iter()
         .find(|(name, _)| *name == "ws")
         .map(|(_, v)| v);
-    let ws = checked_workspace(&caller, path, &parts.headers)?;
+    let header = single_header(&parts.headers, &WORKSPACE_HEADER)?;
+    let ws = checked_workspace(&caller, path, header)?;
     let settings = state.settings_for(&ws).await;
     Ok((caller, ws, settings))
 }
 
-/// The workspace a request acts in (the path's, which `X-Workspace-ID` must repeat if
-/// sent; else the header's), once the caller is checked to be granted it. The router's
-/// extractors and the hit path both ask this.
+/// The workspace a request acts in (the path's, which `header`, `X-Workspace-ID`, must
+/// repeat if sent; else the header's), once the caller is checked to be granted it. The
+/// router's extractors and the hit path both ask this.
 pub(super) fn checked_workspace(
     caller: &Caller,
     path: Option<&str>,
-    headers: &HeaderMap,
+    header: Option<&str>,
 ) -> Result<WorkspaceId> {
-    let ws = request_workspace(path, single_header(headers, &WORKSPACE_HEADER)?)?;
+    let ws = request_workspace(path, header)?;
     caller.workspace(&ws)?;
     Ok(ws)
 }

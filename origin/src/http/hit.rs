@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 use std::cell::{Ref, RefCell};
-use std::time::Instant;
 
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use axum::response::Response;
 use shared::keys::contacts_tail;
@@ -19,7 +19,8 @@ use shared::{BoardId, UserId, WorkspaceId};
 
 use super::auth::{checked_workspace, Charged};
 use super::{new_request_id, reply, REQUEST_ID};
-use crate::auth::LastToken;
+use crate::auth::{Credentials, LastToken, INTERNAL_KEY_HEADER, USER_HEADER, WORKSPACE_HEADER};
+use crate::cache::entry::Began;
 use crate::state::AppState;
 
 /// The reads a hit may answer, by path.
@@ -50,6 +51,46 @@ fn route<B>(request: &Request<B>) -> Option<Read<'_>> {
         board,
         query: query.unwrap_or(""),
     })
+}
+
+/// The request headers a hit reads, found in one pass over them (five lookups by name
+/// cost more than walking the few headers a request has); `None` when one of them is
+/// given twice or is not visible ASCII, which the router answers.
+struct Asked<'a> {
+    credentials: Credentials<'a>,
+    workspace: Option<&'a str>,
+    request_id: Option<&'a HeaderValue>,
+}
+
+fn asked(headers: &HeaderMap) -> Option<Asked<'_>> {
+    let mut asked = Asked {
+        credentials: Credentials::default(),
+        workspace: None,
+        request_id: None,
+    };
+    for (name, value) in headers {
+        if *name == REQUEST_ID {
+            if asked.request_id.replace(value).is_some() {
+                return None;
+            }
+            continue;
+        }
+        let slot = if *name == AUTHORIZATION {
+            &mut asked.credentials.authorization
+        } else if *name == WORKSPACE_HEADER {
+            &mut asked.workspace
+        } else if *name == USER_HEADER {
+            &mut asked.credentials.user
+        } else if *name == INTERNAL_KEY_HEADER {
+            &mut asked.credentials.internal_key
+        } else {
+            continue;
+        };
+        if slot.replace(value.to_str().ok()?).is_some() {
+            return None;
+        }
+    }
+    Some(asked)
 }
 
 /// The page query a connection asked for last, parsed, with its key's tail. A client
@@ -126,17 +167,20 @@ pub fn answer<B>(
     last: &LastToken,
     last_page: &LastPage,
 ) -> Option<Response> {
-    let started = Instant::now();
+    let began = Began::now();
     let read = route(request)?;
-    let headers = request.headers();
-    let caller = state.auth.authenticate_on(headers, Some(last)).ok()?;
+    let asked = asked(request.headers())?;
+    let caller = state
+        .auth
+        .authenticate_with(&asked.credentials, Some(last), began.ms)
+        .ok()?;
     let path_ws = match read {
         Read::Counts { ws } => Some(ws),
         Read::Page { .. } => None,
     };
-    let ws = checked_workspace(&caller, path_ws, headers).ok()?;
+    let ws = checked_workspace(&caller, path_ws, asked.workspace).ok()?;
     let user = caller.user().ok()?;
-    let settings = state.settings.fresh(&ws)?;
+    let settings = state.settings.fresh_at(&ws, began.instant)?;
     let page = match read {
         Read::Counts { .. } => {
             settings.counts_ttl()?;
@@ -152,8 +196,10 @@ pub fn answer<B>(
     let charged = state.limits.request(&ws, &settings.rate_limits).is_ok();
     let hit = if charged {
         match &page {
-            None => state.cache.counts_in_memory(&ws, user),
-            Some(p) => state.cache.page_in_memory(&ws, p.board, &p.query, &p.tail),
+            None => state.cache.counts_in_memory(&ws, user, began),
+            Some(p) => state
+                .cache
+                .page_in_memory(&ws, p.board, &p.query, &p.tail, began),
         }
     } else {
         None
@@ -164,23 +210,21 @@ pub fn answer<B>(
         }
         return None;
     };
-    let mut response = reply::answer(&hit, started, settings.cache_enabled);
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, request_id(request.headers()));
-    Some(response)
-}
-
-/// The caller's request id, as the router's request-id layer keeps it, or a new one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .cloned()
-        .unwrap_or_else(new_request_id)
+    // The caller's request id, as the router's request-id layer keeps it, or a new one.
+    let id = asked.request_id.cloned().unwrap_or_else(new_request_id);
+    Some(reply::answer_at(
+        &hit,
+        began.instant,
+        began.ms,
+        settings.cache_enabled,
+        Some(id),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderName;
+
     use super::*;
 
     fn id<T>(parse: fn(&str) -> Result<T, shared::InputError>, raw: &str) -> T {
@@ -216,6 +260,44 @@ mod tests {
         assert_eq!(tails[0], tails[1]);
         assert_ne!(tails[1], tails[2], "assigned_to_me is the user's own");
         assert_ne!(tails[5], tails[6]);
+    }
+
+    #[test]
+    fn a_hit_reads_its_headers_in_one_pass_and_leaves_repeated_or_unreadable_ones_to_the_router() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            (AUTHORIZATION, "Bearer t"),
+            (WORKSPACE_HEADER, "w1"),
+            (HeaderName::from_static("x-other"), "o"),
+            (REQUEST_ID, "r1"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let found = asked(&headers).expect("each header once");
+        assert_eq!(found.credentials.authorization, Some("Bearer t"));
+        assert_eq!(found.workspace, Some("w1"));
+        assert_eq!(found.credentials.user, None);
+        assert_eq!(found.credentials.internal_key, None);
+        assert_eq!(
+            found.request_id.map(HeaderValue::as_bytes),
+            Some(&b"r1"[..])
+        );
+        for name in [
+            AUTHORIZATION,
+            WORKSPACE_HEADER,
+            USER_HEADER,
+            INTERNAL_KEY_HEADER,
+            REQUEST_ID,
+        ] {
+            let mut twice = headers.clone();
+            twice.append(name.clone(), HeaderValue::from_static("a"));
+            twice.append(name.clone(), HeaderValue::from_static("b"));
+            assert!(asked(&twice).is_none(), "{name} twice");
+        }
+        let mut unreadable = HeaderMap::new();
+        let value = HeaderValue::from_bytes(b"caf\xe9").expect("a header value");
+        unreadable.insert(WORKSPACE_HEADER, value);
+        assert!(asked(&unreadable).is_none());
     }
 
     #[test]

@@ -3,20 +3,24 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 use serde_json::json;
-use shared::model::CacheStatus;
+use shared::model::{CacheStatus, Source};
 
 use crate::cache::entry::now_ms;
 use crate::cache::Answer;
+use crate::rfc3339;
+
+use super::REQUEST_ID;
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -33,39 +37,6 @@ pub fn with_status(status: StatusCode, data: impl Serialize) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, NO_STORE);
     response
-}
-
-/// `ms` since the epoch as RFC 3339 in UTC with milliseconds (`2026-12-01T19:20:54.860Z`),
-/// as chrono writes it. Written by hand from the civil date (H. Hinnant's days-to-date):
-/// every answer carries two instants, and a formatter cost more than the rest of a hit.
-fn push_rfc3339(out: &mut String, ms: i64) {
-    // Years 1970 to 9999 keep four digits.
-    let ms = ms.clamp(0, 253_402_300_799_999);
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut n: i64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, ms_of_day / 3_600_000);
-    put(14, 2, ms_of_day / 60_000 % 60);
-    put(17, 2, ms_of_day / 1000 % 60);
-    put(20, 3, ms_of_day % 1000);
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 pub fn elapsed_ms(started: Instant) -> f64 {
@@ -107,19 +78,17 @@ fn push_served_fields(f: &mut String, answer: &Answer, now: i64, micros: u64, ca
     let (source, status) = (answer.source.as_str(), answer.status.as_str());
     let stale = answer.status == CacheStatus::Stale;
     let flag = |b: bool| if b { "true" } else { "false" };
+    let mut millis = String::with_capacity(24);
+    push_millis(&mut millis, micros);
     for part in [
         r#""_cache":{"status":""#,
         status,
         r#"","source":""#,
         source,
         r#"","ttl":"#,
-    ] {
-        f.push_str(part);
-    }
-    f.push_str(itoa::Buffer::new().format(ttl));
-    f.push_str(r#","edge_location":null,"response_time_ms":"#);
-    push_millis(f, micros);
-    for part in [
+        itoa::Buffer::new().format(ttl),
+        r#","edge_location":null,"response_time_ms":"#,
+        &millis,
         r#"},"_cached":"#,
         flag(cached),
         r#","_stale":"#,
@@ -129,38 +98,80 @@ fn push_served_fields(f: &mut String, answer: &Answer, now: i64, micros: u64, ca
         r#"","_cacheEnabled":"#,
         flag(cache_enabled),
         r#","_responseTimeMs":"#,
+        &millis,
+        r#","_timestamp":""#,
     ] {
         f.push_str(part);
     }
-    push_millis(f, micros);
-    f.push_str(r#","_timestamp":""#);
-    push_rfc3339(f, answer.entry.computed_at_ms);
+    rfc3339::push(f, &answer.entry.computed_at);
     f.push_str(r#"","_retrievedAt":""#);
-    push_rfc3339(f, now);
+    rfc3339::push_now(f, now);
     f.push('"');
 }
 
 /// Serves a read-through answer with where it came from, both in the body
 /// (`_source`, `_cached`, `_cache`, ...) and in `X-Cache-*` headers.
 pub fn answer(answer: &Answer, started: Instant, cache_enabled: bool) -> Response {
+    answer_at(answer, started, now_ms(), cache_enabled, None)
+}
+
+/// `answer`, retrieved at `now_ms` (since the epoch) by a read that began at `started`,
+/// with `request_id` when the caller sets it (the router's layer sets it otherwise).
+pub fn answer_at(
+    answer: &Answer,
+    started: Instant,
+    now_ms: i64,
+    cache_enabled: bool,
+    request_id: Option<HeaderValue>,
+) -> Response {
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let now = now_ms();
     let (head, tail) = answer
         .entry
-        .served(|f| push_served_fields(f, answer, now, micros, cache_enabled));
+        .served(|f| push_served_fields(f, answer, now_ms, micros, cache_enabled));
     let mut response = Response::new(Body::new(Chunks([Some(head), Some(tail)])));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, JSON);
-    headers.insert(header::CACHE_CONTROL, NO_STORE);
-    headers.insert(
-        CACHE_STATUS,
-        HeaderValue::from_static(answer.status.as_str()),
-    );
-    headers.insert(
-        CACHE_SOURCE,
-        HeaderValue::from_static(answer.source.as_str()),
-    );
+    *response.headers_mut() = served_headers(answer.status, answer.source, request_id);
     response
+}
+
+/// An answer's headers: JSON, `no-store`, its `X-Cache-*` pair and `request_id` if any.
+/// Built once for each status, source and whether there is a request id, and cloned:
+/// that copies the map without hashing a name, and a clone has no room for another.
+fn served_headers(
+    status: CacheStatus,
+    source: Source,
+    request_id: Option<HeaderValue>,
+) -> HeaderMap {
+    type Built = [[[OnceLock<HeaderMap>; 2]; 4]; 4];
+    static BUILT: Built = [const { [const { [const { OnceLock::new() }; 2] }; 4] }; 4];
+    let row = match status {
+        CacheStatus::Hit => 0,
+        CacheStatus::Miss => 1,
+        CacheStatus::Stale => 2,
+        CacheStatus::Bypass => 3,
+    };
+    let column = match source {
+        Source::CloudflareKv => 0,
+        Source::RedisCache => 1,
+        Source::Memory => 2,
+        Source::Database => 3,
+    };
+    let with_id = request_id.is_some();
+    let built = BUILT[row][column][usize::from(with_id)].get_or_init(|| {
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(header::CONTENT_TYPE, JSON);
+        headers.insert(header::CACHE_CONTROL, NO_STORE);
+        headers.insert(CACHE_STATUS, HeaderValue::from_static(status.as_str()));
+        headers.insert(CACHE_SOURCE, HeaderValue::from_static(source.as_str()));
+        if with_id {
+            headers.insert(REQUEST_ID, HeaderValue::from_static(""));
+        }
+        headers
+    });
+    let mut headers = built.clone();
+    if let (Some(id), Some(slot)) = (request_id, headers.get_mut(REQUEST_ID)) {
+        *slot = id;
+    }
+    headers
 }
 
 /// A body sent in the chunks it is held in (an entry's shared head, an answer's tail),
@@ -194,7 +205,6 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::Value;
-    use shared::model::Source;
 
     use super::*;
     use crate::cache::entry::Entry;
@@ -205,32 +215,6 @@ mod tests {
             let mut written = String::new();
             push_millis(&mut written, micros);
             assert_eq!(written, (micros as f64 / 1000.0).to_string(), "{micros}");
-        }
-    }
-
-    fn rfc3339(ms: i64) -> String {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-            .expect("in range")
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    }
-
-    #[test]
-    fn instants_are_written_as_chrono_writes_them() {
-        // Day, month and leap-year edges, then a spread up to year 9999.
-        let edges = [
-            0,
-            1,
-            86_399_999,
-            86_400_000,
-            951_782_400_000,
-            951_868_799_999,
-            4_107_542_399_999,
-        ];
-        let spread = (0..20_000i64).map(|i| i * 12_676_542_017_321 % 253_402_300_799_999);
-        for ms in edges.into_iter().chain(spread) {
-            let mut written = String::new();
-            push_rfc3339(&mut written, ms);
-            assert_eq!(written, rfc3339(ms), "{ms}");
         }
     }
 
@@ -263,10 +247,40 @@ mod tests {
             assert!(data["_responseTimeMs"].is_number());
             let ttl = data["_cache"]["ttl"].as_u64().expect("ttl");
             assert_eq!(ttl > 0, status == CacheStatus::Hit, "{ttl}");
-            assert_eq!(data["_timestamp"], rfc3339(entry.computed_at_ms).as_str());
+            let computed =
+                chrono::DateTime::<chrono::Utc>::from_timestamp_millis(entry.computed_at_ms)
+                    .expect("in range")
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            assert_eq!(data["_timestamp"], computed.as_str());
             assert!(data["_retrievedAt"]
                 .as_str()
                 .is_some_and(|t| t.ends_with('Z')));
+        }
+    }
+
+    #[test]
+    fn an_answer_has_its_own_headers_and_the_request_id_it_is_given() {
+        let entry = Arc::new(Entry::new("{}".to_owned(), 60, None));
+        for status in [CacheStatus::Hit, CacheStatus::Bypass] {
+            for source in [Source::Memory, Source::Database] {
+                for id in [None, Some("r1"), Some("r2")] {
+                    let served = Answer {
+                        entry: entry.clone(),
+                        source,
+                        status,
+                    };
+                    let id = id.map(HeaderValue::from_static);
+                    let response = answer_at(&served, Instant::now(), 0, true, id.clone());
+                    let headers = response.headers();
+                    let value = |name: &HeaderName| headers.get(name).map(HeaderValue::as_bytes);
+                    assert_eq!(value(&CACHE_STATUS), Some(status.as_str().as_bytes()));
+                    assert_eq!(value(&CACHE_SOURCE), Some(source.as_str().as_bytes()));
+                    assert_eq!(headers.get(header::CACHE_CONTROL), Some(&NO_STORE));
+                    assert_eq!(headers.get(header::CONTENT_TYPE), Some(&JSON));
+                    assert_eq!(headers.get(REQUEST_ID), id.as_ref());
+                    assert_eq!(headers.len(), 4 + usize::from(id.is_some()));
+                }
+            }
         }
     }
 }
