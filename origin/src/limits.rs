@@ -6,18 +6,24 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use shared::settings::{RateLimits, MAX_RATE_PER_MIN};
 use shared::{UserId, WorkspaceId};
 
 use crate::error::{Error, Result};
+use crate::FastHash;
+
+/// A limiter keyed by what a token proved, so the process's fast hasher suits it too:
+/// every request is checked against one.
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K, FastHash>, DefaultClock>;
 
 /// Every key's bucket refills at `MAX_RATE_PER_MIN` cells a minute, and a request costs
 /// `MAX_RATE_PER_MIN / limit` cells: one limiter then enforces a different limit per
 /// workspace (its own setting, or the deployment's default).
 pub struct Limits {
-    writes: DefaultKeyedRateLimiter<(WorkspaceId, UserId)>,
-    requests: DefaultKeyedRateLimiter<WorkspaceId>,
+    writes: Keyed<(WorkspaceId, UserId)>,
+    requests: Keyed<WorkspaceId>,
     writes_per_user_per_min: u32,
     requests_per_workspace_per_min: u32,
 }
@@ -31,7 +37,7 @@ fn refusal(wait: Duration) -> Error {
     Error::RateLimited(wait.as_secs() + 1)
 }
 
-fn check<K>(limiter: &DefaultKeyedRateLimiter<K>, key: &K, per_min: u32) -> Result<()>
+fn check<K>(limiter: &Keyed<K>, key: &K, per_min: u32) -> Result<()>
 where
     K: Clone + std::hash::Hash + Eq,
 {
@@ -49,8 +55,8 @@ impl Limits {
     pub fn new(writes_per_user_per_min: u32, requests_per_workspace_per_min: u32) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(MAX_RATE_PER_MIN).unwrap_or(NonZeroU32::MIN));
         Self {
-            writes: RateLimiter::keyed(quota),
-            requests: RateLimiter::keyed(quota),
+            writes: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
+            requests: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
             writes_per_user_per_min,
             requests_per_workspace_per_min,
         }

@@ -63,41 +63,101 @@ fn push_millis(out: &mut String, micros: u64) {
     out.push_str(digits.format(frac));
 }
 
+/// What every answer of one status and source writes alike, built once: its headers
+/// (cloning a built map copies it without hashing a name) and the runs of its fields
+/// that do not change from one answer to the next.
+struct Alike {
+    /// Without and with a request id: a clone has no room for another header.
+    headers: [HeaderMap; 2],
+    /// `"_cache":{"status":...,"ttl":`.
+    opening: String,
+    /// From `},"_cached":` to `"_responseTimeMs":`, when the cache is disabled and enabled.
+    middle: [String; 2],
+}
+
+impl Alike {
+    fn of(status: CacheStatus, source: Source) -> &'static Self {
+        static BUILT: [[OnceLock<Alike>; 4]; 4] = [const { [const { OnceLock::new() }; 4] }; 4];
+        let row = match status {
+            CacheStatus::Hit => 0,
+            CacheStatus::Miss => 1,
+            CacheStatus::Stale => 2,
+            CacheStatus::Bypass => 3,
+        };
+        let column = match source {
+            Source::CloudflareKv => 0,
+            Source::RedisCache => 1,
+            Source::Memory => 2,
+            Source::Database => 3,
+        };
+        BUILT[row][column].get_or_init(|| Self::build(status, source))
+    }
+
+    fn build(status: CacheStatus, source: Source) -> Self {
+        let headers = [false, true].map(|with_id| {
+            let mut headers = HeaderMap::with_capacity(8);
+            headers.insert(header::CONTENT_TYPE, JSON);
+            headers.insert(header::CACHE_CONTROL, NO_STORE);
+            headers.insert(CACHE_STATUS, HeaderValue::from_static(status.as_str()));
+            headers.insert(CACHE_SOURCE, HeaderValue::from_static(source.as_str()));
+            if with_id {
+                headers.insert(REQUEST_ID, HeaderValue::from_static(""));
+            }
+            headers
+        });
+        let (source, cached, stale) = (
+            source.as_str(),
+            matches!(status, CacheStatus::Hit | CacheStatus::Stale),
+            status == CacheStatus::Stale,
+        );
+        let status = status.as_str();
+        Self {
+            headers,
+            opening: format!(r#""_cache":{{"status":"{status}","source":"{source}","ttl":"#),
+            middle: [false, true].map(|enabled| {
+                format!(
+                    r#"}},"_cached":{cached},"_stale":{stale},"_source":"{source}","_cacheEnabled":{enabled},"_responseTimeMs":"#
+                )
+            }),
+        }
+    }
+
+    /// The headers, with `request_id` if any.
+    fn headers(&self, request_id: Option<HeaderValue>) -> HeaderMap {
+        let mut headers = self.headers[usize::from(request_id.is_some())].clone();
+        if let (Some(id), Some(slot)) = (request_id, headers.get_mut(REQUEST_ID)) {
+            *slot = id;
+        }
+        headers
+    }
+}
+
 /// The fields that describe how one read was served (API.md's `_cache`, `_source`, ...),
 /// written as JSON members. Written by hand: every value is a number, a boolean or a
 /// known ASCII word, so nothing needs escaping, and a formatter's generality is most of
 /// what building an L1 hit's answer costs.
-fn push_served_fields(f: &mut String, answer: &Answer, now: i64, micros: u64, cache_enabled: bool) {
+fn push_served_fields(
+    f: &mut String,
+    alike: &Alike,
+    answer: &Answer,
+    now: i64,
+    micros: u64,
+    cache_enabled: bool,
+) {
     let fresh = matches!(answer.status, CacheStatus::Hit | CacheStatus::Miss);
-    let cached = matches!(answer.status, CacheStatus::Hit | CacheStatus::Stale);
     let ttl = if fresh {
         answer.entry.remaining_secs(now)
     } else {
         0
     };
-    let (source, status) = (answer.source.as_str(), answer.status.as_str());
-    let stale = answer.status == CacheStatus::Stale;
-    let flag = |b: bool| if b { "true" } else { "false" };
     let mut millis = String::with_capacity(24);
     push_millis(&mut millis, micros);
     for part in [
-        r#""_cache":{"status":""#,
-        status,
-        r#"","source":""#,
-        source,
-        r#"","ttl":"#,
+        &alike.opening,
         itoa::Buffer::new().format(ttl),
         r#","edge_location":null,"response_time_ms":"#,
         &millis,
-        r#"},"_cached":"#,
-        flag(cached),
-        r#","_stale":"#,
-        flag(stale),
-        r#","_source":""#,
-        source,
-        r#"","_cacheEnabled":"#,
-        flag(cache_enabled),
-        r#","_responseTimeMs":"#,
+        &alike.middle[usize::from(cache_enabled)],
         &millis,
         r#","_timestamp":""#,
     ] {
@@ -125,53 +185,13 @@ pub fn answer_at(
     request_id: Option<HeaderValue>,
 ) -> Response {
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let alike = Alike::of(answer.status, answer.source);
     let (head, tail) = answer
         .entry
-        .served(|f| push_served_fields(f, answer, now_ms, micros, cache_enabled));
+        .served(|f| push_served_fields(f, alike, answer, now_ms, micros, cache_enabled));
     let mut response = Response::new(Body::new(Chunks([Some(head), Some(tail)])));
-    *response.headers_mut() = served_headers(answer.status, answer.source, request_id);
+    *response.headers_mut() = alike.headers(request_id);
     response
-}
-
-/// An answer's headers: JSON, `no-store`, its `X-Cache-*` pair and `request_id` if any.
-/// Built once for each status, source and whether there is a request id, and cloned:
-/// that copies the map without hashing a name, and a clone has no room for another.
-fn served_headers(
-    status: CacheStatus,
-    source: Source,
-    request_id: Option<HeaderValue>,
-) -> HeaderMap {
-    type Built = [[[OnceLock<HeaderMap>; 2]; 4]; 4];
-    static BUILT: Built = [const { [const { [const { OnceLock::new() }; 2] }; 4] }; 4];
-    let row = match status {
-        CacheStatus::Hit => 0,
-        CacheStatus::Miss => 1,
-        CacheStatus::Stale => 2,
-        CacheStatus::Bypass => 3,
-    };
-    let column = match source {
-        Source::CloudflareKv => 0,
-        Source::RedisCache => 1,
-        Source::Memory => 2,
-        Source::Database => 3,
-    };
-    let with_id = request_id.is_some();
-    let built = BUILT[row][column][usize::from(with_id)].get_or_init(|| {
-        let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(header::CONTENT_TYPE, JSON);
-        headers.insert(header::CACHE_CONTROL, NO_STORE);
-        headers.insert(CACHE_STATUS, HeaderValue::from_static(status.as_str()));
-        headers.insert(CACHE_SOURCE, HeaderValue::from_static(source.as_str()));
-        if with_id {
-            headers.insert(REQUEST_ID, HeaderValue::from_static(""));
-        }
-        headers
-    });
-    let mut headers = built.clone();
-    if let (Some(id), Some(slot)) = (request_id, headers.get_mut(REQUEST_ID)) {
-        *slot = id;
-    }
-    headers
 }
 
 /// A body sent in the chunks it is held in (an entry's shared head, an answer's tail),
@@ -220,10 +240,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_carries_the_data_and_how_it_was_served_as_json() {
-        for (status, source) in [
-            (CacheStatus::Hit, Source::Memory),
-            (CacheStatus::Stale, Source::RedisCache),
-            (CacheStatus::Bypass, Source::Database),
+        for (status, source, enabled) in [
+            (CacheStatus::Hit, Source::Memory, true),
+            (CacheStatus::Stale, Source::RedisCache, true),
+            (CacheStatus::Bypass, Source::Database, false),
+            (CacheStatus::Miss, Source::Database, true),
         ] {
             let entry = Arc::new(Entry::new(r#"{"open":3}"#.to_owned(), 60, None));
             let served = Answer {
@@ -231,7 +252,7 @@ mod tests {
                 source,
                 status,
             };
-            let response = answer(&served, Instant::now(), true);
+            let response = answer(&served, Instant::now(), enabled);
             let body = axum::body::to_bytes(response.into_body(), 1 << 20)
                 .await
                 .expect("body");
@@ -241,12 +262,16 @@ mod tests {
             assert_eq!(data["_source"], source.as_str());
             assert_eq!(data["_cache"]["status"], status.as_str());
             assert_eq!(data["_cache"]["source"], source.as_str());
-            assert_eq!(data["_cached"], status != CacheStatus::Bypass);
+            let cached = matches!(status, CacheStatus::Hit | CacheStatus::Stale);
+            assert_eq!(data["_cached"], cached);
             assert_eq!(data["_stale"], status == CacheStatus::Stale);
-            assert_eq!(data["_cacheEnabled"], true);
+            assert_eq!(data["_cacheEnabled"], enabled);
             assert!(data["_responseTimeMs"].is_number());
+            assert_eq!(data["_responseTimeMs"], data["_cache"]["response_time_ms"]);
+            assert_eq!(data["_cache"]["edge_location"], Value::Null);
             let ttl = data["_cache"]["ttl"].as_u64().expect("ttl");
-            assert_eq!(ttl > 0, status == CacheStatus::Hit, "{ttl}");
+            let fresh = matches!(status, CacheStatus::Hit | CacheStatus::Miss);
+            assert_eq!(ttl > 0, fresh, "{ttl}");
             let computed =
                 chrono::DateTime::<chrono::Utc>::from_timestamp_millis(entry.computed_at_ms)
                     .expect("in range")
