@@ -189,8 +189,8 @@ impl Verifier {
         self.authenticate_with(&Credentials::of(headers)?, None, now_ms())
     }
 
-    /// The caller `credentials` name at `at_ms` (since the epoch), remembering the bearer token on `last`
-    /// (a connection's).
+    /// The caller `credentials` name at `at_ms` (since the epoch), remembering the bearer
+    /// token on `last` (a connection's).
     pub fn authenticate_with(
         &self,
         credentials: &Credentials<'_>,
