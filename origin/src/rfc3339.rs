@@ -61,15 +61,17 @@ pub fn push_now(out: &mut String, ms: i64) {
     push(out, &now);
 }
 
+/// `ms` as chrono writes it, which the text written by hand must equal.
+#[cfg(test)]
+pub(crate) fn chrono_text(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .expect("in range")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn chrono_text(ms: i64) -> String {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-            .expect("in range")
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    }
 
     #[test]
     fn instants_are_written_as_chrono_writes_them() {

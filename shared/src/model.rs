@@ -156,6 +156,24 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, in the order `index` numbers them.
+    pub const ALL: [Self; 4] = [
+        Self::CloudflareKv,
+        Self::RedisCache,
+        Self::Memory,
+        Self::Database,
+    ];
+
+    /// This source's place in `ALL`, for what is kept per source.
+    pub fn index(self) -> usize {
+        match self {
+            Self::CloudflareKv => 0,
+            Self::RedisCache => 1,
+            Self::Memory => 2,
+            Self::Database => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CloudflareKv => "cloudflare_kv",
@@ -180,6 +198,13 @@ pub struct CacheMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_source_is_at_its_index_once() {
+        for (i, source) in Source::ALL.into_iter().enumerate() {
+            assert_eq!(source.index(), i, "{source:?}");
+        }
+    }
 
     #[test]
     fn a_page_names_its_contacts_and_anything_else_names_none() {

@@ -49,23 +49,16 @@ pub struct LayerMetrics {
 }
 
 pub fn layer_metrics(source: Source) -> &'static LayerMetrics {
-    const SOURCES: [Source; 4] = [
-        Source::CloudflareKv,
-        Source::RedisCache,
-        Source::Memory,
-        Source::Database,
-    ];
-    static LAYERS: OnceLock<[LayerMetrics; 4]> = OnceLock::new();
+    static LAYERS: OnceLock<[LayerMetrics; Source::ALL.len()]> = OnceLock::new();
     let layers = LAYERS.get_or_init(|| {
         // Installed first, or these handles would record nowhere.
         crate::telemetry::metrics_handle();
-        SOURCES.map(|s| LayerMetrics {
+        Source::ALL.map(|s| LayerMetrics {
             hits: metrics::counter!("edgecache_cache_hits_total", "layer" => s.as_str()),
             read_duration: metrics::histogram!("edgecache_read_duration_seconds", "layer" => s.as_str()),
         })
     });
-    let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
-    &layers[i]
+    &layers[source.index()]
 }
 
 fn bump(c: &AtomicU64) {

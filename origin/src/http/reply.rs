@@ -77,20 +77,16 @@ struct Alike {
 
 impl Alike {
     fn of(status: CacheStatus, source: Source) -> &'static Self {
-        static BUILT: [[OnceLock<Alike>; 4]; 4] = [const { [const { OnceLock::new() }; 4] }; 4];
+        const SOURCES: usize = Source::ALL.len();
+        static BUILT: [[OnceLock<Alike>; SOURCES]; 4] =
+            [const { [const { OnceLock::new() }; SOURCES] }; 4];
         let row = match status {
             CacheStatus::Hit => 0,
             CacheStatus::Miss => 1,
             CacheStatus::Stale => 2,
             CacheStatus::Bypass => 3,
         };
-        let column = match source {
-            Source::CloudflareKv => 0,
-            Source::RedisCache => 1,
-            Source::Memory => 2,
-            Source::Database => 3,
-        };
-        BUILT[row][column].get_or_init(|| Self::build(status, source))
+        BUILT[row][source.index()].get_or_init(|| Self::build(status, source))
     }
 
     fn build(status: CacheStatus, source: Source) -> Self {
@@ -272,10 +268,7 @@ mod tests {
             let ttl = data["_cache"]["ttl"].as_u64().expect("ttl");
             let fresh = matches!(status, CacheStatus::Hit | CacheStatus::Miss);
             assert_eq!(ttl > 0, fresh, "{ttl}");
-            let computed =
-                chrono::DateTime::<chrono::Utc>::from_timestamp_millis(entry.computed_at_ms)
-                    .expect("in range")
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let computed = rfc3339::chrono_text(entry.computed_at_ms);
             assert_eq!(data["_timestamp"], computed.as_str());
             assert!(data["_retrievedAt"]
                 .as_str()
