@@ -336,8 +336,20 @@ pub fn print_table(rows: &[Row], concurrency: &[u32]) {
     }
 }
 
+/// The concurrencies issue 16's goal is judged at.
+const GOAL_CONNECTIONS: [u32; 2] = [16, 64];
+
+/// Issue 16's goal for an L1 hit: at least 0.8x the bare ceiling's and 1.2x nginx's
+/// throughput, with a p99 no worse than nginx's.
+fn goal_met(vs_ceiling: f64, vs_nginx: f64, p99_vs_nginx: f64) -> bool {
+    vs_ceiling >= 0.8 && vs_nginx >= 1.2 && p99_vs_nginx <= 1.0
+}
+
 /// Our memory hit (through the origin and through the edge) as ratios to the ceiling and
-/// to nginx, from the same run.
+/// to nginx, from the same run. Each L1 cell also says whether the bare ceiling itself
+/// would meet the goal against nginx in that run: where nginx comes within 1.2x of the
+/// ceiling, or the ceiling's own p99 is above nginx's, no server could, and the cell
+/// measures the machine, not the origin.
 pub fn ratios(rows: &[Row]) -> Vec<Value> {
     let find = |read: &str, target: &str, c: u32| {
         rows.iter()
@@ -363,14 +375,36 @@ pub fn ratios(rows: &[Row]) -> Vec<Value> {
             continue;
         };
         let o = &r.outcome;
+        let (vs_ceiling, vs_nginx) = (o.rps / ceiling.rps.max(1e-9), o.rps / nginx.rps.max(1e-9));
+        let p99_vs_nginx = o.p99_us / nginx.p99_us.max(1e-9);
+        let ceiling_vs_nginx = ceiling.rps / nginx.rps.max(1e-9);
+        let ceiling_p99_vs_nginx = ceiling.p99_us / nginx.p99_us.max(1e-9);
+        let judged = GOAL_CONNECTIONS.contains(&r.connections);
         out.push(json!({
             "read": r.read,
             "connections": r.connections,
-            "throughputVsCeiling": o.rps / ceiling.rps.max(1e-9),
-            "throughputVsNginx": o.rps / nginx.rps.max(1e-9),
+            "throughputVsCeiling": vs_ceiling,
+            "throughputVsNginx": vs_nginx,
             "p99VsCeiling": o.p99_us / ceiling.p99_us.max(1e-9),
-            "p99VsNginx": o.p99_us / nginx.p99_us.max(1e-9),
+            "p99VsNginx": p99_vs_nginx,
+            "goalMet": judged.then(|| goal_met(vs_ceiling, vs_nginx, p99_vs_nginx)),
+            "ceilingThroughputVsNginx": ceiling_vs_nginx,
+            "ceilingP99VsNginx": ceiling_p99_vs_nginx,
+            "goalMetByCeiling": judged.then(|| goal_met(1.0, ceiling_vs_nginx, ceiling_p99_vs_nginx)),
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::goal_met;
+
+    #[test]
+    fn the_goal_needs_all_three_parts() {
+        assert!(goal_met(0.8, 1.2, 1.0));
+        assert!(!goal_met(0.79, 1.5, 0.5), "below the ceiling's 0.8");
+        assert!(!goal_met(0.95, 1.19, 0.5), "below 1.2x nginx");
+        assert!(!goal_met(0.95, 1.5, 1.01), "a p99 above nginx's");
+    }
 }
