@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 pub struct Plan {
     pub quick: bool,
     pub run_for: Duration,
+    /// Rounds of the L1 hit, nginx and the ceiling, measured back to back (see
+    /// `layers::measure`).
+    pub peer_rounds: usize,
     pub concurrency: Vec<u32>,
     /// Workspaces of the main runs and the mixed workload, and contacts in each.
     pub main: Vec<String>,
@@ -44,6 +47,7 @@ impl Plan {
             return Self {
                 quick,
                 run_for: Duration::from_secs(1),
+                peer_rounds: 1,
                 concurrency: vec![1, 16],
                 main: vec!["qbench1".into()],
                 main_contacts: 20_000,
@@ -67,6 +71,7 @@ impl Plan {
         Self {
             quick,
             run_for: Duration::from_secs(3),
+            peer_rounds: 3,
             concurrency: vec![1, 16, 64],
             main: (1..=5).map(|i| format!("bench{i}")).collect(),
             main_contacts: 200_000,

@@ -113,3 +113,55 @@ pub fn run(load: &Load<'_>) -> Outcome {
         errors: v["errors"].as_u64().unwrap_or(0),
     }
 }
+
+/// The middle of `values`, or the mean of the two middle ones.
+fn middle(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Rounds of one load as one outcome: the median of each rate and percentile, the
+/// requests and errors of all rounds.
+pub fn median(rounds: &[Outcome]) -> Outcome {
+    let of = |figure: fn(&Outcome) -> f64| middle(rounds.iter().map(figure).collect());
+    Outcome {
+        requests: rounds.iter().map(|o| o.requests).sum(),
+        rps: of(|o| o.rps),
+        p50_us: of(|o| o.p50_us),
+        p95_us: of(|o| o.p95_us),
+        p99_us: of(|o| o.p99_us),
+        errors: rounds.iter().map(|o| o.errors).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, Outcome};
+
+    fn run(rps: f64, p99_us: f64) -> Outcome {
+        Outcome {
+            requests: 10,
+            rps,
+            p50_us: 1.0,
+            p95_us: 2.0,
+            p99_us,
+            errors: 1,
+        }
+    }
+
+    #[test]
+    fn rounds_give_each_figure_its_median_and_sum_their_counts() {
+        let one = median(&[run(5.0, 900.0)]);
+        assert_eq!((one.rps, one.p99_us, one.requests), (5.0, 900.0, 10));
+        let three = median(&[run(9.0, 100.0), run(1.0, 7000.0), run(4.0, 300.0)]);
+        assert_eq!((three.rps, three.p99_us), (4.0, 300.0));
+        assert_eq!((three.requests, three.errors), (30, 3));
+        let two = median(&[run(2.0, 100.0), run(4.0, 300.0)]);
+        assert_eq!((two.rps, two.p99_us), (3.0, 200.0));
+    }
+}
