@@ -35,6 +35,14 @@ impl Generations {
         fields: &HashMap<String, u64, S>,
         scopes: &[GenerationScope],
     ) -> Self {
+        Self::from_fields_of(fields, Scopes::Listed(scopes))
+    }
+
+    /// `from_fields` for scopes listed or named.
+    pub fn from_fields_of<S: BuildHasher>(
+        fields: &HashMap<String, u64, S>,
+        scopes: Scopes<'_>,
+    ) -> Self {
         Self::summed(scopes, |name| Some(fields.get(name).copied().unwrap_or(0)))
             .unwrap_or_default()
     }
@@ -43,28 +51,57 @@ impl Generations {
     /// fields its reads use): `None` when a counter the key depends on is not in it.
     pub fn from_known<S: BuildHasher>(
         fields: &HashMap<String, u64, S>,
-        scopes: &[GenerationScope],
+        scopes: Scopes<'_>,
     ) -> Option<Self> {
         Self::summed(scopes, |name| fields.get(name).copied())
     }
 
-    /// Every L1 hit sums these, so the field names are written into one buffer rather
-    /// than allocated one by one.
-    fn summed(scopes: &[GenerationScope], get: impl Fn(&str) -> Option<u64>) -> Option<Self> {
-        let mut name = String::with_capacity(32);
-        let mut value = |s: &GenerationScope| {
-            name.clear();
-            s.push_field(&mut name);
-            get(&name)
-        };
+    /// Every L1 hit sums these, so listed scopes' field names are written into one buffer
+    /// rather than allocated one by one, and named ones are not written at all.
+    fn summed(scopes: Scopes<'_>, get: impl Fn(&str) -> Option<u64>) -> Option<Self> {
         let mut scope = 0u64;
-        for s in scopes {
-            scope = scope.wrapping_add(value(s)?);
+        match scopes {
+            Scopes::Listed(listed) => {
+                let mut name = String::with_capacity(32);
+                for s in listed {
+                    name.clear();
+                    s.push_field(&mut name);
+                    scope = scope.wrapping_add(get(&name)?);
+                }
+            }
+            Scopes::Named(named) => {
+                for name in &named.0 {
+                    scope = scope.wrapping_add(get(name)?);
+                }
+            }
         }
         Some(Self {
-            workspace: value(&GenerationScope::Workspace)?,
+            workspace: get(WORKSPACE_FIELD)?,
             scope,
         })
+    }
+}
+
+/// The field of the workspace-wide counter (`GenerationScope::Workspace`).
+const WORKSPACE_FIELD: &str = "ws";
+
+/// The scopes a key depends on, as `Generations` sums them: listed, or by the field names
+/// of their counters written out once.
+#[derive(Debug, Clone, Copy)]
+pub enum Scopes<'a> {
+    Listed(&'a [GenerationScope]),
+    Named(&'a FieldNames),
+}
+
+/// The field names of some scopes' counters. A connection asking for the same page again
+/// and again keeps its page's (the origin's hit path), where writing them on every hit was
+/// a twentieth of a page hit's instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldNames(Box<[Box<str>]>);
+
+impl FieldNames {
+    pub fn of(scopes: &[GenerationScope]) -> Self {
+        Self(scopes.iter().map(|s| s.field().into()).collect())
     }
 }
 
@@ -109,7 +146,7 @@ impl GenerationScope {
     pub fn push_field(self, out: &mut String) {
         let mut digits = itoa::Buffer::new();
         let (letter, id, rest) = match self {
-            Self::Workspace => return out.push_str("ws"),
+            Self::Workspace => return out.push_str(WORKSPACE_FIELD),
             Self::Counts => return out.push_str("counts"),
             Self::Conversations => return out.push_str("cv"),
             Self::Board(b) => ('b', b.0, ""),
@@ -576,6 +613,41 @@ mod tests {
         ] {
             assert_eq!(scope.field(), name);
         }
+    }
+
+    #[test]
+    fn scopes_named_once_sum_as_the_same_scopes_listed() {
+        let b = BoardId(4);
+        let q = ContactListQuery {
+            filter: Filter::Open,
+            search: Some("ann".to_owned()),
+            ..ContactListQuery::default()
+        };
+        let listed = GenerationScope::of_page(b, &q);
+        let named = FieldNames::of(&listed);
+        let mut fields: HashMap<String, u64> = HashMap::new();
+        for (i, scope) in listed
+            .iter()
+            .chain([&GenerationScope::Workspace])
+            .enumerate()
+        {
+            fields.insert(scope.field(), 10 + i as u64);
+        }
+        let sum = Generations::from_known(&fields, Scopes::Listed(&listed));
+        assert!(sum.is_some_and(|g| g.workspace > 0 && g.scope > 0));
+        assert_eq!(Generations::from_known(&fields, Scopes::Named(&named)), sum);
+        let all = Generations::from_fields_of(&fields, Scopes::Named(&named));
+        assert_eq!(Some(all), sum);
+        fields.remove(&GenerationScope::Search(b).field());
+        assert_eq!(
+            Generations::from_known(&fields, Scopes::Named(&named)),
+            None
+        );
+        assert_eq!(
+            Generations::from_fields_of(&fields, Scopes::Named(&named)),
+            Generations::from_fields(&fields, &listed),
+            "a missing counter is 0 either way"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use shared::invalidation::Changed;
-use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace};
+use shared::keys::{GenerationScope, Generations as KeyGens, KeySpace, Scopes};
 use shared::{BoardId, WorkspaceId};
 
 use super::acks::Acks;
@@ -175,7 +175,8 @@ impl Generations {
     /// `current` if this instance knows it without asking Redis (its mirror is fresh, or
     /// it has no Redis), else `None`.
     pub fn known(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
-        self.known_each(ws, [scopes]).map(|[gens]| gens)
+        self.known_each(ws, [Scopes::Listed(scopes)])
+            .map(|[gens]| gens)
     }
 
     /// `known` for each of several sets of scopes, from one look at the mirror (a page
@@ -186,13 +187,13 @@ impl Generations {
     pub fn known_each<const N: usize>(
         &self,
         ws: &WorkspaceId,
-        scopes: [&[GenerationScope]; N],
+        scopes: [Scopes<'_>; N],
     ) -> Option<[KeyGens; N]> {
         let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws);
         if self.redis.is_none() {
             return Some(scopes.map(|s| {
-                m.map(|m| KeyGens::from_fields(&m.fields, s))
+                m.map(|m| KeyGens::from_fields_of(&m.fields, s))
                     .unwrap_or_default()
             }));
         }
@@ -323,7 +324,7 @@ impl Generations {
     fn read_expired(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> Option<KeyGens> {
         let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.get(ws).filter(|m| m.fetched.is_some())?;
-        KeyGens::from_known(&m.fields, scopes)
+        KeyGens::from_known(&m.fields, Scopes::Listed(scopes))
     }
 
     /// Whether bumps wait for Redis.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shared::cursor::Cursor;
-use shared::keys::{GenerationScope, Generations as KeyGens};
+use shared::keys::{contacts_tail, FieldNames, GenerationScope, Generations as KeyGens, Scopes};
 use shared::messages::{ConversationQuery, MessageQuery};
 use shared::model::{CacheStatus, ContactPage, Source};
 use shared::query::ContactListQuery;
@@ -16,6 +16,25 @@ use shared::{BoardId, UserId, WorkspaceId};
 use super::entry::{now_ms, Began, Entry};
 use super::{Answer, Cache, Layers, RowsBasis};
 use crate::error::Result;
+
+/// What a page hit's key is made of besides the generations, from its board and query
+/// alone: the key's tail (`contacts_tail`) and the field names of the counters of the
+/// page's scopes and of its rows. A caller that sees the same query again may keep them.
+pub struct PageKeyParts {
+    pub tail: String,
+    scopes: FieldNames,
+    rows: FieldNames,
+}
+
+impl PageKeyParts {
+    pub fn of(board: BoardId, q: &ContactListQuery) -> Self {
+        Self {
+            tail: contacts_tail(q),
+            scopes: FieldNames::of(&GenerationScope::of_page(board, q)),
+            rows: FieldNames::of(&[GenerationScope::Rows(board)]),
+        }
+    }
+}
 
 impl Cache {
     /// The counts `user` sees, through the cache (`ttl`) or from `compute` (`None`).
@@ -184,29 +203,24 @@ impl Cache {
         self.in_memory(ws, &key, None, began)
     }
 
-    /// As `counts_in_memory`, for a page of `board`; `tail` is `contacts_tail(q)`, which
-    /// a caller that sees `q` again may keep.
+    /// As `counts_in_memory`, for a page of `board` whose key is made of `parts`.
     pub fn page_in_memory(
         &self,
         ws: &WorkspaceId,
         board: BoardId,
-        q: &ContactListQuery,
-        tail: &str,
+        parts: &PageKeyParts,
         began: Began,
     ) -> Option<Answer> {
         let [gens, rows] = self.generations.known_each(
             ws,
-            [
-                &GenerationScope::of_page(board, q),
-                &[GenerationScope::Rows(board)],
-            ],
+            [Scopes::Named(&parts.scopes), Scopes::Named(&parts.rows)],
         )?;
         let rows = RowsBasis {
             ws,
             board,
             seq: rows.scope,
         };
-        let key = self.keys.contacts_with_tail(ws, board, gens, tail);
+        let key = self.keys.contacts_with_tail(ws, board, gens, &parts.tail);
         self.in_memory(ws, &key, Some(&rows), began)
     }
 

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use self::kinds::PageKeyParts;
 use shared::keys::KeySpace;
 use shared::model::{CacheStatus, Source};
 use shared::{BoardId, WorkspaceId};
