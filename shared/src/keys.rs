@@ -95,7 +95,7 @@ pub enum Scopes<'a> {
 
 /// The field names of some scopes' counters. A connection asking for the same page again
 /// and again keeps its page's (the origin's hit path), where writing them on every hit was
-/// a twentieth of a page hit's instructions.
+/// about 4% of a page hit's instructions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldNames(Box<[Box<str>]>);
 

@@ -20,6 +20,7 @@ use crate::error::Result;
 /// What a page hit's key is made of besides the generations, from its board and query
 /// alone: the key's tail (`contacts_tail`) and the field names of the counters of the
 /// page's scopes and of its rows. A caller that sees the same query again may keep them.
+#[derive(Debug, PartialEq, Eq)]
 pub struct PageKeyParts {
     pub tail: String,
     scopes: FieldNames,
