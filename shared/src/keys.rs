@@ -615,15 +615,20 @@ mod tests {
         }
     }
 
+    /// A list of `filter` searched for "ann": the page's scopes include its view and its
+    /// search.
+    fn searched(filter: Filter) -> ContactListQuery {
+        ContactListQuery {
+            filter,
+            search: Some("ann".to_owned()),
+            ..ContactListQuery::default()
+        }
+    }
+
     #[test]
     fn scopes_named_once_sum_as_the_same_scopes_listed() {
         let b = BoardId(4);
-        let q = ContactListQuery {
-            filter: Filter::Open,
-            search: Some("ann".to_owned()),
-            ..ContactListQuery::default()
-        };
-        let listed = GenerationScope::of_page(b, &q);
+        let listed = GenerationScope::of_page(b, &searched(Filter::Open));
         let named = FieldNames::of(&listed);
         let mut fields: HashMap<String, u64> = HashMap::new();
         for (i, scope) in listed
@@ -653,12 +658,7 @@ mod tests {
     #[test]
     fn a_page_key_moves_with_any_counter_it_depends_on_and_no_other() {
         let b = BoardId(4);
-        let q = ContactListQuery {
-            filter: Filter::Favorites,
-            search: Some("ann".to_owned()),
-            ..ContactListQuery::default()
-        };
-        let scopes = GenerationScope::of_page(b, &q);
+        let scopes = GenerationScope::of_page(b, &searched(Filter::Favorites));
         let gens = |fields: &HashMap<String, u64>| Generations::from_fields(fields, &scopes);
         let mut fields = HashMap::new();
         let start = gens(&fields);
