@@ -358,6 +358,12 @@ pub fn print_table(rows: &[Row], concurrency: &[u32]) {
     }
 }
 
+/// `a` against `b`, which a run that served nothing (0) must not turn into a division by
+/// zero.
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
+}
+
 /// The concurrencies issue 16's goal is judged at.
 const GOAL_CONNECTIONS: [u32; 2] = [16, 64];
 
@@ -384,8 +390,8 @@ pub fn ratios(rows: &[Row]) -> Vec<Value> {
             out.push(json!({
                 "read": r.read,
                 "connections": r.connections,
-                "edgeHitThroughputVsBareWorker": r.outcome.rps / bare.rps.max(1e-9),
-                "edgeHitP99VsBareWorker": r.outcome.p99_us / bare.p99_us.max(1e-9),
+                "edgeHitThroughputVsBareWorker": ratio(r.outcome.rps, bare.rps),
+                "edgeHitP99VsBareWorker": ratio(r.outcome.p99_us, bare.p99_us),
             }));
         }
     }
@@ -397,17 +403,17 @@ pub fn ratios(rows: &[Row]) -> Vec<Value> {
             continue;
         };
         let o = &r.outcome;
-        let (vs_ceiling, vs_nginx) = (o.rps / ceiling.rps.max(1e-9), o.rps / nginx.rps.max(1e-9));
-        let p99_vs_nginx = o.p99_us / nginx.p99_us.max(1e-9);
-        let ceiling_vs_nginx = ceiling.rps / nginx.rps.max(1e-9);
-        let ceiling_p99_vs_nginx = ceiling.p99_us / nginx.p99_us.max(1e-9);
+        let (vs_ceiling, vs_nginx) = (ratio(o.rps, ceiling.rps), ratio(o.rps, nginx.rps));
+        let p99_vs_nginx = ratio(o.p99_us, nginx.p99_us);
+        let ceiling_vs_nginx = ratio(ceiling.rps, nginx.rps);
+        let ceiling_p99_vs_nginx = ratio(ceiling.p99_us, nginx.p99_us);
         let judged = GOAL_CONNECTIONS.contains(&r.connections);
         out.push(json!({
             "read": r.read,
             "connections": r.connections,
             "throughputVsCeiling": vs_ceiling,
             "throughputVsNginx": vs_nginx,
-            "p99VsCeiling": o.p99_us / ceiling.p99_us.max(1e-9),
+            "p99VsCeiling": ratio(o.p99_us, ceiling.p99_us),
             "p99VsNginx": p99_vs_nginx,
             "goalMet": judged.then(|| goal_met(vs_ceiling, vs_nginx, p99_vs_nginx)),
             "ceilingThroughputVsNginx": ceiling_vs_nginx,
