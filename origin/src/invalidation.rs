@@ -3,6 +3,7 @@
 //! invalidation, a settings save, and the announcements of the other origin instances.
 //! What a change makes stale is decided once, in `shared::invalidation`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::cache::generations::{Bump, Generations};
 use crate::cache::redis::RedisCache;
 use crate::config::Config;
 use crate::edge_push::EdgePush;
+use crate::error::{Error, Result};
 use crate::live;
 use crate::state::AppState;
 use crate::store::{Change, Notice};
@@ -23,11 +25,31 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long a claim on a store notice is kept: far longer than any instance takes to hear it.
 const NOTICE_CLAIM: Duration = Duration::from_secs(60);
 
+/// Runs a write and the invalidation of what it changed to the end in a task of their
+/// own, whatever becomes of the request: its client may leave, or its deadline fire,
+/// after the store committed, and a change committed but never bumped would be served
+/// from every layer until its TTL.
+pub async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::Internal(format!("write task: {e}"))))
+}
+
 /// Makes every key `change` covers unreachable, on every instance, before it returns
-/// (see `Bump` for what was acknowledged), and queues it for the edge.
+/// (see `Bump` for what was acknowledged), and queues it for the edge. When Redis cannot
+/// take the bump, the other instances would go on reading their copies of the old
+/// generations for the whole outage: the store's change channel tells them instead
+/// (each moves the workspace on locally), before the write is answered.
 pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bump {
     state.cache.stats().delete();
     let bump = state.cache.generations().bump(ws, change).await;
+    if !bump.shared && state.cache.redis().is_some() {
+        if let Err(e) = state.store.announce_workspace(ws).await {
+            tracing::warn!(workspace = %ws, error = %e, "neither Redis nor the store could announce a change");
+        }
+    }
     if let Some(edge) = &state.edge {
         edge.queue(ws, change).await;
     }
@@ -106,6 +128,16 @@ pub async fn follow_store(state: Arc<AppState>) {
                     if claimed(&state, &ws, &format!("c{id}{thread:?}"), tx).await {
                         changed(&state, &ws, &Changed::Conversation(id, thread)).await;
                     }
+                }
+                // Sent by an instance whose bump Redis did not take: move on locally,
+                // without announcing it again (its writer queued it for the edge).
+                Change::Workspace(ws) => {
+                    state.cache.stats().delete();
+                    state
+                        .cache
+                        .generations()
+                        .bump(&ws, &Changed::Workspace)
+                        .await;
                 }
                 Change::Unknown => {
                     for ws in state.cache.generations().known_workspaces() {
@@ -241,5 +273,30 @@ fn apply(state: &AppState, redis: &Arc<RedisCache>, channel: &str, event: Option
             }
         }
         None => tracing::warn!("ignored an unreadable invalidation message"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write whose request is dropped once it started (the client left, the deadline
+    /// fired) still runs to the end: its invalidation is never lost with the request.
+    #[tokio::test]
+    async fn a_write_outlives_its_dropped_request() {
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let (go_tx, go) = tokio::sync::oneshot::channel::<()>();
+        let request = tokio::spawn(to_the_end(async move {
+            let _ = started_tx.send(());
+            let _ = go.await;
+            let _ = done_tx.send("invalidated");
+            Ok(())
+        }));
+        started.await.expect("the write started");
+        request.abort();
+        assert!(request.await.expect_err("dropped").is_cancelled());
+        go_tx.send(()).expect("the write is still running");
+        assert_eq!(done.await, Ok("invalidated"));
     }
 }

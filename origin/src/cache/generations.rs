@@ -66,6 +66,13 @@ pub struct Generations {
     edits: EditLog,
 }
 
+/// What a mirror refresh notes as it sends its Redis read (see `store_mirror`).
+struct ReadStart {
+    forgets: u64,
+    bumps: u64,
+    sent: Instant,
+}
+
 /// Clears a workspace's refreshing mark however the refreshing read ends (a cancelled
 /// request included).
 struct Refreshing<'a> {
@@ -140,15 +147,23 @@ impl Generations {
         fields
     }
 
-    /// `raced`: this instance bumped while the Redis read was under way, so the read may
-    /// predate the bump; each field then keeps the larger value (counters only grow).
-    /// Otherwise Redis's values replace the mirror's, as the authority they are.
-    /// A mirror that learns new values this way (its announcement was lost, or came
-    /// while pub/sub was down) marks the workspace changed, so fills read the primary.
-    fn store_mirror(&self, ws: &WorkspaceId, mut fields: Fields, raced: bool) {
+    /// Stores what a Redis read that `began` returned as the mirror, unless an
+    /// announcement was heard since it began (it may predate the bump announced). Both
+    /// checks are made under the mirror's lock, which `forget` and `set_local` also take,
+    /// so neither can land between a check and the store. When this instance bumped
+    /// meanwhile, each field keeps the larger value (counters only grow); otherwise
+    /// Redis's values replace the mirror's, as the authority they are. The mirror's age
+    /// counts from when the read was sent: one fetched before an announcement then
+    /// expires within `max_age` of it, however slow Redis was to answer. A mirror that
+    /// learns new values this way (its announcement was lost, or came while pub/sub was
+    /// down) marks the workspace changed, so fills read the primary.
+    fn store_mirror(&self, ws: &WorkspaceId, mut fields: Fields, began: &ReadStart) {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
+        if self.forgets.load(Ordering::Acquire) != began.forgets {
+            return;
+        }
         if let Some(old) = mirrors.get(ws) {
-            if raced {
+            if self.bumps.load(Ordering::Acquire) != began.bumps {
                 for (field, value) in &old.fields {
                     if let Some(merged) = fields.get_mut(field) {
                         *merged = (*merged).max(*value);
@@ -167,9 +182,17 @@ impl Generations {
             ws.clone(),
             Mirror {
                 fields,
-                fetched: Some(Instant::now()),
+                fetched: Some(began.sent),
             },
         );
+    }
+
+    fn read_start(&self) -> ReadStart {
+        ReadStart {
+            forgets: self.forgets.load(Ordering::Acquire),
+            bumps: self.bumps.load(Ordering::Acquire),
+            sent: Instant::now(),
+        }
     }
 
     /// `current` if this instance knows it without asking Redis (its mirror is fresh, or
@@ -233,30 +256,76 @@ impl Generations {
             }
         }
         self.replay_pending().await;
-        let forgets = self.forgets.load(Ordering::Acquire);
-        let bumps = self.bumps.load(Ordering::Acquire);
+        let began = self.read_start();
         let wanted = self.to_fetch(ws, scopes);
-        match redis.hmget(&self.keys.generations(ws), &wanted).await {
+        let key = self.keys.generations(ws);
+        match redis.generations(&key, &wanted).await {
             Ok(values) => {
-                let fields: Fields = wanted
-                    .into_iter()
-                    .zip(values)
-                    .map(|(f, v)| (f, v.unwrap_or(0)))
-                    .collect();
+                let mut fields: Fields = wanted.into_iter().zip(values).collect();
                 if self.has_pending(ws) {
                     return self.add_missing(ws, fields, scopes);
                 }
-                let gens = KeyGens::from_fields(&fields, scopes);
-                if self.forgets.load(Ordering::Acquire) == forgets {
-                    let raced = self.bumps.load(Ordering::Acquire) != bumps;
-                    self.store_mirror(ws, fields, raced);
+                let raced = self.bumps.load(Ordering::Acquire) != began.bumps;
+                if let Some(seen) = self.went_back(ws, &fields, raced) {
+                    self.advance(redis, &key, ws, seen, &mut fields).await;
                 }
+                let gens = KeyGens::from_fields(&fields, scopes);
+                self.store_mirror(ws, fields, &began);
                 gens
             }
             Err(_) => self
                 .read_expired(ws, scopes)
                 .unwrap_or_else(|| self.distrust(ws, scopes)),
         }
+    }
+
+    /// The workspace counter this instance saw, when Redis now answers a lower value for
+    /// any counter the mirror holds: counters only grow, so Redis lost bumps (a failover
+    /// to a replica that missed them, a hash restored from an old snapshot). `None` when
+    /// nothing went back, or when this instance bumped meanwhile (`raced`: the mirror may
+    /// then be ahead of a read that started before its bump).
+    fn went_back(&self, ws: &WorkspaceId, fields: &Fields, raced: bool) -> Option<u64> {
+        if raced {
+            return None;
+        }
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+        let old = &mirrors.get(ws)?.fields;
+        let workspace = GenerationScope::Workspace.field();
+        let seen = old.get(&workspace).copied().unwrap_or(0);
+        let lost = old
+            .iter()
+            .any(|(f, v)| fields.get(f).is_some_and(|now| now < v));
+        let moved_on = fields.get(&workspace).is_some_and(|now| *now > seen);
+        (lost && !moved_on).then_some(seen)
+    }
+
+    /// Moves the workspace counter in Redis past `seen`, so that every key built on
+    /// counters Redis has lost is unreachable (the counters below it may count through
+    /// the same values again), and tells the other instances.
+    async fn advance(
+        &self,
+        redis: &RedisCache,
+        key: &str,
+        ws: &WorkspaceId,
+        seen: u64,
+        fields: &mut Fields,
+    ) {
+        let workspace = GenerationScope::Workspace.field();
+        let moved = match redis.advance(key, seen).await {
+            Ok(moved) => moved,
+            // Redis answered the read but not this: move on locally, as in an outage.
+            Err(_) => seen + DISTRUSTED_STEP,
+        };
+        tracing::warn!(workspace = %ws, seen, moved, "generation counters went back in Redis; workspace moved past them");
+        fields.insert(workspace, moved);
+        self.edits.clear();
+        self.mark_changed(ws);
+        let _ = redis
+            .publish(
+                &self.keys.channel(),
+                &Event::Generation(ws.clone(), None).encode(),
+            )
+            .await;
     }
 
     /// Whether a page of `board` cached with `rows` is still right at the board's `Rows`
@@ -367,10 +436,18 @@ impl Generations {
                     }
                     let pending = self.acks.register();
                     let announcement = Event::Generation(ws.clone(), Some(pending.id));
-                    let notified = redis
+                    let announced = redis
                         .publish(&self.keys.channel(), &announcement.encode())
-                        .await
-                        .unwrap_or(0);
+                        .await;
+                    let notified = match announced {
+                        Ok(notified) => notified,
+                        // Others may not have heard: past `max_age`, every mirror read
+                        // before the bump has expired and the next read sees it in Redis.
+                        Err(_) => {
+                            tokio::time::sleep(self.max_age).await;
+                            0
+                        }
+                    };
                     let acknowledged = pending.wait(notified, self.max_age).await;
                     return Bump {
                         generation: values.first().copied().unwrap_or_default(),
@@ -463,8 +540,8 @@ impl Generations {
 
     pub fn forget(&self, ws: &WorkspaceId) {
         self.mark_changed(ws);
-        self.forgets.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         if let Some(m) = mirrors.get_mut(ws) {
             m.fetched = None;
         }
@@ -540,16 +617,28 @@ mod tests {
         assert_ne!(g.current(&ws(), &counts).await, before);
     }
 
+    fn redis_url() -> String {
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    }
+
+    fn redis() -> Arc<RedisCache> {
+        Arc::new(RedisCache::new(&redis_url(), Duration::from_secs(2)).expect("client"))
+    }
+
+    /// A key space of this test's own on the shared Redis, its workspace's hash empty.
+    async fn fresh_keys(redis: &RedisCache, name: &str) -> KeySpace {
+        let keys = KeySpace::new(&format!("{name}{}", std::process::id())).expect("valid");
+        redis.del(&keys.generations(&ws())).await.expect("redis");
+        keys
+    }
+
     /// Real Redis (`REDIS_URL`): a hash grown by fields nobody reads (made-up board ids)
     /// costs a read nothing; the mirror holds the fields reads asked for, and they are right.
     #[tokio::test]
     async fn a_mirror_reads_only_the_fields_its_keys_need() {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let redis = Arc::new(RedisCache::new(&url, Duration::from_secs(2)).expect("client"));
-        let namespace = format!("gens{}", std::process::id());
-        let keys = KeySpace::new(&namespace).expect("valid");
+        let redis = redis();
+        let keys = fresh_keys(&redis, "gens").await;
         let key = keys.generations(&ws());
-        redis.del(&key).await.expect("redis");
         let junk: Vec<String> = (1000..6000).map(|b| format!("b{b}")).collect();
         redis.hincr_all(&key, &junk, None).await.expect("redis");
         let counted = ["ws".to_owned(), "counts".to_owned(), "b7".to_owned()];
@@ -559,19 +648,20 @@ mod tests {
                 .await
                 .expect("redis");
         }
-        redis
+        let ws_gen = redis
             .hincr_all(&key, &counted[..1], None)
             .await
-            .expect("redis");
+            .expect("redis")[0];
+        let epoch = ws_gen - 1;
         let g = Generations::new(keys, Duration::from_secs(60), Some(redis.clone()));
 
         for (scope, value) in [
-            (GenerationScope::Counts, 3),
-            (GenerationScope::Board(BoardId(7)), 3),
-            (GenerationScope::Board(BoardId(8)), 0),
+            (GenerationScope::Counts, epoch + 3),
+            (GenerationScope::Board(BoardId(7)), epoch + 3),
+            (GenerationScope::Board(BoardId(8)), epoch),
         ] {
             let gens = g.current(&ws(), &[scope]).await;
-            assert_eq!((gens.workspace, gens.scope), (1, value), "{scope:?}");
+            assert_eq!((gens.workspace, gens.scope), (ws_gen, value), "{scope:?}");
         }
         let mut held: Vec<String> = {
             let mirrors = g.mirrors.read().expect("lock");
@@ -582,6 +672,122 @@ mod tests {
         redis.del(&key).await.expect("redis");
     }
 
+    /// Real Redis: whatever Redis loses of a workspace's hash (a restart, an eviction, a
+    /// FLUSHALL), the generations after the loss are above every one before it, so no
+    /// key built before it is met again, in this instance or another.
+    #[tokio::test]
+    async fn a_lost_hash_comes_back_above_every_generation_it_had() {
+        let redis = redis();
+        let keys = fresh_keys(&redis, "lost").await;
+        let scopes = [GenerationScope::Counts];
+        let g = Generations::new(keys.clone(), Duration::ZERO, Some(redis.clone()));
+        for _ in 0..5 {
+            g.bump(&ws(), &Changed::Workspace).await;
+            g.bump(&ws(), &Changed::Boards(vec![BoardId(1)])).await;
+        }
+        let before = g.current(&ws(), &scopes).await;
+        let board_before = g
+            .current(&ws(), &[GenerationScope::Board(BoardId(1))])
+            .await;
+
+        redis.del(&keys.generations(&ws())).await.expect("redis");
+        let other = Generations::new(keys.clone(), Duration::ZERO, Some(redis.clone()));
+        for gens in [&g, &other] {
+            let after = gens.current(&ws(), &scopes).await;
+            assert!(
+                after.workspace > before.workspace,
+                "{after:?} after {before:?}"
+            );
+        }
+        g.bump(&ws(), &Changed::Boards(vec![BoardId(1)])).await;
+        let board_after = other
+            .current(&ws(), &[GenerationScope::Board(BoardId(1))])
+            .await;
+        assert!(board_after.workspace > board_before.workspace);
+        assert!(
+            board_after.scope > board_before.scope,
+            "a bump after the loss"
+        );
+        redis.del(&keys.generations(&ws())).await.expect("redis");
+    }
+
+    /// Real Redis: a hash that went back (a failover to a replica that missed the last
+    /// bumps) is moved past what this instance saw, for every instance.
+    #[tokio::test]
+    async fn a_hash_that_went_back_is_moved_past_what_was_seen() {
+        let redis = redis();
+        let keys = fresh_keys(&redis, "back").await;
+        let key = keys.generations(&ws());
+        let scopes = [GenerationScope::Counts];
+        let g = Generations::new(keys.clone(), Duration::ZERO, Some(redis.clone()));
+        let replica = g.current(&ws(), &scopes).await;
+        for _ in 0..3 {
+            g.bump(&ws(), &Changed::Workspace).await;
+        }
+        let seen = g.current(&ws(), &scopes).await;
+        let client = redis::Client::open(redis_url()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("ws")
+            .arg(replica.workspace)
+            .arg("counts")
+            .arg(replica.scope)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("redis");
+        let after = g.current(&ws(), &scopes).await;
+        assert!(after.workspace > seen.workspace, "{after:?} after {seen:?}");
+        let shared = redis
+            .generations(&key, &["ws".to_owned()])
+            .await
+            .expect("redis");
+        assert_eq!(
+            shared[0], after.workspace,
+            "moved in Redis, for every instance"
+        );
+        redis.del(&key).await.expect("redis");
+    }
+
+    /// The refresh/announcement window: an announcement heard after a Redis read was sent
+    /// keeps that read from becoming the mirror, and a mirror's age counts from when its
+    /// read was sent.
+    #[tokio::test]
+    async fn a_read_older_than_an_announcement_or_the_max_age_is_not_trusted() {
+        let redis = Arc::new(
+            RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50)).expect("lazy"),
+        );
+        let g = Generations::new(
+            KeySpace::new("t").expect("valid"),
+            Duration::from_secs(1),
+            Some(redis),
+        );
+        let read: Fields = [("ws".to_owned(), 1), ("counts".to_owned(), 1)]
+            .into_iter()
+            .collect();
+        let scopes = [GenerationScope::Counts];
+
+        let began = g.read_start();
+        g.forget(&ws());
+        g.store_mirror(&ws(), read.clone(), &began);
+        assert_eq!(
+            g.known(&ws(), &scopes),
+            None,
+            "announced after the read was sent"
+        );
+
+        let mut began = g.read_start();
+        began.sent -= Duration::from_secs(1);
+        g.store_mirror(&ws(), read.clone(), &began);
+        assert_eq!(g.known(&ws(), &scopes), None, "sent a max age ago");
+
+        g.store_mirror(&ws(), read, &g.read_start());
+        assert!(g.known(&ws(), &scopes).is_some());
+    }
+
     #[tokio::test]
     async fn during_an_outage_an_expired_mirror_is_used_and_a_forgotten_one_is_not() {
         let down = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
@@ -590,7 +796,7 @@ mod tests {
         let g = Generations::new(keys, Duration::ZERO, Some(Arc::new(down)));
         let board = &[GenerationScope::Board(BoardId(3))];
         let read = [("ws".to_owned(), 0), ("b3".to_owned(), 5)];
-        g.store_mirror(&ws(), read.into_iter().collect(), false);
+        g.store_mirror(&ws(), read.into_iter().collect(), &g.read_start());
         let expired = g.current(&ws(), board).await;
         assert_eq!((expired.workspace, expired.scope), (0, 5));
         let unread = &[GenerationScope::Board(BoardId(4))];

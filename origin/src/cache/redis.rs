@@ -46,18 +46,58 @@ const RELEASE: &str = "local mine = redis.call('GET', KEYS[1]) == ARGV[1] \
     if mine then redis.call('DEL', KEYS[1]) end \
     redis.call('PUBLISH', ARGV[2], ARGV[3]) \
     if mine then return 1 else return 0 end";
-/// Increments the fields `ARGV[4..]` of hash `KEYS[1]`; for an edit (`ARGV[1]` a contact
-/// id), also logs `first new value:contact` at the head of list `KEYS[2]`, trimmed to
-/// `ARGV[2]` entries and kept `ARGV[3]` seconds. One script, so no instance ever sees the
-/// bump without its log entry.
-const BUMP: &str = "local values = {}
-for i = 4, #ARGV do values[#values + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+/// The start of a generation hash's counters, as script code defining `epoch` (a string)
+/// for hash `KEYS[1]`: the server's clock in microseconds when the hash was created, kept
+/// in the hash. Every counter starts from it, so a hash that Redis lost (a restart, an
+/// eviction, a FLUSHALL) comes back above every value the lost one reached, and no key
+/// built before the loss is met again. Numbers stay strings: Lua's doubles print in
+/// exponent form past 14 digits.
+macro_rules! epoch {
+    () => {
+        "local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  local t = redis.call('TIME')
+  epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+"
+    };
+}
+
+/// Increments the fields `ARGV[4..]` of hash `KEYS[1]` (a field it lacks starts at the
+/// epoch); for an edit (`ARGV[1]` a contact id), also logs `first new value:contact` at
+/// the head of list `KEYS[2]`, trimmed to `ARGV[2]` entries and kept `ARGV[3]` seconds.
+/// One script, so no instance ever sees the bump without its log entry.
+const BUMP: &str = concat!(epoch!(), "local values = {}
+for i = 4, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then redis.call('HSET', KEYS[1], ARGV[i], epoch) end
+  values[#values + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+end
 if ARGV[1] ~= '' then
-  redis.call('LPUSH', KEYS[2], values[1] .. ':' .. ARGV[1])
+  redis.call('LPUSH', KEYS[2], string.format('%.0f', values[1]) .. ':' .. ARGV[1])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
-return values";
+return values");
+
+/// The fields `ARGV` of hash `KEYS[1]`, a field it lacks read as the epoch.
+const READ: &str = concat!(
+    epoch!(),
+    "local values = {}
+for i = 1, #ARGV do values[i] = redis.call('HGET', KEYS[1], ARGV[i]) or epoch end
+return values"
+);
+
+/// Moves field `ws` of hash `KEYS[1]` past both its value and `ARGV[1]` (what an instance
+/// saw before the hash went back: a failover to a replica that missed bumps); the new value.
+const ADVANCE: &str = concat!(
+    epoch!(),
+    "local ws = tonumber(redis.call('HGET', KEYS[1], 'ws') or epoch)
+local new = string.format('%.0f', math.max(ws, tonumber(ARGV[1])) + 1)
+redis.call('HSET', KEYS[1], 'ws', new)
+return new"
+);
+
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
@@ -249,14 +289,16 @@ impl RedisCache {
             .await
     }
 
-    /// The values of `fields` of one hash, in order (`None` where a field is absent).
-    pub async fn hmget(
+    /// The generation counters `fields` of hash `key`, in order (see `EPOCH`).
+    pub async fn generations(
         &self,
         key: &str,
         fields: &[String],
-    ) -> Result<Vec<Option<u64>>, RedisFailure> {
-        self.call("hmget", |mut c| async move {
-            redis::cmd("HMGET")
+    ) -> Result<Vec<u64>, RedisFailure> {
+        self.call("generations", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(READ)
+                .arg(1)
                 .arg(key)
                 .arg(fields)
                 .query_async(&mut c)
@@ -265,9 +307,10 @@ impl RedisCache {
         .await
     }
 
-    /// Increments each field of one hash in one atomic step; the new values, in order.
-    /// With `edit` (a log list, its length and lifetime, and the edited contact), the
-    /// first field's new value and the contact go to the log in the same step.
+    /// Increments each generation counter `fields` of hash `key` in one atomic step; the
+    /// new values, in order. With `edit` (a log list, its length and lifetime, and the
+    /// edited contact), the first field's new value and the contact go to the log in the
+    /// same step.
     pub async fn hincr_all(
         &self,
         key: &str,
@@ -287,6 +330,20 @@ impl RedisCache {
                 }
             }
             cmd.arg(fields).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Moves the workspace counter of hash `key` past `seen`; its new value.
+    pub async fn advance(&self, key: &str, seen: u64) -> Result<u64, RedisFailure> {
+        self.call("advance", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(ADVANCE)
+                .arg(1)
+                .arg(key)
+                .arg(seen)
+                .query_async(&mut c)
+                .await
         })
         .await
     }

@@ -97,9 +97,13 @@ pub(super) async fn start(
     JsonBody(new): JsonBody<NewConversation>,
 ) -> Result<Response> {
     let contact = ContactId::parse(&new.contact_id.to_string())?;
-    let conversation = state.store.start_conversation(&ws, contact).await?;
-    let id = ConversationId(conversation.id);
-    invalidation::changed(&state, &ws, &Changed::Conversation(id, Thread::Started)).await;
+    let conversation = invalidation::to_the_end(async move {
+        let conversation = state.store.start_conversation(&ws, contact).await?;
+        let id = ConversationId(conversation.id);
+        invalidation::changed(&state, &ws, &Changed::Conversation(id, Thread::Started)).await;
+        Ok(conversation)
+    })
+    .await?;
     Ok(reply::with_status(StatusCode::CREATED, conversation))
 }
 
@@ -116,20 +120,24 @@ pub(super) async fn post_message(
 ) -> Result<Response> {
     let conversation = ConversationId::parse(&conversation)?;
     message.validate()?;
-    let posted = state
-        .store
-        .post_message(&ws, conversation, &message)
-        .await?;
-    let (old, new) = &posted.contact;
-    let (appended, touched) = (
-        Changed::Conversation(conversation, Thread::Appended),
-        Changed::update(old, new),
-    );
-    tokio::join!(
-        invalidation::changed(&state, &ws, &appended),
-        invalidation::changed(&state, &ws, &touched),
-    );
-    Ok(reply::with_status(StatusCode::CREATED, posted.message))
+    let message = invalidation::to_the_end(async move {
+        let posted = state
+            .store
+            .post_message(&ws, conversation, &message)
+            .await?;
+        let (old, new) = &posted.contact;
+        let (appended, touched) = (
+            Changed::Conversation(conversation, Thread::Appended),
+            Changed::update(old, new),
+        );
+        tokio::join!(
+            invalidation::changed(&state, &ws, &appended),
+            invalidation::changed(&state, &ws, &touched),
+        );
+        Ok(posted.message)
+    })
+    .await?;
+    Ok(reply::with_status(StatusCode::CREATED, message))
 }
 
 /// The conversation and message ids of a message route.
@@ -153,12 +161,16 @@ pub(super) async fn edit(
 ) -> Result<Response> {
     let (conversation, id) = message_ids(&conversation, &message)?;
     check_body(&edited.body)?;
-    let message = state
-        .store
-        .edit_message(&ws, conversation, id, &edited.body)
-        .await?;
-    let change = Changed::Conversation(conversation, Thread::Edited);
-    invalidation::changed(&state, &ws, &change).await;
+    let message = invalidation::to_the_end(async move {
+        let message = state
+            .store
+            .edit_message(&ws, conversation, id, &edited.body)
+            .await?;
+        let change = Changed::Conversation(conversation, Thread::Edited);
+        invalidation::changed(&state, &ws, &change).await;
+        Ok(message)
+    })
+    .await?;
     Ok(reply::ok(message))
 }
 
@@ -173,8 +185,12 @@ pub(super) async fn delete(
     Path((_, conversation, message)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let (conversation, id) = message_ids(&conversation, &message)?;
-    state.store.delete_message(&ws, conversation, id).await?;
-    let change = Changed::Conversation(conversation, Thread::Edited);
-    invalidation::changed(&state, &ws, &change).await;
+    invalidation::to_the_end(async move {
+        state.store.delete_message(&ws, conversation, id).await?;
+        let change = Changed::Conversation(conversation, Thread::Edited);
+        invalidation::changed(&state, &ws, &change).await;
+        Ok(())
+    })
+    .await?;
     Ok(reply::ok(serde_json::json!({"deleted": id.0})))
 }

@@ -43,26 +43,30 @@ pub(super) async fn create(
 ) -> Result<Response> {
     fields.validate()?;
     fields.required()?;
-    let contact = state.store.create_contact(&ws, fields).await?;
-    invalidation::changed(
-        &state,
-        &ws,
-        &Changed::Boards(vec![BoardId(contact.board_id)]),
-    )
-    .await;
+    let contact = invalidation::to_the_end(async move {
+        let contact = state.store.create_contact(&ws, fields).await?;
+        let board = BoardId(contact.board_id);
+        invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
+        Ok(contact)
+    })
+    .await?;
     Ok(reply::with_status(StatusCode::CREATED, contact))
 }
 
 async fn apply(
-    state: &AppState,
-    ws: &WorkspaceId,
+    state: Arc<AppState>,
+    ws: WorkspaceId,
     id: &str,
     fields: ContactFields,
 ) -> Result<Response> {
     let id = ContactId::parse(id)?;
     fields.validate()?;
-    let (old, contact) = state.store.update_contact(ws, id, fields).await?;
-    invalidation::changed(state, ws, &Changed::update(&old, &contact)).await;
+    let contact = invalidation::to_the_end(async move {
+        let (old, contact) = state.store.update_contact(&ws, id, fields).await?;
+        invalidation::changed(&state, &ws, &Changed::update(&old, &contact)).await;
+        Ok(contact)
+    })
+    .await?;
     Ok(reply::ok(contact))
 }
 
@@ -78,7 +82,7 @@ pub(super) async fn update(
     Path((_, id)): Path<(String, String)>,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
-    apply(&state, &ws, &id, fields).await
+    apply(state, ws, &id, fields).await
 }
 
 #[utoipa::path(post, path = "/api/workspaces/{ws}/contacts/{id}/move", tag = "writes",
@@ -93,7 +97,7 @@ pub(super) async fn move_contact(
     Path((_, id)): Path<(String, String)>,
     JsonBody(to): JsonBody<Move>,
 ) -> Result<Response> {
-    apply(&state, &ws, &id, to.into()).await
+    apply(state, ws, &id, to.into()).await
 }
 
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/contacts/{id}", tag = "writes",
@@ -106,10 +110,12 @@ pub(super) async fn delete(
     Writer { ws }: Writer,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let board = state
-        .store
-        .delete_contact(&ws, ContactId::parse(&id)?)
-        .await?;
-    invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
+    let contact = ContactId::parse(&id)?;
+    invalidation::to_the_end(async move {
+        let board = state.store.delete_contact(&ws, contact).await?;
+        invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
+        Ok(())
+    })
+    .await?;
     Ok(reply::ok(serde_json::json!({"deleted": id})))
 }

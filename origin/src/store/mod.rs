@@ -43,6 +43,8 @@ pub enum Read {
 pub enum Change {
     Board(WorkspaceId, BoardId),
     Conversation(WorkspaceId, ConversationId, Thread),
+    /// An instance could not tell the others through Redis that it changed the workspace.
+    Workspace(WorkspaceId),
     /// Notices may have been missed (the listener reconnected): everything may be stale.
     Unknown,
 }
@@ -216,6 +218,9 @@ pub trait Store: Send + Sync {
 
     /// Reports changes made by writers other than this API until the store is closed.
     async fn follow_changes(&self, changes: mpsc::UnboundedSender<Notice>);
+    /// Tells every instance following the store's changes that `ws` changed whole: the
+    /// bus of last resort, for a change Redis could not take (see `invalidation::changed`).
+    async fn announce_workspace(&self, ws: &WorkspaceId) -> Result<()>;
     async fn close(&self);
 }
 

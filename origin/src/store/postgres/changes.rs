@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::super::{Change, Notice};
+use crate::error::Result;
 
 pub const CHANNEL: &str = "edgecache_contacts";
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -19,7 +20,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// `{workspace}:{board}:{transaction}` from the contacts' trigger,
 /// `{workspace}:c{conversation}{kind}:{transaction}` from the conversations' and messages'
 /// (kind `s`tarted, `a`ppended or `e`dited); without the transaction as sent before it
-/// was added.
+/// was added. `{workspace}:*` from an instance that changed the workspace while Redis
+/// could not take its bump.
 fn parse(payload: &str) -> Option<Notice> {
     let mut parts = payload.split(':');
     let (ws, what) = (parts.next()?, parts.next()?);
@@ -35,6 +37,9 @@ fn parse(payload: &str) -> Option<Notice> {
 
 fn change(ws: &str, what: &str) -> Option<Change> {
     let ws = WorkspaceId::parse(ws).ok()?;
+    if what == "*" {
+        return Some(Change::Workspace(ws));
+    }
     let Some(conversation) = what.strip_prefix('c') else {
         return Some(Change::Board(ws, BoardId::parse(what).ok()?));
     };
@@ -50,6 +55,16 @@ fn change(ws: &str, what: &str) -> Option<Change> {
         ConversationId::parse(id).ok()?,
         thread,
     ))
+}
+
+/// Sends `{ws}:*` on the channel the origins listen to.
+pub async fn announce_workspace(db: &PgPool, ws: &WorkspaceId) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("{ws}:*"))
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Runs until the request pool is closed (the process ends, or a test finishes), then
@@ -111,8 +126,9 @@ mod tests {
         assert_eq!(of("15213:7"), Some((board, None)), "as sent before");
         let appended = Change::Conversation(ws.clone(), ConversationId(9), Thread::Appended);
         assert_eq!(of("15213:c9a:12"), Some((appended, Some(12))));
-        let edited = Change::Conversation(ws, ConversationId(12), Thread::Edited);
+        let edited = Change::Conversation(ws.clone(), ConversationId(12), Thread::Edited);
         assert_eq!(of("15213:c12e"), Some((edited, None)));
+        assert_eq!(of("15213:*"), Some((Change::Workspace(ws), None)));
         for bad in [
             "",
             "15213",

@@ -162,7 +162,7 @@ impl Store for PgStore {
     }
 
     async fn create_contact(&self, ws: &WorkspaceId, f: ContactFields) -> Result<Contact> {
-        writes::create(&self.db, ws, &f).await
+        writes::retried(|| writes::create(&self.db, ws, &f)).await
     }
 
     async fn update_contact(
@@ -171,11 +171,11 @@ impl Store for PgStore {
         id: ContactId,
         f: ContactFields,
     ) -> Result<(Contact, Contact)> {
-        writes::update(&self.db, ws, id, &f).await
+        writes::retried(|| writes::update(&self.db, ws, id, &f)).await
     }
 
     async fn delete_contact(&self, ws: &WorkspaceId, id: ContactId) -> Result<BoardId> {
-        writes::delete(&self.db, ws, id).await
+        writes::retried(|| writes::delete(&self.db, ws, id)).await
     }
 
     async fn conversations(
@@ -205,7 +205,7 @@ impl Store for PgStore {
         ws: &WorkspaceId,
         contact: ContactId,
     ) -> Result<Conversation> {
-        writes::start_conversation(&self.db, ws, contact).await
+        writes::retried(|| writes::start_conversation(&self.db, ws, contact)).await
     }
 
     async fn post_message(
@@ -214,7 +214,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         m: &NewMessage,
     ) -> Result<Posted> {
-        writes::post_message(&self.db, ws, conversation, m).await
+        writes::retried(|| writes::post_message(&self.db, ws, conversation, m)).await
     }
 
     async fn edit_message(
@@ -224,7 +224,7 @@ impl Store for PgStore {
         id: MessageId,
         body: &str,
     ) -> Result<Message> {
-        writes::edit_message(&self.db, ws, conversation, id, body).await
+        writes::retried(|| writes::edit_message(&self.db, ws, conversation, id, body)).await
     }
 
     async fn delete_message(
@@ -233,7 +233,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         id: MessageId,
     ) -> Result<()> {
-        writes::delete_message(&self.db, ws, conversation, id).await
+        writes::retried(|| writes::delete_message(&self.db, ws, conversation, id)).await
     }
 
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {
@@ -280,6 +280,10 @@ impl Store for PgStore {
 
     async fn follow_changes(&self, changes: UnboundedSender<Notice>) {
         changes::listen(&self.db, changes).await;
+    }
+
+    async fn announce_workspace(&self, ws: &WorkspaceId) -> Result<()> {
+        changes::announce_workspace(&self.db, ws).await
     }
 
     async fn close(&self) {

@@ -2,6 +2,9 @@
 //! quiet (the caller invalidates synchronously, before it answers) and returns the
 //! boards it touched, which are what the caller invalidates.
 
+use std::future::Future;
+use std::time::Duration;
+
 use shared::messages::{Conversation, Message};
 use shared::model::Contact;
 use shared::{BoardId, ContactId, ConversationId, MessageId, WorkspaceId};
@@ -14,7 +17,45 @@ use super::super::messages::{
     delete_query, edit_query, post_in_transaction, start_query, ConversationRow, MessageRow,
     NewMessage, Posted,
 };
+use crate::cache::random_id;
 use crate::error::{Error, Result};
+
+/// How often a write that Postgres ended to break a deadlock or a serialization conflict
+/// is tried in all; past that it is a 503 with `Retry-After`.
+const TRIES: u32 = 5;
+
+/// Runs `write` (one transaction) again when Postgres rolled it back for a deadlock
+/// (40P01: two writers of a workspace lock its counter rows in opposite orders) or a
+/// serialization failure (40001), after a growing, jittered pause: both are transient,
+/// and the transaction left nothing behind.
+pub async fn retried<T, F, Fut>(mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    for tried in 1.. {
+        match write().await {
+            Err(e) if is_conflict(&e) && tried < TRIES => {
+                let base = 10u64 << tried;
+                let jitter = random_id() % base;
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            }
+            Err(e) if is_conflict(&e) => {
+                tracing::warn!(error = %e, tried, "write conflicted every time");
+                return Err(Error::Unavailable("the database (write conflicts)"));
+            }
+            done => return done,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn is_conflict(e: &Error) -> bool {
+    let Error::Database(e) = e else { return false };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
 
 async fn quiet_tx(db: &PgPool) -> Result<Transaction<'static, Postgres>> {
     let mut tx = db.begin().await?;
@@ -128,4 +169,90 @@ pub async fn delete_message(
         .await?;
     tx.commit().await?;
     deleted.map(drop).ok_or(Error::NotFound("message"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::error::Error as StdError;
+    use std::fmt;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// What Postgres answers a transaction it rolled back, by SQLSTATE.
+    #[derive(Debug)]
+    struct Rolled(&'static str);
+
+    impl fmt::Display for Rolled {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "rolled back ({})", self.0)
+        }
+    }
+
+    impl StdError for Rolled {}
+
+    impl DatabaseError for Rolled {
+        fn message(&self) -> &str {
+            "rolled back"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn rolled(code: &'static str) -> Error {
+        Error::Database(sqlx::Error::Database(Box::new(Rolled(code))))
+    }
+
+    /// Fails with `code` `failures` times, then succeeds; the tries made.
+    async fn tries(code: &'static str, failures: u32) -> (Result<()>, u32) {
+        let mut tried = 0;
+        let done = retried(|| {
+            tried += 1;
+            let fail = tried <= failures;
+            async move {
+                if fail {
+                    Err(rolled(code))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        (done, tried)
+    }
+
+    #[tokio::test]
+    async fn deadlocks_and_serialization_failures_are_tried_again() {
+        for code in ["40P01", "40001"] {
+            let (done, tried) = tries(code, 2).await;
+            assert!(done.is_ok(), "{code}");
+            assert_eq!(tried, 3, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lasting_conflict_is_a_503_and_other_errors_are_not_retried() {
+        let (done, tried) = tries("40P01", TRIES).await;
+        assert_eq!(tried, TRIES);
+        let e = done.expect_err("gave up");
+        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        let (done, tried) = tries("23505", 1).await;
+        assert_eq!(tried, 1, "a unique violation is the caller's");
+        assert!(matches!(done, Err(Error::Database(_))));
+    }
 }

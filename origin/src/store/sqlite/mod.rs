@@ -338,6 +338,11 @@ impl Store for SqliteStore {
         self.write.close_event().await;
     }
 
+    /// One process holds the file: no other instance to tell.
+    async fn announce_workspace(&self, _: &WorkspaceId) -> Result<()> {
+        Ok(())
+    }
+
     async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
