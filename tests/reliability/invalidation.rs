@@ -48,7 +48,7 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
         let base = if i % 2 == 0 { a.base() } else { b.base() };
         let (http, reader, ack) = (http.clone(), reader.clone(), ack.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut old_after_ack, mut reads) = (0u64, 0u64);
+            let (mut old_after_ack, mut reads, mut errors) = (0u64, 0u64, 0u64);
             while Instant::now() < stop {
                 let started = Instant::now();
                 let r = http
@@ -57,11 +57,15 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
                     .header("X-Workspace-ID", WS)
                     .send()
                     .await;
-                let Ok(r) = r else { continue };
-                let Ok(v) = r.json::<Value>().await else {
+                reads += 1;
+                let answer = match r {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                let Some(v) = answer else {
+                    errors += 1;
                     continue;
                 };
-                reads += 1;
                 let acked = *ack.lock().unwrap_or_else(|p| p.into_inner());
                 if acked.is_some_and(|t| started > t)
                     && v["data"]["favorites"].as_i64() == Some(before)
@@ -69,7 +73,7 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
                     old_after_ack += 1;
                 }
             }
-            (old_after_ack, reads)
+            (old_after_ack, reads, errors)
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -82,19 +86,27 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
         .expect("write");
     assert!(r.status().is_success(), "write: {}", r.status());
     *ack.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    let (mut old, mut reads) = (0, 0);
+    let (mut old, mut reads, mut errors) = (0, 0, 0);
     for t in tasks {
-        let (o, n) = t.await.expect("reader");
+        let (o, n, e) = t.await.expect("reader");
         old += o;
         reads += n;
+        errors += e;
     }
-    let checks = vec![check(
-        "0 old payloads after the acknowledgement, from either instance",
-        old == 0,
-        format!("{old} old of {reads} reads"),
-    )];
+    let checks = vec![
+        check(
+            "0 old payloads after the acknowledgement, from either instance",
+            old == 0,
+            format!("{old} old of {reads} reads"),
+        ),
+        check(
+            "every read answered 200 with the counts",
+            errors == 0 && reads > 0,
+            format!("{errors} of {reads} reads failed"),
+        ),
+    ];
     (
-        json!({"readers": plan.readers, "reads": reads, "oldAfterAck": old}),
+        json!({"readers": plan.readers, "reads": reads, "oldAfterAck": old, "errors": errors}),
         checks,
     )
 }

@@ -4,6 +4,7 @@
 //! rate from this process, breaks something, and checks what users would see. A
 //! scenario's verdict is printed with its figures; any failed check fails the run.
 
+mod consistency;
 mod faults;
 mod hostile;
 mod invalidation;
@@ -71,6 +72,8 @@ async fn main() {
             postgres_outage: Duration::from_secs(5),
             slow: Duration::from_secs(4),
             readers: 200,
+            consistency_window: Duration::from_secs(3),
+            consistency_reads: 5_000,
             examples: 15,
         }
     } else {
@@ -80,6 +83,8 @@ async fn main() {
             postgres_outage: Duration::from_secs(120),
             slow: Duration::from_secs(20),
             readers: 500,
+            consistency_window: Duration::from_secs(12),
+            consistency_reads: 100_000,
             examples: 150,
         }
     };
@@ -131,6 +136,10 @@ async fn main() {
         (
             "invalidation under readers",
             Box::pin(invalidation::run(&db, &url, &plan)),
+        ),
+        (
+            "consistency under faults",
+            Box::pin(consistency::run(&db, &url, &plan)),
         ),
         ("hostile input (schemathesis)", Box::pin(hostile)),
     ];

@@ -12,6 +12,10 @@ pub struct Plan {
     pub postgres_outage: Duration,
     pub slow: Duration,
     pub readers: usize,
+    /// How long the consistency checker spends on each fault.
+    pub consistency_window: Duration,
+    /// Reads the consistency checker must judge in all.
+    pub consistency_reads: usize,
     /// schemathesis examples per operation and pass.
     pub examples: u32,
 }
