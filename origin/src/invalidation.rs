@@ -140,14 +140,54 @@ pub async fn follow_store(state: Arc<AppState>) {
                         .await;
                 }
                 Change::Unknown => {
-                    for ws in state.cache.generations().known_workspaces() {
-                        changed(&state, &ws, &Changed::Workspace).await;
+                    if let Err(e) = catch_up(&state).await {
+                        tracing::warn!(error = %e, "cannot tell what changed while not listening; every cached workspace moves on");
+                        for ws in state.cache.generations().known_workspaces() {
+                            changed(&state, &ws, &Changed::Workspace).await;
+                        }
                     }
                 }
             }
         }
     };
     tokio::join!(follow, apply);
+}
+
+/// The field of a workspace's generation hash holding the store's count of outside
+/// changes as last acted on (see `catch_up`).
+const OUTSIDE_SEEN: &str = "pg";
+
+/// Catches up on the changes other applications made while no instance may have heard
+/// them (every origin down, or this one starting or reconnecting its listener): each
+/// workspace whose count of outside changes in the store is past the one Redis last saw
+/// acted on moves on whole, then the count is recorded. Run before an instance serves and
+/// each time its listener connects. An error when the store or Redis cannot be asked.
+pub async fn catch_up(state: &AppState) -> std::result::Result<usize, String> {
+    let Some(redis) = state.cache.redis() else {
+        return Err("no Redis to compare with".into());
+    };
+    let counted = state
+        .store
+        .outside_changes()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut moved = 0;
+    for (ws, count) in counted {
+        let key = state.cache.keys().generations(&ws);
+        let seen = redis
+            .hget(&key, OUTSIDE_SEEN)
+            .await
+            .map_err(|e| e.to_string())?;
+        if seen.unwrap_or(0) < count {
+            changed(state, &ws, &Changed::Workspace).await;
+            redis
+                .raise(&key, OUTSIDE_SEEN, count)
+                .await
+                .map_err(|e| e.to_string())?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
 }
 
 /// Whether this instance acts on the notice of `what` changed by transaction `tx`: the

@@ -118,6 +118,8 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
 /// the time, and each one a fold moves makes the next write of its bucket an insert
 /// instead of an update; every few seconds keeps reads near one row per bucket for that.
 const FOLD_EVERY: Duration = Duration::from_secs(5);
+/// How long a start waits to catch up on changes made while no origin listened.
+const CATCH_UP_AT_START: Duration = Duration::from_secs(3);
 
 /// Upkeep: every few seconds folds the counters' shards, each minute forgets idle rate
 /// limiters, each hour deletes the clock counters no count reads any more (they would
@@ -152,6 +154,21 @@ impl Application {
     pub async fn build(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let listener = TcpListener::bind(config.listen_addr).await?;
         let state = Arc::new(build_state(config, store)?);
+        // What changed while no instance listened is dropped before the first read; if
+        // the store or Redis cannot be asked yet, the listener's first connection does it.
+        match tokio::time::timeout(CATCH_UP_AT_START, invalidation::catch_up(&state)).await {
+            Ok(Ok(moved)) if moved > 0 => tracing::info!(
+                moved,
+                "workspaces changed while no origin listened moved on"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "catching up at start deferred to the listener")
+            }
+            Err(_) => {
+                tracing::info!("catching up at start took too long; deferred to the listener")
+            }
+        }
         tokio::spawn(invalidation::listen(state.clone()));
         tokio::spawn(invalidation::follow_fills(state.clone()));
         tokio::spawn(invalidation::follow_store(state.clone()));

@@ -37,10 +37,11 @@ enum Fault {
     OriginKilled,
     ClientsDisconnect,
     ListenCut,
+    AllOriginsDown,
 }
 
 impl Fault {
-    const ALL: [Fault; 7] = [
+    const ALL: [Fault; 8] = [
         Fault::None,
         Fault::RedisRestartedEmpty,
         Fault::HashEvicted,
@@ -48,6 +49,7 @@ impl Fault {
         Fault::OriginKilled,
         Fault::ClientsDisconnect,
         Fault::ListenCut,
+        Fault::AllOriginsDown,
     ];
 
     fn name(self) -> &'static str {
@@ -59,6 +61,7 @@ impl Fault {
             Fault::OriginKilled => "one origin killed (SIGKILL) mid-write and restarted",
             Fault::ClientsDisconnect => "clients disconnecting right after sending writes",
             Fault::ListenCut => "LISTEN connection cut, writes straight to Postgres",
+            Fault::AllOriginsDown => "writes straight to Postgres while every origin is down",
         }
     }
 
@@ -66,7 +69,7 @@ impl Fault {
     fn write_kind(self) -> WriteKind {
         match self {
             Fault::ClientsDisconnect => WriteKind::Dropped,
-            Fault::ListenCut => WriteKind::Direct,
+            Fault::ListenCut | Fault::AllOriginsDown => WriteKind::Direct,
             _ => WriteKind::Api,
         }
     }
@@ -216,17 +219,15 @@ async fn inject(run: &Run, fault: Fault, redis: &mut Redis, namespace: &str, win
             redis.signal("-CONT");
         }
         Fault::OriginKilled => {
-            run.bases.write().expect("bases")[0] = None;
-            let killed = run.origins.lock().expect("origins")[0].take();
-            if let Some(o) = killed {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &o.pid().to_string()])
-                    .status();
-                drop(o);
-            }
-            let restarted = origins::origin(&run.url, &same(&run.layers)).await;
-            run.bases.write().expect("bases")[0] = Some(restarted.base());
-            run.origins.lock().expect("origins")[0] = Some(restarted);
+            kill(run, 0);
+            restart(run, 0).await;
+        }
+        Fault::AllOriginsDown => {
+            kill(run, 0);
+            kill(run, 1);
+            tokio::time::sleep(window / 4).await;
+            restart(run, 0).await;
+            restart(run, 1).await;
         }
         Fault::ListenCut => {
             for _ in 0..3 {
@@ -243,6 +244,23 @@ async fn inject(run: &Run, fault: Fault, redis: &mut Redis, namespace: &str, win
     }
 }
 
+/// SIGKILLs origin `i`; readers and the writer leave it alone until it is restarted.
+fn kill(run: &Run, i: usize) {
+    run.bases.write().expect("bases")[i] = None;
+    let killed = run.origins.lock().expect("origins")[i].take();
+    if let Some(o) = killed {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &o.pid().to_string()])
+            .status();
+    }
+}
+
+async fn restart(run: &Run, i: usize) {
+    let restarted = origins::origin(&run.url, &same(&run.layers)).await;
+    run.bases.write().expect("bases")[i] = Some(restarted.base());
+    run.origins.lock().expect("origins")[i] = Some(restarted);
+}
+
 /// Reads the counts until the run stops, from origin `i % 2` (the other while it is down).
 async fn read(run: Arc<Run>, i: usize) -> Vec<Read> {
     let reader = token("user_3", WS, false);
@@ -255,7 +273,11 @@ async fn read(run: Arc<Run>, i: usize) -> Vec<Read> {
             let bases = run.bases.read().expect("bases");
             bases[n % 2].clone().or_else(|| bases[(n + 1) % 2].clone())
         };
-        let Some(base) = base else { continue };
+        let Some(base) = base else {
+            // Every origin is down: look again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
         let at = Instant::now();
         let answer = run
             .http
@@ -303,7 +325,11 @@ async fn write(run: Arc<Run>, candidates: Vec<i64>) -> u64 {
             let bases = run.bases.read().expect("bases");
             bases[n % 2].clone().or_else(|| bases[(n + 1) % 2].clone())
         };
-        let Some(base) = base else { continue };
+        let base = match (base, kind) {
+            (Some(base), _) => base,
+            (None, WriteKind::Direct) => String::new(),
+            (None, _) => continue,
+        };
         let path = format!("/api/workspaces/{WS}/contacts/{id}");
         let body = json!({"favorite": true}).to_string();
         let answered = match kind {

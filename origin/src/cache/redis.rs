@@ -98,6 +98,11 @@ redis.call('HSET', KEYS[1], 'ws', new)
 return new"
 );
 
+/// Raises field `ARGV[1]` of hash `KEYS[1]` to `ARGV[2]` unless it holds more already.
+const RAISE: &str = "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1";
+
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
@@ -330,6 +335,27 @@ impl RedisCache {
                 }
             }
             cmd.arg(fields).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// One field of a hash, as a number (`None` where it is absent).
+    pub async fn hget(&self, key: &str, field: &str) -> Result<Option<u64>, RedisFailure> {
+        self.call("hget", |mut c| async move { c.hget(key, field).await })
+            .await
+    }
+
+    /// Raises field `field` of hash `key` to `value`, never lowers it.
+    pub async fn raise(&self, key: &str, field: &str, value: u64) -> Result<(), RedisFailure> {
+        self.call("raise", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(RAISE)
+                .arg(1)
+                .arg(key)
+                .arg(field)
+                .arg(value)
+                .query_async(&mut c)
+                .await
         })
         .await
     }

@@ -45,7 +45,7 @@ pub enum Change {
     Conversation(WorkspaceId, ConversationId, Thread),
     /// An instance could not tell the others through Redis that it changed the workspace.
     Workspace(WorkspaceId),
-    /// Notices may have been missed (the listener reconnected): everything may be stale.
+    /// Notices may have been missed (the listener connected, or connected again).
     Unknown,
 }
 
@@ -218,6 +218,10 @@ pub trait Store: Send + Sync {
 
     /// Reports changes made by writers other than this API until the store is closed.
     async fn follow_changes(&self, changes: mpsc::UnboundedSender<Notice>);
+    /// How many changes writers other than this API made to each workspace, ever (only
+    /// workspaces they changed): what an instance that was not listening compares with
+    /// what Redis last saw acted on (see `invalidation::catch_up`).
+    async fn outside_changes(&self) -> Result<Vec<(WorkspaceId, u64)>>;
     /// Tells every instance following the store's changes that `ws` changed whole: the
     /// bus of last resort, for a change Redis could not take (see `invalidation::changed`).
     async fn announce_workspace(&self, ws: &WorkspaceId) -> Result<()>;

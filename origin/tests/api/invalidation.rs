@@ -149,6 +149,63 @@ async fn a_direct_sql_update_invalidates_within_a_second(db: PgPool) {
     .await;
 }
 
+/// Every origin down (here: the only one, its pool and listener closed) while another
+/// application writes: nobody hears the notice, and Redis keeps the count from before.
+/// An origin that starts next catches up on the store's count of outside changes before
+/// it serves, and a listener that reconnects does the same.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_made_while_no_origin_listened_is_caught_up_on(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(db.connect_options().as_ref().clone())
+        .await
+        .expect("a pool of the first origin's own");
+    let first = TestApp::spawn_on(
+        db.clone(),
+        pg(&own),
+        test_config(&unique_namespace()),
+        seeded.boards,
+    )
+    .await;
+    let token = member();
+    let before = first.counts(&token).await["favorites"]
+        .as_i64()
+        .expect("favorites");
+    own.close().await;
+
+    let unfavored = |n: i64| {
+        sqlx::query_scalar::<_, i64>(
+            "UPDATE contacts SET favorite = true WHERE id IN (SELECT id FROM contacts \
+             WHERE workspace_id = $1 AND NOT favorite AND NOT archived ORDER BY id LIMIT $2) RETURNING id",
+        )
+        .bind(WS)
+        .bind(n)
+        .fetch_all(&db)
+    };
+    unfavored(2).await.expect("a write while no origin listens");
+    let next = first.sibling().await;
+    assert_eq!(
+        next.counts(&token).await["favorites"],
+        before + 2,
+        "read at once after the start"
+    );
+
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .execute(&db)
+    .await
+    .expect("the listener cut");
+    unfavored(1)
+        .await
+        .expect("a write while the listener reconnects");
+    eventually(Duration::from_secs(3), || async {
+        (next.counts(&token).await["favorites"] == before + 3).then_some(())
+    })
+    .await;
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn invalidating_a_workspace_reports_the_bump_and_leaves_others_cached(db: PgPool) {
     let app = TestApp::spawn(db).await;

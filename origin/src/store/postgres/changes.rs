@@ -1,7 +1,8 @@
 //! Writes made straight to Postgres by any other application reach the caches through
 //! the triggers' NOTIFY: each notice names a board or a conversation of a workspace, and
-//! the transaction that changed it. Notices sent while the listener was disconnected are
-//! lost, so after a reconnect every workspace this instance caches is invalidated once.
+//! the transaction that changed it. Notices sent while the listener was not connected are
+//! lost, so each time it connects (the first time included) the caches catch up on what
+//! the store counted meanwhile (`invalidation::catch_up`).
 
 use std::time::Duration;
 
@@ -57,6 +58,19 @@ fn change(ws: &str, what: &str) -> Option<Change> {
     ))
 }
 
+/// Each workspace's count of changes made by writers other than the API
+/// (`migrations/*_workspace_changes.sql`).
+pub async fn outside_changes(db: &PgPool) -> Result<Vec<(WorkspaceId, u64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT workspace_id, seq FROM workspace_changes")
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(ws, seq)| Some((WorkspaceId::parse(&ws).ok()?, u64::try_from(seq).ok()?)))
+        .collect())
+}
+
 /// Sends `{ws}:*` on the channel the origins listen to.
 pub async fn announce_workspace(db: &PgPool, ws: &WorkspaceId) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -84,7 +98,6 @@ pub async fn listen(db: &PgPool, changes: UnboundedSender<Notice>) {
 }
 
 async fn follow(own: &PgPool, changes: &UnboundedSender<Notice>) {
-    let mut first = true;
     loop {
         match PgListener::connect_with(own).await {
             Ok(mut listener) => {
@@ -93,7 +106,7 @@ async fn follow(own: &PgPool, changes: &UnboundedSender<Notice>) {
                         change: Change::Unknown,
                         tx: None,
                     };
-                    if !first && changes.send(gap).is_err() {
+                    if changes.send(gap).is_err() {
                         return;
                     }
                     while let Ok(Some(notice)) = listener.try_recv().await {
@@ -108,7 +121,6 @@ async fn follow(own: &PgPool, changes: &UnboundedSender<Notice>) {
             }
             Err(e) => tracing::debug!(error = %e, "cannot listen for Postgres changes yet"),
         }
-        first = false;
         tokio::time::sleep(RETRY_AFTER).await;
     }
 }

@@ -282,6 +282,10 @@ impl Store for PgStore {
         changes::listen(&self.db, changes).await;
     }
 
+    async fn outside_changes(&self) -> Result<Vec<(WorkspaceId, u64)>> {
+        changes::outside_changes(&self.db).await
+    }
+
     async fn announce_workspace(&self, ws: &WorkspaceId) -> Result<()> {
         changes::announce_workspace(&self.db, ws).await
     }

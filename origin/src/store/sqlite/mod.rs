@@ -338,6 +338,11 @@ impl Store for SqliteStore {
         self.write.close_event().await;
     }
 
+    /// Nothing but this API writes the file.
+    async fn outside_changes(&self) -> Result<Vec<(WorkspaceId, u64)>> {
+        Ok(Vec::new())
+    }
+
     /// One process holds the file: no other instance to tell.
     async fn announce_workspace(&self, _: &WorkspaceId) -> Result<()> {
         Ok(())
