@@ -24,6 +24,8 @@ pub struct Sample {
     /// 0 when no answer came (connection refused, harness timeout).
     pub status: u16,
     pub stale: bool,
+    /// The answer said when to retry (`Retry-After`).
+    pub retry_after: bool,
 }
 
 /// Sends `rate` requests a second for `duration`, cycling through `targets`.
@@ -55,6 +57,7 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
                     latency: Duration::ZERO,
                     status: 0,
                     stale: false,
+                    retry_after: false,
                 });
                 continue;
             };
@@ -67,23 +70,25 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
                     .header("X-Workspace-ID", &target.workspace)
                     .send()
                     .await;
-                let (status, stale) = match answer {
+                let (status, stale, retry_after) = match answer {
                     Ok(r) => {
                         let stale = r
                             .headers()
                             .get("x-cache-status")
                             .is_some_and(|v| v == "STALE");
+                        let retry_after = r.headers().contains_key("retry-after");
                         let status = r.status().as_u16();
                         let _ = r.bytes().await;
-                        (status, stale)
+                        (status, stale, retry_after)
                     }
-                    Err(_) => (0, false),
+                    Err(_) => (0, false, false),
                 };
                 let _ = tx.send(Sample {
                     at,
                     latency: sent.elapsed(),
                     status,
                     stale,
+                    retry_after,
                 });
                 drop(permit);
             });
@@ -118,6 +123,7 @@ pub fn window(samples: &[Sample], from: Duration, to: Duration) -> Value {
         "status5xx": count(&|s| s.status >= 500),
         "status500": count(&|s| s.status == 500),
         "status503": count(&|s| s.status == 503),
+        "status503WithoutRetryAfter": count(&|s| s.status == 503 && !s.retry_after),
         "status504": count(&|s| s.status == 504),
         "noAnswer": count(&|s| s.status == 0),
         "p99Ms": p99_ms(&inside),
