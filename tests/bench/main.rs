@@ -105,6 +105,7 @@ async fn main() {
         let (runs, drift) = mixed::both_shares(&db, &url, &layers, &plan).await;
         let out = serde_json::json!({"mixed": runs, "countersDriftAfterMixed": drift});
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        fail_on(mixed::freshness_failures(&runs, drift));
         return;
     }
     let memory = origins::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
@@ -213,6 +214,7 @@ async fn main() {
         instructions::per_hit(&url, &counted, ws, &user, &reads).await
     };
 
+    let failures = mixed::freshness_failures(&mixed, counters_after_mixed);
     let results = Results {
         plan: &plan,
         started,
@@ -228,4 +230,12 @@ async fn main() {
         history,
     };
     report::print_and_write(&results, cli.out);
+    fail_on(failures);
+}
+
+fn fail_on(failures: Vec<String>) {
+    if !failures.is_empty() {
+        eprintln!("freshness failed:\n  {}", failures.join("\n  "));
+        std::process::exit(1);
+    }
 }

@@ -135,6 +135,26 @@ async fn stats(http: &reqwest::Client, base: &str) -> Value {
 /// The workload at 5% and at 20% writes as fast as `plan.mixed_clients` clients go, then at
 /// 5% writes paced at each of `plan.mixed_paced_reads` reads a second, on two instances sharing
 /// Redis (`layers`); and the counters' drift after them.
+/// What the mixed runs found wrong with freshness: a read older than a write
+/// acknowledged before it was sent, a counter bucket drifted from a recount. Figures are
+/// never asserted, but these are correctness, and a run that finds them fails.
+pub fn freshness_failures(runs: &[Value], drift: usize) -> Vec<String> {
+    let mut failures: Vec<String> = runs
+        .iter()
+        .filter(|r| r["staleReads"].as_u64().unwrap_or(0) > 0)
+        .map(|r| {
+            format!(
+                "{} stale reads in the mixed run {}",
+                r["staleReads"], r["load"]
+            )
+        })
+        .collect();
+    if drift > 0 {
+        failures.push(format!("{drift} counter bucket(s) drifted"));
+    }
+    failures
+}
+
 pub async fn both_shares(
     db: &PgPool,
     url: &str,
