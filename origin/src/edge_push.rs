@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use shared::invalidation::{Changed, Push};
-use shared::WorkspaceId;
+use shared::invalidation::{Changed, Push, Thread};
+use shared::{BoardId, ConversationId, WorkspaceId};
 use tokio::sync::{Mutex, Notify};
 
 use crate::cache::entry::now_ms;
@@ -22,16 +22,21 @@ use crate::cache::random_id;
 use crate::cache::redis::RedisCache;
 
 const GROUP: &str = "edge";
-/// Entries a stream keeps at most; far more than an edge outage of hours produces.
-const STREAM_MAX: usize = 1_000_000;
 /// Changes kept in memory while Redis is down; past this, the oldest are folded into one
 /// workspace-wide change per workspace, which covers them.
 const MEMORY_MAX: usize = 10_000;
-const BATCH: usize = 64;
+/// Entries taken at once; a batch's changes are folded per workspace before they are sent.
+const BATCH: usize = 1000;
+/// Consumers (instances) idle this long with nothing pending are removed from the group.
+const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
+/// How often the group's consumers are looked over.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How often the stream is polled for entries other instances left behind.
 const POLL: Duration = Duration::from_millis(250);
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest pause between tries while the edge is away: one small POST at most this
+/// often, and an edge that comes back hears of the backlog within it.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct EdgePush {
     url: String,
@@ -85,7 +90,7 @@ impl EdgePush {
     pub async fn queue(&self, ws: &WorkspaceId, change: &Changed) {
         let push = serde_json::to_string(&Push::new(ws, change)).unwrap_or_default();
         let stored = match &self.redis {
-            Some(r) => r.stream_add(&self.stream, &push, STREAM_MAX).await.is_ok(),
+            Some(r) => r.stream_add(&self.stream, &push).await.is_ok(),
             None => false,
         };
         if !stored {
@@ -101,11 +106,22 @@ impl EdgePush {
     /// Sends queued changes until the process ends.
     pub async fn run(self: Arc<Self>) {
         let mut backoff = POLL;
+        let mut pruned = tokio::time::Instant::now() - PRUNE_EVERY;
         if let Some(r) = &self.redis {
             let _ = r.stream_group(&self.stream, GROUP).await;
         }
         loop {
-            let delivered = self.round(backoff).await;
+            if let Some(r) = self
+                .redis
+                .as_deref()
+                .filter(|_| pruned.elapsed() >= PRUNE_EVERY)
+            {
+                pruned = tokio::time::Instant::now();
+                let _ = r
+                    .stream_prune_consumers(&self.stream, GROUP, &self.consumer, CONSUMER_IDLE)
+                    .await;
+            }
+            let delivered = self.round().await;
             backoff = if delivered {
                 POLL
             } else {
@@ -117,22 +133,18 @@ impl EdgePush {
 
     /// One pass: memory to the stream (or straight to the edge without Redis), then the
     /// stream's entries to the edge. False when the edge refused or could not be reached.
-    async fn round(&self, backoff: Duration) -> bool {
+    async fn round(&self) -> bool {
         let held: Vec<String> = self.memory.lock().await.drain(..).collect();
         let Some(redis) = &self.redis else {
             return self.send_all(held).await;
         };
         for (i, push) in held.iter().enumerate() {
-            if redis
-                .stream_add(&self.stream, push, STREAM_MAX)
-                .await
-                .is_err()
-            {
+            if redis.stream_add(&self.stream, push).await.is_err() {
                 self.requeue(&held[i..]).await;
                 return true;
             }
         }
-        let idle = backoff.max(SEND_TIMEOUT * 2);
+        let idle = SEND_TIMEOUT * 2;
         let Ok(entries) = redis
             .stream_take(&self.stream, GROUP, &self.consumer, idle, BATCH)
             .await
@@ -145,28 +157,94 @@ impl EdgePush {
         if let Ok(depth) = redis.stream_len(&self.stream).await {
             self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
         }
-        for (id, push) in entries {
-            if !self.send(&push).await {
-                return false;
+        let taken = entries.len();
+        let folded = fold_batch(entries);
+        let compacts = folded.iter().map(|f| f.pushes.len()).sum::<usize>() < taken;
+        for (i, group) in folded.iter().enumerate() {
+            match self.send_group(group).await {
+                Sent::Taken => self.done(redis, &group.ids).await,
+                Sent::Refused => {
+                    for push in &group.pushes {
+                        let _ = redis.stream_add(&self.dead_letters(), push).await;
+                    }
+                    metrics::counter!("edgecache_edge_outbox_dead_letters_total")
+                        .increment(group.pushes.len() as u64);
+                    let _ = redis.stream_done(&self.stream, GROUP, &group.ids).await;
+                }
+                Sent::Failed => {
+                    // The edge is away: what this batch folded replaces what it took, so
+                    // a long outage leaves one entry per change kind and workspace, not
+                    // one per change; nothing is dropped.
+                    if compacts {
+                        self.compact(redis, &folded[i..]).await;
+                        if let Ok(depth) = redis.stream_len(&self.stream).await {
+                            self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
+                        }
+                    }
+                    return false;
+                }
             }
-            if let Some(queued_ms) = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()) {
-                let now = u64::try_from(now_ms()).unwrap_or(0);
-                let lag_ms = now.saturating_sub(queued_ms);
-                self.last_lag_ms.store(lag_ms, Ordering::Relaxed);
-                metrics::histogram!("edgecache_edge_propagation_seconds")
-                    .record(lag_ms as f64 / 1000.0);
-            }
-            let _ = redis.stream_done(&self.stream, GROUP, &id).await;
         }
         true
+    }
+
+    /// Where entries the edge refused as malformed go (`{outbox}:dead`), for an operator.
+    fn dead_letters(&self) -> String {
+        format!("{}:dead", self.stream)
+    }
+
+    /// Sends one workspace's folded changes; taken only if the edge took all of them.
+    async fn send_group(&self, group: &Folded) -> Sent {
+        for push in &group.pushes {
+            match self.send(push).await {
+                Sent::Taken => {}
+                other => return other,
+            }
+        }
+        Sent::Taken
+    }
+
+    /// Acknowledges and deletes entries the edge took, noting how long the oldest waited.
+    async fn done(&self, redis: &RedisCache, ids: &[String]) {
+        let queued_ms = ids
+            .iter()
+            .filter_map(|id| id.split('-').next()?.parse::<u64>().ok())
+            .min();
+        if let Some(queued_ms) = queued_ms {
+            let now = u64::try_from(now_ms()).unwrap_or(0);
+            let lag_ms = now.saturating_sub(queued_ms);
+            self.last_lag_ms.store(lag_ms, Ordering::Relaxed);
+            metrics::histogram!("edgecache_edge_propagation_seconds")
+                .record(lag_ms as f64 / 1000.0);
+        }
+        let _ = redis.stream_done(&self.stream, GROUP, ids).await;
+    }
+
+    /// Appends the folded changes and only then removes the entries they fold: a failure
+    /// between the two sends a change twice, never loses one.
+    async fn compact(&self, redis: &RedisCache, groups: &[Folded]) {
+        for group in groups {
+            for push in &group.pushes {
+                if redis.stream_add(&self.stream, push).await.is_err() {
+                    return;
+                }
+            }
+            let _ = redis.stream_done(&self.stream, GROUP, &group.ids).await;
+        }
     }
 
     /// Without Redis: sends from memory, keeping what the edge did not take.
     async fn send_all(&self, held: Vec<String>) -> bool {
         for (i, push) in held.iter().enumerate() {
-            if !self.send(push).await {
-                self.requeue(&held[i..]).await;
-                return false;
+            match self.send(push).await {
+                Sent::Taken => {}
+                Sent::Refused => {
+                    metrics::counter!("edgecache_edge_outbox_dead_letters_total").increment(1);
+                }
+                Sent::Failed => {
+                    self.requeue(&held[i..]).await;
+                    return false;
+                }
             }
         }
         self.set_depth(self.memory.lock().await.len());
@@ -181,9 +259,9 @@ impl EdgePush {
         }
     }
 
-    /// True once the edge took the change (or refused it as malformed, which no retry
-    /// mends).
-    async fn send(&self, push: &str) -> bool {
+    /// Whether the edge took the change, refused it as malformed (which no retry mends),
+    /// or could not take it now.
+    async fn send(&self, push: &str) -> Sent {
         let sent = self
             .http
             .post(&self.url)
@@ -193,24 +271,114 @@ impl EdgePush {
             .timeout(SEND_TIMEOUT)
             .send()
             .await;
-        let taken = match sent {
-            Ok(r) if r.status().is_success() => true,
+        let sent = match sent {
+            Ok(r) if r.status().is_success() => Sent::Taken,
             Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
-                tracing::error!(%push, "the edge refused a change as malformed; dropped");
-                true
+                tracing::error!(%push, "the edge refused a change as malformed; dead-lettered");
+                Sent::Refused
             }
             Ok(r) => {
                 tracing::warn!(status = %r.status(), "the edge refused a change; will retry");
-                false
+                Sent::Failed
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the edge is unreachable; will retry");
-                false
+                Sent::Failed
             }
         };
-        self.failing.store(!taken, Ordering::Relaxed);
-        taken
+        self.failing
+            .store(matches!(sent, Sent::Failed), Ordering::Relaxed);
+        sent
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Taken,
+    Refused,
+    Failed,
+}
+
+/// One workspace's changes of a batch, folded, and the entries they came from.
+#[derive(Debug, PartialEq, Eq)]
+struct Folded {
+    pushes: Vec<String>,
+    ids: Vec<String>,
+}
+
+/// Folds a batch per workspace: bumps commute and repeat harmlessly, so a workspace-wide
+/// change covers all of that workspace's others, its boards' changes become one change
+/// of all of them, and each conversation's change kind is sent once. An entry that does
+/// not parse keeps its own group, sent as it is (the edge refuses it, and it is
+/// dead-lettered).
+fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
+    struct Workspace {
+        whole: bool,
+        boards: Vec<i64>,
+        conversations: Vec<(i64, Thread)>,
+        ids: Vec<String>,
+    }
+    let mut workspaces: Vec<(WorkspaceId, Workspace)> = Vec::new();
+    let mut out = Vec::new();
+    for (id, push) in entries {
+        let Ok((ws, change)) = Push::parse(&push) else {
+            out.push(Folded {
+                pushes: vec![push],
+                ids: vec![id],
+            });
+            continue;
+        };
+        let at = match workspaces.iter().position(|(w, _)| *w == ws) {
+            Some(at) => at,
+            None => {
+                let empty = Workspace {
+                    whole: false,
+                    boards: Vec::new(),
+                    conversations: Vec::new(),
+                    ids: Vec::new(),
+                };
+                workspaces.push((ws, empty));
+                workspaces.len() - 1
+            }
+        };
+        let w = &mut workspaces[at].1;
+        w.ids.push(id);
+        match change {
+            Changed::Workspace => w.whole = true,
+            Changed::Conversation(c, thread) => {
+                if !w.conversations.contains(&(c.0, thread)) {
+                    w.conversations.push((c.0, thread));
+                }
+            }
+            other => w
+                .boards
+                .extend(other.boards().unwrap_or_default().iter().map(|b| b.0)),
+        }
+    }
+    for (ws, mut w) in workspaces {
+        let push =
+            |change: &Changed| serde_json::to_string(&Push::new(&ws, change)).unwrap_or_default();
+        let pushes =
+            if w.whole {
+                vec![push(&Changed::Workspace)]
+            } else {
+                w.boards.sort_unstable();
+                w.boards.dedup();
+                let boards = (!w.boards.is_empty()).then(|| {
+                    push(&Changed::Boards(
+                        w.boards.iter().map(|b| BoardId(*b)).collect(),
+                    ))
+                });
+                boards
+                    .into_iter()
+                    .chain(w.conversations.iter().map(|(c, thread)| {
+                        push(&Changed::Conversation(ConversationId(*c), *thread))
+                    }))
+                    .collect()
+            };
+        out.push(Folded { pushes, ids: w.ids });
+    }
+    out
 }
 
 /// Replaces the queued changes by one workspace-wide change per workspace they name:
@@ -229,5 +397,94 @@ fn fold(memory: &mut VecDeque<String>) {
                 serde_json::to_string(&Push::new(&ws, &Changed::Workspace)).unwrap_or_default(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize, ws: &str, change: &Changed) -> (String, String) {
+        let ws = WorkspaceId::parse(ws).expect("valid");
+        let push = serde_json::to_string(&Push::new(&ws, change)).expect("json");
+        (format!("{n}-0"), push)
+    }
+
+    fn parsed(pushes: &[String]) -> Vec<(WorkspaceId, Changed)> {
+        pushes
+            .iter()
+            .map(|p| Push::parse(p).expect("a push"))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_folds_per_workspace_and_keeps_every_change() {
+        let (a, b) = ("15213", "15214");
+        let entries = vec![
+            entry(1, a, &Changed::Boards(vec![BoardId(2)])),
+            entry(
+                2,
+                a,
+                &Changed::Conversation(ConversationId(7), Thread::Appended),
+            ),
+            entry(3, b, &Changed::Boards(vec![BoardId(9)])),
+            entry(4, a, &Changed::Boards(vec![BoardId(1), BoardId(2)])),
+            entry(
+                5,
+                a,
+                &Changed::Conversation(ConversationId(7), Thread::Appended),
+            ),
+            entry(
+                6,
+                a,
+                &Changed::Conversation(ConversationId(7), Thread::Edited),
+            ),
+            (String::from("7-0"), String::from("not a push")),
+        ];
+        let folded = fold_batch(entries);
+        assert_eq!(folded.len(), 3);
+        let ws_a = WorkspaceId::parse(a).expect("valid");
+        let of_a = folded
+            .iter()
+            .find(|f| f.ids.contains(&"1-0".to_owned()))
+            .expect("a");
+        assert_eq!(of_a.ids, ["1-0", "2-0", "4-0", "5-0", "6-0"]);
+        assert_eq!(
+            parsed(&of_a.pushes),
+            [
+                (ws_a.clone(), Changed::Boards(vec![BoardId(1), BoardId(2)])),
+                (
+                    ws_a.clone(),
+                    Changed::Conversation(ConversationId(7), Thread::Appended)
+                ),
+                (
+                    ws_a,
+                    Changed::Conversation(ConversationId(7), Thread::Edited)
+                ),
+            ]
+        );
+        let malformed = folded
+            .iter()
+            .find(|f| f.ids == ["7-0"])
+            .expect("kept apart");
+        assert_eq!(malformed.pushes, ["not a push"]);
+    }
+
+    #[test]
+    fn a_workspace_wide_change_covers_the_workspaces_others() {
+        let entries = vec![
+            entry(1, "15213", &Changed::Boards(vec![BoardId(2)])),
+            entry(2, "15213", &Changed::Workspace),
+            entry(
+                3,
+                "15213",
+                &Changed::Conversation(ConversationId(7), Thread::Started),
+            ),
+        ];
+        let folded = fold_batch(entries);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(folded[0].ids.len(), 3);
+        let ws = WorkspaceId::parse("15213").expect("valid");
+        assert_eq!(parsed(&folded[0].pushes), [(ws, Changed::Workspace)]);
     }
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamMaxlen, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoConsumersReply,
+    StreamReadOptions, StreamReadReply,
 };
 use redis::{AsyncCommands, Client, RedisError};
 
@@ -419,22 +420,38 @@ impl RedisCache {
             .await
     }
 
-    /// Appends `value` to a stream (trimmed to about `max_len` entries).
-    pub async fn stream_add(
+    /// Appends `value` to a stream. Never trimmed: its entries are changes not yet
+    /// delivered (the outbox bounds itself by folding them).
+    pub async fn stream_add(&self, stream: &str, value: &str) -> Result<(), RedisFailure> {
+        self.call("xadd", |mut c| async move {
+            c.xadd::<_, _, _, _, Option<String>>(stream, "*", &[(STREAM_FIELD, value)])
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Removes from `group` the consumers other than `keep` idle for `idle` with nothing
+    /// pending (instances that are gone; what they left pending is claimed by others first).
+    pub async fn stream_prune_consumers(
         &self,
         stream: &str,
-        value: &str,
-        max_len: usize,
-    ) -> Result<(), RedisFailure> {
-        self.call("xadd", |mut c| async move {
-            c.xadd_maxlen::<_, _, _, _, Option<String>>(
-                stream,
-                StreamMaxlen::Approx(max_len),
-                "*",
-                &[(STREAM_FIELD, value)],
-            )
-            .await
-            .map(drop)
+        group: &str,
+        keep: &str,
+        idle: Duration,
+    ) -> Result<usize, RedisFailure> {
+        let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
+        self.call("xinfo", |mut c| async move {
+            let info: StreamInfoConsumersReply = c.xinfo_consumers(stream, group).await?;
+            let mut removed = 0;
+            for consumer in info.consumers {
+                if consumer.name != keep && consumer.pending == 0 && consumer.idle >= idle_ms {
+                    c.xgroup_delconsumer::<_, _, _, ()>(stream, group, &consumer.name)
+                        .await?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
         })
         .await
     }
@@ -453,9 +470,10 @@ impl RedisCache {
         .await
     }
 
-    /// Up to `count` entries for `consumer`: first those another consumer left unacknowledged
-    /// for `idle` (it died, or its sends failed), then new ones. Never blocks: the
-    /// connection is shared with the cache.
+    /// Up to `count` entries for `consumer`: first its own not yet acknowledged (a send
+    /// that failed is tried again with whatever came since, so a backlog folds), then
+    /// those another consumer left unacknowledged for `idle` (it died, or its sends
+    /// failed), then new ones. Never blocks: the connection is shared with the cache.
     pub async fn stream_take(
         &self,
         stream: &str,
@@ -466,24 +484,27 @@ impl RedisCache {
     ) -> Result<Vec<(String, String)>, RedisFailure> {
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         self.call("xreadgroup", |mut c| async move {
-            let claimed: StreamAutoClaimReply = c
-                .xautoclaim_options(
-                    stream,
-                    group,
-                    consumer,
-                    idle_ms,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(count),
-                )
-                .await?;
-            let mut entries = claimed.claimed;
+            let mut entries = read_group(&mut c, stream, group, consumer, "0", count).await?;
             if entries.len() < count {
-                let options = StreamReadOptions::default()
-                    .group(group, consumer)
-                    .count(count - entries.len());
-                let read: Option<StreamReadReply> =
-                    c.xread_options(&[stream], &[">"], &options).await?;
-                entries.extend(read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+                let claimed: StreamAutoClaimReply = c
+                    .xautoclaim_options(
+                        stream,
+                        group,
+                        consumer,
+                        idle_ms,
+                        "0-0",
+                        StreamAutoClaimOptions::default().count(count - entries.len()),
+                    )
+                    .await?;
+                for e in claimed.claimed {
+                    if !entries.iter().any(|held| held.id == e.id) {
+                        entries.push(e);
+                    }
+                }
+            }
+            if entries.len() < count {
+                let wanted = count - entries.len();
+                entries.extend(read_group(&mut c, stream, group, consumer, ">", wanted).await?);
             }
             Ok(entries
                 .into_iter()
@@ -496,16 +517,19 @@ impl RedisCache {
         .await
     }
 
-    /// Acknowledges and deletes a handled entry.
+    /// Acknowledges and deletes handled entries.
     pub async fn stream_done(
         &self,
         stream: &str,
         group: &str,
-        id: &str,
+        ids: &[String],
     ) -> Result<(), RedisFailure> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         self.call("xack", |mut c| async move {
-            c.xack::<_, _, _, ()>(stream, group, &[id]).await?;
-            c.xdel::<_, _, ()>(stream, &[id]).await
+            c.xack::<_, _, _, ()>(stream, group, ids).await?;
+            c.xdel::<_, _, ()>(stream, ids).await
         })
         .await
     }
@@ -525,6 +549,27 @@ impl RedisCache {
         })
         .await
     }
+}
+
+/// Up to `count` entries of `stream` for `consumer` of `group`: from `0` its own not yet
+/// acknowledged, from `>` new ones.
+async fn read_group(
+    c: &mut Conn,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    from: &str,
+    count: usize,
+) -> Result<Vec<StreamId>, RedisError> {
+    let options = StreamReadOptions::default()
+        .group(group, consumer)
+        .count(count);
+    let read: Option<StreamReadReply> = c.xread_options(&[stream], &[from], &options).await?;
+    Ok(read
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect())
 }
 
 #[cfg(test)]
