@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::cache::entry::now_ms;
 use crate::cache::random_id;
 use crate::cache::redis::RedisCache;
+use crate::live::Announcer;
 
 const GROUP: &str = "edge";
 /// Changes kept in memory while Redis is down; past this, the oldest are folded into one
@@ -52,6 +53,9 @@ pub struct EdgePush {
     depth: AtomicU64,
     last_lag_ms: AtomicU64,
     failing: AtomicBool,
+    /// Tells the event streams of a change once the edge took it (a process that only
+    /// queues, like `origin seed`, has none: the instance that delivers announces).
+    announcer: Option<Announcer>,
 }
 
 impl EdgePush {
@@ -68,6 +72,26 @@ impl EdgePush {
             depth: AtomicU64::new(0),
             last_lag_ms: AtomicU64::new(u64::MAX),
             failing: AtomicBool::new(false),
+            announcer: None,
+        }
+    }
+
+    /// Announces each change to the event streams once the edge has it, so a client
+    /// that rereads on the event gets past the edge's older entry.
+    pub fn announcing(mut self, announcer: Announcer) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
+    /// The edge took (or refused for good) these changes: the members may hear of them.
+    fn delivered<'a>(&self, pushes: impl IntoIterator<Item = &'a String>) {
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
+        for push in pushes {
+            if let Ok((ws, change)) = Push::parse(push) {
+                announcer.announce(&ws, change.live());
+            }
         }
     }
 
@@ -161,29 +185,20 @@ impl EdgePush {
         let folded = fold_batch(entries);
         let compacts = folded.iter().map(|f| f.pushes.len()).sum::<usize>() < taken;
         for (i, group) in folded.iter().enumerate() {
-            match self.send_group(group).await {
-                Sent::Taken => self.done(redis, &group.ids).await,
-                Sent::Refused => {
-                    for push in &group.pushes {
-                        let _ = redis.stream_add(&self.dead_letters(), push).await;
+            if !self.send_group(redis, group).await {
+                // The edge is away: what this batch folded replaces what it took, so a
+                // long outage leaves one entry per change kind and workspace, not one per
+                // change; nothing is dropped.
+                if compacts {
+                    self.compact(redis, &folded[i..]).await;
+                    if let Ok(depth) = redis.stream_len(&self.stream).await {
+                        self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
                     }
-                    metrics::counter!("edgecache_edge_outbox_dead_letters_total")
-                        .increment(group.pushes.len() as u64);
-                    let _ = redis.stream_done(&self.stream, GROUP, &group.ids).await;
                 }
-                Sent::Failed => {
-                    // The edge is away: what this batch folded replaces what it took, so
-                    // a long outage leaves one entry per change kind and workspace, not
-                    // one per change; nothing is dropped.
-                    if compacts {
-                        self.compact(redis, &folded[i..]).await;
-                        if let Ok(depth) = redis.stream_len(&self.stream).await {
-                            self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
-                        }
-                    }
-                    return false;
-                }
+                return false;
             }
+            self.done(redis, &group.ids).await;
+            self.delivered(&group.pushes);
         }
         true
     }
@@ -193,15 +208,20 @@ impl EdgePush {
         format!("{}:dead", self.stream)
     }
 
-    /// Sends one workspace's folded changes; taken only if the edge took all of them.
-    async fn send_group(&self, group: &Folded) -> Sent {
+    /// Sends one workspace's folded changes: taken once the edge took (or refused for
+    /// good) each of them; a refused one goes to the dead letters, the others are sent.
+    async fn send_group(&self, redis: &RedisCache, group: &Folded) -> bool {
         for push in &group.pushes {
             match self.send(push).await {
                 Sent::Taken => {}
-                other => return other,
+                Sent::Refused => {
+                    let _ = redis.stream_add(&self.dead_letters(), push).await;
+                    metrics::counter!("edgecache_edge_outbox_dead_letters_total").increment(1);
+                }
+                Sent::Failed => return false,
             }
         }
-        Sent::Taken
+        true
     }
 
     /// Acknowledges and deletes entries the edge took, noting how long the oldest waited.
@@ -237,8 +257,9 @@ impl EdgePush {
     async fn send_all(&self, held: Vec<String>) -> bool {
         for (i, push) in held.iter().enumerate() {
             match self.send(push).await {
-                Sent::Taken => {}
+                Sent::Taken => self.delivered([push]),
                 Sent::Refused => {
+                    self.delivered([push]);
                     metrics::counter!("edgecache_edge_outbox_dead_letters_total").increment(1);
                 }
                 Sent::Failed => {

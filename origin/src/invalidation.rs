@@ -39,38 +39,29 @@ pub async fn to_the_end<T: Send + 'static>(
 
 /// Makes every key `change` covers unreachable, on every instance, before it returns
 /// (see `Bump` for what was acknowledged), and queues it for the edge. When Redis cannot
-/// take the bump, the other instances would go on reading their copies of the old
-/// generations for the whole outage: the store's change channel tells them instead
-/// (each moves the workspace on locally), before the write is answered.
+/// take the bump or its announcement, the other instances would go on reading their
+/// copies of the old generations (for the whole outage): the store's change channel
+/// tells them instead (each moves the workspace on), before the write is answered.
 pub async fn changed(state: &AppState, ws: &WorkspaceId, change: &Changed) -> Bump {
     state.cache.stats().delete();
     let bump = state.cache.generations().bump(ws, change).await;
-    if !bump.shared && state.cache.redis().is_some() {
+    if !bump.announced && state.cache.redis().is_some() {
         if let Err(e) = state.store.announce_workspace(ws).await {
             tracing::warn!(workspace = %ws, error = %e, "neither Redis nor the store could announce a change");
+            if bump.shared {
+                // Past `max_age`, every copy read before the bump has expired, and the
+                // next read of another instance finds the bump in Redis.
+                tokio::time::sleep(state.config.generation_max_age).await;
+            }
         }
     }
-    if let Some(edge) = &state.edge {
-        edge.queue(ws, change).await;
+    // The members watching the workspace hear of it (in the background: the write does
+    // not wait) once every layer shows it: with an edge, when the edge took the change.
+    match &state.edge {
+        Some(edge) => edge.queue(ws, change).await,
+        None => state.announcer.announce(ws, change.live()),
     }
-    announce(state, ws, change.live());
     bump
-}
-
-/// Tells the members watching `ws` (on every instance) what changed, in the background:
-/// a write does not wait for it.
-fn announce(state: &AppState, ws: &WorkspaceId, items: Vec<(LiveScope, Option<i64>)>) {
-    let (live, redis, keys) = (
-        state.live.clone(),
-        state.cache.redis().cloned(),
-        state.cache.keys().clone(),
-    );
-    let ws = ws.clone();
-    tokio::spawn(async move {
-        let (sequence, channel) = (keys.live_sequence(&ws), keys.channel());
-        live.announce(redis.as_deref(), &sequence, &channel, &ws, &items)
-            .await;
-    });
 }
 
 /// `ws` changed whole where no origin of this process saw it (seeding and counter repairs
@@ -105,7 +96,9 @@ pub async fn settings_changed(state: &AppState, ws: &WorkspaceId) {
             )
             .await;
     }
-    announce(state, ws, vec![(LiveScope::Settings, None)]);
+    state
+        .announcer
+        .announce(ws, vec![(LiveScope::Settings, None)]);
     changed(state, ws, &Changed::Workspace).await;
 }
 
@@ -140,12 +133,7 @@ pub async fn follow_store(state: Arc<AppState>) {
                         .await;
                 }
                 Change::Unknown => {
-                    if let Err(e) = catch_up(&state).await {
-                        tracing::warn!(error = %e, "cannot tell what changed while not listening; every cached workspace moves on");
-                        for ws in state.cache.generations().known_workspaces() {
-                            changed(&state, &ws, &Changed::Workspace).await;
-                        }
-                    }
+                    tokio::spawn(catch_up_until_done(state.clone()));
                 }
             }
         }
@@ -190,6 +178,26 @@ pub async fn catch_up(state: &AppState) -> std::result::Result<usize, String> {
     Ok(moved)
 }
 
+/// `catch_up` in a task of its own (notices keep flowing meanwhile), tried again every
+/// `RETRY_AFTER` until the store and Redis answer; after the first failure, every
+/// workspace this instance caches moves on (what it holds may predate a lost notice).
+async fn catch_up_until_done(state: Arc<AppState>) {
+    let mut first = true;
+    while let Err(e) = catch_up(&state).await {
+        if first {
+            tracing::warn!(error = %e, "cannot tell yet what changed while not listening; every cached workspace moves on");
+            for ws in state.cache.generations().known_workspaces() {
+                changed(&state, &ws, &Changed::Workspace).await;
+            }
+            first = false;
+        }
+        if state.cache.redis().is_none() {
+            return;
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
 /// Whether this instance acts on the notice of `what` changed by transaction `tx`: the
 /// first instance to claim it in Redis does, for all (the generations, the edge's outbox
 /// and the event streams are shared). Without Redis, or a transaction id, or when the claim
@@ -231,12 +239,42 @@ pub async fn listen(state: Arc<AppState>) {
         return;
     };
     let channel = state.cache.keys().channel();
-    let distrust = || {
-        state.cache.generations().forget_all();
-        state.settings.forget_all();
+    let distrust = |subscribed: bool| {
+        state.cache.generations().set_subscribed(subscribed);
+        if subscribed {
+            state.cache.generations().forget_all();
+            state.settings.forget_all();
+        }
     };
     let on_message = |payload: String| apply(&state, redis, &channel, Event::decode(&payload));
     follow(redis, &channel, distrust, on_message).await;
+}
+
+/// How long an instance's entry in the registry of listening instances lasts unless it
+/// is renewed (every `RETRY_AFTER`).
+const LISTED_FOR: Duration = Duration::from_secs(3);
+
+/// Keeps this instance listed among those listening for announcements while it is
+/// subscribed, and notes how many are listed: on a Redis Cluster, a write waits for that
+/// many acknowledgements, since PUBLISH there counts only one node's subscribers.
+pub async fn register(state: Arc<AppState>) {
+    let Some(redis) = state.cache.redis() else {
+        return;
+    };
+    let key = state.cache.keys().instances();
+    let mut every = tokio::time::interval(RETRY_AFTER);
+    loop {
+        every.tick().await;
+        let generations = state.cache.generations();
+        if generations.subscribed() {
+            if let Ok(listed) = redis
+                .register(&key, &state.live.instance.to_string(), LISTED_FOR)
+                .await
+            {
+                generations.set_listeners(listed);
+            }
+        }
+    }
 }
 
 /// Releases of fill locks, which wake this instance's reads waiting on another
@@ -252,19 +290,20 @@ pub async fn follow_fills(state: Arc<AppState>) {
     follow(
         redis,
         &state.cache.keys().fills_channel(),
-        || {},
+        |_| {},
         on_release,
     )
     .await;
 }
 
 /// Hands every message of `channel` to `on_message` until the process ends, subscribing
-/// again whenever the subscription drops; `on_subscribed` runs on every (re)subscription,
-/// since messages may have been missed while there was none.
+/// again whenever the subscription drops; `on_subscribed(true)` runs on every
+/// (re)subscription, since messages may have been missed while there was none, and
+/// `on_subscribed(false)` when one drops.
 async fn follow(
     redis: &RedisCache,
     channel: &str,
-    mut on_subscribed: impl FnMut(),
+    mut on_subscribed: impl FnMut(bool),
     mut on_message: impl FnMut(String),
 ) {
     loop {
@@ -272,13 +311,14 @@ async fn follow(
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(channel).await.is_ok() {
-                    on_subscribed();
+                    on_subscribed(true);
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
                         if let Ok(payload) = msg.get_payload::<String>() {
                             on_message(payload);
                         }
                     }
+                    on_subscribed(false);
                     tracing::warn!(channel, "subscription dropped; reconnecting");
                 }
             }

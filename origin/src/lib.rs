@@ -81,22 +81,30 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         secret.0.as_bytes(),
         config.internal_key.as_ref().map(|k| k.0.as_str()),
     );
+    let live = Arc::new(live::Live::new(
+        config.live_buffer,
+        config.live_max_connections,
+    ));
+    let announcer = live::Announcer::new(
+        live.clone(),
+        cache.redis().cloned(),
+        config.key_space.clone(),
+    );
     let edge = match (&config.edge_url, &config.internal_key) {
-        (Some(url), Some(key)) => Some(Arc::new(EdgePush::new(
-            url,
-            &key.0,
-            config.key_space.edge_outbox(),
-            cache.redis().cloned(),
-        ))),
+        (Some(url), Some(key)) => Some(Arc::new(
+            EdgePush::new(
+                url,
+                &key.0,
+                config.key_space.edge_outbox(),
+                cache.redis().cloned(),
+            )
+            .announcing(announcer.clone()),
+        )),
         (Some(_), None) => return Err(StartError::EdgeWithoutKey),
         _ => None,
     };
     let db_reads = Arc::new(tokio::sync::Semaphore::new(
         config.db_read_concurrency as usize,
-    ));
-    let live = Arc::new(live::Live::new(
-        config.live_buffer,
-        config.live_max_connections,
     ));
     Ok(AppState {
         edge,
@@ -111,6 +119,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         db_reads,
         probe: Recent::new(http::health::PROBE_MAX_AGE),
         live,
+        announcer,
     })
 }
 
@@ -173,6 +182,7 @@ impl Application {
         tokio::spawn(invalidation::follow_fills(state.clone()));
         tokio::spawn(invalidation::follow_store(state.clone()));
         tokio::spawn(invalidation::replay(state.clone()));
+        tokio::spawn(invalidation::register(state.clone()));
         if let Some(edge) = &state.edge {
             tokio::spawn(edge.clone().run());
         }

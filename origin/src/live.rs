@@ -96,6 +96,32 @@ impl Drop for Connection {
     }
 }
 
+/// Announces changes to the members watching a workspace, on every instance, in the
+/// background (see `Live::announce`): what both a write and the edge's outbox need.
+#[derive(Clone)]
+pub struct Announcer {
+    live: Arc<Live>,
+    redis: Option<Arc<RedisCache>>,
+    keys: KeySpace,
+}
+
+impl Announcer {
+    pub fn new(live: Arc<Live>, redis: Option<Arc<RedisCache>>, keys: KeySpace) -> Self {
+        Self { live, redis, keys }
+    }
+
+    pub fn announce(&self, ws: &WorkspaceId, items: Vec<(LiveScope, Option<i64>)>) {
+        let this = self.clone();
+        let ws = ws.clone();
+        tokio::spawn(async move {
+            let (sequence, channel) = (this.keys.live_sequence(&ws), this.keys.channel());
+            this.live
+                .announce(this.redis.as_deref(), &sequence, &channel, &ws, &items)
+                .await;
+        });
+    }
+}
+
 pub struct Live {
     hubs: Mutex<HashMap<WorkspaceId, Hub>>,
     /// Changes kept per workspace for clients that reconnect.

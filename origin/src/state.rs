@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::edge_push::EdgePush;
 use crate::error::Result;
 use crate::limits::Limits;
-use crate::live::Live;
+use crate::live::{Announcer, Live};
 use crate::recent::Recent;
 use crate::settings::SettingsCache;
 use crate::store::{Read, Store};
@@ -36,6 +36,8 @@ pub struct AppState {
     pub db_reads: Arc<Semaphore>,
     /// Live changes streamed to this instance's connections.
     pub live: Arc<Live>,
+    /// Announces this instance's changes to the event streams of every instance.
+    pub announcer: Announcer,
     /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
     pub probe: Recent<serde_json::Value>,
 }

@@ -355,6 +355,13 @@ impl KeySpace {
         format!("{}:events", self.root())
     }
 
+    /// The hash of the instances listening on the channel, each with when its entry
+    /// expires: on a Redis Cluster, PUBLISH counts only the receiving node's subscribers,
+    /// so a write waits for the acknowledgements of the instances listed here.
+    pub fn instances(&self) -> String {
+        format!("{}:instances", self.root())
+    }
+
     /// The channel on which an instance announces it released a key's fill lock, with the
     /// key as the message.
     pub fn fills_channel(&self) -> String {

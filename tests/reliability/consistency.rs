@@ -159,7 +159,8 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
         run.fault.store(i, Ordering::Release);
         let began = Instant::now();
         tokio::time::sleep(window / 4).await;
-        inject(&run, *fault, &mut redis, &namespace, window).await;
+        let durations = (window, plan.redis_outage);
+        inject(&run, *fault, &mut redis, &namespace, durations).await;
         tokio::time::sleep_until((began + window).into()).await;
     }
     run.stop.store(true, Ordering::Release);
@@ -191,8 +192,15 @@ async fn favorites(db: &PgPool) -> i64 {
     .expect("favorites")
 }
 
-/// Applies `fault` a quarter into its window and ends it by the window's last quarter.
-async fn inject(run: &Run, fault: Fault, redis: &mut Redis, namespace: &str, window: Duration) {
+/// Applies `fault` a quarter into its window; Redis stays frozen for `frozen`, the
+/// others end within the window.
+async fn inject(
+    run: &Run,
+    fault: Fault,
+    redis: &mut Redis,
+    namespace: &str,
+    (window, frozen): (Duration, Duration),
+) {
     match fault {
         Fault::None | Fault::ClientsDisconnect => {}
         Fault::RedisRestartedEmpty => {
@@ -215,7 +223,7 @@ async fn inject(run: &Run, fault: Fault, redis: &mut Redis, namespace: &str, win
         }
         Fault::RedisFrozen => {
             redis.signal("-STOP");
-            tokio::time::sleep(window / 2).await;
+            tokio::time::sleep(frozen).await;
             redis.signal("-CONT");
         }
         Fault::OriginKilled => {

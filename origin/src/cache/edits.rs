@@ -49,6 +49,16 @@ impl EditLog {
         self.with_log(ws, board, |log| log.insert(seq, contact));
     }
 
+    /// Forgets `ws`'s logs: its workspace counter moved (a whole-workspace change, or
+    /// counters Redis lost), so no page cached before is reachable, and the `Rows` values
+    /// logged may be counted again.
+    pub fn clear_workspace(&self, ws: &WorkspaceId) {
+        self.boards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(w, _), _| w != ws);
+    }
+
     /// Forgets every log: after Redis restarts, its counters may count again from 0.
     pub fn clear(&self) {
         self.boards

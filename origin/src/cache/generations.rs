@@ -11,7 +11,7 @@
 //! a write it acknowledged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use super::edits::{EditLog, LOG_KEEP, LOG_LEN};
 use super::entry::Rows;
 use super::events::Event;
 use super::redis::RedisCache;
+use super::topology::Layout;
 use crate::FastHash;
 
 /// How far `distrust` moves a generation: beyond any value Redis reaches by counting
@@ -64,6 +65,10 @@ pub struct Generations {
     refreshing: Mutex<HashSet<WorkspaceId>>,
     acks: Acks,
     edits: EditLog,
+    /// Whether this instance hears announcements (its subscription is up).
+    subscribed: AtomicBool,
+    /// Instances listed as listening (`invalidation::register`), 0 until known.
+    listeners: AtomicU64,
 }
 
 /// What a mirror refresh notes as it sends its Redis read (see `store_mirror`).
@@ -93,7 +98,11 @@ pub struct Bump {
     pub generation: u64,
     /// Whether Redis took the bump (else it is queued and replayed).
     pub shared: bool,
-    /// Instances that received the announcement.
+    /// Whether the other instances were told through Redis (else the caller tells them
+    /// another way: `invalidation::changed`).
+    pub announced: bool,
+    /// Instances that received the announcement (on a Cluster, at least those listed as
+    /// listening).
     pub notified: u64,
     /// Instances that applied it before the bump returned (all of them but the slow).
     pub acknowledged: u64,
@@ -113,6 +122,30 @@ impl Generations {
             refreshing: Mutex::default(),
             acks: Acks::default(),
             edits: EditLog::default(),
+            subscribed: AtomicBool::new(false),
+            listeners: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_subscribed(&self, subscribed: bool) {
+        self.subscribed.store(subscribed, Ordering::Release);
+    }
+
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
+    pub fn set_listeners(&self, listed: u64) {
+        self.listeners.store(listed, Ordering::Release);
+    }
+
+    /// How many acknowledgements a bump announced to `notified` subscribers waits for:
+    /// on a Cluster, PUBLISH counts only the receiving node's subscribers, so the
+    /// instances listed as listening count too.
+    fn expected_acks(&self, redis: &RedisCache, notified: u64) -> u64 {
+        match redis.layout() {
+            Layout::Cluster(_) => notified.max(self.listeners.load(Ordering::Acquire)),
+            _ => notified,
         }
     }
 
@@ -176,6 +209,10 @@ impl Generations {
                 .any(|(f, v)| fields.get(f).is_some_and(|n| n != v))
             {
                 self.mark_changed(ws);
+            }
+            let workspace = GenerationScope::Workspace.field();
+            if old.fields.get(&workspace) != fields.get(&workspace) {
+                self.edits.clear_workspace(ws);
             }
         }
         mirrors.insert(
@@ -439,19 +476,14 @@ impl Generations {
                     let announced = redis
                         .publish(&self.keys.channel(), &announcement.encode())
                         .await;
-                    let notified = match announced {
-                        Ok(notified) => notified,
-                        // Others may not have heard: past `max_age`, every mirror read
-                        // before the bump has expired and the next read sees it in Redis.
-                        Err(_) => {
-                            tokio::time::sleep(self.max_age).await;
-                            0
-                        }
-                    };
+                    let notified = announced
+                        .as_ref()
+                        .map_or(0, |n| self.expected_acks(redis, *n));
                     let acknowledged = pending.wait(notified, self.max_age).await;
                     return Bump {
                         generation: values.first().copied().unwrap_or_default(),
                         shared: true,
+                        announced: announced.is_ok(),
                         notified,
                         acknowledged,
                     };
@@ -475,6 +507,7 @@ impl Generations {
         Bump {
             generation: generations.first().copied().unwrap_or_default(),
             shared: false,
+            announced: false,
             notified: 0,
             acknowledged: 0,
         }
@@ -500,20 +533,31 @@ impl Generations {
         *field
     }
 
-    /// Sends bumps made while Redis was down. Each is removed only once Redis took it.
-    /// Reads call it, and so does a background task (`invalidation::replay`), so an idle
+    /// Sends bumps made while Redis was down. Several bumps of a scope during the outage
+    /// would reach Redis as one, and other instances may count the same values again
+    /// meanwhile, so each such workspace moves on whole: its workspace counter goes past
+    /// both Redis's and this instance's. Each is removed only once Redis took it. Reads
+    /// call it, and so does a background task (`invalidation::replay`), so an idle
     /// instance's queued bumps still reach the others once Redis is back.
     pub async fn replay_pending(&self) {
         let Some(redis) = self.redis.as_deref() else {
             return;
         };
-        let queued: Vec<_> = {
+        let queued: HashSet<WorkspaceId> = {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.iter().cloned().collect()
+            pending.iter().map(|(ws, _)| ws.clone()).collect()
         };
-        for (ws, scope) in queued {
+        let workspace = GenerationScope::Workspace.field();
+        for ws in queued {
+            let seen = {
+                let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+                mirrors
+                    .get(&ws)
+                    .and_then(|m| m.fields.get(&workspace).copied())
+                    .unwrap_or(0)
+            };
             if redis
-                .hincr_all(&self.keys.generations(&ws), &[scope.field()], None)
+                .advance(&self.keys.generations(&ws), seen)
                 .await
                 .is_err()
             {
@@ -525,19 +569,20 @@ impl Generations {
                     &Event::Generation(ws.clone(), None).encode(),
                 )
                 .await;
+            // Still queued until now, so reads kept this instance's copy meanwhile.
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.remove(&(ws.clone(), scope));
+            pending.retain(|(w, _)| *w != ws);
             drop(pending);
             self.forget(&ws);
         }
     }
 
-    /// Another instance bumped `ws`: the next read asks Redis.
     /// Another instance applied announcement `id` (see `acks.rs`).
     pub fn acked(&self, id: u64) {
         self.acks.received(id);
     }
 
+    /// Another instance bumped `ws`: the next read asks Redis.
     pub fn forget(&self, ws: &WorkspaceId) {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());

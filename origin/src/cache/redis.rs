@@ -104,6 +104,18 @@ const RAISE: &str = "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or 
 if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1";
 
+/// Lists instance `ARGV[1]` in hash `KEYS[1]` for `ARGV[2]` ms (by the server's clock),
+/// removes the entries past their time, and returns how many are listed.
+const REGISTER: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[2])))
+local listed = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < now then redis.call('HDEL', KEYS[1], all[i]) else listed = listed + 1 end
+end
+return listed";
+
 const OPEN_FOR_MS: i64 = 1000;
 
 /// Counts consecutive failures; once tripped, calls fail fast until `open_until`, after
@@ -340,6 +352,27 @@ impl RedisCache {
         .await
     }
 
+    /// Lists `instance` in registry `key` for `ttl`; how many instances are listed.
+    pub async fn register(
+        &self,
+        key: &str,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<u64, RedisFailure> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.call("register", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(REGISTER)
+                .arg(1)
+                .arg(key)
+                .arg(instance)
+                .arg(ttl_ms)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// One field of a hash, as a number (`None` where it is absent).
     pub async fn hget(&self, key: &str, field: &str) -> Result<Option<u64>, RedisFailure> {
         self.call("hget", |mut c| async move { c.hget(key, field).await })
@@ -470,8 +503,9 @@ impl RedisCache {
         .await
     }
 
-    /// Up to `count` entries for `consumer`: first its own not yet acknowledged (a send
-    /// that failed is tried again with whatever came since, so a backlog folds), then
+    /// Up to `count` entries for `consumer`: first its own not yet acknowledged, up to
+    /// half of them (a send that failed is tried again with what came since, so a
+    /// backlog folds), then
     /// those another consumer left unacknowledged for `idle` (it died, or its sends
     /// failed), then new ones. Never blocks: the connection is shared with the cache.
     pub async fn stream_take(
@@ -484,7 +518,9 @@ impl RedisCache {
     ) -> Result<Vec<(String, String)>, RedisFailure> {
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         self.call("xreadgroup", |mut c| async move {
-            let mut entries = read_group(&mut c, stream, group, consumer, "0", count).await?;
+            // Half the batch at most, so new entries are read (and folded) too.
+            let own = (count / 2).max(1);
+            let mut entries = read_group(&mut c, stream, group, consumer, "0", own).await?;
             if entries.len() < count {
                 let claimed: StreamAutoClaimReply = c
                     .xautoclaim_options(
@@ -575,6 +611,43 @@ async fn read_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Real Redis (`REDIS_URL`): the registry counts the instances whose entries have
+    /// not run out, and drops the others.
+    #[tokio::test]
+    async fn the_registry_counts_the_instances_listed_and_forgets_the_gone() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis = RedisCache::new(&url, Duration::from_secs(2)).expect("client");
+        let key = format!("registry{}", std::process::id());
+        redis.del(&key).await.expect("redis");
+        let short = Duration::from_millis(100);
+        assert_eq!(redis.register(&key, "a", short).await.expect("redis"), 1);
+        assert_eq!(
+            redis
+                .register(&key, "b", Duration::from_secs(60))
+                .await
+                .expect("redis"),
+            2
+        );
+        assert_eq!(
+            redis
+                .register(&key, "b", Duration::from_secs(60))
+                .await
+                .expect("redis"),
+            2
+        );
+        // The subject is an entry running out: wait past it.
+        tokio::time::sleep(short * 2).await;
+        assert_eq!(
+            redis
+                .register(&key, "c", Duration::from_secs(60))
+                .await
+                .expect("redis"),
+            2,
+            "a ran out"
+        );
+        redis.del(&key).await.expect("redis");
+    }
 
     #[test]
     fn timeouts_with_no_answer_meanwhile_trip_the_breaker() {

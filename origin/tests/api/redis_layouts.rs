@@ -85,6 +85,26 @@ async fn on_a_redis_cluster_instances_share_l2_and_stay_coherent(db: PgPool) {
     }
 }
 
+/// On a Cluster, PUBLISH answers how many subscribers the receiving node has, not the
+/// cluster: a write waits for every instance listed as listening instead, so each bump is
+/// acknowledged by both instances, whichever nodes they subscribed through.
+#[sqlx::test(migrations = "../migrations")]
+async fn on_a_redis_cluster_a_write_waits_for_every_listening_instance(db: PgPool) {
+    let cluster = Cluster::start().await;
+    let a = app_on_redis(db.clone(), cluster.url()).await;
+    let _b = a.sibling().await;
+    let change = shared::invalidation::Changed::Boards(vec![]);
+    eventually(Duration::from_secs(10), || async {
+        let bump = origin::invalidation::changed(&a.state, &ws(WS), &change).await;
+        (bump.notified == 2).then_some(())
+    })
+    .await;
+    for _ in 0..20 {
+        let bump = origin::invalidation::changed(&a.state, &ws(WS), &change).await;
+        assert_eq!((bump.notified, bump.acknowledged), (2, 2), "{bump:?}");
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn through_sentinel_l2_follows_the_primary_across_a_failover(db: PgPool) {
     let redis = Sentinel::start().await;
