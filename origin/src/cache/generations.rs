@@ -39,10 +39,23 @@ const MAX_MIRRORED: usize = 1024;
 type Fields = HashMap<String, u64, FastHash>;
 
 struct Mirror {
-    /// The fields read so far (a counter Redis lacks is held as 0).
+    /// The fields read so far (a counter Redis lacks is held as its hash's epoch).
     fields: Fields,
     /// `None` until Redis has been read for this workspace.
     fetched: Option<Instant>,
+    /// Moved by this instance where Redis could not see it (during an outage), so it may
+    /// be ahead of Redis without Redis having lost anything.
+    moved_here: bool,
+}
+
+impl Mirror {
+    fn empty() -> Self {
+        Self {
+            fields: Fields::default(),
+            fetched: None,
+            moved_here: false,
+        }
+    }
 }
 
 pub struct Generations {
@@ -220,6 +233,7 @@ impl Generations {
             Mirror {
                 fields,
                 fetched: Some(began.sent),
+                moved_here: false,
             },
         );
     }
@@ -302,8 +316,7 @@ impl Generations {
                 if self.has_pending(ws) {
                     return self.add_missing(ws, fields, scopes);
                 }
-                let raced = self.bumps.load(Ordering::Acquire) != began.bumps;
-                if let Some(seen) = self.went_back(ws, &fields, raced) {
+                if let Some(seen) = self.went_back(ws, &fields, &began) {
                     self.advance(redis, &key, ws, seen, &mut fields).await;
                 }
                 let gens = KeyGens::from_fields(&fields, scopes);
@@ -319,14 +332,26 @@ impl Generations {
     /// The workspace counter this instance saw, when Redis now answers a lower value for
     /// any counter the mirror holds: counters only grow, so Redis lost bumps (a failover
     /// to a replica that missed them, a hash restored from an old snapshot). `None` when
-    /// nothing went back, or when this instance bumped meanwhile (`raced`: the mirror may
-    /// then be ahead of a read that started before its bump).
-    fn went_back(&self, ws: &WorkspaceId, fields: &Fields, raced: bool) -> Option<u64> {
-        if raced {
+    /// nothing went back, when this instance bumped or heard of a bump since the read
+    /// `began`, or holds a read sent after it (the mirror may then be ahead of this read
+    /// without Redis having lost anything), or when the mirror moved
+    /// here during an outage (Redis never saw those values; a distrusted copy is simply
+    /// replaced, and bumps kept here are replayed by `replay_pending`).
+    fn went_back(&self, ws: &WorkspaceId, fields: &Fields, began: &ReadStart) -> Option<u64> {
+        // Under the lock that `set_local` and `forget` take after counting: a bump or a
+        // newer read whose values are in the mirror here is counted, or newer than `began`.
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+        let since = (
+            self.bumps.load(Ordering::Acquire),
+            self.forgets.load(Ordering::Acquire),
+        );
+        if since != (began.bumps, began.forgets) {
             return None;
         }
-        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
-        let old = &mirrors.get(ws)?.fields;
+        let old = mirrors
+            .get(ws)
+            .filter(|m| !m.moved_here && m.fetched.is_none_or(|t| t <= began.sent))?;
+        let old = &old.fields;
         let workspace = GenerationScope::Workspace.field();
         let seen = old.get(&workspace).copied().unwrap_or(0);
         let lost = old
@@ -383,10 +408,7 @@ impl Generations {
     /// authority; Redis only adds the fields it lacked.
     fn add_missing(&self, ws: &WorkspaceId, fields: Fields, scopes: &[GenerationScope]) -> KeyGens {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
-        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: Fields::default(),
-            fetched: None,
-        });
+        let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
         for (field, value) in fields {
             m.fields.entry(field).or_insert(value);
         }
@@ -403,10 +425,7 @@ impl Generations {
     fn distrust(&self, ws: &WorkspaceId, scopes: &[GenerationScope]) -> KeyGens {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
-        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: Fields::default(),
-            fetched: None,
-        });
+        let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
         for field in needed_fields(scopes) {
             m.fields.entry(field).or_insert(0);
         }
@@ -414,6 +433,7 @@ impl Generations {
             .entry(GenerationScope::Workspace.field())
             .or_default() += DISTRUSTED_STEP;
         m.fetched = Some(Instant::now());
+        m.moved_here = true;
         KeyGens::from_fields(&m.fields, scopes)
     }
 
@@ -524,10 +544,8 @@ impl Generations {
 
     fn bump_local(&self, ws: &WorkspaceId, scope: GenerationScope) -> u64 {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
-        let m = mirrors.entry(ws.clone()).or_insert_with(|| Mirror {
-            fields: Fields::default(),
-            fetched: None,
-        });
+        let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
+        m.moved_here = true;
         let field = m.fields.entry(scope.field()).or_default();
         *field += 1;
         *field
@@ -831,6 +849,50 @@ mod tests {
 
         g.store_mirror(&ws(), read, &g.read_start());
         assert!(g.known(&ws(), &scopes).is_some());
+    }
+
+    /// Only a counter lower than a read sent earlier saw is a loss: a read that a later
+    /// read, a bump or an announcement overtook is merely older.
+    #[tokio::test]
+    async fn a_read_overtaken_by_a_newer_one_is_not_taken_for_a_loss() {
+        let down = Arc::new(
+            RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50)).expect("lazy"),
+        );
+        let g = Generations::new(
+            KeySpace::new("t").expect("valid"),
+            Duration::from_secs(1),
+            Some(down),
+        );
+        let read = |ws: u64, counts: u64| -> Fields {
+            [("ws".to_owned(), ws), ("counts".to_owned(), counts)]
+                .into_iter()
+                .collect()
+        };
+        let older = g.read_start();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        g.store_mirror(&ws(), read(5, 7), &g.read_start());
+        assert_eq!(
+            g.went_back(&ws(), &read(5, 6), &older),
+            None,
+            "sent before the mirror's read"
+        );
+        assert_eq!(
+            g.went_back(&ws(), &read(5, 6), &g.read_start()),
+            Some(5),
+            "a loss"
+        );
+        assert_eq!(
+            g.went_back(&ws(), &read(6, 6), &g.read_start()),
+            None,
+            "moved on already"
+        );
+        let before_forget = g.read_start();
+        g.forget(&ws());
+        assert_eq!(
+            g.went_back(&ws(), &read(5, 6), &before_forget),
+            None,
+            "announced since"
+        );
     }
 
     #[tokio::test]
