@@ -25,11 +25,36 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long a claim on a store notice is kept: far longer than any instance takes to hear it.
 const NOTICE_CLAIM: Duration = Duration::from_secs(60);
 
-/// Runs a write and the invalidation of what it changed to the end in a task of their
-/// own, whatever becomes of the request: its client may leave, or its deadline fire,
-/// after the store committed, and a change committed but never bumped would be served
-/// from every layer until its TTL.
+/// Runs a write of `ws` and the invalidation of what it changed to the end in a task of
+/// their own, whatever becomes of the request: its client may leave, or its deadline
+/// fire, after the store committed, and a change committed but never bumped would be
+/// served from every layer until its TTL. The write is noted in Redis as this instance's
+/// while it runs, so that should the process die between its COMMIT and its bump,
+/// another instance moves the workspace on (`register`).
 pub async fn to_the_end<T: Send + 'static>(
+    state: &Arc<AppState>,
+    ws: &WorkspaceId,
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let intent = state.cache.redis().cloned().map(|redis| {
+        let key = state.cache.keys().intents(&state.live.instance.to_string());
+        (redis, key, ws.as_str().to_owned())
+    });
+    detached(async move {
+        if let Some((redis, key, ws)) = &intent {
+            let _ = redis.count(key, ws, 1).await;
+        }
+        let done = work.await;
+        if let Some((redis, key, ws)) = &intent {
+            let _ = redis.count(key, ws, -1).await;
+        }
+        done
+    })
+    .await
+}
+
+/// `work` in a task of its own, which goes on when the caller is dropped.
+async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
     tokio::spawn(work)
@@ -239,39 +264,41 @@ pub async fn listen(state: Arc<AppState>) {
         return;
     };
     let channel = state.cache.keys().channel();
-    let distrust = |subscribed: bool| {
-        state.cache.generations().set_subscribed(subscribed);
-        if subscribed {
-            state.cache.generations().forget_all();
-            state.settings.forget_all();
-        }
+    let distrust = || {
+        state.cache.generations().forget_all();
+        state.settings.forget_all();
     };
     let on_message = |payload: String| apply(&state, redis, &channel, Event::decode(&payload));
     follow(redis, &channel, distrust, on_message).await;
 }
 
-/// How long an instance's entry in the registry of listening instances lasts unless it
-/// is renewed (every `RETRY_AFTER`).
+/// How long an instance's entry in the registry of running instances lasts unless it is
+/// renewed (every `RETRY_AFTER`).
 const LISTED_FOR: Duration = Duration::from_secs(3);
 
-/// Keeps this instance listed among those listening for announcements while it is
-/// subscribed, and notes how many are listed: on a Redis Cluster, a write waits for that
-/// many acknowledgements, since PUBLISH there counts only one node's subscribers.
+/// Keeps this instance listed among the running ones, notes how many are listed (on a
+/// Redis Cluster a write waits for that many acknowledgements, since PUBLISH there counts
+/// only one node's subscribers), and moves on the workspaces that an instance which left
+/// the list was writing: a write it committed may have lost its invalidation with it.
 pub async fn register(state: Arc<AppState>) {
     let Some(redis) = state.cache.redis() else {
         return;
     };
-    let key = state.cache.keys().instances();
+    let (keys, me) = (state.cache.keys(), state.live.instance.to_string());
     let mut every = tokio::time::interval(RETRY_AFTER);
     loop {
         every.tick().await;
-        let generations = state.cache.generations();
-        if generations.subscribed() {
-            if let Ok(listed) = redis
-                .register(&key, &state.live.instance.to_string(), LISTED_FOR)
-                .await
-            {
-                generations.set_listeners(listed);
+        let Ok((listed, gone)) = redis.register(&keys.instances(), &me, LISTED_FOR).await else {
+            continue;
+        };
+        state.cache.generations().set_listeners(listed);
+        for instance in gone {
+            let Ok(writing) = redis.take_fields(&keys.intents(&instance)).await else {
+                continue;
+            };
+            for ws in writing.iter().filter_map(|w| WorkspaceId::parse(w).ok()) {
+                tracing::warn!(workspace = %ws, instance, "an instance left while writing; its workspace moves on");
+                changed(&state, &ws, &Changed::Workspace).await;
             }
         }
     }
@@ -290,20 +317,19 @@ pub async fn follow_fills(state: Arc<AppState>) {
     follow(
         redis,
         &state.cache.keys().fills_channel(),
-        |_| {},
+        || {},
         on_release,
     )
     .await;
 }
 
 /// Hands every message of `channel` to `on_message` until the process ends, subscribing
-/// again whenever the subscription drops; `on_subscribed(true)` runs on every
-/// (re)subscription, since messages may have been missed while there was none, and
-/// `on_subscribed(false)` when one drops.
+/// again whenever the subscription drops; `on_subscribed` runs on every (re)subscription,
+/// since messages may have been missed while there was none.
 async fn follow(
     redis: &RedisCache,
     channel: &str,
-    mut on_subscribed: impl FnMut(bool),
+    mut on_subscribed: impl FnMut(),
     mut on_message: impl FnMut(String),
 ) {
     loop {
@@ -311,14 +337,13 @@ async fn follow(
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(channel).await.is_ok() {
-                    on_subscribed(true);
+                    on_subscribed();
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
                         if let Ok(payload) = msg.get_payload::<String>() {
                             on_message(payload);
                         }
                     }
-                    on_subscribed(false);
                     tracing::warn!(channel, "subscription dropped; reconnecting");
                 }
             }
@@ -367,7 +392,7 @@ mod tests {
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let (go_tx, go) = tokio::sync::oneshot::channel::<()>();
-        let request = tokio::spawn(to_the_end(async move {
+        let request = tokio::spawn(detached(async move {
             let _ = started_tx.send(());
             let _ = go.await;
             let _ = done_tx.send("invalidated");

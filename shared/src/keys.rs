@@ -362,6 +362,13 @@ impl KeySpace {
         format!("{}:instances", self.root())
     }
 
+    /// The hash of the workspaces an instance is writing (each with its writes in
+    /// flight): when the instance leaves the registry, another moves them on, since a
+    /// write it committed may have lost its invalidation with the process.
+    pub fn intents(&self, instance: &str) -> String {
+        format!("{}:intents:{instance}", self.root())
+    }
+
     /// The channel on which an instance announces it released a key's fill lock, with the
     /// key as the message.
     pub fn fills_channel(&self) -> String {

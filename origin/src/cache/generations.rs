@@ -11,7 +11,7 @@
 //! a write it acknowledged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -78,9 +78,7 @@ pub struct Generations {
     refreshing: Mutex<HashSet<WorkspaceId>>,
     acks: Acks,
     edits: EditLog,
-    /// Whether this instance hears announcements (its subscription is up).
-    subscribed: AtomicBool,
-    /// Instances listed as listening (`invalidation::register`), 0 until known.
+    /// Instances listed as running (`invalidation::register`), 0 until known.
     listeners: AtomicU64,
 }
 
@@ -115,7 +113,7 @@ pub struct Bump {
     /// another way: `invalidation::changed`).
     pub announced: bool,
     /// Instances that received the announcement (on a Cluster, at least those listed as
-    /// listening).
+    /// running).
     pub notified: u64,
     /// Instances that applied it before the bump returned (all of them but the slow).
     pub acknowledged: u64,
@@ -135,17 +133,8 @@ impl Generations {
             refreshing: Mutex::default(),
             acks: Acks::default(),
             edits: EditLog::default(),
-            subscribed: AtomicBool::new(false),
             listeners: AtomicU64::new(0),
         }
-    }
-
-    pub fn set_subscribed(&self, subscribed: bool) {
-        self.subscribed.store(subscribed, Ordering::Release);
-    }
-
-    pub fn subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Acquire)
     }
 
     pub fn set_listeners(&self, listed: u64) {
@@ -154,7 +143,7 @@ impl Generations {
 
     /// How many acknowledgements a bump announced to `notified` subscribers waits for:
     /// on a Cluster, PUBLISH counts only the receiving node's subscribers, so the
-    /// instances listed as listening count too.
+    /// instances listed as running count too.
     fn expected_acks(&self, redis: &RedisCache, notified: u64) -> u64 {
         match redis.layout() {
             Layout::Cluster(_) => notified.max(self.listeners.load(Ordering::Acquire)),

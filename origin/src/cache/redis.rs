@@ -105,16 +105,35 @@ if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1";
 
 /// Lists instance `ARGV[1]` in hash `KEYS[1]` for `ARGV[2]` ms (by the server's clock),
-/// removes the entries past their time, and returns how many are listed.
+/// removes the entries past their time, and returns how many are listed, then the
+/// instances removed.
 const REGISTER: &str = "local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[2])))
 local listed = 0
+local out = {''}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) < now then redis.call('HDEL', KEYS[1], all[i]) else listed = listed + 1 end
+  if tonumber(all[i + 1]) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+    out[#out + 1] = all[i]
+  else
+    listed = listed + 1
+  end
 end
-return listed";
+out[1] = tostring(listed)
+return out";
+
+/// Adds `ARGV[2]` to field `ARGV[1]` of hash `KEYS[1]`, removing it at 0 or below.
+const COUNT: &str = "if redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2]) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1";
+
+/// Hash `KEYS[1]`'s field names, and the hash deleted.
+const TAKE_FIELDS: &str = "local fields = redis.call('HKEYS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return fields";
 
 const OPEN_FOR_MS: i64 = 1000;
 
@@ -352,21 +371,57 @@ impl RedisCache {
         .await
     }
 
-    /// Lists `instance` in registry `key` for `ttl`; how many instances are listed.
+    /// Lists `instance` in registry `key` for `ttl`; how many instances are listed, and
+    /// those whose entries ran out (removed here).
     pub async fn register(
         &self,
         key: &str,
         instance: &str,
         ttl: Duration,
-    ) -> Result<u64, RedisFailure> {
+    ) -> Result<(u64, Vec<String>), RedisFailure> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.call("register", |mut c| async move {
+        let mut out: Vec<String> = self
+            .call("register", |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(REGISTER)
+                    .arg(1)
+                    .arg(key)
+                    .arg(instance)
+                    .arg(ttl_ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let listed = if out.is_empty() {
+            0
+        } else {
+            out.remove(0).parse().unwrap_or(0)
+        };
+        Ok((listed, out))
+    }
+
+    /// Adds `delta` to field `field` of hash `key` (removed at 0).
+    pub async fn count(&self, key: &str, field: &str, delta: i64) -> Result<(), RedisFailure> {
+        self.call("count", |mut c| async move {
             redis::cmd("EVAL")
-                .arg(REGISTER)
+                .arg(COUNT)
                 .arg(1)
                 .arg(key)
-                .arg(instance)
-                .arg(ttl_ms)
+                .arg(field)
+                .arg(delta)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The field names of hash `key`, which is deleted.
+    pub async fn take_fields(&self, key: &str) -> Result<Vec<String>, RedisFailure> {
+        self.call("take", |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(TAKE_FIELDS)
+                .arg(1)
+                .arg(key)
                 .query_async(&mut c)
                 .await
         })
@@ -621,31 +676,23 @@ mod tests {
         let key = format!("registry{}", std::process::id());
         redis.del(&key).await.expect("redis");
         let short = Duration::from_millis(100);
-        assert_eq!(redis.register(&key, "a", short).await.expect("redis"), 1);
+        let long = Duration::from_secs(60);
         assert_eq!(
-            redis
-                .register(&key, "b", Duration::from_secs(60))
-                .await
-                .expect("redis"),
-            2
+            redis.register(&key, "a", short).await.expect("redis"),
+            (1, vec![])
         );
         assert_eq!(
-            redis
-                .register(&key, "b", Duration::from_secs(60))
-                .await
-                .expect("redis"),
-            2
+            redis.register(&key, "b", long).await.expect("redis"),
+            (2, vec![])
+        );
+        assert_eq!(
+            redis.register(&key, "b", long).await.expect("redis"),
+            (2, vec![])
         );
         // The subject is an entry running out: wait past it.
         tokio::time::sleep(short * 2).await;
-        assert_eq!(
-            redis
-                .register(&key, "c", Duration::from_secs(60))
-                .await
-                .expect("redis"),
-            2,
-            "a ran out"
-        );
+        let after = redis.register(&key, "c", long).await.expect("redis");
+        assert_eq!(after, (2, vec!["a".to_owned()]), "a ran out");
         redis.del(&key).await.expect("redis");
     }
 

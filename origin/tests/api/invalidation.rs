@@ -206,6 +206,50 @@ async fn a_write_made_while_no_origin_listened_is_caught_up_on(db: PgPool) {
     .await;
 }
 
+/// An instance that dies between a write's COMMIT and its invalidation leaves the write in
+/// Postgres and nobody told: its note of the write in flight outlives it, and once it
+/// drops out of the registry another instance moves the workspace on.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_whose_instance_died_before_its_bump_is_caught_up_on(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let token = member();
+    let before = app.counts(&token).await["favorites"]
+        .as_i64()
+        .expect("favorites");
+    assert_eq!(app.counts(&token).await["_source"], "memory");
+
+    let redis = app.state.cache.redis().expect("redis").clone();
+    let keys = app.state.cache.keys();
+    let ghost = "ghost";
+    redis
+        .register(&keys.instances(), ghost, Duration::from_millis(100))
+        .await
+        .expect("listed");
+    redis
+        .count(&keys.intents(ghost), WS, 1)
+        .await
+        .expect("noted");
+    let mut tx = db.begin().await.expect("tx");
+    sqlx::query("SELECT set_config('edgecache.skip_notify', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("quiet, as the API's writes are");
+    sqlx::query(
+        "UPDATE contacts SET favorite = true WHERE id = (SELECT id FROM contacts \
+         WHERE workspace_id = $1 AND NOT favorite AND NOT archived ORDER BY id LIMIT 1)",
+    )
+    .bind(WS)
+    .execute(&mut *tx)
+    .await
+    .expect("the write the instance committed");
+    tx.commit().await.expect("commit");
+
+    eventually(Duration::from_secs(5), || async {
+        (app.counts(&token).await["favorites"] == before + 1).then_some(())
+    })
+    .await;
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn invalidating_a_workspace_reports_the_bump_and_leaves_others_cached(db: PgPool) {
     let app = TestApp::spawn(db).await;
