@@ -147,8 +147,9 @@ pub async fn follow_store(state: Arc<AppState>) {
                         changed(&state, &ws, &Changed::Conversation(id, thread)).await;
                     }
                 }
-                // Sent by an instance whose bump Redis did not take: move on locally,
-                // without announcing it again (its writer queued it for the edge).
+                // Sent by an instance whose bump or announcement Redis did not take:
+                // the workspace moves on here (in Redis if it answers this instance),
+                // without another announcement (its writer queued it for the edge).
                 Change::Workspace(ws) => {
                     state.cache.stats().delete();
                     state
