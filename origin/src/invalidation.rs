@@ -31,15 +31,20 @@ const NOTICE_CLAIM: Duration = Duration::from_secs(60);
 /// served from every layer until its TTL. The write is noted in Redis as this instance's
 /// while it runs, so that should the process die between its COMMIT and its bump,
 /// another instance moves the workspace on (`register`).
-pub async fn to_the_end<T: Send + 'static>(
+pub async fn to_the_end<T, W>(
     state: &Arc<AppState>,
     ws: &WorkspaceId,
-    work: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
+    write: impl FnOnce(Arc<AppState>, WorkspaceId) -> W,
+) -> Result<T>
+where
+    T: Send + 'static,
+    W: Future<Output = Result<T>> + Send + 'static,
+{
     let intent = state.cache.redis().cloned().map(|redis| {
         let key = state.cache.keys().intents(&state.live.instance.to_string());
         (redis, key, ws.as_str().to_owned())
     });
+    let work = write(state.clone(), ws.clone());
     detached(async move {
         if let Some((redis, key, ws)) = &intent {
             let _ = redis.count(key, ws, 1).await;

@@ -97,7 +97,7 @@ pub(super) async fn start(
     JsonBody(new): JsonBody<NewConversation>,
 ) -> Result<Response> {
     let contact = ContactId::parse(&new.contact_id.to_string())?;
-    let conversation = invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    let conversation = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let conversation = state.store.start_conversation(&ws, contact).await?;
         let id = ConversationId(conversation.id);
         invalidation::changed(&state, &ws, &Changed::Conversation(id, Thread::Started)).await;
@@ -120,7 +120,7 @@ pub(super) async fn post_message(
 ) -> Result<Response> {
     let conversation = ConversationId::parse(&conversation)?;
     message.validate()?;
-    let message = invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    let message = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let posted = state
             .store
             .post_message(&ws, conversation, &message)
@@ -161,7 +161,7 @@ pub(super) async fn edit(
 ) -> Result<Response> {
     let (conversation, id) = message_ids(&conversation, &message)?;
     check_body(&edited.body)?;
-    let message = invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    let message = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let message = state
             .store
             .edit_message(&ws, conversation, id, &edited.body)
@@ -185,7 +185,7 @@ pub(super) async fn delete(
     Path((_, conversation, message)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let (conversation, id) = message_ids(&conversation, &message)?;
-    invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    invalidation::to_the_end(&state, &ws, |state, ws| async move {
         state.store.delete_message(&ws, conversation, id).await?;
         let change = Changed::Conversation(conversation, Thread::Edited);
         invalidation::changed(&state, &ws, &change).await;

@@ -66,14 +66,11 @@ pub(super) async fn write(
     if update.rate_limits.is_some() && !caller.is_operator() {
         forbid_raising(&state.config, &next.rate_limits)?;
     }
-    let updated_at = invalidation::to_the_end(&state, &ws, {
-        let (state, ws) = (state.clone(), ws.clone());
-        async move {
-            let updated_at = state.store.save_settings(&ws, &next).await?;
-            state.settings.remember(&ws, next);
-            invalidation::settings_changed(&state, &ws).await;
-            Ok(updated_at)
-        }
+    let updated_at = invalidation::to_the_end(&state, &ws, |state, ws| async move {
+        let updated_at = state.store.save_settings(&ws, &next).await?;
+        state.settings.remember(&ws, next);
+        invalidation::settings_changed(&state, &ws).await;
+        Ok(updated_at)
     })
     .await?;
     Ok(reply::ok(json!({

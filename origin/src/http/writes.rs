@@ -43,7 +43,7 @@ pub(super) async fn create(
 ) -> Result<Response> {
     fields.validate()?;
     fields.required()?;
-    let contact = invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    let contact = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let contact = state.store.create_contact(&ws, fields).await?;
         let board = BoardId(contact.board_id);
         invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
@@ -61,7 +61,7 @@ async fn apply(
 ) -> Result<Response> {
     let id = ContactId::parse(id)?;
     fields.validate()?;
-    let contact = invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    let contact = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let (old, contact) = state.store.update_contact(&ws, id, fields).await?;
         invalidation::changed(&state, &ws, &Changed::update(&old, &contact)).await;
         Ok(contact)
@@ -111,7 +111,7 @@ pub(super) async fn delete(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let contact = ContactId::parse(&id)?;
-    invalidation::to_the_end(&state.clone(), &ws.clone(), async move {
+    invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let board = state.store.delete_contact(&ws, contact).await?;
         invalidation::changed(&state, &ws, &Changed::Boards(vec![board])).await;
         Ok(())
