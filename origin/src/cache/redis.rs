@@ -14,7 +14,7 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoConsumersReply,
     StreamReadOptions, StreamReadReply,
 };
-use redis::{AsyncCommands, Client, RedisError};
+use redis::{AsyncCommands, Client, FromRedisValue, RedisError, ToRedisArgs};
 
 use super::entry::now_ms;
 use super::topology::{Conn, Connector, Layout};
@@ -301,17 +301,28 @@ impl RedisCache {
         channel: &str,
         announcement: &str,
     ) -> Result<bool, RedisFailure> {
-        self.call("unlock", |mut c| async move {
-            let released: i64 = redis::cmd("EVAL")
-                .arg(RELEASE)
+        let released: i64 = self
+            .eval("unlock", RELEASE, key, (owner, channel, announcement))
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Runs Lua `script` on one key, `key`, with `args`, as operation `op`.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &'static str,
+        key: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, RedisFailure> {
+        self.call(op, |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(script)
                 .arg(1)
                 .arg(key)
-                .arg(owner)
-                .arg(channel)
-                .arg(announcement)
+                .arg(args)
                 .query_async(&mut c)
-                .await?;
-            Ok(released == 1)
+                .await
         })
         .await
     }
@@ -326,22 +337,13 @@ impl RedisCache {
             .await
     }
 
-    /// The generation counters `fields` of hash `key`, in order (see `EPOCH`).
+    /// The generation counters `fields` of hash `key`, in order (see `epoch!`).
     pub async fn generations(
         &self,
         key: &str,
         fields: &[String],
     ) -> Result<Vec<u64>, RedisFailure> {
-        self.call("generations", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(READ)
-                .arg(1)
-                .arg(key)
-                .arg(fields)
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        self.eval("generations", READ, key, fields).await
     }
 
     /// Increments each generation counter `fields` of hash `key` in one atomic step; the
@@ -381,16 +383,7 @@ impl RedisCache {
     ) -> Result<(u64, Vec<String>), RedisFailure> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let mut out: Vec<String> = self
-            .call("register", |mut c| async move {
-                redis::cmd("EVAL")
-                    .arg(REGISTER)
-                    .arg(1)
-                    .arg(key)
-                    .arg(instance)
-                    .arg(ttl_ms)
-                    .query_async(&mut c)
-                    .await
-            })
+            .eval("register", REGISTER, key, (instance, ttl_ms))
             .await?;
         let listed = if out.is_empty() {
             0
@@ -402,30 +395,12 @@ impl RedisCache {
 
     /// Adds `delta` to field `field` of hash `key` (removed at 0).
     pub async fn count(&self, key: &str, field: &str, delta: i64) -> Result<(), RedisFailure> {
-        self.call("count", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(COUNT)
-                .arg(1)
-                .arg(key)
-                .arg(field)
-                .arg(delta)
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        self.eval("count", COUNT, key, (field, delta)).await
     }
 
     /// The field names of hash `key`, which is deleted.
     pub async fn take_fields(&self, key: &str) -> Result<Vec<String>, RedisFailure> {
-        self.call("take", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(TAKE_FIELDS)
-                .arg(1)
-                .arg(key)
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        self.eval("take", TAKE_FIELDS, key, &[] as &[&str]).await
     }
 
     /// One field of a hash, as a number (`None` where it is absent).
@@ -436,31 +411,12 @@ impl RedisCache {
 
     /// Raises field `field` of hash `key` to `value`, never lowers it.
     pub async fn raise(&self, key: &str, field: &str, value: u64) -> Result<(), RedisFailure> {
-        self.call("raise", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(RAISE)
-                .arg(1)
-                .arg(key)
-                .arg(field)
-                .arg(value)
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        self.eval("raise", RAISE, key, (field, value)).await
     }
 
     /// Moves the workspace counter of hash `key` past `seen`; its new value.
     pub async fn advance(&self, key: &str, seen: u64) -> Result<u64, RedisFailure> {
-        self.call("advance", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(ADVANCE)
-                .arg(1)
-                .arg(key)
-                .arg(seen)
-                .query_async(&mut c)
-                .await
-        })
-        .await
+        self.eval("advance", ADVANCE, key, seen).await
     }
 
     /// A whole list, head first.
@@ -487,18 +443,12 @@ impl RedisCache {
         count: usize,
         payload: &str,
     ) -> Result<u64, RedisFailure> {
-        self.call("announce", |mut c| async move {
-            redis::cmd("EVAL")
-                .arg(NUMBER_AND_PUBLISH)
-                .arg(1)
-                .arg(key)
-                .arg(count)
-                .arg(channel)
-                .arg(prefix)
-                .arg(payload)
-                .query_async::<u64>(&mut c)
-                .await
-        })
+        self.eval(
+            "announce",
+            NUMBER_AND_PUBLISH,
+            key,
+            (count, channel, prefix, payload),
+        )
         .await
     }
 
@@ -560,9 +510,9 @@ impl RedisCache {
 
     /// Up to `count` entries for `consumer`: first its own not yet acknowledged, up to
     /// half of them (a send that failed is tried again with what came since, so a
-    /// backlog folds), then
-    /// those another consumer left unacknowledged for `idle` (it died, or its sends
-    /// failed), then new ones. Never blocks: the connection is shared with the cache.
+    /// backlog folds), then those another consumer left unacknowledged for `idle` (it
+    /// died, or its sends failed), then new ones. Never blocks: the connection is shared
+    /// with the cache.
     pub async fn stream_take(
         &self,
         stream: &str,
