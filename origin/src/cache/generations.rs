@@ -23,7 +23,7 @@ use super::acks::Acks;
 use super::edits::{EditLog, LOG_KEEP, LOG_LEN};
 use super::entry::Rows;
 use super::events::Event;
-use super::redis::RedisCache;
+use super::redis::{RedisCache, RedisFailure};
 use super::topology::Layout;
 use crate::FastHash;
 
@@ -298,15 +298,14 @@ impl Generations {
         self.replay_pending().await;
         let began = self.read_start();
         let wanted = self.to_fetch(ws, scopes);
-        let key = self.keys.generations(ws);
-        match redis.generations(&key, &wanted).await {
+        match redis.generations(&self.keys.generations(ws), &wanted).await {
             Ok(values) => {
                 let mut fields: Fields = wanted.into_iter().zip(values).collect();
                 if self.has_pending(ws) {
                     return self.add_missing(ws, fields, scopes);
                 }
                 if let Some(seen) = self.went_back(ws, &fields, &began) {
-                    self.advance(redis, &key, ws, seen, &mut fields).await;
+                    self.advance(redis, ws, seen, &mut fields).await;
                 }
                 let gens = KeyGens::from_fields(&fields, scopes);
                 self.store_mirror(ws, fields, &began);
@@ -323,9 +322,9 @@ impl Generations {
     /// to a replica that missed them, a hash restored from an old snapshot). `None` when
     /// nothing went back, when this instance bumped or heard of a bump since the read
     /// `began`, or holds a read sent after it (the mirror may then be ahead of this read
-    /// without Redis having lost anything), or when the mirror moved
-    /// here during an outage (Redis never saw those values; a distrusted copy is simply
-    /// replaced, and bumps kept here are replayed by `replay_pending`).
+    /// without Redis having lost anything), or when the mirror moved here during an
+    /// outage (Redis never saw those values; a distrusted copy is simply replaced, and
+    /// bumps kept here are replayed by `replay_pending`).
     fn went_back(&self, ws: &WorkspaceId, fields: &Fields, began: &ReadStart) -> Option<u64> {
         // Under the lock that `set_local` and `forget` take after counting: a bump or a
         // newer read whose values are in the mirror here is counted, or newer than `began`.
@@ -353,30 +352,31 @@ impl Generations {
     /// Moves the workspace counter in Redis past `seen`, so that every key built on
     /// counters Redis has lost is unreachable (the counters below it may count through
     /// the same values again), and tells the other instances.
-    async fn advance(
-        &self,
-        redis: &RedisCache,
-        key: &str,
-        ws: &WorkspaceId,
-        seen: u64,
-        fields: &mut Fields,
-    ) {
+    async fn advance(&self, redis: &RedisCache, ws: &WorkspaceId, seen: u64, fields: &mut Fields) {
         let workspace = GenerationScope::Workspace.field();
-        let moved = match redis.advance(key, seen).await {
+        let moved = match self.move_past(redis, ws, seen).await {
             Ok(moved) => moved,
             // Redis answered the read but not this: move on locally, as in an outage.
             Err(_) => seen + DISTRUSTED_STEP,
         };
         tracing::warn!(workspace = %ws, seen, moved, "generation counters went back in Redis; workspace moved past them");
         fields.insert(workspace, moved);
-        self.edits.clear();
+        self.edits.clear_workspace(ws);
         self.mark_changed(ws);
-        let _ = redis
-            .publish(
-                &self.keys.channel(),
-                &Event::Generation(ws.clone(), None).encode(),
-            )
-            .await;
+    }
+
+    /// Moves `ws`'s workspace counter in Redis past both its value and `seen`, and tells
+    /// the other instances; the new value.
+    async fn move_past(
+        &self,
+        redis: &RedisCache,
+        ws: &WorkspaceId,
+        seen: u64,
+    ) -> Result<u64, RedisFailure> {
+        let moved = redis.advance(&self.keys.generations(ws), seen).await?;
+        let announcement = Event::Generation(ws.clone(), None).encode();
+        let _ = redis.publish(&self.keys.channel(), &announcement).await;
+        Ok(moved)
     }
 
     /// Whether a page of `board` cached with `rows` is still right at the board's `Rows`
@@ -563,19 +563,9 @@ impl Generations {
                     .and_then(|m| m.fields.get(&workspace).copied())
                     .unwrap_or(0)
             };
-            if redis
-                .advance(&self.keys.generations(&ws), seen)
-                .await
-                .is_err()
-            {
+            if self.move_past(redis, &ws, seen).await.is_err() {
                 return;
             }
-            let _ = redis
-                .publish(
-                    &self.keys.channel(),
-                    &Event::Generation(ws.clone(), None).encode(),
-                )
-                .await;
             // Still queued until now, so reads kept this instance's copy meanwhile.
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.retain(|(w, _)| *w != ws);
