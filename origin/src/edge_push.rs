@@ -110,9 +110,16 @@ impl EdgePush {
         metrics::gauge!("edgecache_edge_outbox_depth").set(depth as f64);
     }
 
+    /// The stream's length as the outbox's depth.
+    async fn measure_depth(&self, redis: &RedisCache) {
+        if let Ok(depth) = redis.stream_len(&self.stream).await {
+            self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
+        }
+    }
+
     /// Queues `change` for the edge; returns at once.
     pub async fn queue(&self, ws: &WorkspaceId, change: &Changed) {
-        let push = serde_json::to_string(&Push::new(ws, change)).unwrap_or_default();
+        let push = encode(ws, change);
         let stored = match &self.redis {
             Some(r) => r.stream_add(&self.stream, &push).await.is_ok(),
             None => false,
@@ -178,9 +185,7 @@ impl EdgePush {
             let _ = redis.stream_group(&self.stream, GROUP).await;
             return true;
         };
-        if let Ok(depth) = redis.stream_len(&self.stream).await {
-            self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
-        }
+        self.measure_depth(redis).await;
         let taken = entries.len();
         let folded = fold_batch(entries);
         let compacts = folded.iter().map(|f| f.pushes.len()).sum::<usize>() < taken;
@@ -191,9 +196,7 @@ impl EdgePush {
                 // change; nothing is dropped.
                 if compacts {
                     self.compact(redis, &folded[i..]).await;
-                    if let Ok(depth) = redis.stream_len(&self.stream).await {
-                        self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
-                    }
+                    self.measure_depth(redis).await;
                 }
                 return false;
             }
@@ -333,6 +336,7 @@ struct Folded {
 /// not parse keeps its own group, sent as it is (the edge refuses it, and it is
 /// dead-lettered).
 fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
+    #[derive(Default)]
     struct Workspace {
         whole: bool,
         boards: Vec<i64>,
@@ -352,13 +356,7 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
         let at = match workspaces.iter().position(|(w, _)| *w == ws) {
             Some(at) => at,
             None => {
-                let empty = Workspace {
-                    whole: false,
-                    boards: Vec::new(),
-                    conversations: Vec::new(),
-                    ids: Vec::new(),
-                };
-                workspaces.push((ws, empty));
+                workspaces.push((ws, Workspace::default()));
                 workspaces.len() - 1
             }
         };
@@ -377,8 +375,7 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
         }
     }
     for (ws, mut w) in workspaces {
-        let push =
-            |change: &Changed| serde_json::to_string(&Push::new(&ws, change)).unwrap_or_default();
+        let push = |change: &Changed| encode(&ws, change);
         let pushes =
             if w.whole {
                 vec![push(&Changed::Workspace)]
@@ -402,6 +399,11 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
     out
 }
 
+/// A change as the body of a push to the edge, and an entry of the outbox.
+fn encode(ws: &WorkspaceId, change: &Changed) -> String {
+    serde_json::to_string(&Push::new(ws, change)).unwrap_or_default()
+}
+
 /// Replaces the queued changes by one workspace-wide change per workspace they name:
 /// coarser, never lost.
 fn fold(memory: &mut VecDeque<String>) {
@@ -414,9 +416,7 @@ fn fold(memory: &mut VecDeque<String>) {
     workspaces.dedup();
     for ws in workspaces {
         if let Ok(ws) = WorkspaceId::parse(&ws) {
-            memory.push_back(
-                serde_json::to_string(&Push::new(&ws, &Changed::Workspace)).unwrap_or_default(),
-            );
+            memory.push_back(encode(&ws, &Changed::Workspace));
         }
     }
 }
@@ -427,8 +427,7 @@ mod tests {
 
     fn entry(n: usize, ws: &str, change: &Changed) -> (String, String) {
         let ws = WorkspaceId::parse(ws).expect("valid");
-        let push = serde_json::to_string(&Push::new(&ws, change)).expect("json");
-        (format!("{n}-0"), push)
+        (format!("{n}-0"), encode(&ws, change))
     }
 
     fn parsed(pushes: &[String]) -> Vec<(WorkspaceId, Changed)> {
