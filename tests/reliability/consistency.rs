@@ -117,8 +117,8 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
     let mut redis = Redis::start(free_port()).await;
     let layers = layers(Some(redis.url()), true);
     let origins = [
-        origins::origin(url, &same(&layers)).await,
-        origins::origin(url, &same(&layers)).await,
+        origins::origin(url, &layers).await,
+        origins::origin(url, &layers).await,
     ];
     let bases: Bases = Arc::new(RwLock::new([
         Some(origins[0].base()),
@@ -172,14 +172,6 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
     drop(redis);
 
     judge(&run, base, reads, writes_failed, plan).await
-}
-
-fn same(layers: &Layers) -> Layers {
-    Layers {
-        l1_bytes: layers.l1_bytes,
-        redis: layers.redis.clone(),
-        namespace: layers.namespace.clone(),
-    }
 }
 
 async fn favorites(db: &PgPool) -> i64 {
@@ -264,7 +256,7 @@ fn kill(run: &Run, i: usize) {
 }
 
 async fn restart(run: &Run, i: usize) {
-    let restarted = origins::origin(&run.url, &same(&run.layers)).await;
+    let restarted = origins::origin(&run.url, &run.layers).await;
     run.bases.write().expect("bases")[i] = Some(restarted.base());
     run.origins.lock().expect("origins")[i] = Some(restarted);
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::origins::{self, token, Layers};
+use e2e::origins::{self, token};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -12,16 +12,9 @@ use crate::scenario::{check, layers, Check, Plan, WS};
 
 pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let shared = layers(Some(redis.clone()), true);
+    let shared = layers(Some(redis), true);
     let a = origins::origin(url, &shared).await;
-    let b = origins::origin(
-        url,
-        &Layers {
-            namespace: shared.namespace.clone(),
-            ..layers(Some(redis), true)
-        },
-    )
-    .await;
+    let b = origins::origin(url, &shared).await;
     let before: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND NOT archived AND favorite",
     )
