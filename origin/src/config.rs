@@ -88,9 +88,6 @@ pub struct Settings {
     /// A Postgres read replica for cache fills.
     #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
     database_read_url: Option<String>,
-    /// After a workspace changes, its fills read the primary this long (ms).
-    #[arg(long, env = "REPLICA_LAG_WINDOW_MS", default_value_t = 5000)]
-    replica_lag_window_ms: u64,
     /// L2 Redis (redis://, redis+cluster://, redis+sentinel://); unset or "off": L1 only.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
@@ -169,9 +166,6 @@ struct FromEnv {
 pub struct Config {
     pub listen_addr: SocketAddr,
     pub store: StoreConfig,
-    /// After a workspace changes, fills read the primary for this long, so a lagging
-    /// replica cannot put data older than an acknowledged write back into the caches.
-    pub replica_lag_window: Duration,
     /// `None` runs with L1 and the store only.
     pub redis_url: Option<String>,
     /// HS256 key of the bearer tokens; `None` makes one up per process (local use only).
@@ -219,7 +213,6 @@ impl Config {
         let config = Self {
             listen_addr: s.listen_addr,
             store: StoreConfig::from_settings(&s)?,
-            replica_lag_window: Duration::from_millis(s.replica_lag_window_ms),
             redis_url: set(&s.redis_url).filter(|u| u != "off"),
             jwt_secret: set(&s.jwt_secret).map(Secret),
             internal_key: set(&s.internal_api_key).map(Secret),

@@ -43,14 +43,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Which copy a cache fill of `ws` reads: right after a change the primary, so that a
-    /// lagging replica cannot put data older than an acknowledged write into the caches.
+    /// Which copy a cache fill of `ws` reads: the replica once it has replayed the last
+    /// change of `ws` this instance heard of (the store checks), so that a lagging replica
+    /// cannot put data older than an acknowledged write into the caches.
     pub fn reader(&self, ws: &WorkspaceId) -> Read {
-        let window = self.config.replica_lag_window;
-        if self.cache.generations().changed_within(ws, window) {
-            Read::Primary
-        } else {
-            Read::Replica
+        Read::Replica {
+            changed: self.cache.generations().changed_at(ws),
         }
     }
 

@@ -65,8 +65,8 @@ pub struct Generations {
     max_age: Duration,
     mirrors: RwLock<HashMap<WorkspaceId, Mirror, FastHash>>,
     pending: Mutex<HashSet<(WorkspaceId, GenerationScope)>>,
-    /// When each workspace last changed (bumped here or announced by another instance).
-    changed: Mutex<HashMap<WorkspaceId, Instant>>,
+    /// When this instance last heard each workspace change (see `changed_at`).
+    changed: Mutex<Changes>,
     /// Counts `forget`s: a Redis read that started before one may return generations
     /// older than the announcement, so it must not be stored as the mirror.
     forgets: AtomicU64,
@@ -153,16 +153,16 @@ impl Generations {
 
     fn mark_changed(&self, ws: &WorkspaceId) {
         let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        if changed.len() > 1024 {
-            changed.retain(|_, at| at.elapsed() < Duration::from_secs(60));
-        }
-        changed.insert(ws.clone(), Instant::now());
+        changed.mark(ws);
     }
 
-    /// Whether `ws` changed less than `window` ago, as far as this instance has heard.
-    pub fn changed_within(&self, ws: &WorkspaceId, window: Duration) -> bool {
+    /// When this instance last heard `ws` change: a bump here, an announcement, or new
+    /// values (or a first read) from Redis. Every generation a key is built on was seen
+    /// after the write it counts committed, so a fill that reads a copy holding what the
+    /// primary had written by then reads that write. `None`: no change heard of.
+    pub fn changed_at(&self, ws: &WorkspaceId) -> Option<Instant> {
         let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        changed.get(ws).is_some_and(|at| at.elapsed() < window)
+        changed.at(ws)
     }
 
     /// The fields a refresh for `scopes` reads: those the mirror already holds, so it stays
@@ -216,6 +216,8 @@ impl Generations {
             if old.fields.get(&workspace) != fields.get(&workspace) {
                 self.edits.clear_workspace(ws);
             }
+        } else {
+            self.mark_changed(ws);
         }
         mirrors.insert(
             ws.clone(),
@@ -396,6 +398,7 @@ impl Generations {
     /// This instance's bumps of `ws` wait to be replayed, so its mirror stays the
     /// authority; Redis only adds the fields it lacked.
     fn add_missing(&self, ws: &WorkspaceId, fields: Fields, scopes: &[GenerationScope]) -> KeyGens {
+        self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
         for (field, value) in fields {
@@ -606,6 +609,32 @@ impl Generations {
     pub fn known_workspaces(&self) -> Vec<WorkspaceId> {
         let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
         mirrors.keys().cloned().collect()
+    }
+}
+
+/// When workspaces last changed, bounded: past `MAX_CHANGES` workspaces the map starts
+/// over and every workspace counts as changed when the latest of them did (a fill may
+/// then check the replica needlessly, never skip a check it needs).
+#[derive(Default)]
+struct Changes {
+    at: HashMap<WorkspaceId, Instant, FastHash>,
+    floor: Option<Instant>,
+}
+
+const MAX_CHANGES: usize = 4096;
+
+impl Changes {
+    fn mark(&mut self, ws: &WorkspaceId) {
+        let now = Instant::now();
+        if self.at.len() >= MAX_CHANGES && !self.at.contains_key(ws) {
+            self.floor = self.at.values().max().copied().max(self.floor);
+            self.at.clear();
+        }
+        self.at.insert(ws.clone(), now);
+    }
+
+    fn at(&self, ws: &WorkspaceId) -> Option<Instant> {
+        self.at.get(ws).copied().or(self.floor)
     }
 }
 
@@ -892,15 +921,32 @@ mod tests {
             "a counter never read is not taken for 0"
         );
 
+        let before_forget = Instant::now();
         g.forget(&ws());
         let distrusted = g.current(&ws(), board).await;
         assert_eq!(distrusted.scope, 5);
         assert_ne!(distrusted.workspace, expired.workspace);
-        assert!(g.changed_within(&ws(), Duration::from_secs(5)));
+        assert!(g.changed_at(&ws()).is_some_and(|at| at >= before_forget));
         let again = g.current(&ws(), board).await;
         assert_eq!(
             again, distrusted,
             "moved once, then this instance's authority"
         );
+    }
+
+    #[test]
+    fn past_its_bound_every_workspace_counts_as_changed_when_the_latest_did() {
+        let mut changes = Changes::default();
+        let quiet = WorkspaceId::parse("1").expect("valid");
+        assert_eq!(changes.at(&quiet), None);
+        for n in 0..=MAX_CHANGES {
+            changes.mark(&WorkspaceId::parse(&format!("w{n}")).expect("valid"));
+        }
+        assert!(changes.at.len() < MAX_CHANGES);
+        let floor = changes
+            .at(&quiet)
+            .expect("a workspace no longer listed is changed");
+        let last = WorkspaceId::parse(&format!("w{MAX_CHANGES}")).expect("valid");
+        assert!(changes.at(&last).is_some_and(|at| at >= floor));
     }
 }

@@ -52,7 +52,7 @@ async fn check(state: &AppState) -> Value {
         Err(e) => json!({"up": false, "store": store.kind(), "reason": e.to_string()}),
     };
     let replica = if store.has_replica() {
-        match store.ping(Read::Replica).await {
+        match store.ping(Read::Replica { changed: None }).await {
             Ok(()) => json!({"up": true, "configured": true}),
             Err(e) => json!({"up": false, "configured": true, "reason": e.to_string()}),
         }

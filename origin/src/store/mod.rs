@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,7 +36,12 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
     Primary,
-    Replica,
+    /// The replica once it has replayed what the primary had written when this instance
+    /// last heard the workspace change (`changed`), else the primary: a fill then never
+    /// stores rows older than a write its key's generations already count.
+    Replica {
+        changed: Option<Instant>,
+    },
 }
 
 /// What another writer changed in the store, learned from the store itself.

@@ -18,4 +18,5 @@ mod isolation;
 mod live;
 mod reads;
 mod redis_layouts;
+mod replica;
 mod servers;

@@ -1,8 +1,6 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use origin::store::postgres::PgStore;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -224,70 +222,4 @@ async fn concurrent_misses_on_two_instances_cause_one_database_query(db: PgPool)
     });
     join_all(reads).await;
     assert_eq!(a.db_queries() - before_a + b.db_queries() - before_b, 1);
-}
-
-/// A database standing in for a read replica, with data of its own so that a test can
-/// tell which database answered.
-async fn replica(db: &PgPool) -> (PgPool, String) {
-    let name = format!("replica_{}", unique_namespace());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(db)
-        .await
-        .expect("create replica");
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let url = format!(
-        "{}/{name}",
-        base.rsplit_once('/').expect("url with a database").0
-    );
-    let pool = sqlx::PgPool::connect(&url).await.expect("replica");
-    let store = pg(&pool);
-    store.migrate().await.expect("migrate replica");
-    store.seed(&ws(WS), 50, 1).await.expect("seed replica");
-    (pool, name)
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn fills_read_the_replica_except_right_after_a_change(db: PgPool) {
-    let seeded = seed_workspaces(&db).await;
-    let (replica_db, replica_name) = replica(&db).await;
-    let store = Arc::new(PgStore::new(db.clone(), Some(replica_db.clone())));
-    let config = test_config(&unique_namespace());
-    let app = TestApp::spawn_on(db.clone(), store, config, seeded.boards).await;
-    let token = member();
-    let total = |pool: PgPool| async move {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND NOT archived",
-        )
-        .bind(WS)
-        .fetch_one(&pool)
-        .await
-        .expect("total")
-    };
-    assert_eq!(
-        app.counts(&token).await["total"],
-        total(replica_db.clone()).await
-    );
-
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM contacts WHERE workspace_id = $1 AND NOT archived LIMIT 1",
-    )
-    .bind(WS)
-    .fetch_one(&db)
-    .await
-    .expect("a primary contact");
-    app.patch_contact(id, &token, json!({"archived": true}))
-        .await;
-    let after = app.counts(&token).await;
-    assert_eq!(after["_source"], "database");
-    assert_eq!(
-        after["total"],
-        total(db.clone()).await,
-        "read from the primary right after the write"
-    );
-
-    replica_db.close().await;
-    sqlx::query(&format!("DROP DATABASE {replica_name} WITH (FORCE)"))
-        .execute(&db)
-        .await
-        .expect("drop replica");
 }

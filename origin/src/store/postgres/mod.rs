@@ -2,6 +2,7 @@
 
 mod changes;
 mod counters;
+mod replica;
 mod seed;
 mod settings;
 mod writes;
@@ -29,6 +30,7 @@ use super::messages::{conversations_of, conversations_query, read_page, NewMessa
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use replica::Replica;
 
 pub use changes::CHANNEL;
 
@@ -38,7 +40,7 @@ pub struct PgStore {
     /// The primary: writes, settings, and fills right after a change.
     db: PgPool,
     /// Where fills read when allowed to (the primary again when no replica is set).
-    replica: Option<PgPool>,
+    replica: Option<Replica>,
 }
 
 impl PgStore {
@@ -49,13 +51,23 @@ impl PgStore {
     }
 
     pub fn new(db: PgPool, replica: Option<PgPool>) -> Self {
+        let replica = replica.map(Replica::new);
         Self { db, replica }
     }
 
-    fn reader(&self, read: Read) -> &PgPool {
-        match (read, &self.replica) {
-            (Read::Replica, Some(r)) => r,
-            _ => &self.db,
+    /// The replica when `read` allows it and it has replayed the workspace's last change
+    /// this instance heard of; else the primary.
+    async fn reader(&self, read: Read) -> &PgPool {
+        let (Read::Replica { changed }, Some(replica)) = (read, &self.replica) else {
+            return &self.db;
+        };
+        match changed {
+            None => &replica.pool,
+            Some(changed) if replica.holds(&self.db, changed).await => &replica.pool,
+            Some(_) => {
+                metrics::counter!("edgecache_replica_behind_total").increment(1);
+                &self.db
+            }
         }
     }
 }
@@ -104,7 +116,9 @@ impl Store for PgStore {
     }
 
     async fn ping(&self, read: Read) -> Result<()> {
-        sqlx::query("SELECT 1").execute(self.reader(read)).await?;
+        sqlx::query("SELECT 1")
+            .execute(self.reader(read).await)
+            .await?;
         Ok(())
     }
 
@@ -115,7 +129,7 @@ impl Store for PgStore {
     async fn counts(&self, read: Read, ws: &WorkspaceId, user: &UserId) -> Result<Counts> {
         let row = counts_query::<Postgres>(ws, user, D)
             .build()
-            .fetch_one(self.reader(read))
+            .fetch_one(self.reader(read).await)
             .await?;
         counts_of(&row)
     }
@@ -128,7 +142,7 @@ impl Store for PgStore {
         q: &ContactListQuery,
         user: &UserId,
     ) -> Result<ContactPage> {
-        let db = self.reader(read);
+        let db = self.reader(read).await;
         let total: i64 = total_query::<Postgres>(ws, board, q, user, D)
             .build_query_scalar()
             .fetch_one(db)
@@ -156,7 +170,7 @@ impl Store for PgStore {
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM boards WHERE workspace_id = $1 ORDER BY id")
                 .bind(ws.as_str())
-                .fetch_all(self.reader(read))
+                .fetch_all(self.reader(read).await)
                 .await?;
         Ok(ids.into_iter().map(BoardId).collect())
     }
@@ -186,7 +200,7 @@ impl Store for PgStore {
     ) -> Result<ConversationPage> {
         let rows = conversations_query::<Postgres>(ws, q, D)
             .build_query_as()
-            .fetch_all(self.reader(read))
+            .fetch_all(self.reader(read).await)
             .await?;
         Ok(conversations_of(rows, ws, q, D))
     }
@@ -197,7 +211,8 @@ impl Store for PgStore {
         ws: &WorkspaceId,
         q: &MessageQuery,
     ) -> Result<MessagePage> {
-        Ok(read_page!(self.reader(read), Postgres, ws, q))
+        let db = self.reader(read).await;
+        Ok(read_page!(db, Postgres, ws, q))
     }
 
     async fn start_conversation(
@@ -293,7 +308,7 @@ impl Store for PgStore {
     async fn close(&self) {
         self.db.close().await;
         if let Some(r) = &self.replica {
-            r.close().await;
+            r.pool.close().await;
         }
     }
 }
