@@ -129,3 +129,24 @@ pub async fn wait_ok(url: &str, limit: Duration) {
     }
     panic!("{url} did not answer within {limit:?}");
 }
+
+/// Polls the edge at `base` until it is up and an origin has told it its outbox is drained
+/// (the edge serves KV hits only then), failing after `limit`.
+pub async fn wait_edge_ready(base: &str, limit: Duration) {
+    let health = format!("{base}/health");
+    wait_ok(&health, limit).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http.get(&health).send().await.expect("health");
+        let body: serde_json::Value = answer.json().await.expect("json");
+        if body["origin_changes"]["confirmed"] == true {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no origin confirmed its changes to the edge: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

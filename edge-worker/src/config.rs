@@ -15,6 +15,10 @@ pub(crate) struct Config {
     pub(crate) kv: KvStore,
     pub(crate) generations: ObjectNamespace,
     pub(crate) generation_max_age_ms: u64,
+    /// How recently the origin must have confirmed its outbox drained for KV hits to be
+    /// served (`EDGE_CONFIRMED_MAX_AGE_MS`); 0 serves them unconfirmed (an edge whose
+    /// origin pushes no changes then keeps to its TTLs).
+    pub(crate) confirmed_max_age_ms: u64,
     pub(crate) keys: KeySpace,
     pub(crate) tokens: TokenVerifier,
     pub(crate) origin_url: String,
@@ -51,6 +55,9 @@ impl Config {
                 .durable_object("GENERATIONS")
                 .map_err(|_| missing("GENERATIONS binding"))?,
             generation_max_age_ms: var(env, "EDGE_GENERATION_MAX_AGE_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000),
+            confirmed_max_age_ms: var(env, "EDGE_CONFIRMED_MAX_AGE_MS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000),
             keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,

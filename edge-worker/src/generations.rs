@@ -50,8 +50,22 @@ impl DurableObject for WorkspaceGenerations {
     }
 
     /// `GET`: the counters. `POST` with a JSON list of fields: each bumped by one, then
-    /// the counters as they are right after (so each bump sees its own new value).
+    /// the counters as they are right after (so each bump sees its own new value). `PUT`
+    /// with a JSON map of fields to values: each raised to its value (never lowered).
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.method() == Method::Put {
+            let raised: Counters = req.json().await?;
+            for (field, value) in raised {
+                self.sql.exec(
+                    "INSERT INTO generations (field, value) VALUES (?, ?) \
+                     ON CONFLICT (field) DO UPDATE SET value = max(value, excluded.value)",
+                    vec![
+                        field.into(),
+                        i64::try_from(value).unwrap_or(i64::MAX).into(),
+                    ],
+                )?;
+            }
+        }
         if req.method() == Method::Post {
             let fields: Vec<String> = req.json().await?;
             for field in fields {
@@ -95,7 +109,7 @@ pub async fn read(
         return known;
     }
     asked();
-    match ask(ns, name, None).await {
+    match ask(ns, name, Change::None).await {
         Ok(counters) => {
             remember(name, now_ms, &counters);
             Some(counters)
@@ -114,9 +128,26 @@ pub async fn bump(
     fields: &[String],
     now_ms: u64,
 ) -> worker::Result<Counters> {
-    let counters = ask(ns, name, Some(fields)).await?;
+    let counters = ask(ns, name, Change::Bump(fields)).await?;
     remember(name, now_ms, &counters);
     Ok(counters)
+}
+
+/// Raises `field` of object `name` to `value`.
+pub async fn raise(
+    ns: &ObjectNamespace,
+    name: &str,
+    field: &str,
+    value: u64,
+) -> worker::Result<()> {
+    let raised = Counters::from([(field.to_owned(), value)]);
+    ask(ns, name, Change::Raise(&raised)).await.map(drop)
+}
+
+enum Change<'a> {
+    None,
+    Bump(&'a [String]),
+    Raise(&'a Counters),
 }
 
 fn remember(name: &str, now_ms: u64, counters: &Counters) {
@@ -129,16 +160,16 @@ fn remember(name: &str, now_ms: u64, counters: &Counters) {
     });
 }
 
-async fn ask(
-    ns: &ObjectNamespace,
-    name: &str,
-    bump: Option<&[String]>,
-) -> worker::Result<Counters> {
+async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Result<Counters> {
     let mut init = RequestInit::new();
-    if let Some(fields) = bump {
-        let body =
-            serde_json::to_string(fields).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        init.with_method(Method::Post).with_body(Some(body.into()));
+    let (method, body) = match change {
+        Change::None => (Method::Get, None),
+        Change::Bump(fields) => (Method::Post, Some(serde_json::to_string(fields))),
+        Change::Raise(raised) => (Method::Put, Some(serde_json::to_string(raised))),
+    };
+    if let Some(body) = body {
+        let body = body.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        init.with_method(method).with_body(Some(body.into()));
     }
     let request = Request::new_with_init("https://generations.internal/", &init)?;
     let mut response = ns.get_by_name(name)?.fetch_with_request(request).await?;

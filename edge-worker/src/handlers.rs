@@ -2,6 +2,7 @@
 //! object, the origin) and the plain decisions of the other modules (access, freshness,
 //! the origin's replies, invalidation scopes).
 
+use futures_util::future::join;
 use serde_json::json;
 use shared::invalidation::{parse_edge_request, Changed, Push};
 use shared::keys::{GenerationScope, Generations};
@@ -46,9 +47,10 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let key = counters(&cfg, &ws).await.map(|c| {
+            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
                 let g = Generations::from_fields(&c, &[GenerationScope::Counts]);
-                cfg.keys.counts(&ws, g, &user)
+                let key = cfg.keys.counts(&ws, g, &user);
+                (key, confirmed)
             });
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
             let asked = Asked { path, ws, user };
@@ -60,9 +62,10 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user)?;
-            let key = counters(&cfg, &ws).await.map(|c| {
+            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
                 let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
-                cfg.keys.contacts(&ws, board, g, &q)
+                let key = cfg.keys.contacts(&ws, board, g, &q);
+                (key, confirmed)
             });
             let path = format!("/api/boards/{board}/contacts{query}");
             let asked = Asked { path, ws, user };
@@ -74,9 +77,10 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation)?;
-            let key = counters(&cfg, &ws).await.map(|c| {
+            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
                 let g = Generations::from_fields(&c, &GenerationScope::of_messages(&q));
-                cfg.keys.messages(&ws, g, &q)
+                let key = cfg.keys.messages(&ws, g, &q);
+                (key, confirmed)
             });
             let path = format!("/api/conversations/{conversation}/messages{query}");
             let asked = Asked { path, ws, user };
@@ -88,6 +92,25 @@ pub(crate) async fn handle(
             let authorization = req.headers().get("Authorization")?.unwrap_or_default();
             let body = req.text().await?;
             invalidate(&cfg, &ws, &authorization, &body).await
+        }
+        Route::Drained => {
+            let cfg = Config::load(env, &req)?;
+            let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
+            if !same_secret(&cfg.internal_key, &key) {
+                return Err(Fail::unauthorized());
+            }
+            let name = cfg.keys.edge_drained();
+            generations::raise(&cfg.generations, &name, DRAINED, now_ms())
+                .await
+                .map_err(|e| {
+                    worker::console_error!("drained mark not kept: {e}");
+                    Fail::new(
+                        503,
+                        "generations_unavailable",
+                        "the edge cannot note this now; retry",
+                    )
+                })?;
+            Ok(json_response(200, success_body(&json!({"drained": true})))?)
         }
         Route::Changes => {
             let cfg = Config::load(env, &req)?;
@@ -135,18 +158,38 @@ fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(User
     access::authorize(&cfg.tokens, presented, path_ws)
 }
 
-/// The workspace's generation counters; `None` when they cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<Counters> {
-    let name = cfg.keys.generations(ws);
+/// The field of the edge's drained mark: when (edge clock, ms) the origin last found its
+/// outbox drained.
+const DRAINED: &str = "at";
+
+/// The workspace's generation counters, and whether they are confirmed: the origin found
+/// its outbox drained within `EDGE_CONFIRMED_MAX_AGE_MS`, so every change it acknowledged
+/// before then moved them. Unconfirmed counters may lack changes the origin could not push
+/// (the edge was away from it), so no KV entry built on them is served as a hit. `None`
+/// when the counters cannot be read now.
+async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Counters, bool)> {
+    let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
-    generations::read(
+    let name = cfg.keys.generations(ws);
+    let workspace = generations::read(
         &cfg.generations,
         &name,
-        now_ms(),
+        now,
         cfg.generation_max_age_ms,
         asked,
-    )
-    .await
+    );
+    let max_age = cfg.confirmed_max_age_ms;
+    if max_age == 0 {
+        return workspace.await.map(|c| (c, true));
+    }
+    // Reread at half the allowed age, so a mark renewed in time is never taken for old.
+    let name = cfg.keys.edge_drained();
+    let drained = generations::read(&cfg.generations, &name, now, max_age / 2, asked);
+    let (counters, drained) = join(workspace, drained).await;
+    let confirmed = drained
+        .and_then(|d| d.get(DRAINED).copied())
+        .is_some_and(|at| now.saturating_sub(at) < max_age);
+    counters.map(|c| (c, confirmed))
 }
 
 /// A read the origin answers on a miss: its path there, and whom it is for.
@@ -162,13 +205,13 @@ async fn read(
     req: &Request,
     ctx: &Context,
     started: u64,
-    key: Option<String>,
+    key: Option<(String, bool)>,
     asked: Asked,
 ) -> Result<Response> {
     let location = colo(req);
     // Without the generations no KV entry is known to be current: the origin answers,
     // and nothing is stored.
-    let Some(key) = key else {
+    let Some((key, confirmed)) = key else {
         let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
         let meta = CacheMeta {
             status: CacheStatus::Bypass,
@@ -180,18 +223,20 @@ async fn read(
         return answer(&data, meta);
     };
     let now = now_ms();
-    let (status, source, data, meta) = match kv_get(&cfg.kv, &key).await {
-        Some((data, meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Fresh => {
+    let held = kv_get(&cfg.kv, &key).await;
+    let freshness = |meta: &EntryMeta| confirmed.then(|| meta.freshness(now, cfg.grace_secs));
+    let (status, source, data, meta) = match held {
+        Some((data, meta)) if freshness(&meta) == Some(Freshness::Fresh) => {
             (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
         }
-        Some((data, meta)) if meta.freshness(now, cfg.grace_secs) == Freshness::Stale => {
+        Some((data, meta)) if freshness(&meta) == Some(Freshness::Stale) => {
             ctx.wait_until(async move {
                 let _ = fill(&cfg, &key, &asked).await;
             });
             (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
         }
-        // Past the grace (or nothing held): the origin; should it fail, what KV still
-        // holds stands in.
+        // Past the grace, nothing held, or unconfirmed counters: the origin; should it
+        // fail, what KV still holds stands in.
         // An answer the origin says not to keep (its caching is off) was not cached here
         // either: BYPASS, as the origin says of it.
         held => match fill(&cfg, &key, &asked).await {
@@ -317,8 +362,24 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
         Ok(kv) => kv.get("health-probe").text().await.is_ok(),
         Err(_) => false,
     };
+    // How long ago the origin last found its outbox drained: past
+    // EDGE_CONFIRMED_MAX_AGE_MS, reads go through to the origin.
+    let confirmed = match Config::load(env, req) {
+        Ok(cfg) => {
+            let now = now_ms();
+            let name = cfg.keys.edge_drained();
+            let mark = generations::read(&cfg.generations, &name, now, 0, || ()).await;
+            let ago = mark.and_then(|m| m.get(DRAINED).map(|at| now.saturating_sub(*at)));
+            json!({
+                "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,
+                "drained_ms_ago": ago,
+            })
+        }
+        Err(f) => json!({"confirmed": false, "reason": f.message}),
+    };
     let data = json!({
         "status": if kv_available { "healthy" } else { "degraded" },
+        "origin_changes": confirmed,
         "worker": "contact-list-cache",
         "version": VERSION,
         "edge_location": colo(req),

@@ -18,6 +18,8 @@ pub enum Route {
     Invalidate,
     /// The origin's pushed changes (`shared::invalidation::Push`), with the internal key.
     Changes,
+    /// The origin found its outbox drained: every change it acknowledged so far is here.
+    Drained,
     Preflight,
     MethodNotAllowed,
     NotFound,
@@ -40,10 +42,11 @@ impl Route {
             },
             ["", "api", "cache", "invalidate"] => Self::Invalidate,
             ["", "internal", "changes"] => Self::Changes,
+            ["", "internal", "changes", "drained"] => Self::Drained,
             _ => return Self::NotFound,
         };
         let allowed = match route {
-            Self::Invalidate | Self::Changes => method == "POST",
+            Self::Invalidate | Self::Changes | Self::Drained => method == "POST",
             _ => method == "GET",
         };
         match (allowed, method) {
@@ -62,6 +65,10 @@ mod tests {
     fn the_contract_paths_are_routed() {
         assert_eq!(Route::parse("GET", "/health"), Route::Health);
         assert_eq!(Route::parse("POST", "/internal/changes"), Route::Changes);
+        assert_eq!(
+            Route::parse("POST", "/internal/changes/drained"),
+            Route::Drained
+        );
         assert_eq!(
             Route::parse("GET", "/internal/changes"),
             Route::MethodNotAllowed

@@ -38,9 +38,14 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest pause between tries while the edge is away: one small POST at most this
 /// often, and an edge that comes back hears of the backlog within it.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often, while the outbox is drained, the edge is told so: it serves KV hits only
+/// while told within `EDGE_CONFIRMED_MAX_AGE_MS` (1 s), so an edge this origin cannot
+/// reach stops serving what may predate a write within that, and reads through instead.
+const CONFIRM_EVERY: Duration = Duration::from_millis(250);
 
 pub struct EdgePush {
     url: String,
+    drained_url: String,
     key: String,
     stream: String,
     consumer: String,
@@ -53,6 +58,8 @@ pub struct EdgePush {
     depth: AtomicU64,
     last_lag_ms: AtomicU64,
     failing: AtomicBool,
+    /// When the edge last took a drained mark.
+    confirmed: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Tells the event streams of a change once the edge took it (a process that only
     /// queues, like `origin seed`, has none: the instance that delivers announces).
     announcer: Option<Announcer>,
@@ -60,8 +67,10 @@ pub struct EdgePush {
 
 impl EdgePush {
     pub fn new(url: &str, key: &str, stream: String, redis: Option<Arc<RedisCache>>) -> Self {
+        let url = format!("{}/internal/changes", url.trim_end_matches('/'));
         Self {
-            url: format!("{}/internal/changes", url.trim_end_matches('/')),
+            drained_url: format!("{url}/drained"),
+            url,
             key: key.to_owned(),
             stream,
             consumer: format!("{:016x}", random_id()),
@@ -72,6 +81,7 @@ impl EdgePush {
             depth: AtomicU64::new(0),
             last_lag_ms: AtomicU64::new(u64::MAX),
             failing: AtomicBool::new(false),
+            confirmed: std::sync::Mutex::default(),
             announcer: None,
         }
     }
@@ -167,7 +177,11 @@ impl EdgePush {
     async fn round(&self) -> bool {
         let held: Vec<String> = self.memory.lock().await.drain(..).collect();
         let Some(redis) = &self.redis else {
-            return self.send_all(held).await;
+            let sent = self.send_all(held).await;
+            if sent && self.memory.lock().await.is_empty() {
+                self.confirm_drained().await;
+            }
+            return sent;
         };
         for (i, push) in held.iter().enumerate() {
             if redis.stream_add(&self.stream, push).await.is_err() {
@@ -203,7 +217,39 @@ impl EdgePush {
             self.done(redis, &group.ids).await;
             self.delivered(&group.pushes);
         }
+        // Entries leave the stream only once the edge took them, and every write is in
+        // the stream before it is acknowledged: an empty stream (and nothing waiting in
+        // memory for Redis) means the edge has every change acknowledged so far.
+        if self.memory.lock().await.is_empty()
+            && matches!(redis.stream_len(&self.stream).await, Ok(0))
+        {
+            self.confirm_drained().await;
+        }
         true
+    }
+
+    /// Tells the edge the outbox is drained, at most every `CONFIRM_EVERY`.
+    async fn confirm_drained(&self) {
+        let due = {
+            let confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+            confirmed.is_none_or(|at| at.elapsed() >= CONFIRM_EVERY)
+        };
+        if !due {
+            return;
+        }
+        let sent = tokio::time::Instant::now();
+        let taken = self
+            .http
+            .post(&self.drained_url)
+            .header("X-Internal-Key", &self.key)
+            .timeout(SEND_TIMEOUT)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if taken {
+            let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+            *confirmed = Some(sent);
+        }
     }
 
     /// Where entries the edge refused as malformed go (`{outbox}:dead`), for an operator.

@@ -350,6 +350,12 @@ impl KeySpace {
         format!("{}:edge-outbox", self.root())
     }
 
+    /// The edge's record of when the origin last found its outbox drained (a Durable
+    /// Object beside the workspaces' generations; no workspace id has this form).
+    pub fn edge_drained(&self) -> String {
+        format!("{}:edge-drained", self.root())
+    }
+
     /// The pub/sub channel on which instances tell each other what changed.
     pub fn channel(&self) -> String {
         format!("{}:events", self.root())

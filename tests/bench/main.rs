@@ -23,7 +23,7 @@ mod wrk;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -112,6 +112,16 @@ async fn main() {
     let l2 = origins::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
     let uncached = origins::origin(&url, &layers(0, None, &run_ns)).await;
     let edge = stack::edge(memory.port, &run_ns).await;
+    let edge_base = format!("http://127.0.0.1:{}", edge.port);
+    // An origin that pushes its changes to the worker (and says when it has pushed them
+    // all, without which the worker serves no hits); it takes the freshness writes below.
+    let writer = origins::origin_with(
+        &url,
+        &layers(l1, Some(&redis), &run_ns),
+        &[("EDGE_URL", &edge_base)],
+    )
+    .await;
+    e2e::wait_edge_ready(&edge_base, Duration::from_secs(60)).await;
     let wasm_bytes = std::fs::metadata(e2e::root().join("edge-worker/build/index_bg.wasm"))
         .map_or(0, |m| m.len());
     let nginx = stack::nginx(memory.port).await;
@@ -151,7 +161,7 @@ async fn main() {
         memory: memory.base(),
         l2: l2.base(),
         uncached: uncached.base(),
-        edge: format!("http://127.0.0.1:{}", edge.port),
+        edge: edge_base.clone(),
         nginx: format!("http://127.0.0.1:{}", nginx.port),
         ceiling_counts: format!("http://127.0.0.1:{}", ceiling_counts.port),
         ceiling_page: format!("http://127.0.0.1:{}", ceiling_page.port),
@@ -164,14 +174,6 @@ async fn main() {
         page: page_path.clone(),
     };
     let rows = layers::measure(&plan, ws, &board, &user, &targets, &reads).await;
-    let edge_base = targets.edge;
-    // Freshness at the edge: an origin that pushes its changes to the worker takes writes.
-    let writer = origins::origin_with(
-        &url,
-        &layers(l1, Some(&redis), &run_ns),
-        &[("EDGE_URL", &edge_base)],
-    )
-    .await;
     let edge_freshness =
         freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
     drop((writer, edge, nginx, ceiling_counts, ceiling_page));

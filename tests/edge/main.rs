@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, random_suffix, start_wrangler_at, wait_ok};
+use e2e::{free_port, random_suffix, start_wrangler_at, wait_edge_ready, wait_ok};
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
 use origin::store::postgres::PgStore;
@@ -307,7 +307,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
-    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(600)).await;
+    wait_edge_ready(&edge.base, Duration::from_secs(600)).await;
     let user = token("user_3", &[WS]);
 
     // A first read misses, the second is a KV hit with the same data.
@@ -728,9 +728,10 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         "two concurrent invalidations both took effect"
     );
 
-    // An edge down for 30 s receives every change the origin took meanwhile within
-    // seconds of being back (its outbox tries at most 2 s apart), though it still holds
-    // the counts cached before the outage.
+    // An edge down for 30 s still holds the counts cached before the outage, but the
+    // origin's last word that it had every change is 30 s old: the first read after its
+    // return goes through to the origin, fresh, and hits come back once the outbox (which
+    // tries at most 2 s apart) has delivered every change and said so.
     let open = edge.open_once_cached(&counts, &user).await;
     drop(wrangler);
     let ids = open_contacts(&db, 3).await;
@@ -740,18 +741,13 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     tokio::time::sleep(Duration::from_secs(30)).await;
     wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
     wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, now) = edge.get(&counts, &user, WS).await;
-        if now["data"]["open"] == open - ids.len() as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the changes made while the edge was down never reached it: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_, first) = edge.get(&counts, &user, WS).await;
+    assert_eq!(first["data"]["open"], open - ids.len() as i64, "{first}");
+    wait_edge_ready(&edge.base, Duration::from_secs(10)).await;
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "HIT" && now["data"]["open"] == open - ids.len() as i64
+    })
+    .await;
 
     // A location that cannot read the generations (here: the objects' storage is broken)
     // does not guess: the counts it holds in KV are older than a write it missed, and it
