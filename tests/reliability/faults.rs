@@ -1,5 +1,6 @@
-//! The faults: a private Redis killed or hung, Postgres cut off or slowed behind a proxy
-//! this harness owns, and an invalidation under hundreds of readers on two instances.
+//! The faults: a private Redis killed or hung, Postgres (or the edge, or an origin) cut
+//! off or slowed behind a proxy this harness owns, and an invalidation under hundreds of
+//! readers on two instances.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,11 +67,13 @@ impl Drop for Redis {
     }
 }
 
-/// A TCP proxy to Postgres: `cut` refuses and drops every connection (Postgres down, as
-/// the origin sees it), `slow` delays every answer from Postgres, `restore` ends both.
-pub struct PgProxy {
+/// A TCP proxy to a loopback port: `cut` refuses and drops every connection (the target
+/// down, as its clients see it), `slow` delays every answer from the target, `restore`
+/// ends both; `retarget` sends new connections elsewhere.
+pub struct Proxy {
     pub port: u16,
     mode: Arc<std::sync::atomic::AtomicU8>,
+    target: Arc<std::sync::atomic::AtomicU16>,
     links: Arc<tokio::sync::Mutex<JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -79,13 +82,14 @@ const OPEN: u8 = 0;
 const CUT: u8 = 1;
 const SLOW: u8 = 2;
 
-impl PgProxy {
+impl Proxy {
     pub async fn start(target: u16, delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let mode = Arc::new(std::sync::atomic::AtomicU8::new(OPEN));
+        let target = Arc::new(std::sync::atomic::AtomicU16::new(target));
         let links = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        let (m, l) = (mode.clone(), links.clone());
+        let (m, t, l) = (mode.clone(), target.clone(), links.clone());
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if m.load(std::sync::atomic::Ordering::Relaxed) == CUT {
@@ -93,8 +97,9 @@ impl PgProxy {
                     continue;
                 }
                 let m = m.clone();
+                let to = t.load(std::sync::atomic::Ordering::Relaxed);
                 l.lock().await.spawn(async move {
-                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await {
+                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", to)).await {
                         link(inbound, outbound, m, delay).await;
                     }
                 });
@@ -103,9 +108,15 @@ impl PgProxy {
         Self {
             port,
             mode,
+            target,
             links,
             accept,
         }
+    }
+
+    pub fn retarget(&self, port: u16) {
+        self.target
+            .store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub async fn cut(&self) {
@@ -122,13 +133,13 @@ impl PgProxy {
     }
 }
 
-impl Drop for PgProxy {
+impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
     }
 }
 
-/// Copies both ways; in SLOW mode each chunk from Postgres waits `delay` first.
+/// Copies both ways; in SLOW mode each chunk from the target waits `delay` first.
 async fn link(
     inbound: TcpStream,
     outbound: TcpStream,
@@ -137,8 +148,11 @@ async fn link(
 ) {
     let (mut client_r, mut client_w) = inbound.into_split();
     let (mut server_r, mut server_w) = outbound.into_split();
+    // Each direction passes on the end of the other (a target that dies closes its
+    // client's connection too, as a direct connection would).
     let up = async {
         let _ = tokio::io::copy(&mut client_r, &mut server_w).await;
+        let _ = server_w.shutdown().await;
     };
     let down = async {
         let mut buf = vec![0u8; 16 * 1024];
@@ -155,6 +169,7 @@ async fn link(
                 break;
             }
         }
+        let _ = client_w.shutdown().await;
     };
     tokio::join!(up, down);
 }

@@ -1,5 +1,5 @@
-//! The reliability suite under load: `scripts/reliability` (full: the durations of issue
-//! #6, results in RELIABILITY.md) or `scripts/reliability --quick` (CI). Each scenario
+//! The reliability suite under load: `scripts/reliability` (full: outages of minutes,
+//! results in RELIABILITY.md) or `scripts/reliability --quick` (CI). Each scenario
 //! runs release-built origins against real Redis and Postgres, drives them at a fixed
 //! rate from this process, breaks something, and checks what users would see. A
 //! scenario's verdict is printed with its figures; any failed check fails the run.
@@ -74,6 +74,8 @@ async fn main() {
             readers: 200,
             consistency_window: Duration::from_secs(3),
             consistency_reads: 5_000,
+            edge_outage: Duration::from_secs(4),
+            replica_pause: Duration::from_secs(3),
             examples: 15,
         }
     } else {
@@ -85,6 +87,8 @@ async fn main() {
             readers: 500,
             consistency_window: Duration::from_secs(12),
             consistency_reads: 100_000,
+            edge_outage: Duration::from_secs(60),
+            replica_pause: Duration::from_secs(10),
             examples: 150,
         }
     };

@@ -7,12 +7,12 @@ use std::time::Duration;
 use e2e::origins::{self, token};
 use serde_json::{json, Value};
 
-use crate::faults::{self, PgProxy};
+use crate::faults::{self, Proxy};
 use crate::load::{self, Target};
 use crate::scenario::{check, layers, Check, Plan, WS};
 
 pub async fn run(pg_port: u16, url: &str, board_ids: &[i64], plan: &Plan) -> (Value, Vec<Check>) {
-    let proxy = PgProxy::start(pg_port, Duration::from_secs(2)).await;
+    let proxy = Proxy::start(pg_port, Duration::from_secs(2)).await;
     let through = url.replacen(&format!(":{pg_port}/"), &format!(":{}/", proxy.port), 1);
     let origin = origins::origin_with(
         &through,

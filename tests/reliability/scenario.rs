@@ -16,6 +16,10 @@ pub struct Plan {
     pub consistency_window: Duration,
     /// Reads the consistency checker must judge in all.
     pub consistency_reads: usize,
+    /// How long the checker keeps the edge from the origins' pushes.
+    pub edge_outage: Duration,
+    /// How long the checker pauses the read replica's replay.
+    pub replica_pause: Duration,
     /// schemathesis examples per operation and pass.
     pub examples: u32,
 }

@@ -27,9 +27,21 @@ use super::redis::{RedisCache, RedisFailure};
 use super::topology::Layout;
 use crate::FastHash;
 
-/// How far `distrust` moves a generation: beyond any value Redis reaches by counting
-/// bumps, so no key filled during an outage is met again once Redis answers.
-const DISTRUSTED_STEP: u64 = 1 << 32;
+/// Marks a generation an instance made up while it could not reach Redis. Redis's values
+/// (an epoch in µs plus bumps) never come near it, so no key filled on a made-up value,
+/// in L1 or in an L2 write Redis ran late, is met again once Redis answers; each made-up
+/// value is otherwise random, so no two instances make up the same one.
+const LOCAL: u64 = 1 << 63;
+
+/// A generation no instance used and Redis will never hand out (see `LOCAL`).
+fn made_up() -> u64 {
+    LOCAL | (super::random_id() >> 1)
+}
+
+/// Whether Redis handed out `value` (not made up here during an outage).
+fn from_redis(value: u64) -> bool {
+    value & LOCAL == 0
+}
 
 /// Fields of one workspace a mirror refreshes together; past this, a refresh fetches
 /// only what the read in hand needs and the mirror starts over with those.
@@ -199,7 +211,8 @@ impl Generations {
         }
         if let Some(old) = mirrors.get(ws) {
             if self.bumps.load(Ordering::Acquire) != began.bumps {
-                for (field, value) in &old.fields {
+                // Made-up values never win over Redis's (see `LOCAL`).
+                for (field, value) in old.fields.iter().filter(|(_, v)| from_redis(**v)) {
                     if let Some(merged) = fields.get_mut(field) {
                         *merged = (*merged).max(*value);
                     }
@@ -306,7 +319,21 @@ impl Generations {
                 if self.has_pending(ws) {
                     return self.add_missing(ws, fields, scopes);
                 }
-                if let Some(seen) = self.went_back(ws, &fields, &began) {
+                if self.moved_here(ws) {
+                    // Moved on here during an outage: Redis's values may predate a change
+                    // this instance heard of, so the workspace moves on in Redis first.
+                    match self.move_past(redis, ws, 0).await {
+                        Ok(moved) => {
+                            fields.insert(GenerationScope::Workspace.field(), moved);
+                            self.settle(ws);
+                        }
+                        Err(_) => {
+                            return self
+                                .read_expired(ws, scopes)
+                                .unwrap_or_else(|| self.distrust(ws, scopes))
+                        }
+                    }
+                } else if let Some(seen) = self.went_back(ws, &fields, &began) {
                     self.advance(redis, ws, seen, &mut fields).await;
                 }
                 let gens = KeyGens::from_fields(&fields, scopes);
@@ -343,9 +370,14 @@ impl Generations {
             .filter(|m| !m.moved_here && m.fetched.is_none_or(|t| t <= began.sent))?;
         let old = &old.fields;
         let workspace = GenerationScope::Workspace.field();
-        let seen = old.get(&workspace).copied().unwrap_or(0);
+        let seen = old
+            .get(&workspace)
+            .copied()
+            .filter(|v| from_redis(*v))
+            .unwrap_or(0);
         let lost = old
             .iter()
+            .filter(|(_, v)| from_redis(**v))
             .any(|(f, v)| fields.get(f).is_some_and(|now| now < v));
         let moved_on = fields.get(&workspace).is_some_and(|now| *now > seen);
         (lost && !moved_on).then_some(seen)
@@ -359,7 +391,7 @@ impl Generations {
         let moved = match self.move_past(redis, ws, seen).await {
             Ok(moved) => moved,
             // Redis answered the read but not this: move on locally, as in an outage.
-            Err(_) => seen + DISTRUSTED_STEP,
+            Err(_) => made_up(),
         };
         tracing::warn!(workspace = %ws, seen, moved, "generation counters went back in Redis; workspace moved past them");
         fields.insert(workspace, moved);
@@ -421,9 +453,8 @@ impl Generations {
         for field in needed_fields(scopes) {
             m.fields.entry(field).or_insert(0);
         }
-        *m.fields
-            .entry(GenerationScope::Workspace.field())
-            .or_default() += DISTRUSTED_STEP;
+        m.fields
+            .insert(GenerationScope::Workspace.field(), made_up());
         m.fetched = Some(Instant::now());
         m.moved_here = true;
         KeyGens::from_fields(&m.fields, scopes)
@@ -534,19 +565,40 @@ impl Generations {
         }
     }
 
+    /// Without Redis, counts on; with Redis down, makes a value up (see `LOCAL`): another
+    /// instance may count this one's values meanwhile.
     fn bump_local(&self, ws: &WorkspaceId, scope: GenerationScope) -> u64 {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
         m.moved_here = true;
         let field = m.fields.entry(scope.field()).or_default();
-        *field += 1;
+        *field = match self.redis {
+            Some(_) => made_up(),
+            None => *field + 1,
+        };
         *field
     }
 
+    /// `ws` moved on in Redis past what this instance made up: its mirror is Redis's
+    /// again (read anew should this read's copy not be stored).
+    fn settle(&self, ws: &WorkspaceId) {
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mirrors.get_mut(ws) {
+            m.moved_here = false;
+            m.fetched = None;
+        }
+    }
+
+    /// Whether this instance moved `ws` on where Redis could not see it.
+    fn moved_here(&self, ws: &WorkspaceId) -> bool {
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+        mirrors.get(ws).is_some_and(|m| m.moved_here)
+    }
+
     /// Sends bumps made while Redis was down. Several bumps of a scope during the outage
-    /// would reach Redis as one, and other instances may count the same values again
-    /// meanwhile, so each such workspace moves on whole: its workspace counter goes past
-    /// both Redis's and this instance's. Each is removed only once Redis took it. Reads
+    /// would reach Redis as one, so each such workspace moves on whole: its workspace
+    /// counter goes past Redis's (and the last value this instance had from Redis), to a
+    /// value nobody used. Each is removed only once Redis took it. Reads
     /// call it, and so does a background task (`invalidation::replay`), so an idle
     /// instance's queued bumps still reach the others once Redis is back.
     pub async fn replay_pending(&self) {
@@ -564,6 +616,7 @@ impl Generations {
                 mirrors
                     .get(&ws)
                     .and_then(|m| m.fields.get(&workspace).copied())
+                    .filter(|v| from_redis(*v))
                     .unwrap_or(0)
             };
             if self.move_past(redis, &ws, seen).await.is_err() {
@@ -948,5 +1001,52 @@ mod tests {
             .expect("a workspace no longer listed is changed");
         let last = WorkspaceId::parse(&format!("w{MAX_CHANGES}")).expect("valid");
         assert!(changes.at(&last).is_some_and(|at| at >= floor));
+    }
+
+    #[tokio::test]
+    async fn values_made_up_in_an_outage_are_never_redis_values_nor_another_instances() {
+        let down = || {
+            let redis = RedisCache::new("redis://127.0.0.1:1", Duration::from_millis(50))
+                .expect("a lazy client");
+            Generations::new(
+                KeySpace::new("t").expect("valid"),
+                Duration::ZERO,
+                Some(Arc::new(redis)),
+            )
+        };
+        let (a, b) = (down(), down());
+        let scope = &[GenerationScope::Counts];
+        let (ga, gb) = (a.current(&ws(), scope).await, b.current(&ws(), scope).await);
+        assert!(!from_redis(ga.workspace) && !from_redis(gb.workspace));
+        assert_ne!(ga.workspace, gb.workspace);
+        let bumped = a.bump(&ws(), &Changed::Boards(vec![BoardId(3)])).await;
+        assert!(!bumped.shared && !from_redis(bumped.generation));
+    }
+
+    /// Real Redis: an instance that moved a workspace on during an outage moves it on in
+    /// Redis before it trusts Redis's values, which may predate a change it heard of.
+    #[tokio::test]
+    async fn a_workspace_moved_on_during_an_outage_moves_on_in_redis_first() {
+        let redis = redis();
+        let keys = fresh_keys(&redis, "moved").await;
+        let g = Generations::new(keys.clone(), Duration::from_secs(60), Some(redis.clone()));
+        let scope = &[GenerationScope::Counts];
+        let before = g.current(&ws(), scope).await;
+        g.bump_local(&ws(), GenerationScope::Workspace);
+        g.forget(&ws());
+        let after = g.current(&ws(), scope).await;
+        assert!(from_redis(after.workspace));
+        assert!(after.workspace > before.workspace, "moved on in Redis");
+        let in_redis = redis
+            .generations(&keys.generations(&ws()), &["ws".to_owned()])
+            .await
+            .expect("read");
+        assert_eq!(in_redis, vec![after.workspace]);
+        assert!(!g.moved_here(&ws()));
+        assert_eq!(
+            g.current(&ws(), scope).await,
+            after,
+            "then Redis's values are kept"
+        );
     }
 }
