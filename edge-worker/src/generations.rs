@@ -88,21 +88,22 @@ impl DurableObject for WorkspaceGenerations {
     }
 }
 
-/// A workspace's counters: this isolate's copy while younger than `max_age_ms`, else the
-/// object's (`asked` is then called). `None` when the object cannot be asked. Requests in
-/// flight when the copy expires each ask: they cannot share one read, as the Workers
-/// runtime refuses a request awaiting I/O that another request started.
+/// A workspace's counters: this isolate's copy while younger than `max_age_ms` and read
+/// no earlier than `since_ms`, else the object's (`asked` is then called). `None` when the
+/// object cannot be asked. Requests in flight when the copy expires each ask: they cannot
+/// share one read, as the Workers runtime refuses a request awaiting I/O that another
+/// request started.
 pub async fn read(
     ns: &ObjectNamespace,
     name: &str,
     now_ms: u64,
-    max_age_ms: u64,
+    (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
 ) -> Option<Counters> {
     let known = KNOWN.with(|k| {
         k.borrow()
             .get(name)
-            .filter(|(at, _)| now_ms.saturating_sub(*at) < max_age_ms)
+            .filter(|(at, _)| now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms)
             .map(|(_, counters)| counters.clone())
     });
     if known.is_some() {
@@ -133,15 +134,9 @@ pub async fn bump(
     Ok(counters)
 }
 
-/// Raises `field` of object `name` to `value`.
-pub async fn raise(
-    ns: &ObjectNamespace,
-    name: &str,
-    field: &str,
-    value: u64,
-) -> worker::Result<()> {
-    let raised = Counters::from([(field.to_owned(), value)]);
-    ask(ns, name, Change::Raise(&raised)).await.map(drop)
+/// Raises each field of `raised` in object `name` to its value (never lowers one).
+pub async fn raise(ns: &ObjectNamespace, name: &str, raised: &Counters) -> worker::Result<()> {
+    ask(ns, name, Change::Raise(raised)).await.map(drop)
 }
 
 enum Change<'a> {

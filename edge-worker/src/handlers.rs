@@ -2,7 +2,7 @@
 //! object, the origin) and the plain decisions of the other modules (access, freshness,
 //! the origin's replies, invalidation scopes).
 
-use futures_util::future::join;
+use serde::Deserialize;
 use serde_json::json;
 use shared::invalidation::{parse_edge_request, Changed, Push};
 use shared::keys::{GenerationScope, Generations};
@@ -99,18 +99,9 @@ pub(crate) async fn handle(
             if !same_secret(&cfg.internal_key, &key) {
                 return Err(Fail::unauthorized());
             }
-            let name = cfg.keys.edge_drained();
-            generations::raise(&cfg.generations, &name, DRAINED, now_ms())
-                .await
-                .map_err(|e| {
-                    worker::console_error!("drained mark not kept: {e}");
-                    Fail::new(
-                        503,
-                        "generations_unavailable",
-                        "the edge cannot note this now; retry",
-                    )
-                })?;
-            Ok(json_response(200, success_body(&json!({"drained": true})))?)
+            let mark = Drained::parse(&req.text().await?)?;
+            let taken = drained(&cfg, mark).await?;
+            Ok(json_response(200, success_body(&json!({"taken": taken})))?)
         }
         Route::Changes => {
             let cfg = Config::load(env, &req)?;
@@ -158,38 +149,91 @@ fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(User
     access::authorize(&cfg.tokens, presented, path_ws)
 }
 
-/// The field of the edge's drained mark: when (edge clock, ms) the origin last found its
-/// outbox drained.
+/// The fields of the edge's drained mark: when (ms) the origin last found its outbox
+/// drained, and the outbox's incarnation (ms), which moves when Redis lost the outbox.
 const DRAINED: &str = "at";
+const EPOCH: &str = "epoch";
 
-/// The workspace's generation counters, and whether they are confirmed: the origin found
-/// its outbox drained within `EDGE_CONFIRMED_MAX_AGE_MS`, so every change it acknowledged
-/// before then moved them. Unconfirmed counters may lack changes the origin could not push
-/// (the edge was away from it), so no KV entry built on them is served as a hit. `None`
-/// when the counters cannot be read now.
+/// A mark that took longer than this to arrive is dropped: it would vouch for changes
+/// acknowledged after it was made.
+const MARK_MAX_DELAY_MS: u64 = 500;
+
+/// What an origin posts to `/internal/changes/drained`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Drained {
+    /// When (origin clock, ms) it found its outbox empty.
+    checked_at_ms: u64,
+    /// When (Redis clock, ms) its outbox was made: a new one means changes were lost.
+    incarnation: u64,
+}
+
+impl Drained {
+    fn parse(body: &str) -> Result<Self> {
+        serde_json::from_str(body)
+            .map_err(|_| Fail::new(400, "invalid_body", "expected checkedAtMs and incarnation"))
+    }
+}
+
+/// Keeps `mark` unless it arrived late; whether it was kept. Its incarnation raises the
+/// epoch every key is built on, so entries stored before an outbox was lost (with changes
+/// in it the edge never heard of) are met no more.
+async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
+    let now = now_ms();
+    if now.saturating_sub(mark.checked_at_ms) > MARK_MAX_DELAY_MS {
+        return Ok(false);
+    }
+    let raised = Counters::from([
+        (DRAINED.to_owned(), mark.checked_at_ms.min(now)),
+        (EPOCH.to_owned(), mark.incarnation),
+    ]);
+    generations::raise(&cfg.generations, &cfg.keys.edge_drained(), &raised)
+        .await
+        .map_err(|e| {
+            worker::console_error!("drained mark not kept: {e}");
+            Fail::new(
+                503,
+                "generations_unavailable",
+                "the edge cannot note this now; retry",
+            )
+        })?;
+    Ok(true)
+}
+
+/// The workspace's generation counters (the outbox's epoch added to its workspace
+/// counter), and whether they are confirmed: read after the origins last found their
+/// outbox drained, within `EDGE_CONFIRMED_MAX_AGE_MS`, so they hold every change
+/// acknowledged before then. Unconfirmed counters may lack changes the origins could not
+/// push (the edge was away from them), so no KV entry built on them is served as a hit.
+/// `None` when the counters cannot be read now.
 async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Counters, bool)> {
     let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
-    let workspace = generations::read(
-        &cfg.generations,
-        &name,
-        now,
-        cfg.generation_max_age_ms,
-        asked,
-    );
     let max_age = cfg.confirmed_max_age_ms;
     if max_age == 0 {
-        return workspace.await.map(|c| (c, true));
+        let read = (cfg.generation_max_age_ms, 0);
+        let counters = generations::read(&cfg.generations, &name, now, read, asked);
+        return counters.await.map(|c| (c, true));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
-    let name = cfg.keys.edge_drained();
-    let drained = generations::read(&cfg.generations, &name, now, max_age / 2, asked);
-    let (counters, drained) = join(workspace, drained).await;
-    let confirmed = drained
-        .and_then(|d| d.get(DRAINED).copied())
-        .is_some_and(|at| now.saturating_sub(at) < max_age);
-    counters.map(|c| (c, confirmed))
+    let marks = cfg.keys.edge_drained();
+    let mark = generations::read(&cfg.generations, &marks, now, (max_age / 2, 0), asked).await;
+    let drained_at = mark
+        .as_ref()
+        .and_then(|m| m.get(DRAINED).copied())
+        .filter(|at| now.saturating_sub(*at) < max_age);
+    let epoch = mark
+        .as_ref()
+        .and_then(|m| m.get(EPOCH).copied())
+        .unwrap_or(0);
+    let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
+    let mut counters = generations::read(&cfg.generations, &name, now, read, asked).await?;
+    let workspace = counters
+        .entry(GenerationScope::Workspace.field())
+        .or_default();
+    *workspace = workspace.wrapping_add(epoch);
+    Some((counters, drained_at.is_some()))
 }
 
 /// A read the origin answers on a miss: its path there, and whom it is for.
@@ -368,7 +412,7 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
         Ok(cfg) => {
             let now = now_ms();
             let name = cfg.keys.edge_drained();
-            let mark = generations::read(&cfg.generations, &name, now, 0, || ()).await;
+            let mark = generations::read(&cfg.generations, &name, now, (0, 0), || ()).await;
             let ago = mark.and_then(|m| m.get(DRAINED).map(|at| now.saturating_sub(*at)));
             json!({
                 "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,

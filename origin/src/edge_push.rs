@@ -60,6 +60,8 @@ pub struct EdgePush {
     failing: AtomicBool,
     /// When the edge last took a drained mark.
     confirmed: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Without Redis, the outbox lives as long as the process (see `incarnation_key`).
+    started_ms: u64,
     /// Tells the event streams of a change once the edge took it (a process that only
     /// queues, like `origin seed`, has none: the instance that delivers announces).
     announcer: Option<Announcer>,
@@ -82,6 +84,7 @@ impl EdgePush {
             last_lag_ms: AtomicU64::new(u64::MAX),
             failing: AtomicBool::new(false),
             confirmed: std::sync::Mutex::default(),
+            started_ms: now(),
             announcer: None,
         }
     }
@@ -149,7 +152,7 @@ impl EdgePush {
         let mut backoff = POLL;
         let mut pruned = tokio::time::Instant::now() - PRUNE_EVERY;
         if let Some(r) = &self.redis {
-            let _ = r.stream_group(&self.stream, GROUP).await;
+            self.make_group(r).await;
         }
         loop {
             if let Some(r) = self
@@ -177,9 +180,10 @@ impl EdgePush {
     async fn round(&self) -> bool {
         let held: Vec<String> = self.memory.lock().await.drain(..).collect();
         let Some(redis) = &self.redis else {
+            let checked = now();
             let sent = self.send_all(held).await;
             if sent && self.memory.lock().await.is_empty() {
-                self.confirm_drained().await;
+                self.confirm_drained(checked, self.started_ms).await;
             }
             return sent;
         };
@@ -196,7 +200,7 @@ impl EdgePush {
         else {
             // Redis down, or restarted without the stream: the group is made again (a
             // no-op when it exists) and the next round reads it.
-            let _ = redis.stream_group(&self.stream, GROUP).await;
+            self.make_group(redis).await;
             return true;
         };
         self.measure_depth(redis).await;
@@ -220,16 +224,33 @@ impl EdgePush {
         // Entries leave the stream only once the edge took them, and every write is in
         // the stream before it is acknowledged: an empty stream (and nothing waiting in
         // memory for Redis) means the edge has every change acknowledged so far.
+        let checked = now();
         if self.memory.lock().await.is_empty()
             && matches!(redis.stream_len(&self.stream).await, Ok(0))
         {
-            self.confirm_drained().await;
+            if let Ok(incarnation) = redis.incarnation(&self.incarnation_key()).await {
+                self.confirm_drained(checked, incarnation).await;
+            }
         }
         true
     }
 
-    /// Tells the edge the outbox is drained, at most every `CONFIRM_EVERY`.
-    async fn confirm_drained(&self) {
+    /// Names the outbox's life: it goes with the stream (a Redis restart, a flush), or is
+    /// removed when the group had to be made again (the stream was lost alone), and comes
+    /// back with a later time, which tells the edge that changes may have been lost.
+    fn incarnation_key(&self) -> String {
+        format!("{}:incarnation", self.stream)
+    }
+
+    async fn make_group(&self, redis: &RedisCache) {
+        if let Ok(true) = redis.stream_group(&self.stream, GROUP).await {
+            let _ = redis.del(&self.incarnation_key()).await;
+        }
+    }
+
+    /// Tells the edge the outbox was drained when `checked`, at most every
+    /// `CONFIRM_EVERY`, with the outbox's `incarnation`.
+    async fn confirm_drained(&self, checked: u64, incarnation: u64) {
         let due = {
             let confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
             confirmed.is_none_or(|at| at.elapsed() >= CONFIRM_EVERY)
@@ -242,6 +263,7 @@ impl EdgePush {
             .http
             .post(&self.drained_url)
             .header("X-Internal-Key", &self.key)
+            .json(&json!({"checkedAtMs": checked, "incarnation": incarnation}))
             .timeout(SEND_TIMEOUT)
             .send()
             .await
@@ -280,8 +302,7 @@ impl EdgePush {
             .filter_map(|id| id.split('-').next()?.parse::<u64>().ok())
             .min();
         if let Some(queued_ms) = queued_ms {
-            let now = u64::try_from(now_ms()).unwrap_or(0);
-            let lag_ms = now.saturating_sub(queued_ms);
+            let lag_ms = now().saturating_sub(queued_ms);
             self.last_lag_ms.store(lag_ms, Ordering::Relaxed);
             metrics::histogram!("edgecache_edge_propagation_seconds")
                 .record(lag_ms as f64 / 1000.0);
@@ -360,6 +381,11 @@ impl EdgePush {
             .store(matches!(sent, Sent::Failed), Ordering::Relaxed);
         sent
     }
+}
+
+/// The wall clock in ms.
+fn now() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,7 +48,7 @@ impl AppState {
     /// cannot put data older than an acknowledged write into the caches.
     pub fn reader(&self, ws: &WorkspaceId) -> Read {
         Read::Replica {
-            changed: self.cache.generations().changed_at(ws),
+            changed: Some(self.cache.generations().changed_at(ws)),
         }
     }
 

@@ -25,6 +25,10 @@ const INTERNAL_KEY: &str = "e2e-internal-key-0001";
 const WS: &str = "15213";
 const OTHER_WS: &str = "15214";
 
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 fn token(user: &str, workspaces: &[&str]) -> String {
     signed(user, workspaces, None)
 }
@@ -284,8 +288,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     config.jwt_secret = Some(Secret(SECRET.into()));
     config.internal_key = Some(Secret(INTERNAL_KEY.into()));
     config.key_space = KeySpace::new(&namespace).expect("namespace");
-    config.redis_url =
-        Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+    config.redis_url = Some(redis_url());
     let app = Application::build(config, Arc::new(PgStore::new(db.clone(), None)))
         .await
         .expect("origin");
@@ -746,6 +749,35 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     wait_edge_ready(&edge.base, Duration::from_secs(10)).await;
     edge.within_a_second(&counts, &user, WS, |now| {
         now["data"]["_cache"]["status"] == "HIT" && now["data"]["open"] == open - ids.len() as i64
+    })
+    .await;
+
+    // Redis losing the outbox (evicted, or restarted empty) may lose changes the edge never
+    // heard of: the outbox comes back with a new incarnation, and the edge starts over, so
+    // no entry it stored before is served as a hit again.
+    let held = edge.open_once_cached(&counts, &user).await;
+    let outbox = KeySpace::new(&namespace).expect("namespace").edge_outbox();
+    let deleted = std::process::Command::new("redis-cli")
+        .args(["-u", &redis_url(), "DEL", &outbox])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-cli");
+    assert!(deleted.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        if now["data"]["_cache"]["status"] == "MISS" {
+            assert_eq!(now["data"]["open"], held);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge kept its entries after the outbox was lost: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "HIT"
     })
     .await;
 

@@ -58,6 +58,9 @@ struct Mirror {
     /// Moved by this instance where Redis could not see it (during an outage), so it may
     /// be ahead of Redis without Redis having lost anything.
     moved_here: bool,
+    /// The highest workspace counter Redis handed this instance: a move made after an
+    /// outage goes past it, should Redis have lost bumps meanwhile (a failover).
+    seen: u64,
 }
 
 impl Mirror {
@@ -66,6 +69,7 @@ impl Mirror {
             fields: Fields::default(),
             fetched: None,
             moved_here: false,
+            seen: 0,
         }
     }
 }
@@ -169,10 +173,10 @@ impl Generations {
     }
 
     /// When this instance last heard `ws` change: a bump here, an announcement, or new
-    /// values (or a first read) from Redis. Every generation a key is built on was seen
-    /// after the write it counts committed, so a fill that reads a copy holding what the
-    /// primary had written by then reads that write. `None`: no change heard of.
-    pub fn changed_at(&self, ws: &WorkspaceId) -> Option<Instant> {
+    /// values (or a first read) from Redis, at the latest its start. Every generation a
+    /// key is built on was seen after the write it counts committed, so a fill that reads
+    /// a copy holding what the primary had written by then reads that write.
+    pub fn changed_at(&self, ws: &WorkspaceId) -> Instant {
         let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
         changed.at(ws)
     }
@@ -232,12 +236,19 @@ impl Generations {
         } else {
             self.mark_changed(ws);
         }
+        let from_here = fields
+            .get(&GenerationScope::Workspace.field())
+            .copied()
+            .filter(|v| from_redis(*v))
+            .unwrap_or(0);
+        let seen = mirrors.get(ws).map_or(0, |m| m.seen).max(from_here);
         mirrors.insert(
             ws.clone(),
             Mirror {
                 fields,
                 fetched: Some(began.sent),
                 moved_here: false,
+                seen,
             },
         );
     }
@@ -319,10 +330,10 @@ impl Generations {
                 if self.has_pending(ws) {
                     return self.add_missing(ws, fields, scopes);
                 }
-                if self.moved_here(ws) {
+                if let Some(seen) = self.moved_here(ws) {
                     // Moved on here during an outage: Redis's values may predate a change
                     // this instance heard of, so the workspace moves on in Redis first.
-                    match self.move_past(redis, ws, 0).await {
+                    match self.move_past(redis, ws, seen).await {
                         Ok(moved) => {
                             fields.insert(GenerationScope::Workspace.field(), moved);
                             self.settle(ws);
@@ -334,7 +345,9 @@ impl Generations {
                         }
                     }
                 } else if let Some(seen) = self.went_back(ws, &fields, &began) {
-                    self.advance(redis, ws, seen, &mut fields).await;
+                    if !self.advance(redis, ws, seen, &mut fields).await {
+                        return self.distrust(ws, scopes);
+                    }
                 }
                 let gens = KeyGens::from_fields(&fields, scopes);
                 self.store_mirror(ws, fields, &began);
@@ -368,14 +381,10 @@ impl Generations {
         let old = mirrors
             .get(ws)
             .filter(|m| !m.moved_here && m.fetched.is_none_or(|t| t <= began.sent))?;
-        let old = &old.fields;
         let workspace = GenerationScope::Workspace.field();
-        let seen = old
-            .get(&workspace)
-            .copied()
-            .filter(|v| from_redis(*v))
-            .unwrap_or(0);
+        let seen = old.seen;
         let lost = old
+            .fields
             .iter()
             .filter(|(_, v)| from_redis(**v))
             .any(|(f, v)| fields.get(f).is_some_and(|now| now < v));
@@ -385,18 +394,23 @@ impl Generations {
 
     /// Moves the workspace counter in Redis past `seen`, so that every key built on
     /// counters Redis has lost is unreachable (the counters below it may count through
-    /// the same values again), and tells the other instances.
-    async fn advance(&self, redis: &RedisCache, ws: &WorkspaceId, seen: u64, fields: &mut Fields) {
-        let workspace = GenerationScope::Workspace.field();
-        let moved = match self.move_past(redis, ws, seen).await {
-            Ok(moved) => moved,
-            // Redis answered the read but not this: move on locally, as in an outage.
-            Err(_) => made_up(),
-        };
-        tracing::warn!(workspace = %ws, seen, moved, "generation counters went back in Redis; workspace moved past them");
-        fields.insert(workspace, moved);
+    /// the same values again), and tells the other instances. False when Redis did not
+    /// take it (the caller moves on locally, as in an outage).
+    async fn advance(
+        &self,
+        redis: &RedisCache,
+        ws: &WorkspaceId,
+        seen: u64,
+        fields: &mut Fields,
+    ) -> bool {
         self.edits.clear_workspace(ws);
         self.mark_changed(ws);
+        let Ok(moved) = self.move_past(redis, ws, seen).await else {
+            return false;
+        };
+        tracing::warn!(workspace = %ws, seen, moved, "generation counters went back in Redis; workspace moved past them");
+        fields.insert(GenerationScope::Workspace.field(), moved);
+        true
     }
 
     /// Moves `ws`'s workspace counter in Redis past both its value and `seen`, and tells
@@ -560,6 +574,9 @@ impl Generations {
         self.bumps.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
+            if scope == GenerationScope::Workspace {
+                m.seen = m.seen.max(value);
+            }
             let field = m.fields.entry(scope.field()).or_default();
             *field = (*field).max(value);
         }
@@ -589,10 +606,11 @@ impl Generations {
         }
     }
 
-    /// Whether this instance moved `ws` on where Redis could not see it.
-    fn moved_here(&self, ws: &WorkspaceId) -> bool {
+    /// When this instance moved `ws` on where Redis could not see it, the highest
+    /// workspace counter Redis had handed it.
+    fn moved_here(&self, ws: &WorkspaceId) -> Option<u64> {
         let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
-        mirrors.get(ws).is_some_and(|m| m.moved_here)
+        mirrors.get(ws).filter(|m| m.moved_here).map(|m| m.seen)
     }
 
     /// Sends bumps made while Redis was down. Several bumps of a scope during the outage
@@ -609,15 +627,10 @@ impl Generations {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.iter().map(|(ws, _)| ws.clone()).collect()
         };
-        let workspace = GenerationScope::Workspace.field();
         for ws in queued {
             let seen = {
                 let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
-                mirrors
-                    .get(&ws)
-                    .and_then(|m| m.fields.get(&workspace).copied())
-                    .filter(|v| from_redis(*v))
-                    .unwrap_or(0)
+                mirrors.get(&ws).map_or(0, |m| m.seen)
             };
             if self.move_past(redis, &ws, seen).await.is_err() {
                 return;
@@ -667,11 +680,20 @@ impl Generations {
 
 /// When workspaces last changed, bounded: past `MAX_CHANGES` workspaces the map starts
 /// over and every workspace counts as changed when the latest of them did (a fill may
-/// then check the replica needlessly, never skip a check it needs).
-#[derive(Default)]
+/// then check the replica needlessly, never skip a check it needs). Every workspace
+/// counts as changed when the process started: it cannot know what changed before.
 struct Changes {
     at: HashMap<WorkspaceId, Instant, FastHash>,
-    floor: Option<Instant>,
+    floor: Instant,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            at: HashMap::default(),
+            floor: Instant::now(),
+        }
+    }
 }
 
 const MAX_CHANGES: usize = 4096;
@@ -680,14 +702,20 @@ impl Changes {
     fn mark(&mut self, ws: &WorkspaceId) {
         let now = Instant::now();
         if self.at.len() >= MAX_CHANGES && !self.at.contains_key(ws) {
-            self.floor = self.at.values().max().copied().max(self.floor);
+            self.floor = self
+                .at
+                .values()
+                .max()
+                .copied()
+                .unwrap_or(self.floor)
+                .max(self.floor);
             self.at.clear();
         }
         self.at.insert(ws.clone(), now);
     }
 
-    fn at(&self, ws: &WorkspaceId) -> Option<Instant> {
-        self.at.get(ws).copied().or(self.floor)
+    fn at(&self, ws: &WorkspaceId) -> Instant {
+        self.at.get(ws).copied().unwrap_or(self.floor)
     }
 }
 
@@ -979,7 +1007,7 @@ mod tests {
         let distrusted = g.current(&ws(), board).await;
         assert_eq!(distrusted.scope, 5);
         assert_ne!(distrusted.workspace, expired.workspace);
-        assert!(g.changed_at(&ws()).is_some_and(|at| at >= before_forget));
+        assert!(g.changed_at(&ws()) >= before_forget);
         let again = g.current(&ws(), board).await;
         assert_eq!(
             again, distrusted,
@@ -988,19 +1016,21 @@ mod tests {
     }
 
     #[test]
-    fn past_its_bound_every_workspace_counts_as_changed_when_the_latest_did() {
+    fn every_workspace_counts_as_changed_at_the_start_and_past_the_bound_when_the_latest_did() {
         let mut changes = Changes::default();
         let quiet = WorkspaceId::parse("1").expect("valid");
-        assert_eq!(changes.at(&quiet), None);
+        let started = changes.at(&quiet);
         for n in 0..=MAX_CHANGES {
             changes.mark(&WorkspaceId::parse(&format!("w{n}")).expect("valid"));
         }
         assert!(changes.at.len() < MAX_CHANGES);
-        let floor = changes
-            .at(&quiet)
-            .expect("a workspace no longer listed is changed");
+        let floor = changes.at(&quiet);
+        assert!(
+            floor > started,
+            "a workspace no longer listed counts as changed"
+        );
         let last = WorkspaceId::parse(&format!("w{MAX_CHANGES}")).expect("valid");
-        assert!(changes.at(&last).is_some_and(|at| at >= floor));
+        assert!(changes.at(&last) >= floor);
     }
 
     #[tokio::test]
@@ -1042,7 +1072,7 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(in_redis, vec![after.workspace]);
-        assert!(!g.moved_here(&ws()));
+        assert_eq!(g.moved_here(&ws()), None);
         assert_eq!(
             g.current(&ws(), scope).await,
             after,

@@ -99,6 +99,15 @@ redis.call('HSET', KEYS[1], 'ws', new)
 return new"
 );
 
+/// The value of `KEYS[1]`, first set to the server's clock in ms (`ARGV[1]` is unused).
+const INCARNATION: &str = "local v = redis.call('GET', KEYS[1])
+if not v then
+  local t = redis.call('TIME')
+  v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('SET', KEYS[1], v)
+end
+return tonumber(v)";
+
 /// Raises field `ARGV[1]` of hash `KEYS[1]` to `ARGV[2]` unless it holds more already.
 const RAISE: &str = "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
@@ -495,17 +504,23 @@ impl RedisCache {
     }
 
     /// Creates the stream and its consumer group unless they exist.
-    pub async fn stream_group(&self, stream: &str, group: &str) -> Result<(), RedisFailure> {
+    /// Makes the group (and the stream); whether it was made (it did not exist).
+    pub async fn stream_group(&self, stream: &str, group: &str) -> Result<bool, RedisFailure> {
         self.call("xgroup", |mut c| async move {
             match c
                 .xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0")
                 .await
             {
-                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-                done => done,
+                Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+                done => done.map(|()| true),
             }
         })
         .await
+    }
+
+    /// When (the server's clock, ms) `key` was first asked for since it last went.
+    pub async fn incarnation(&self, key: &str) -> Result<u64, RedisFailure> {
+        self.eval("incarnation", INCARNATION, key, 0).await
     }
 
     /// Up to `count` entries for `consumer`: first its own not yet acknowledged, up to
@@ -568,9 +583,17 @@ impl RedisCache {
         if ids.is_empty() {
             return Ok(());
         }
+        // Both or neither: an entry acknowledged but left in the stream would keep the
+        // outbox from ever counting as drained.
         self.call("xack", |mut c| async move {
-            c.xack::<_, _, _, ()>(stream, group, ids).await?;
-            c.xdel::<_, _, ()>(stream, ids).await
+            redis::pipe()
+                .atomic()
+                .xack(stream, group, ids)
+                .ignore()
+                .xdel(stream, ids)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
         })
         .await
     }

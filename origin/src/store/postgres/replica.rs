@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -18,11 +18,20 @@ use tokio::sync::Mutex;
 /// change without asking again.
 const KEPT: usize = 32;
 
-/// The primary's WAL write position (on the primary, past every committed transaction:
-/// commits wait for their WAL to be written), or how far a standby has replayed; a
-/// server that is no standby (a promoted replica) holds what it wrote.
-const POSITION: &str =
-    "SELECT pg_wal_lsn_diff(COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn()), '0/0')::int8";
+/// The primary's WAL write position: past every committed transaction (a commit waits
+/// for its WAL to be written, with `synchronous_commit` on, the default).
+const WRITTEN: &str = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8";
+
+/// How far a standby has replayed; NULL on a server that is no standby (a promoted
+/// replica is not the primary's copy any more, so it is not read).
+const REPLAYED: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+    THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8 END";
+
+/// A position query slower than this counts as unanswered: the fill reads the primary.
+const ASK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// After the replica failed to answer, how long fills read the primary without asking it.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub(super) struct Replica {
     pub(super) pool: PgPool,
@@ -32,6 +41,8 @@ pub(super) struct Replica {
     replayed: AtomicU64,
     /// One replay query at a time; the others wait and reuse its answer.
     asking: Mutex<()>,
+    /// Until when the replica counts as unreachable.
+    unreachable_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Replica {
@@ -41,6 +52,7 @@ impl Replica {
             written: Mutex::default(),
             replayed: AtomicU64::new(0),
             asking: Mutex::default(),
+            unreachable_until: std::sync::Mutex::default(),
         }
     }
 
@@ -57,12 +69,29 @@ impl Replica {
         if self.replayed.load(Ordering::Acquire) >= target {
             return true;
         }
-        match position(&self.pool).await {
+        let unreachable = || {
+            let until = self
+                .unreachable_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            until.is_some_and(|t| Instant::now() < t)
+        };
+        if unreachable() {
+            return false;
+        }
+        match position(&self.pool, REPLAYED).await {
             Some(replayed) => {
                 self.replayed.fetch_max(replayed, Ordering::AcqRel);
                 replayed >= target
             }
-            None => false,
+            None => {
+                let mut until = self
+                    .unreachable_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *until = Some(Instant::now() + RETRY_AFTER);
+                false
+            }
         }
     }
 
@@ -73,7 +102,7 @@ impl Replica {
             return Some(*lsn);
         }
         let sent = Instant::now();
-        let lsn = position(primary).await?;
+        let lsn = position(primary, WRITTEN).await?;
         if written.len() == KEPT {
             written.pop_front();
         }
@@ -82,7 +111,11 @@ impl Replica {
     }
 }
 
-async fn position(db: &PgPool) -> Option<u64> {
-    let lsn: i64 = sqlx::query_scalar(POSITION).fetch_one(db).await.ok()?;
+async fn position(db: &PgPool, query: &str) -> Option<u64> {
+    let asked = sqlx::query_scalar::<_, Option<i64>>(query).fetch_one(db);
+    let lsn = tokio::time::timeout(ASK_TIMEOUT, asked)
+        .await
+        .ok()?
+        .ok()??;
     u64::try_from(lsn).ok()
 }
