@@ -222,13 +222,17 @@ impl EdgePush {
             self.delivered(&group.pushes);
         }
         // Entries leave the stream only once the edge took them, and every write is in
-        // the stream before it is acknowledged: an empty stream (and nothing waiting in
-        // memory for Redis) means the edge has every change acknowledged so far.
-        let checked = now();
-        if self.memory.lock().await.is_empty()
-            && matches!(redis.stream_len(&self.stream).await, Ok(0))
-        {
-            if let Ok(incarnation) = redis.incarnation(&self.incarnation_key()).await {
+        // the stream before it is acknowledged: with nothing waiting in memory for Redis,
+        // the edge has every change acknowledged before the oldest entry was queued.
+        let asked = now();
+        if !self.memory.lock().await.is_empty() {
+            return true;
+        }
+        if let Ok((before, redis_now)) = redis.drained_before(&self.stream).await {
+            let incarnation = redis.incarnation(&self.incarnation_key()).await;
+            if let (true, Ok(incarnation)) = (before > 0, incarnation) {
+                // On this instance's clock, as asked (never later than the truth).
+                let checked = asked.saturating_sub(redis_now.saturating_sub(before));
                 self.confirm_drained(checked, incarnation).await;
             }
         }
@@ -315,7 +319,7 @@ impl EdgePush {
     async fn compact(&self, redis: &RedisCache, groups: &[Folded]) {
         for group in groups {
             for push in &group.pushes {
-                if redis.stream_add(&self.stream, push).await.is_err() {
+                if redis.stream_add_folded(&self.stream, push).await.is_err() {
                     return;
                 }
             }

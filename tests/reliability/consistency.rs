@@ -104,6 +104,8 @@ struct Read {
     answer: Result<i64, String>,
     /// An edge answer marked `STALE` (the origins could not answer it).
     marked_stale: bool,
+    /// An edge answer from KV under confirmed counters.
+    hit: bool,
     /// Its origin (for the edge: any origin) was being killed or restarted: no answer is
     /// expected.
     origin_down: bool,
@@ -426,11 +428,12 @@ async fn read(run: Arc<Run>, i: usize) -> Vec<Read> {
             .header("X-Workspace-ID", WS)
             .send()
             .await;
-        let mut marked_stale = false;
+        let (mut marked_stale, mut hit) = (false, false);
         let answer = match answer {
             Ok(r) if r.status().is_success() => match r.json::<Value>().await {
                 Ok(v) => {
                     marked_stale = v["data"]["_cache"]["status"] == "STALE";
+                    hit = v["data"]["_cache"]["status"] == "HIT";
                     v["data"]["favorites"]
                         .as_i64()
                         .ok_or_else(|| format!("no favorites in {v}"))
@@ -446,6 +449,7 @@ async fn read(run: Arc<Run>, i: usize) -> Vec<Read> {
             edge,
             answer,
             marked_stale,
+            hit,
             origin_down: down_before || down_at(&run),
         });
     }
@@ -572,7 +576,7 @@ async fn judge(
     let mut total = 0usize;
     for (i, fault) in Fault::ALL.iter().enumerate() {
         let (mut checked, mut older, mut beyond, mut errors, mut cut) = (0, 0, 0, 0, 0);
-        let (mut at_edge, mut marked_stale) = (0, 0);
+        let (mut at_edge, mut marked_stale, mut hits) = (0, 0, 0);
         // By layer: the origins, the edge.
         let mut oldest = [Duration::ZERO; 2];
         let mut first_error = None;
@@ -595,6 +599,7 @@ async fn judge(
             }
             checked += 1;
             at_edge += usize::from(r.edge);
+            hits += usize::from(r.hit);
             let before = acks.partition_point(|(a, _)| *a < r.at);
             let shown = usize::try_from(count - base).unwrap_or(0);
             if shown < before {
@@ -621,6 +626,7 @@ async fn judge(
             "writes": writes,
             "readsChecked": checked,
             "throughTheEdge": at_edge,
+            "edgeHits": hits,
             "markedStale": marked_stale,
             "olderThanAWrite": older,
             "olderThanTheBound": beyond,
@@ -634,7 +640,7 @@ async fn judge(
             fault.name(),
             beyond == 0 && errors == 0 && checked > 0,
             format!(
-                "{writes} writes, {checked} reads ({at_edge} through the edge), {beyond} older than an \
+                "{writes} writes, {checked} reads ({at_edge} through the edge, {hits} of them KV hits), {beyond} older than an \
                  acknowledged write by more than the bound ({older} older at all, the oldest by {:.0} ms \
                  at the origins, {:.0} ms at the edge), {marked_stale} marked stale, {errors} errors{}",
                 ms(oldest[0]),

@@ -31,8 +31,20 @@ pub enum RedisFailure {
 
 const TRIP_AFTER_FAILURES: u32 = 3;
 
-/// The one field of each stream entry.
+/// The one field of each stream entry: a change as it was queued, or changes folded
+/// together, which stand for entries older than their own id.
 const STREAM_FIELD: &str = "v";
+const FOLDED_FIELD: &str = "f";
+
+/// Of stream `KEYS[1]` (`ARGV[1]` is unused): the time (server clock, ms) before which
+/// every entry was delivered (the oldest entry's, now when none is left, 0 when the
+/// oldest holds folded changes, which are older than it), and the time now.
+const DRAINED_BEFORE: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if not first then return {now, now} end
+if first[2][1] == 'f' then return {0, now} end
+return {tonumber(string.match(first[1], '^(%d+)')), now}";
 
 /// Takes `ARGV[1]` numbers of sequence `KEYS[1]` and publishes, on channel `ARGV[2]`,
 /// prefix `ARGV[3]`, the first number taken, `:` and payload `ARGV[4]`.
@@ -470,12 +482,28 @@ impl RedisCache {
     /// Appends `value` to a stream. Never trimmed: its entries are changes not yet
     /// delivered (the outbox bounds itself by folding them).
     pub async fn stream_add(&self, stream: &str, value: &str) -> Result<(), RedisFailure> {
+        self.xadd(stream, STREAM_FIELD, value).await
+    }
+
+    /// `stream_add` of changes folded from older entries (see `drained_before`).
+    pub async fn stream_add_folded(&self, stream: &str, value: &str) -> Result<(), RedisFailure> {
+        self.xadd(stream, FOLDED_FIELD, value).await
+    }
+
+    async fn xadd(&self, stream: &str, field: &str, value: &str) -> Result<(), RedisFailure> {
         self.call("xadd", |mut c| async move {
-            c.xadd::<_, _, _, _, Option<String>>(stream, "*", &[(STREAM_FIELD, value)])
+            c.xadd::<_, _, _, _, Option<String>>(stream, "*", &[(field, value)])
                 .await
                 .map(drop)
         })
         .await
+    }
+
+    /// The time before which every entry of `stream` was delivered, in ms of the server's
+    /// clock (0: unknown), and the server's time now.
+    pub async fn drained_before(&self, stream: &str) -> Result<(u64, u64), RedisFailure> {
+        let [before, now]: [u64; 2] = self.eval("drained", DRAINED_BEFORE, stream, 0).await?;
+        Ok((before, now))
     }
 
     /// Removes from `group` the consumers other than `keep` idle for `idle` with nothing
@@ -565,7 +593,7 @@ impl RedisCache {
             Ok(entries
                 .into_iter()
                 .filter_map(|e| {
-                    let value: String = e.get(STREAM_FIELD)?;
+                    let value: String = e.get(STREAM_FIELD).or_else(|| e.get(FOLDED_FIELD))?;
                     Some((e.id, value))
                 })
                 .collect())
@@ -667,6 +695,49 @@ mod tests {
         let after = redis.register(&key, "c", long).await.expect("redis");
         assert_eq!(after, (2, vec!["a".to_owned()]), "a ran out");
         redis.del(&key).await.expect("redis");
+    }
+
+    /// Real Redis: what the outbox vouches for is bounded by its oldest entry, and by
+    /// nothing while that entry holds folded changes.
+    #[tokio::test]
+    async fn a_stream_is_drained_before_its_oldest_entry_unless_that_one_is_folded() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis = RedisCache::new(&url, Duration::from_secs(2)).expect("client");
+        let key = format!("drained{}", std::process::id());
+        redis.del(&key).await.expect("redis");
+        let (before, now) = redis.drained_before(&key).await.expect("redis");
+        assert_eq!(before, now, "nothing waits");
+        redis.stream_add(&key, "a").await.expect("redis");
+        let ids = redis.stream_ids(&key).await;
+        let (before, now) = redis.drained_before(&key).await.expect("redis");
+        assert_eq!(before, ids[0]);
+        assert!(before <= now);
+        redis.del(&key).await.expect("redis");
+        redis.stream_add_folded(&key, "b").await.expect("redis");
+        redis.stream_add(&key, "c").await.expect("redis");
+        assert_eq!(redis.drained_before(&key).await.expect("redis").0, 0);
+        redis.del(&key).await.expect("redis");
+    }
+
+    impl RedisCache {
+        /// The ms part of each entry id of `stream`, oldest first.
+        async fn stream_ids(&self, stream: &str) -> Vec<u64> {
+            self.call("xrange", |mut c| async move {
+                c.xrange_all::<_, redis::streams::StreamRangeReply>(stream)
+                    .await
+            })
+            .await
+            .expect("redis")
+            .ids
+            .iter()
+            .map(|e| {
+                e.id.split('-')
+                    .next()
+                    .and_then(|ms| ms.parse().ok())
+                    .expect("an id")
+            })
+            .collect()
+        }
     }
 
     #[test]
