@@ -104,7 +104,7 @@ struct Read {
     answer: Result<i64, String>,
     /// An edge answer marked `STALE` (the origins could not answer it).
     marked_stale: bool,
-    /// An edge answer from KV under confirmed counters.
+    /// Answered from a cache (at the edge: KV under confirmed counters).
     hit: bool,
     /// Its origin (for the edge: any origin) was being killed or restarted: no answer is
     /// expected.
@@ -599,7 +599,7 @@ async fn judge(
             }
             checked += 1;
             at_edge += usize::from(r.edge);
-            hits += usize::from(r.hit);
+            hits += usize::from(r.edge && r.hit);
             let before = acks.partition_point(|(a, _)| *a < r.at);
             let shown = usize::try_from(count - base).unwrap_or(0);
             if shown < before {
