@@ -34,13 +34,15 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(format!("{check}{body}"))
     }
 
+    /// `decode` for a list sorted by time: a value that is not a real timestamp (which
+    /// this module never makes, but anyone can digest) is refused here, before any SQL.
+    pub fn decode_timed(raw: &str, binding: &str) -> Result<Self, InputError> {
+        Self::decode(raw, binding)?
+            .filter(|c| is_timestamp(&c.value))
+            .ok_or_else(invalid)
+    }
+
     pub fn decode(raw: &str, binding: &str) -> Result<Self, InputError> {
-        let invalid = || {
-            InputError::new(
-                "invalid_cursor",
-                "cursor is malformed, altered, or made for another list; start again without it",
-            )
-        };
         if raw.is_empty() || raw.len() > MAX_CURSOR_CHARS {
             return Err(invalid());
         }
@@ -59,6 +61,78 @@ impl Cursor {
             return Err(invalid());
         }
         Ok(Self { page, value, id })
+    }
+
+    fn filter(self, keep: impl FnOnce(&Self) -> bool) -> Option<Self> {
+        keep(&self).then_some(self)
+    }
+}
+
+fn invalid() -> InputError {
+    InputError::new(
+        "invalid_cursor",
+        "cursor is malformed, altered, or made for another list; start again without it",
+    )
+}
+
+/// Whether `s` is an RFC 3339 timestamp on a real date, as the stores write them
+/// (`2026-01-01T00:00:00.000001Z`, `+01:00` offsets too): Postgres answers an impossible
+/// one (`2026-02-30`, `24:00`) with an error, which must never be the client's 500.
+pub fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let num = |at: usize, len: usize| -> Option<u32> {
+        let digits = b.get(at..at + len)?;
+        digits.iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let fields = (
+        num(0, 4),
+        num(5, 2),
+        num(8, 2),
+        num(11, 2),
+        num(14, 2),
+        num(17, 2),
+    );
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = fields else {
+        return false;
+    };
+    let shape = at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':');
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let date = (1..=12).contains(&mo) && (1..=month_days[(mo.max(1) - 1) as usize]).contains(&d);
+    if !shape || y == 0 || !date || h > 23 || mi > 59 || sec > 59 {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&n) {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    match rest {
+        b"Z" => true,
+        [b'+' | b'-', ..] if rest.len() == 6 && rest[3] == b':' => {
+            let (oh, om) = (num(s.len() - 5, 2), num(s.len() - 2, 2));
+            oh.is_some_and(|h| h <= 23) && om.is_some_and(|m| m <= 59)
+        }
+        _ => false,
     }
 }
 
@@ -121,5 +195,47 @@ mod tests {
         for raw in ["", "!!", "abc", &"A".repeat(MAX_CURSOR_CHARS + 1)] {
             assert!(Cursor::decode(raw, "list-a").is_err(), "{raw}");
         }
+    }
+
+    #[test]
+    fn only_real_timestamps_pass_as_a_timed_cursors_value() {
+        for good in [
+            "2026-01-01T00:00:00Z",
+            "2026-12-06T14:00:00.123Z",
+            "2024-02-29T23:59:59.999999+01:00",
+            "2026-06-30T12:00:00.1-05:30",
+        ] {
+            assert!(is_timestamp(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Ada",
+            "2026-02-30T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00.1234567890Z",
+            "2026-01-01T00:00:00+1:00",
+            "0000-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Zjunk",
+            "２026-01-01T00:00:00Z",
+        ] {
+            assert!(!is_timestamp(bad), "{bad}");
+        }
+        let forged = Cursor {
+            page: 2,
+            value: "not a time".into(),
+            id: 1,
+        };
+        let raw = forged.encode("list-a");
+        assert!(Cursor::decode(&raw, "list-a").is_ok());
+        assert_eq!(
+            Cursor::decode_timed(&raw, "list-a").map_err(|e| e.code),
+            Err("invalid_cursor")
+        );
     }
 }

@@ -215,7 +215,7 @@ impl ConversationQuery {
             }
         }
         if let Some(raw) = cursor {
-            q.after = Some(Cursor::decode(raw, &q.binding(ws))?);
+            q.after = Some(Cursor::decode_timed(raw, &q.binding(ws))?);
         }
         Ok(q)
     }

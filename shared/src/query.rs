@@ -186,7 +186,11 @@ impl ContactListQuery {
             q.user = Some(user.clone());
         }
         if let Some(raw) = cursor {
-            let after = Cursor::decode(raw, &q.binding(ws, board))?;
+            let binding = q.binding(ws, board);
+            let after = match q.sort_by {
+                SortBy::Name => Cursor::decode(raw, &binding)?,
+                _ => Cursor::decode_timed(raw, &binding)?,
+            };
             q.page = after.page;
             q.after = Some(after);
         }
@@ -369,7 +373,7 @@ mod tests {
         let open = parse(&[("filter", "open")]).expect("valid");
         let after = Cursor {
             page: 4,
-            value: "Ada".into(),
+            value: "2026-01-01T00:00:00.000001Z".into(),
             id: 9,
         };
         let raw = after.encode(&open.binding(&ws(), BoardId(1)));

@@ -13,9 +13,11 @@ use origin::store::Store;
 use origin::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use shared::cursor::Cursor;
 use shared::keys::KeySpace;
+use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
-use shared::WorkspaceId;
+use shared::{BoardId, UserId, WorkspaceId};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::oneshot;
@@ -371,6 +373,24 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (status, refused) = edge
         .get(&format!("{page}&cursor={cursor}x"), &user, WS)
         .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_cursor");
+    // A cursor anyone can digest, but with no timestamp for a list sorted by time.
+    let (ws_id, board) = (WorkspaceId::parse(WS).expect("ws"), BoardId(boards[0]));
+    let reader = UserId::parse("user_3").expect("user");
+    let by_time =
+        ContactListQuery::from_pairs([("per_page", "7")], &ws_id, board, &reader).expect("valid");
+    let forged = Cursor {
+        page: 2,
+        value: "2026-02-30T00:00:00Z".into(),
+        id: 1,
+    }
+    .encode(&by_time.binding(&ws_id, board));
+    let forged_page = format!(
+        "/api/boards/{}/contacts?per_page=7&cursor={forged}",
+        boards[0]
+    );
+    let (status, refused) = edge.get(&forged_page, &user, WS).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_cursor");
 

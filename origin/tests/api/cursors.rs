@@ -3,6 +3,7 @@
 
 use origin::store::Read;
 use reqwest::StatusCode;
+use shared::cursor::Cursor;
 use shared::query::{ContactListQuery, Filter};
 use shared::{BoardId, UserId};
 use sqlx::PgPool;
@@ -60,6 +61,23 @@ async fn altered_or_foreign_cursors_are_refused_with_400(db: PgPool) {
     ] {
         let code = error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(code, "invalid_cursor", "{path}");
+    }
+    // The digest is no secret: a cursor made with a value that is no timestamp, for a list
+    // sorted by time, is refused before it reaches SQL (Postgres would answer an error).
+    let (ws, board) = (ws(WS), BoardId(app.boards[0]));
+    let user = UserId::parse("user_3").expect("valid");
+    let sorted =
+        ContactListQuery::from_pairs([("per_page", "10")], &ws, board, &user).expect("valid");
+    for value in ["not a time", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z"] {
+        let forged = Cursor {
+            page: 2,
+            value: value.into(),
+            id: 1,
+        }
+        .encode(&sorted.binding(&ws, board));
+        let path = format!("{list}&cursor={forged}");
+        let code = error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(code, "invalid_cursor", "{value}");
     }
     let both = token_for("user_3", &[WS, OTHER_WS], false, 3600);
     let elsewhere = app

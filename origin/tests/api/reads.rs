@@ -223,3 +223,30 @@ async fn concurrent_misses_on_two_instances_cause_one_database_query(db: PgPool)
     join_all(reads).await;
     assert_eq!(a.db_queries() - before_a + b.db_queries() - before_b, 1);
 }
+
+/// Another application writing a blank assignee is refused, so the unassigned count and
+/// the unassigned list agree whoever writes.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_blank_assignee_is_refused_so_counts_and_lists_agree(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM contacts WHERE workspace_id = $1 LIMIT 1")
+        .bind(WS)
+        .fetch_one(&db)
+        .await
+        .expect("a contact");
+    for blank in ["", "  ", "\t"] {
+        let refused = sqlx::query("UPDATE contacts SET assigned_to = $1 WHERE id = $2")
+            .bind(blank)
+            .bind(id)
+            .execute(&db)
+            .await
+            .expect_err("a blank assignee");
+        let code = refused.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23514"), "{blank:?}: {refused}");
+    }
+    let counts = app.counts(&member()).await;
+    assert_eq!(
+        counts["unassigned"],
+        sql_count(&db, "NOT archived AND assigned_to IS NULL").await
+    );
+}
