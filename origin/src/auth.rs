@@ -75,6 +75,11 @@ impl Caller {
         self.admin()
     }
 
+    /// Whether the token is an integration's (`role: integration`).
+    pub fn integration(&self) -> bool {
+        matches!(self, Self::User(p) if p.claims.is_integration())
+    }
+
     pub fn admin(&self) -> Result<()> {
         match self {
             Self::User(p) if p.claims.is_admin() => Ok(()),

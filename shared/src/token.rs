@@ -24,6 +24,11 @@ impl Claims {
         self.role.as_deref() == Some("admin")
     }
 
+    /// An integration (a chat widget, a bot): it may post as the contact or as a bot.
+    pub fn is_integration(&self) -> bool {
+        self.role.as_deref() == Some("integration")
+    }
+
     /// Exact match only: a workspace id is never trimmed, split or case-folded here.
     pub fn grants(&self, ws: &WorkspaceId) -> bool {
         self.workspaces.iter().any(|w| w == ws.as_str())

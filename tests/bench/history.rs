@@ -209,7 +209,7 @@ async fn ingest(db: &PgPool, url: &str, redis: &str, ns: &str, plan: &Plan) -> V
                             "{base}/api/workspaces/{ws}/conversations/{conversation}/messages"
                         ))
                         .bearer_auth(&user)
-                        .json(&json!({"sender_type": "contact", "body": "ingest"}))
+                        .json(&json!({"sender_type": "agent", "body": "ingest"}))
                         .send()
                         .await
                         .expect("post");

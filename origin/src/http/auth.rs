@@ -14,6 +14,7 @@ use shared::{UserId, WorkspaceId};
 use crate::auth::{single_header, Caller, WORKSPACE_HEADER};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store::messages::Author;
 
 pub async fn middleware(
     State(state): State<Arc<AppState>>,
@@ -38,10 +39,11 @@ pub struct Workspace {
     pub settings: CacheSettings,
 }
 
-/// A contact write in a workspace: as `Workspace`, by a person (never the edge's key),
-/// with the writer's write budget charged instead.
+/// A write in a workspace: as `Workspace`, by a person (never the edge's key), with the
+/// writer's write budget charged instead; `by` is who writes (message authorship).
 pub struct Writer {
     pub ws: WorkspaceId,
+    pub by: Author,
 }
 
 /// The caller, the workspace it may act in, and that workspace's settings.
@@ -104,9 +106,13 @@ impl FromRequestParts<Arc<AppState>> for Writer {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self> {
         let (caller, ws, settings) = granted(parts, state).await?;
         caller.person()?;
-        state
-            .limits
-            .write(&ws, caller.user()?, &settings.rate_limits)?;
-        Ok(Self { ws })
+        let user = caller.user()?;
+        state.limits.write(&ws, user, &settings.rate_limits)?;
+        let by = Author {
+            user: user.clone(),
+            admin: caller.admin_of(&ws).is_ok(),
+            integration: caller.integration(),
+        };
+        Ok(Self { ws, by })
     }
 }

@@ -93,7 +93,7 @@ pub(super) async fn conversations(
     security(("bearer" = [])))]
 pub(super) async fn start(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, .. }: Writer,
     JsonBody(new): JsonBody<NewConversation>,
 ) -> Result<Response> {
     let contact = ContactId::parse(&new.contact_id.to_string())?;
@@ -110,16 +110,18 @@ pub(super) async fn start(
 #[utoipa::path(post, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages", tag = "messages",
     params(("ws" = String, Path), ("conversation_id" = i64, Path)), request_body = NewMessage,
     responses((status = 201, description = "The message posted"),
+        (status = 403, description = "An agent message naming another sender, or a contact or bot message without an integration token", body = ErrorBody),
         (status = 404, description = "Not a conversation of this workspace", body = ErrorBody), Failures),
     security(("bearer" = [])))]
 pub(super) async fn post_message(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, by }: Writer,
     Path((_, conversation)): Path<(String, String)>,
     JsonBody(message): JsonBody<NewMessage>,
 ) -> Result<Response> {
     let conversation = ConversationId::parse(&conversation)?;
     message.validate()?;
+    let message = message.authored_by(&by)?;
     let message = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let posted = state
             .store
@@ -151,11 +153,12 @@ fn message_ids(conversation: &str, message: &str) -> Result<(ConversationId, Mes
 #[utoipa::path(patch, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages/{message_id}", tag = "messages",
     params(("ws" = String, Path), ("conversation_id" = i64, Path), ("message_id" = i64, Path)), request_body = EditedMessage,
     responses((status = 200, description = "The message edited"),
+        (status = 403, description = "Another member's message (only admins change those)", body = ErrorBody),
         (status = 404, description = "Not a message of this conversation and workspace", body = ErrorBody), Failures),
     security(("bearer" = [])))]
 pub(super) async fn edit(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, by }: Writer,
     Path((_, conversation, message)): Path<(String, String, String)>,
     JsonBody(edited): JsonBody<EditedMessage>,
 ) -> Result<Response> {
@@ -164,7 +167,7 @@ pub(super) async fn edit(
     let message = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let message = state
             .store
-            .edit_message(&ws, conversation, id, &edited.body)
+            .edit_message(&ws, conversation, id, &edited.body, &by)
             .await?;
         let change = Changed::Conversation(conversation, Thread::Edited);
         invalidation::changed(&state, &ws, &change).await;
@@ -177,16 +180,20 @@ pub(super) async fn edit(
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/conversations/{conversation_id}/messages/{message_id}", tag = "messages",
     params(("ws" = String, Path), ("conversation_id" = i64, Path), ("message_id" = i64, Path)),
     responses((status = 200, description = "The message deleted"),
+        (status = 403, description = "Another member's message (only admins change those)", body = ErrorBody),
         (status = 404, description = "Not a message of this conversation and workspace", body = ErrorBody), Failures),
     security(("bearer" = [])))]
 pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, by }: Writer,
     Path((_, conversation, message)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let (conversation, id) = message_ids(&conversation, &message)?;
     invalidation::to_the_end(&state, &ws, |state, ws| async move {
-        state.store.delete_message(&ws, conversation, id).await?;
+        state
+            .store
+            .delete_message(&ws, conversation, id, &by)
+            .await?;
         let change = Changed::Conversation(conversation, Thread::Edited);
         invalidation::changed(&state, &ws, &change).await;
         Ok(())

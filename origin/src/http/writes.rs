@@ -38,7 +38,7 @@ pub fn router() -> Router<Arc<AppState>> {
     security(("bearer" = [])))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, .. }: Writer,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
     fields.validate()?;
@@ -78,7 +78,7 @@ async fn apply(
     security(("bearer" = [])))]
 pub(super) async fn update(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, .. }: Writer,
     Path((_, id)): Path<(String, String)>,
     JsonBody(fields): JsonBody<ContactFields>,
 ) -> Result<Response> {
@@ -93,7 +93,7 @@ pub(super) async fn update(
     security(("bearer" = [])))]
 pub(super) async fn move_contact(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, .. }: Writer,
     Path((_, id)): Path<(String, String)>,
     JsonBody(to): JsonBody<Move>,
 ) -> Result<Response> {
@@ -107,7 +107,7 @@ pub(super) async fn move_contact(
     security(("bearer" = [])))]
 pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
-    Writer { ws }: Writer,
+    Writer { ws, .. }: Writer,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let contact = ContactId::parse(&id)?;

@@ -10,6 +10,8 @@ use shared::messages::{
 };
 use shared::model::Contact;
 use shared::{ConversationId, InputError, MessageId, UserId, WorkspaceId};
+
+use crate::error::Error;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::contacts::{timestamp, CONTACT_COLUMNS};
@@ -86,7 +88,51 @@ pub struct NewMessage {
     pub body: String,
 }
 
+/// Who writes a message, as the token says: which messages they may send, edit and
+/// delete (API.md, "Authorship").
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub user: UserId,
+    pub admin: bool,
+    pub integration: bool,
+}
+
+impl Author {
+    /// May this author edit or delete a message `sender_type` `sender_id` wrote?
+    pub fn may_change(&self, sender_type: &str, sender_id: Option<&str>) -> bool {
+        self.admin
+            || (sender_type == SenderType::Agent.as_str() && sender_id == Some(self.user.as_str()))
+            || (self.integration && sender_type != SenderType::Agent.as_str())
+    }
+}
+
 impl NewMessage {
+    /// The message as `by` may send it: an agent message is the token's user's (a body
+    /// naming another agent is refused), a contact's or a bot's needs an integration.
+    pub fn authored_by(mut self, by: &Author) -> Result<Self, Error> {
+        match self.sender_type {
+            SenderType::Agent => {
+                if self
+                    .sender_id
+                    .as_deref()
+                    .is_some_and(|id| id != by.user.as_str())
+                {
+                    return Err(Error::Forbidden(
+                        "an agent message is sent as the token's user",
+                    ));
+                }
+                self.sender_id = Some(by.user.as_str().to_owned());
+            }
+            SenderType::Contact | SenderType::Bot if !by.integration => {
+                return Err(Error::Forbidden(
+                    "contact and bot messages need an integration credential",
+                ));
+            }
+            SenderType::Contact | SenderType::Bot => {}
+        }
+        Ok(self)
+    }
+
     pub fn validate(&self) -> Result<(), InputError> {
         if let Some(id) = &self.sender_id {
             UserId::parse(id).map_err(|_| {
@@ -309,6 +355,32 @@ where
     push_message(&mut qb, ws, conversation, id);
     qb.push(" RETURNING ").push(MESSAGE_COLUMNS);
     qb
+}
+
+/// Who wrote a message (`sender_type`, `sender_id`), to check who may change it.
+pub fn sender_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    conversation: ConversationId,
+    id: MessageId,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT sender_type, sender_id FROM messages");
+    push_message(&mut qb, ws, conversation, id);
+    qb
+}
+
+/// Fails unless the message exists (404) and `by` may change it (403).
+pub fn check_author(found: Option<(String, Option<String>)>, by: &Author) -> Result<(), Error> {
+    let (sender_type, sender_id) = found.ok_or(Error::NotFound("message"))?;
+    by.may_change(&sender_type, sender_id.as_deref())
+        .then_some(())
+        .ok_or(Error::Forbidden(
+            "a member edits and deletes only their own messages",
+        ))
 }
 
 pub fn delete_query<'a, DB>(

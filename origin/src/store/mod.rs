@@ -28,7 +28,7 @@ use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId}
 use tokio::sync::mpsc;
 
 use self::fields::ContactFields;
-use self::messages::{NewMessage, Posted};
+use self::messages::{Author, NewMessage, Posted};
 use crate::config::{Config, StoreConfig};
 use crate::error::{Error, Result};
 
@@ -171,18 +171,22 @@ pub trait Store: Send + Sync {
         conversation: ConversationId,
         m: &NewMessage,
     ) -> Result<Posted>;
+    /// Edits a message `by` may change (`Author::may_change`): 404 when there is no
+    /// such message, 403 when it is someone else's.
     async fn edit_message(
         &self,
         ws: &WorkspaceId,
         conversation: ConversationId,
         id: MessageId,
         body: &str,
+        by: &Author,
     ) -> Result<Message>;
     async fn delete_message(
         &self,
         ws: &WorkspaceId,
         conversation: ConversationId,
         id: MessageId,
+        by: &Author,
     ) -> Result<()>;
 
     /// Compares the counters the database keeps with a recount of the contacts, for one

@@ -73,7 +73,7 @@ async fn write(
             method,
             app.url(&format!("/api/workspaces/{WS}/conversations{path}")),
         )
-        .bearer_auth(member())
+        .bearer_auth(admin())
         .json(&body)
         .send()
         .await
@@ -85,7 +85,7 @@ async fn post(app: &TestApp, conversation: i64, body: &str) -> Value {
         app,
         reqwest::Method::POST,
         &format!("/{conversation}/messages"),
-        json!({"sender_type": "contact", "body": body}),
+        json!({"sender_type": "agent", "body": body}),
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -387,5 +387,120 @@ async fn bad_history_input_is_a_clear_4xx(db: PgPool) {
         messages(&app, c, "?limit=5").await["messages"],
         head["messages"],
         "nothing changed"
+    );
+}
+
+/// A token for `user` in the test workspace with `role` (`integration`, say).
+fn with_role(user: &str, role: &str) -> String {
+    let claims = origin::auth::Claims {
+        sub: user.into(),
+        workspaces: vec![WS.into()],
+        role: Some(role.into()),
+        exp: 4_000_000_000,
+    };
+    origin::auth::issue(SECRET.as_bytes(), &claims).expect("token")
+}
+
+async fn as_user(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    app.http
+        .request(
+            method,
+            app.url(&format!("/api/workspaces/{WS}/conversations{path}")),
+        )
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("write")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_member_writes_only_as_itself_and_changes_only_its_own_messages(db: PgPool) {
+    let (app, conversations) = spawn(db).await;
+    let c = conversations[0];
+    let (ada, bob) = (
+        token_for("user_3", &[WS], false, 3600),
+        token_for("user_4", &[WS], false, 3600),
+    );
+    let post = reqwest::Method::POST;
+    let path = format!("/{c}/messages");
+    for (body, why) in [
+        (
+            json!({"sender_type": "agent", "sender_id": "user_4", "body": "as bob"}),
+            "another agent",
+        ),
+        (
+            json!({"sender_type": "contact", "body": "refund me"}),
+            "the customer",
+        ),
+        (json!({"sender_type": "bot", "body": "beep"}), "a bot"),
+    ] {
+        let r = as_user(&app, &ada, post.clone(), &path, body).await;
+        assert_eq!(
+            error_code(r, StatusCode::FORBIDDEN).await,
+            "forbidden",
+            "{why}"
+        );
+    }
+    let widget = with_role("widget_1", "integration");
+    let r = as_user(
+        &app,
+        &widget,
+        post.clone(),
+        &path,
+        json!({"sender_type": "contact", "body": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let own = as_user(
+        &app,
+        &ada,
+        post.clone(),
+        &path,
+        json!({"sender_type": "agent", "body": "mine"}),
+    )
+    .await;
+    assert_eq!(own.status(), StatusCode::CREATED);
+    let own: Value = own.json().await.expect("json");
+    assert_eq!(own["data"]["sender_id"], "user_3", "the token's user");
+    let id = own["data"]["id"].as_i64().expect("id");
+    let head = messages(&app, c, "?limit=20").await;
+    assert_eq!(head["messages"][0]["id"], id);
+
+    let one = format!("/{c}/messages/{id}");
+    let patch = reqwest::Method::PATCH;
+    let r = as_user(
+        &app,
+        &bob,
+        patch.clone(),
+        &one,
+        json!({"body": "bob was here"}),
+    )
+    .await;
+    assert_eq!(error_code(r, StatusCode::FORBIDDEN).await, "forbidden");
+    let r = as_user(&app, &bob, reqwest::Method::DELETE, &one, json!({})).await;
+    assert_eq!(error_code(r, StatusCode::FORBIDDEN).await, "forbidden");
+    let r = as_user(
+        &app,
+        &ada,
+        patch.clone(),
+        &one,
+        json!({"body": "mine, edited"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let boss = token_for("user_9", &[WS], true, 3600);
+    let r = as_user(&app, &boss, patch, &one, json!({"body": "moderated"})).await;
+    assert_eq!(r.status(), StatusCode::OK, "an admin changes any message");
+    let head = messages(&app, c, "?limit=20").await;
+    assert_eq!(
+        head["messages"][0]["body"], "moderated",
+        "the cached head follows"
     );
 }

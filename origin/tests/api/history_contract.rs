@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use origin::error::Error;
-use origin::store::messages::NewMessage;
+use origin::store::messages::{Author, NewMessage};
 use origin::store::{Read, Store};
 use serde_json::json;
 use shared::messages::{ConversationQuery, MessagePage, MessageQuery};
-use shared::{ContactId, ConversationId, MessageId};
+use shared::{ContactId, ConversationId, MessageId, UserId};
 use sqlx::PgPool;
 
 use crate::contract::{contract, TempSqlite};
@@ -47,6 +47,15 @@ async fn walk(store: &Arc<dyn Store>, conversation: i64, limit: &str) -> Vec<i64
             return ids;
         };
         q = query(&[("limit", limit), ("before", &next)], conversation);
+    }
+}
+
+/// A member (`user`) or, with `admin`, an admin of the workspace.
+fn by(user: &str, admin: bool) -> Author {
+    Author {
+        user: UserId::parse(user).expect("valid"),
+        admin,
+        integration: false,
     }
 }
 
@@ -174,9 +183,24 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
     assert_eq!(after.messages[0], posted.message);
     assert_eq!(after.messages[1..], before.messages[..4]);
 
+    let own = MessageId(posted.message.id);
+    let mine = store
+        .edit_message(&ws(WS), c, own, "mine, edited", &by("user_3", false))
+        .await
+        .expect("one's own message");
+    assert_eq!(mine.body, "mine, edited");
+    let theirs = store
+        .edit_message(&ws(WS), c, own, "not mine", &by("user_4", false))
+        .await;
+    assert!(matches!(theirs, Err(Error::Forbidden(_))), "{theirs:?}");
+    let refused = store
+        .delete_message(&ws(WS), c, own, &by("user_4", false))
+        .await;
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+
     let target = MessageId(before.messages[2].id);
     let edited = store
-        .edit_message(&ws(WS), c, target, "fixed typo")
+        .edit_message(&ws(WS), c, target, "fixed typo", &by("user_4", true))
         .await
         .expect("edit");
     assert_eq!(edited.body, "fixed typo");
@@ -185,12 +209,14 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
     assert_eq!(shown.messages[3], edited);
 
     store
-        .delete_message(&ws(WS), c, target)
+        .delete_message(&ws(WS), c, target, &by("user_4", true))
         .await
         .expect("delete");
     let shown = page(&store, &query(&[("limit", "5")], c.0)).await;
     assert!(shown.messages.iter().all(|m| m.id != target.0));
-    let again = store.delete_message(&ws(WS), c, target).await;
+    let again = store
+        .delete_message(&ws(WS), c, target, &by("user_4", true))
+        .await;
     assert!(
         matches!(again, Err(Error::NotFound("message"))),
         "{again:?}"
@@ -229,10 +255,12 @@ async fn no_conversation_or_message_crosses_workspaces(store: Arc<dyn Store>) {
         .messages[0]
         .id;
     let edit = store
-        .edit_message(&other, mine, MessageId(newest), "x")
+        .edit_message(&other, mine, MessageId(newest), "x", &by("user_3", true))
         .await;
     assert!(matches!(edit, Err(Error::NotFound("message"))), "{edit:?}");
-    let delete = store.delete_message(&other, mine, MessageId(newest)).await;
+    let delete = store
+        .delete_message(&other, mine, MessageId(newest), &by("user_3", true))
+        .await;
     assert!(
         matches!(delete, Err(Error::NotFound("message"))),
         "{delete:?}"
@@ -258,7 +286,13 @@ async fn no_conversation_or_message_crosses_workspaces(store: Arc<dyn Store>) {
     );
     let wrong_thread = ConversationId(theirs.conversations[0].id);
     let moved = store
-        .edit_message(&ws(WS), wrong_thread, MessageId(newest), "x")
+        .edit_message(
+            &ws(WS),
+            wrong_thread,
+            MessageId(newest),
+            "x",
+            &by("user_3", true),
+        )
         .await;
     assert!(
         matches!(moved, Err(Error::NotFound("message"))),

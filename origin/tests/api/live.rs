@@ -145,7 +145,7 @@ async fn a_member_is_told_what_changed_and_never_the_data(db: PgPool) {
         .post(
             &format!("/api/workspaces/{WS}/conversations/{conversation}/messages"),
             &member(),
-            json!({"sender_type": "contact", "body": "hello"}),
+            json!({"sender_type": "agent", "body": "hello"}),
         )
         .await;
     assert_eq!(posted.status(), StatusCode::CREATED);

@@ -26,7 +26,9 @@ use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
-use super::messages::{conversations_of, conversations_query, read_page, NewMessage, Posted};
+use super::messages::{
+    conversations_of, conversations_query, read_page, Author, NewMessage, Posted,
+};
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -238,8 +240,9 @@ impl Store for PgStore {
         conversation: ConversationId,
         id: MessageId,
         body: &str,
+        by: &Author,
     ) -> Result<Message> {
-        writes::retried(|| writes::edit_message(&self.db, ws, conversation, id, body)).await
+        writes::retried(|| writes::edit_message(&self.db, ws, conversation, id, body, by)).await
     }
 
     async fn delete_message(
@@ -247,8 +250,9 @@ impl Store for PgStore {
         ws: &WorkspaceId,
         conversation: ConversationId,
         id: MessageId,
+        by: &Author,
     ) -> Result<()> {
-        writes::retried(|| writes::delete_message(&self.db, ws, conversation, id)).await
+        writes::retried(|| writes::delete_message(&self.db, ws, conversation, id, by)).await
     }
 
     async fn check_counters(&self, ws: Option<&WorkspaceId>, repair: bool) -> Result<Vec<Drift>> {

@@ -14,8 +14,8 @@ use super::super::contacts::{contact_before_update, insert_query, update_query, 
 use super::super::fields::ContactFields;
 use super::super::filters::Dialect;
 use super::super::messages::{
-    delete_query, edit_query, post_in_transaction, start_query, ConversationRow, MessageRow,
-    NewMessage, Posted,
+    check_author, delete_query, edit_query, post_in_transaction, sender_query, start_query, Author,
+    ConversationRow, MessageRow, NewMessage, Posted,
 };
 use crate::cache::random_id;
 use crate::error::{Error, Result};
@@ -145,8 +145,10 @@ pub async fn edit_message(
     conversation: ConversationId,
     id: MessageId,
     body: &str,
+    by: &Author,
 ) -> Result<Message> {
     let mut tx = quiet_tx(db).await?;
+    check_sender(&mut tx, ws, conversation, id, by).await?;
     let row: Option<MessageRow> =
         edit_query::<Postgres>(ws, conversation, id, body, Dialect::Postgres)
             .build_query_as()
@@ -161,14 +163,30 @@ pub async fn delete_message(
     ws: &WorkspaceId,
     conversation: ConversationId,
     id: MessageId,
+    by: &Author,
 ) -> Result<()> {
     let mut tx = quiet_tx(db).await?;
+    check_sender(&mut tx, ws, conversation, id, by).await?;
     let deleted: Option<i64> = delete_query::<Postgres>(ws, conversation, id)
         .build_query_scalar()
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
     deleted.map(drop).ok_or(Error::NotFound("message"))
+}
+
+/// Locks the message and checks that `by` may change it.
+async fn check_sender(
+    tx: &mut sqlx::PgConnection,
+    ws: &WorkspaceId,
+    conversation: ConversationId,
+    id: MessageId,
+    by: &Author,
+) -> Result<()> {
+    let mut query = sender_query::<Postgres>(ws, conversation, id);
+    query.push(" FOR UPDATE");
+    let found = query.build_query_as().fetch_optional(tx).await?;
+    check_author(found, by)
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ use super::counters::{check_in_transaction, counts_of, counts_query, prune_query
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::messages::{
-    conversations_of, conversations_query, delete_query, edit_query, post_in_transaction,
-    read_page, start_query, ConversationRow, MessageRow, NewMessage, Posted,
+    check_author, conversations_of, conversations_query, delete_query, edit_query,
+    post_in_transaction, read_page, sender_query, start_query, Author, ConversationRow, MessageRow,
+    NewMessage, Posted,
 };
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::error::{Error, Result};
@@ -246,11 +247,19 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         id: MessageId,
         body: &str,
+        by: &Author,
     ) -> Result<Message> {
+        let mut tx = self.write.begin().await?;
+        let found = sender_query::<Sqlite>(ws, conversation, id)
+            .build_query_as()
+            .fetch_optional(&mut *tx)
+            .await?;
+        check_author(found, by)?;
         let row: Option<MessageRow> = edit_query::<Sqlite>(ws, conversation, id, body, D)
             .build_query_as()
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         row.map(Into::into).ok_or(Error::NotFound("message"))
     }
 
@@ -259,11 +268,19 @@ impl Store for SqliteStore {
         ws: &WorkspaceId,
         conversation: ConversationId,
         id: MessageId,
+        by: &Author,
     ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let found = sender_query::<Sqlite>(ws, conversation, id)
+            .build_query_as()
+            .fetch_optional(&mut *tx)
+            .await?;
+        check_author(found, by)?;
         let deleted: Option<i64> = delete_query::<Sqlite>(ws, conversation, id)
             .build_query_scalar()
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         deleted.map(drop).ok_or(Error::NotFound("message"))
     }
 
