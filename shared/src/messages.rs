@@ -29,9 +29,13 @@ pub struct Message {
     pub conversation_id: i64,
     pub sender_type: String,
     pub sender_id: Option<String>,
-    pub body: String,
+    /// `None` once deleted: the message stays in its place as a tombstone.
+    pub body: Option<String>,
     pub created_at: String,
     pub edited_at: Option<String>,
+    pub edited_by: Option<String>,
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<String>,
 }
 
 /// `pagination` of a message page or a conversation list.

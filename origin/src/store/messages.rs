@@ -19,8 +19,8 @@ use super::filters::Dialect;
 
 pub const CONVERSATION_COLUMNS: &str =
     "id, workspace_id, contact_id, status, created_at, last_message_at";
-pub const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, sender_type, sender_id, body, created_at, edited_at";
+pub const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_type, sender_id, body, \
+    created_at, edited_at, edited_by, deleted_at, deleted_by";
 
 #[derive(FromRow)]
 pub struct ConversationRow {
@@ -51,9 +51,12 @@ pub struct MessageRow {
     conversation_id: i64,
     sender_type: String,
     sender_id: Option<String>,
-    body: String,
+    body: Option<String>,
     pub created_at: DateTime<Utc>,
     edited_at: Option<DateTime<Utc>>,
+    edited_by: Option<String>,
+    deleted_at: Option<DateTime<Utc>>,
+    deleted_by: Option<String>,
 }
 
 impl From<MessageRow> for Message {
@@ -65,7 +68,10 @@ impl From<MessageRow> for Message {
             sender_id: r.sender_id,
             body: r.body,
             created_at: timestamp(r.created_at),
-            edited_at: r.edited_at.map(super::contacts::timestamp),
+            edited_at: r.edited_at.map(timestamp),
+            edited_by: r.edited_by,
+            deleted_at: r.deleted_at.map(timestamp),
+            deleted_by: r.deleted_by,
         }
     }
 }
@@ -341,7 +347,7 @@ pub fn edit_query<'a, DB>(
     ws: &'a WorkspaceId,
     conversation: ConversationId,
     id: MessageId,
-    body: &'a str,
+    (body, by): (&'a str, &'a UserId),
     d: Dialect,
 ) -> QueryBuilder<'a, DB>
 where
@@ -351,13 +357,16 @@ where
 {
     let mut qb = QueryBuilder::new("UPDATE messages SET body = ");
     qb.push_bind(body)
-        .push(format_args!(", edited_at = {}", d.now()));
+        .push(format_args!(", edited_at = {}, edited_by = ", d.now()))
+        .push_bind(by.as_str());
     push_message(&mut qb, ws, conversation, id);
-    qb.push(" RETURNING ").push(MESSAGE_COLUMNS);
+    qb.push(" AND deleted_at IS NULL RETURNING ")
+        .push(MESSAGE_COLUMNS);
     qb
 }
 
-/// Who wrote a message (`sender_type`, `sender_id`), to check who may change it.
+/// Who wrote a message (`sender_type`, `sender_id`), to check who may change it; a
+/// tombstone is no message to change.
 pub fn sender_query<'a, DB>(
     ws: &'a WorkspaceId,
     conversation: ConversationId,
@@ -370,6 +379,7 @@ where
 {
     let mut qb = QueryBuilder::new("SELECT sender_type, sender_id FROM messages");
     push_message(&mut qb, ws, conversation, id);
+    qb.push(" AND deleted_at IS NULL");
     qb
 }
 
@@ -387,15 +397,20 @@ pub fn delete_query<'a, DB>(
     ws: &'a WorkspaceId,
     conversation: ConversationId,
     id: MessageId,
+    by: &'a UserId,
+    d: Dialect,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("DELETE FROM messages");
+    let mut qb = QueryBuilder::new("UPDATE messages SET body = NULL, deleted_at = ");
+    qb.push(d.now())
+        .push(", deleted_by = ")
+        .push_bind(by.as_str());
     push_message(&mut qb, ws, conversation, id);
-    qb.push(" RETURNING id");
+    qb.push(" AND deleted_at IS NULL RETURNING id");
     qb
 }
 

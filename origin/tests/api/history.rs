@@ -143,6 +143,7 @@ async fn edits_and_deletes_reach_every_page_of_their_conversation(db: PgPool) {
     let edited = data(r).await;
     assert_eq!(edited["body"], "edited");
     assert!(edited["edited_at"].is_string());
+    assert_eq!(edited["edited_by"], "user_3");
     let shown = messages(&app, c, &older_path).await;
     assert_eq!(shown["messages"][3]["body"], "edited");
     assert_eq!(status(&shown), "MISS");
@@ -165,7 +166,14 @@ async fn edits_and_deletes_reach_every_page_of_their_conversation(db: PgPool) {
     .await;
     data(r).await;
     let shown = messages(&app, c, &older_path).await;
-    assert!(!ids(&shown).contains(&target));
+    let tombstone = &shown["messages"][3];
+    assert_eq!(
+        tombstone["id"], target,
+        "the cached page shows the tombstone in place"
+    );
+    assert_eq!(tombstone["body"], Value::Null);
+    assert_eq!(tombstone["deleted_by"], "user_3");
+    assert!(tombstone["deleted_at"].is_string());
     assert_eq!(shown["messages"].as_array().map(Vec::len), Some(20));
     let again = write(
         &app,

@@ -173,7 +173,7 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
         .post_message(&ws(WS), c, &message("a new one"))
         .await
         .expect("post");
-    assert_eq!(posted.message.body, "a new one");
+    assert_eq!(posted.message.body.as_deref(), Some("a new one"));
     assert_eq!(posted.message.sender_type, "agent");
     assert!(posted.message.id > before.messages[0].id);
     let (old, new) = &posted.contact;
@@ -188,7 +188,8 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
         .edit_message(&ws(WS), c, own, "mine, edited", &by("user_3", false))
         .await
         .expect("one's own message");
-    assert_eq!(mine.body, "mine, edited");
+    assert_eq!(mine.body.as_deref(), Some("mine, edited"));
+    assert_eq!(mine.edited_by.as_deref(), Some("user_3"));
     let theirs = store
         .edit_message(&ws(WS), c, own, "not mine", &by("user_4", false))
         .await;
@@ -203,7 +204,12 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
         .edit_message(&ws(WS), c, target, "fixed typo", &by("user_4", true))
         .await
         .expect("edit");
-    assert_eq!(edited.body, "fixed typo");
+    assert_eq!(edited.body.as_deref(), Some("fixed typo"));
+    assert_eq!(
+        edited.edited_by.as_deref(),
+        Some("user_4"),
+        "the admin who edited"
+    );
     assert!(edited.edited_at.is_some());
     let shown = page(&store, &query(&[("limit", "5")], c.0)).await;
     assert_eq!(shown.messages[3], edited);
@@ -213,7 +219,15 @@ async fn posts_edits_and_deletes_change_what_pages_show(store: Arc<dyn Store>) {
         .await
         .expect("delete");
     let shown = page(&store, &query(&[("limit", "5")], c.0)).await;
-    assert!(shown.messages.iter().all(|m| m.id != target.0));
+    let tombstone = &shown.messages[3];
+    assert_eq!(tombstone.id, target.0, "a deleted message keeps its place");
+    assert_eq!(tombstone.body, None);
+    assert_eq!(tombstone.deleted_by.as_deref(), Some("user_4"));
+    assert!(tombstone.deleted_at.is_some());
+    let gone = store
+        .edit_message(&ws(WS), c, target, "back", &by("user_4", true))
+        .await;
+    assert!(matches!(gone, Err(Error::NotFound("message"))), "{gone:?}");
     let again = store
         .delete_message(&ws(WS), c, target, &by("user_4", true))
         .await;

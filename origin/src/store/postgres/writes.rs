@@ -150,7 +150,7 @@ pub async fn edit_message(
     let mut tx = quiet_tx(db).await?;
     check_sender(&mut tx, ws, conversation, id, by).await?;
     let row: Option<MessageRow> =
-        edit_query::<Postgres>(ws, conversation, id, body, Dialect::Postgres)
+        edit_query::<Postgres>(ws, conversation, id, (body, &by.user), Dialect::Postgres)
             .build_query_as()
             .fetch_optional(&mut *tx)
             .await?;
@@ -167,10 +167,11 @@ pub async fn delete_message(
 ) -> Result<()> {
     let mut tx = quiet_tx(db).await?;
     check_sender(&mut tx, ws, conversation, id, by).await?;
-    let deleted: Option<i64> = delete_query::<Postgres>(ws, conversation, id)
-        .build_query_scalar()
-        .fetch_optional(&mut *tx)
-        .await?;
+    let deleted: Option<i64> =
+        delete_query::<Postgres>(ws, conversation, id, &by.user, Dialect::Postgres)
+            .build_query_scalar()
+            .fetch_optional(&mut *tx)
+            .await?;
     tx.commit().await?;
     deleted.map(drop).ok_or(Error::NotFound("message"))
 }

@@ -255,10 +255,11 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         check_author(found, by)?;
-        let row: Option<MessageRow> = edit_query::<Sqlite>(ws, conversation, id, body, D)
-            .build_query_as()
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<MessageRow> =
+            edit_query::<Sqlite>(ws, conversation, id, (body, &by.user), D)
+                .build_query_as()
+                .fetch_optional(&mut *tx)
+                .await?;
         tx.commit().await?;
         row.map(Into::into).ok_or(Error::NotFound("message"))
     }
@@ -276,7 +277,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         check_author(found, by)?;
-        let deleted: Option<i64> = delete_query::<Sqlite>(ws, conversation, id)
+        let deleted: Option<i64> = delete_query::<Sqlite>(ws, conversation, id, &by.user, D)
             .build_query_scalar()
             .fetch_optional(&mut *tx)
             .await?;
