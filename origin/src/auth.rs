@@ -80,6 +80,14 @@ impl Caller {
         matches!(self, Self::User(p) if p.claims.is_integration())
     }
 
+    /// When (seconds since the epoch) the caller's token expires; `None` for the edge.
+    pub fn expires(&self) -> Option<u64> {
+        match self {
+            Self::User(p) => Some(p.claims.exp),
+            Self::Edge { .. } => None,
+        }
+    }
+
     pub fn admin(&self) -> Result<()> {
         match self {
             Self::User(p) if p.claims.is_admin() => Ok(()),

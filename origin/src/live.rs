@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 const CHANNEL_BOUND: usize = 64;
 /// How long a ticket opens a stream (API.md).
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
+
+type Ticket = (WorkspaceId, UserId, u64, Instant);
 /// How long a workspace without connections keeps its buffer, for clients reconnecting.
 const IDLE: Duration = Duration::from_secs(300);
 
@@ -131,7 +133,9 @@ pub struct Live {
     local: AtomicU64,
     /// Tickets of an instance without Redis (or while it is down): who, for which
     /// workspace, until when.
-    tickets: Mutex<HashMap<String, (WorkspaceId, UserId, Instant)>>,
+    /// Tickets held here while Redis cannot: who, until when their stream may last (s
+    /// since the epoch), and until when the ticket may be redeemed.
+    tickets: Mutex<HashMap<String, Ticket>>,
     /// Tells this instance's announcements from the others' on the channel.
     pub instance: u64,
 }
@@ -234,20 +238,22 @@ impl Live {
         self.hubs()
             .retain(|_, hub| hub.connections > 0 || hub.idle_since.elapsed() < IDLE);
         let now = Instant::now();
-        self.local_tickets().retain(|_, (_, _, until)| *until > now);
+        self.local_tickets()
+            .retain(|_, (_, _, _, until)| *until > now);
     }
 
-    fn local_tickets(&self) -> MutexGuard<'_, HashMap<String, (WorkspaceId, UserId, Instant)>> {
+    fn local_tickets(&self) -> MutexGuard<'_, HashMap<String, Ticket>> {
         self.tickets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A single-use ticket for `user` to open `ws`'s stream within `TICKET_TTL`.
+    /// A single-use ticket for `user` to open `ws`'s stream within `TICKET_TTL`; the
+    /// stream ends `expires` (seconds since the epoch), when the user's token does.
     pub async fn ticket(
         &self,
         redis: Option<&RedisCache>,
         keys: &KeySpace,
-        ws: &WorkspaceId,
-        user: &UserId,
+        (ws, user): (&WorkspaceId, &UserId),
+        expires: u64,
     ) -> String {
         let ticket = format!(
             "{:016x}{:016x}",
@@ -258,7 +264,7 @@ impl Live {
             Some(r) => r
                 .set(
                     &keys.live_ticket(&ticket),
-                    &format!("{ws} {user}"),
+                    &format!("{ws} {user} {expires}"),
                     TICKET_TTL,
                 )
                 .await
@@ -268,24 +274,31 @@ impl Live {
         if !held {
             let until = Instant::now() + TICKET_TTL;
             self.local_tickets()
-                .insert(ticket.clone(), (ws.clone(), user.clone(), until));
+                .insert(ticket.clone(), (ws.clone(), user.clone(), expires, until));
         }
         ticket
     }
 
-    /// Who a ticket was issued to, once: a second use, an unknown or expired ticket is `None`.
+    /// Who a ticket was issued to and when their stream ends, once: a second use, an
+    /// unknown or expired ticket is `None`.
     pub async fn redeem(
         &self,
         redis: Option<&RedisCache>,
         keys: &KeySpace,
         ticket: &str,
-    ) -> Option<(WorkspaceId, UserId)> {
-        if let Some((ws, user, until)) = self.local_tickets().remove(ticket) {
-            return (until > Instant::now()).then_some((ws, user));
+    ) -> Option<(WorkspaceId, UserId, u64)> {
+        if let Some((ws, user, expires, until)) = self.local_tickets().remove(ticket) {
+            return (until > Instant::now()).then_some((ws, user, expires));
         }
         let held = redis?.take(&keys.live_ticket(ticket)).await.ok()??;
-        let (ws, user) = held.split_once(' ')?;
-        Some((WorkspaceId::parse(ws).ok()?, UserId::parse(user).ok()?))
+        let mut parts = held.splitn(3, ' ');
+        let (ws, user) = (parts.next()?, parts.next()?);
+        let expires = parts.next()?.parse().ok()?;
+        Some((
+            WorkspaceId::parse(ws).ok()?,
+            UserId::parse(user).ok()?,
+            expires,
+        ))
     }
 }
 
@@ -382,8 +395,13 @@ mod tests {
         let live = Live::new(4, 10);
         let user = UserId::parse("u1").expect("user");
         let keys = KeySpace::new("t").expect("namespace");
-        let ticket = live.ticket(None, &keys, &ws(), &user).await;
-        assert_eq!(live.redeem(None, &keys, &ticket).await, Some((ws(), user)));
+        let ticket = live
+            .ticket(None, &keys, (&ws(), &user), 4_000_000_000)
+            .await;
+        assert_eq!(
+            live.redeem(None, &keys, &ticket).await,
+            Some((ws(), user, 4_000_000_000))
+        );
         assert_eq!(live.redeem(None, &keys, &ticket).await, None);
         assert_eq!(live.redeem(None, &keys, "made-up").await, None);
     }

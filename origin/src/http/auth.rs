@@ -37,6 +37,8 @@ pub struct Workspace {
     pub ws: WorkspaceId,
     pub user: UserId,
     pub settings: CacheSettings,
+    /// When the caller's token expires (`None`: the edge's key).
+    pub expires: Option<u64>,
 }
 
 /// A write in a workspace: as `Workspace`, by a person (never the edge's key), with the
@@ -96,7 +98,13 @@ impl FromRequestParts<Arc<AppState>> for Workspace {
             state.limits.request(&ws, &settings.rate_limits)?;
         }
         let user = caller.user()?.clone();
-        Ok(Self { ws, user, settings })
+        let expires = caller.expires();
+        Ok(Self {
+            ws,
+            user,
+            settings,
+            expires,
+        })
     }
 }
 

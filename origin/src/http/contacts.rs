@@ -36,7 +36,9 @@ pub fn router() -> Router<Arc<AppState>> {
     security(("bearer" = []), ("internalKey" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    Workspace { ws, user, settings }: Workspace,
+    Workspace {
+        ws, user, settings, ..
+    }: Workspace,
     Path(board): Path<String>,
     query: QueryPairs,
 ) -> Result<Response> {

@@ -25,7 +25,9 @@ pub fn router() -> Router<Arc<AppState>> {
     security(("bearer" = []), ("internalKey" = [])))]
 pub(super) async fn counts(
     State(state): State<Arc<AppState>>,
-    Workspace { ws, user, settings }: Workspace,
+    Workspace {
+        ws, user, settings, ..
+    }: Workspace,
     query: QueryPairs,
 ) -> Result<Response> {
     let started = Instant::now();

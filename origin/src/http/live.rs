@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -24,6 +25,9 @@ use crate::error::{Error, Failures, Result};
 use crate::live::{Note, Subscription, TICKET_TTL};
 use crate::state::AppState;
 
+/// The longest a stream lasts whatever its token says (the edge's key has no expiry).
+const MAX_STREAM: Duration = Duration::from_secs(24 * 3600);
+
 /// The stream, outside the authentication middleware: a ticket stands in for a token.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/workspaces/{ws}/events", get(events))
@@ -39,12 +43,15 @@ pub fn ticket_router() -> Router<Arc<AppState>> {
     security(("bearer" = [])))]
 pub(super) async fn ticket(
     State(state): State<Arc<AppState>>,
-    Workspace { ws, user, .. }: Workspace,
+    Workspace {
+        ws, user, expires, ..
+    }: Workspace,
 ) -> Result<Response> {
     let redis = state.cache.redis().map(|r| &**r);
+    let expires = expires.unwrap_or(u64::MAX);
     let ticket = state
         .live
-        .ticket(redis, state.cache.keys(), &ws, &user)
+        .ticket(redis, state.cache.keys(), (&ws, &user), expires)
         .await;
     Ok(reply::ok(
         json!({"ticket": ticket, "expires_in": TICKET_TTL.as_secs()}),
@@ -64,10 +71,10 @@ pub(super) async fn events(
     headers: HeaderMap,
 ) -> Result<Response> {
     let ws = WorkspaceId::parse(&ws)?;
-    match query.single("ticket")? {
+    let expires = match query.single("ticket")? {
         Some(ticket) => {
             let redis = state.cache.redis().map(|r| &**r);
-            let (granted, _) = state
+            let (granted, _, expires) = state
                 .live
                 .redeem(redis, state.cache.keys(), ticket)
                 .await
@@ -75,9 +82,14 @@ pub(super) async fn events(
             if granted != ws {
                 return Err(Error::Forbidden("the ticket is for another workspace"));
             }
+            expires
         }
-        None => state.auth.authenticate(&headers)?.workspace(&ws)?,
-    }
+        None => {
+            let caller = state.auth.authenticate(&headers)?;
+            caller.workspace(&ws)?;
+            caller.expires().unwrap_or(u64::MAX)
+        }
+    };
     let last = match single_header(&headers, "last-event-id")? {
         Some(id) => Some(id),
         None => query.single("last_event_id")?,
@@ -89,12 +101,15 @@ pub(super) async fn events(
             })
         })
         .transpose()?;
-    Ok(stream(state.live.subscribe(&ws, last)?).into_response())
+    Ok(stream(state.live.subscribe(&ws, last)?, expires).into_response())
 }
 
-/// The missed changes, then each live one until the client goes or falls too far behind.
+/// The missed changes, then each live one until the client goes, falls too far behind,
+/// or its token expires (`expires`, seconds since the epoch: the client renews with a new
+/// ticket, so a revoked member's stream does not outlive its token).
 fn stream(
     sub: Subscription,
+    expires: u64,
 ) -> Sse<impl stream::Stream<Item = std::result::Result<Event, Infallible>>> {
     let Subscription {
         missed,
@@ -108,8 +123,11 @@ fn stream(
             Some((note, (receiver, connection)))
         },
     );
+    let now = u64::try_from(crate::cache::entry::now_ms() / 1000).unwrap_or(0);
+    let left = Duration::from_secs(expires.saturating_sub(now).min(MAX_STREAM.as_secs()));
     let events = stream::iter(missed)
         .chain(live)
+        .take_until(tokio::time::sleep(left))
         .map(|note| Ok(event(&note)));
     Sse::new(events).keep_alive(KeepAlive::default())
 }

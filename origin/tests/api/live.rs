@@ -354,3 +354,47 @@ async fn a_change_written_straight_to_postgres_is_told_once_whichever_instances_
         "no second instance told the first change again"
     );
 }
+
+impl Events {
+    /// Reads until the server ends the stream; how long that took.
+    async fn until_closed(mut self, limit: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let chunk = tokio::time::timeout(limit, self.response.chunk())
+                .await
+                .expect("the stream ends in time")
+                .expect("the stream");
+            if chunk.is_none() {
+                return started.elapsed();
+            }
+        }
+    }
+}
+
+/// A stream does not outlive the token that opened it, whether the token itself or a
+/// ticket of it opened the stream: the client renews with a new ticket.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_stream_ends_when_its_token_expires(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let short = token_for("user_3", &[WS], false, 2);
+    let by_ticket = Events::with_ticket(&app, WS, &short, None).await;
+    let by_token = Events::of(
+        app.http
+            .get(app.url(&format!("/api/workspaces/{WS}/events")))
+            .bearer_auth(&short)
+            .send()
+            .await
+            .expect("request"),
+    );
+    let long = Events::with_ticket(&app, WS, &member(), None).await;
+    for stream in [by_ticket, by_token] {
+        let lasted = stream.until_closed(Duration::from_secs(10)).await;
+        assert!(lasted <= Duration::from_secs(4), "{lasted:?}");
+    }
+    let open = tokio::time::timeout(
+        Duration::from_millis(500),
+        long.until_closed(Duration::from_secs(1)),
+    )
+    .await;
+    assert!(open.is_err(), "a stream of a long-lived token stays open");
+}
