@@ -61,7 +61,10 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000),
             keys: KeySpace::new(&var(env, "CACHE_NAMESPACE").unwrap_or_else(|| "ec".into()))?,
-            tokens: TokenVerifier::new(jwt.as_bytes()),
+            tokens: TokenVerifier::new(jwt.as_bytes()).expecting(
+                var(env, "JWT_AUDIENCE").as_deref(),
+                var(env, "JWT_ISSUER").as_deref(),
+            ),
             origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
             internal_key: secret(env, "INTERNAL_API_KEY")
                 .ok_or_else(|| missing("INTERNAL_API_KEY"))?,

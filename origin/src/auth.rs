@@ -161,8 +161,12 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(jwt_secret: &[u8], internal_key: Option<&str>) -> Self {
+        Self::with_tokens(TokenVerifier::new(jwt_secret), internal_key)
+    }
+
+    pub fn with_tokens(tokens: TokenVerifier, internal_key: Option<&str>) -> Self {
         Self {
-            tokens: TokenVerifier::new(jwt_secret),
+            tokens,
             internal_key: internal_key.map(str::to_owned),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)

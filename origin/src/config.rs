@@ -94,6 +94,12 @@ pub struct Settings {
     /// HS256 key of bearer tokens (at least 32 bytes); unset: random per process.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Where set, a token's `aud` must be this.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Where set, a token's `iss` must be this.
+    #[arg(long, env = "JWT_ISSUER")]
+    jwt_issuer: Option<String>,
     /// The key the edge worker sends in X-Internal-Key (at least 16 bytes).
     #[arg(long, env = "INTERNAL_API_KEY", hide_env_values = true)]
     internal_api_key: Option<String>,
@@ -170,6 +176,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// HS256 key of the bearer tokens; `None` makes one up per process (local use only).
     pub jwt_secret: Option<Secret>,
+    /// `aud` and `iss` a token must carry, where set.
+    pub jwt_audience: Option<String>,
+    pub jwt_issuer: Option<String>,
     /// The edge worker's key; `None` disables internal-key access.
     pub internal_key: Option<Secret>,
     /// The edge worker's base URL: every change is pushed to it (with the internal key).
@@ -215,6 +224,8 @@ impl Config {
             store: StoreConfig::from_settings(&s)?,
             redis_url: set(&s.redis_url).filter(|u| u != "off"),
             jwt_secret: set(&s.jwt_secret).map(Secret),
+            jwt_audience: set(&s.jwt_audience),
+            jwt_issuer: set(&s.jwt_issuer),
             internal_key: set(&s.internal_api_key).map(Secret),
             edge_url: set(&s.edge_url),
             key_space: KeySpace::new(&s.cache_namespace).map_err(|e| ConfigError(e.message))?,

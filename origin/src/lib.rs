@@ -77,10 +77,10 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         config.writes_per_user_per_min,
         config.requests_per_workspace_per_min,
     );
-    let auth = auth::Verifier::new(
-        secret.0.as_bytes(),
-        config.internal_key.as_ref().map(|k| k.0.as_str()),
-    );
+    let tokens = shared::token::TokenVerifier::new(secret.0.as_bytes())
+        .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref());
+    let auth =
+        auth::Verifier::with_tokens(tokens, config.internal_key.as_ref().map(|k| k.0.as_str()));
     let live = Arc::new(live::Live::new(
         config.live_buffer,
         config.live_max_connections,

@@ -52,10 +52,32 @@ impl TokenVerifier {
         validation.leeway = 5;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
         Self {
             key: DecodingKey::from_secret(secret),
             validation,
         }
+    }
+
+    /// Also requires the token's `aud` to be `audience` and its `iss` to be `issuer`
+    /// where set (`JWT_AUDIENCE`, `JWT_ISSUER`): a token the identity provider made for
+    /// another service, signed with the same key, is then refused.
+    pub fn expecting(mut self, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        let mut required = vec!["exp", "sub"];
+        match audience {
+            Some(aud) => {
+                self.validation.set_audience(&[aud]);
+                self.validation.validate_aud = true;
+                required.push("aud");
+            }
+            None => self.validation.validate_aud = false,
+        }
+        if let Some(iss) = issuer {
+            self.validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
@@ -134,5 +156,49 @@ mod tests {
         assert!(!c.grants(&ws));
         c.role = Some("admin".into());
         assert!(c.grants(&ws));
+    }
+
+    #[test]
+    fn audience_and_issuer_are_required_only_where_set() {
+        #[derive(Serialize)]
+        struct With<'a> {
+            #[serde(flatten)]
+            claims: Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+        }
+        let token = |aud, iss| {
+            let with = With {
+                claims: claims(4_000_000_000),
+                aud,
+                iss,
+            };
+            encode(
+                &Header::new(Algorithm::HS256),
+                &with,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .expect("signed")
+        };
+        let any = TokenVerifier::new(SECRET);
+        assert!(any.verify(&token(Some("crm"), Some("idp"))).is_ok());
+        assert!(any.verify(&token(None, None)).is_ok());
+        let strict = TokenVerifier::new(SECRET).expecting(Some("crm"), Some("idp"));
+        assert!(strict.verify(&token(Some("crm"), Some("idp"))).is_ok());
+        for (aud, iss) in [
+            (None, None),
+            (Some("crm"), None),
+            (None, Some("idp")),
+            (Some("billing"), Some("idp")),
+            (Some("crm"), Some("other")),
+        ] {
+            assert_eq!(
+                strict.verify(&token(aud, iss)),
+                Err(InvalidToken),
+                "{aud:?} {iss:?}"
+            );
+        }
     }
 }

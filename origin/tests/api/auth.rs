@@ -376,3 +376,39 @@ async fn a_workspace_admin_may_lower_a_rate_limit_and_only_an_operator_raise_it(
     )
     .await;
 }
+
+/// With `JWT_AUDIENCE` and `JWT_ISSUER` set, a token made for another service (or by
+/// another issuer) with the same key is refused like any invalid token.
+#[sqlx::test(migrations = "../migrations")]
+async fn tokens_for_another_audience_or_issuer_are_refused_where_configured(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.jwt_audience = Some("crm".into());
+    config.jwt_issuer = Some("https://id.example".into());
+    let app = TestApp::spawn_with(db, config, seeded.boards).await;
+    let signed = |aud: &str, iss: &str| {
+        let claims = serde_json::json!({
+            "sub": "user_3", "workspaces": [WS], "exp": 4_000_000_000u64, "aud": aud, "iss": iss,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("signed")
+    };
+    let counts = format!("/api/cache-settings/workspace/{WS}/counts");
+    let ok = app.get(&counts, &signed("crm", "https://id.example")).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    for token in [
+        signed("billing", "https://id.example"),
+        signed("crm", "https://evil.example"),
+        member(),
+    ] {
+        let refused = app.get(&counts, &token).await;
+        assert_eq!(
+            error_code(refused, StatusCode::UNAUTHORIZED).await,
+            "unauthorized"
+        );
+    }
+}
