@@ -101,6 +101,7 @@ pub fn token(user: &str, ws: &str, admin: bool) -> String {
         sub: user.into(),
         workspaces: vec![ws.into()],
         role: admin.then(|| "admin".into()),
+        roles: Default::default(),
         exp: 4_000_000_000,
     };
     issue(SECRET.as_bytes(), &claims).expect("token")

@@ -63,6 +63,7 @@ mod tests {
             sub: "u1".into(),
             workspaces: workspaces.iter().map(|w| (*w).to_owned()).collect(),
             role: None,
+            roles: Default::default(),
             exp: u64::try_from(now + exp_offset).unwrap_or(0),
         };
         format!("Bearer {}", issue(SECRET, &claims).expect("signed"))

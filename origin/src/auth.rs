@@ -69,15 +69,19 @@ impl Caller {
         }
     }
 
-    /// Fails unless the caller is an admin of `ws` (or an operator).
+    /// Fails unless the caller is an admin of `ws` (or an operator), by the token's role
+    /// in that workspace.
     pub fn admin_of(&self, ws: &WorkspaceId) -> Result<()> {
         self.workspace(ws)?;
-        self.admin()
+        match self {
+            Self::User(p) if p.claims.is_admin_of(ws) => Ok(()),
+            _ => Err(Error::Forbidden("this needs the admin role")),
+        }
     }
 
-    /// Whether the token is an integration's (`role: integration`).
-    pub fn integration(&self) -> bool {
-        matches!(self, Self::User(p) if p.claims.is_integration())
+    /// Whether the token is an integration's in `ws` (`role: integration`).
+    pub fn integration_in(&self, ws: &WorkspaceId) -> bool {
+        matches!(self, Self::User(p) if p.claims.is_integration_in(ws))
     }
 
     /// When (seconds since the epoch) the caller's token expires; `None` for the edge.
@@ -286,6 +290,7 @@ mod tests {
             sub: "u1".into(),
             workspaces: vec!["15213".into()],
             role: None,
+            roles: Default::default(),
             exp: u64::try_from(now + exp_offset).unwrap_or(0),
         }
     }

@@ -98,6 +98,7 @@ fn token(
         sub: user,
         workspaces,
         role: admin.then(|| "admin".to_owned()),
+        roles: Default::default(),
         exp,
     };
     Ok(issue(secret.as_bytes(), &claims)?)

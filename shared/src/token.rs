@@ -2,6 +2,8 @@
 //! `exp` and `sub` required, `nbf` honoured, 5 s leeway, oversized tokens refused unread.
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::WorkspaceId;
@@ -14,8 +16,13 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub struct Claims {
     pub sub: String,
     pub workspaces: Vec<String>,
+    /// The role in every workspace the token lists, unless `roles` names another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// A role per workspace, for a token that lists several (admin of one, member of
+    /// another); a workspace it does not name has `role`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, String>,
     pub exp: u64,
 }
 
@@ -24,9 +31,23 @@ impl Claims {
         self.role.as_deref() == Some("admin")
     }
 
-    /// An integration (a chat widget, a bot): it may post as the contact or as a bot.
-    pub fn is_integration(&self) -> bool {
-        self.role.as_deref() == Some("integration")
+    /// The role the token gives in `ws`.
+    pub fn role_in(&self, ws: &WorkspaceId) -> Option<&str> {
+        self.roles
+            .get(ws.as_str())
+            .or(self.role.as_ref())
+            .map(String::as_str)
+    }
+
+    /// An admin of `ws` (a workspace the token grants).
+    pub fn is_admin_of(&self, ws: &WorkspaceId) -> bool {
+        self.grants(ws) && self.role_in(ws) == Some("admin")
+    }
+
+    /// An integration in `ws` (a chat widget, a bot): it may post as the contact or as
+    /// a bot.
+    pub fn is_integration_in(&self, ws: &WorkspaceId) -> bool {
+        self.grants(ws) && self.role_in(ws) == Some("integration")
     }
 
     /// Exact match only: a workspace id is never trimmed, split or case-folded here.
@@ -122,6 +143,7 @@ mod tests {
             sub: "u1".into(),
             workspaces: vec!["15213".into()],
             role: None,
+            roles: Default::default(),
             exp,
         }
     }

@@ -45,6 +45,7 @@ fn signed(user: &str, workspaces: &[&str], role: Option<&str>) -> String {
         sub: user.into(),
         workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
         role: role.map(Into::into),
+        roles: Default::default(),
         exp: 4_000_000_000,
     };
     issue(SECRET.as_bytes(), &claims).expect("token")

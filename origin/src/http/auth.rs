@@ -119,7 +119,7 @@ impl FromRequestParts<Arc<AppState>> for Writer {
         let by = Author {
             user: user.clone(),
             admin: caller.admin_of(&ws).is_ok(),
-            integration: caller.integration(),
+            integration: caller.integration_in(&ws),
         };
         Ok(Self { ws, by })
     }

@@ -15,6 +15,7 @@ async fn missing_expired_and_forged_tokens_get_one_identical_401(db: PgPool) {
             sub: "user_3".into(),
             workspaces: vec![WS.into()],
             role: None,
+            roles: Default::default(),
             exp: 4_000_000_000,
         };
         origin::auth::issue(b"not-the-secret-not-the-secret-not-the", &claims).expect("token")
@@ -411,4 +412,27 @@ async fn tokens_for_another_audience_or_issuer_are_refused_where_configured(db: 
             "unauthorized"
         );
     }
+}
+
+/// A token listing two workspaces with a role in each is an admin only where it says so.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_role_named_for_one_workspace_is_not_a_role_in_the_others(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let claims = origin::auth::Claims {
+        sub: "user_3".into(),
+        workspaces: vec![WS.into(), OTHER_WS.into()],
+        role: None,
+        roles: [(WS.to_owned(), "admin".to_owned())].into(),
+        exp: 4_000_000_000,
+    };
+    let token = origin::auth::issue(SECRET.as_bytes(), &claims).expect("token");
+    let warm = |ws: &str| json!({"workspaceId": ws});
+    let mine = app
+        .post("/api/cache-settings/warm-cache", &token, warm(WS))
+        .await;
+    assert_eq!(mine.status(), StatusCode::OK);
+    let theirs = app
+        .post("/api/cache-settings/warm-cache", &token, warm(OTHER_WS))
+        .await;
+    assert_eq!(error_code(theirs, StatusCode::FORBIDDEN).await, "forbidden");
 }

@@ -174,6 +174,7 @@ pub fn token_for(user: &str, workspaces: &[&str], admin: bool, exp_offset: i64) 
         sub: user.into(),
         workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
         role: admin.then(|| "admin".into()),
+        roles: Default::default(),
         exp: u64::try_from(exp).unwrap_or(0),
     };
     issue(SECRET.as_bytes(), &claims).expect("token")

@@ -404,6 +404,7 @@ fn with_role(user: &str, role: &str) -> String {
         sub: user.into(),
         workspaces: vec![WS.into()],
         role: Some(role.into()),
+        roles: Default::default(),
         exp: 4_000_000_000,
     };
     origin::auth::issue(SECRET.as_bytes(), &claims).expect("token")
