@@ -150,6 +150,13 @@ pub struct Settings {
     /// Requests per workspace per minute.
     #[arg(long, env = "RATE_LIMIT_REQUESTS_PER_MIN", default_value_t = 6000)]
     rate_limit_requests_per_min: u32,
+    /// Requests per member of a workspace per minute (within the workspace's).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REQUESTS_PER_USER_PER_MIN",
+        default_value_t = 1200
+    )]
+    rate_limit_requests_per_user_per_min: u32,
     /// Demo contacts seeded on first start (0: none).
     #[arg(long, env = "SEED_DEMO_CONTACTS", default_value_t = 200_000)]
     seed_demo_contacts: u32,
@@ -206,6 +213,7 @@ pub struct Config {
     pub writes_per_user_per_min: u32,
     /// Authenticated requests one workspace may make per minute (all users together).
     pub requests_per_workspace_per_min: u32,
+    pub requests_per_user_per_min: u32,
     /// Contacts of the demo workspace seeded on first start; 0 seeds nothing.
     pub seed_demo_contacts: u32,
 }
@@ -242,6 +250,7 @@ impl Config {
             generation_max_age: Duration::from_millis(s.generation_max_age_ms),
             writes_per_user_per_min: s.rate_limit_writes_per_min,
             requests_per_workspace_per_min: s.rate_limit_requests_per_min,
+            requests_per_user_per_min: s.rate_limit_requests_per_user_per_min,
             seed_demo_contacts: s.seed_demo_contacts,
         };
         config.validate()
@@ -268,6 +277,10 @@ impl Config {
             (
                 "RATE_LIMIT_REQUESTS_PER_MIN",
                 self.requests_per_workspace_per_min,
+            ),
+            (
+                "RATE_LIMIT_REQUESTS_PER_USER_PER_MIN",
+                self.requests_per_user_per_min,
             ),
         ] {
             if !rate_in_bounds(per_min) {

@@ -24,8 +24,16 @@ type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K, FastHash>, DefaultClock
 pub struct Limits {
     writes: Keyed<(WorkspaceId, UserId)>,
     requests: Keyed<WorkspaceId>,
-    writes_per_user_per_min: u32,
-    requests_per_workspace_per_min: u32,
+    user_requests: Keyed<(WorkspaceId, UserId)>,
+    defaults: Defaults,
+}
+
+/// The deployment's limits, where a workspace sets none of its own (per minute).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub writes_per_user: u32,
+    pub requests_per_workspace: u32,
+    pub requests_per_user: u32,
 }
 
 fn cost(per_min: u32) -> NonZeroU32 {
@@ -52,30 +60,38 @@ where
 }
 
 impl Limits {
-    pub fn new(writes_per_user_per_min: u32, requests_per_workspace_per_min: u32) -> Self {
+    pub fn new(defaults: Defaults) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(MAX_RATE_PER_MIN).unwrap_or(NonZeroU32::MIN));
         Self {
             writes: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
             requests: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
-            writes_per_user_per_min,
-            requests_per_workspace_per_min,
+            user_requests: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
+            defaults,
         }
     }
 
-    /// One authenticated request in `ws`, whose own limits are `own`.
-    pub fn request(&self, ws: &WorkspaceId, own: &RateLimits) -> Result<()> {
+    /// One authenticated request by `user` in `ws`, whose own limits are `own`: the
+    /// member's share first, so a member past it spends nothing of the workspace's (the
+    /// edge's key without a user is charged to the workspace alone).
+    pub fn request(&self, ws: &WorkspaceId, user: Option<&UserId>, own: &RateLimits) -> Result<()> {
+        if let Some(user) = user {
+            let share = own
+                .requests_per_user_per_minute
+                .unwrap_or(self.defaults.requests_per_user);
+            check(&self.user_requests, &(ws.clone(), user.clone()), share)?;
+        }
         let limit = own
             .requests_per_minute
-            .unwrap_or(self.requests_per_workspace_per_min);
+            .unwrap_or(self.defaults.requests_per_workspace);
         check(&self.requests, ws, limit)
     }
 
     /// One contact write by `user` in `ws` (which also counts as a request).
     pub fn write(&self, ws: &WorkspaceId, user: &UserId, own: &RateLimits) -> Result<()> {
-        self.request(ws, own)?;
+        self.request(ws, Some(user), own)?;
         let limit = own
             .writes_per_user_per_minute
-            .unwrap_or(self.writes_per_user_per_min);
+            .unwrap_or(self.defaults.writes_per_user);
         check(&self.writes, &(ws.clone(), user.clone()), limit)
     }
 
@@ -85,6 +101,8 @@ impl Limits {
         self.writes.shrink_to_fit();
         self.requests.retain_recent();
         self.requests.shrink_to_fit();
+        self.user_requests.retain_recent();
+        self.user_requests.shrink_to_fit();
     }
 }
 
@@ -94,45 +112,57 @@ mod tests {
 
     const DEFAULT: RateLimits = RateLimits {
         requests_per_minute: None,
+        requests_per_user_per_minute: None,
         writes_per_user_per_minute: None,
     };
 
+    fn limits(writes_per_user: u32, requests_per_workspace: u32, requests_per_user: u32) -> Limits {
+        Limits::new(Defaults {
+            writes_per_user,
+            requests_per_workspace,
+            requests_per_user,
+        })
+    }
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("user")
+    }
+
     #[test]
     fn a_workspace_setting_replaces_the_default_for_that_workspace_only() {
-        let limits = Limits::new(100, 1000);
+        let limits = limits(100, 1000, 1000);
         let (strict, other) = (
             WorkspaceId::parse("1").expect("ws"),
             WorkspaceId::parse("2").expect("ws"),
         );
         let own = RateLimits {
             requests_per_minute: Some(3),
-            writes_per_user_per_minute: None,
+            ..DEFAULT
         };
         for _ in 0..3 {
-            assert!(limits.request(&strict, &own).is_ok());
+            assert!(limits.request(&strict, None, &own).is_ok());
         }
-        assert!(matches!(limits.request(&strict, &own), Err(Error::RateLimited(s)) if s >= 1));
+        assert!(
+            matches!(limits.request(&strict, None, &own), Err(Error::RateLimited(s)) if s >= 1)
+        );
         for _ in 0..50 {
-            assert!(limits.request(&other, &DEFAULT).is_ok());
+            assert!(limits.request(&other, None, &DEFAULT).is_ok());
         }
         let generous = RateLimits {
             requests_per_minute: Some(MAX_RATE_PER_MIN),
+            requests_per_user_per_minute: Some(MAX_RATE_PER_MIN),
             writes_per_user_per_minute: Some(MAX_RATE_PER_MIN),
         };
-        let user = UserId::parse("u1").expect("user");
         for _ in 0..5000 {
-            assert!(limits.write(&other, &user, &generous).is_ok());
+            assert!(limits.write(&other, &user("u1"), &generous).is_ok());
         }
     }
 
     #[test]
     fn writes_are_limited_per_user_and_workspace() {
-        let limits = Limits::new(2, 100);
+        let limits = limits(2, 100, 100);
         let ws = WorkspaceId::parse("1").expect("ws");
-        let (u1, u2) = (
-            UserId::parse("u1").expect("user"),
-            UserId::parse("u2").expect("user"),
-        );
+        let (u1, u2) = (user("u1"), user("u2"));
         assert!(limits.write(&ws, &u1, &DEFAULT).is_ok());
         assert!(limits.write(&ws, &u1, &DEFAULT).is_ok());
         assert!(matches!(limits.write(&ws, &u1, &DEFAULT), Err(Error::RateLimited(s)) if s >= 1));
@@ -149,12 +179,39 @@ mod tests {
 
     #[test]
     fn requests_are_limited_per_workspace() {
-        let limits = Limits::new(100, 1);
+        let limits = limits(100, 1, 100);
         let ws = WorkspaceId::parse("1").expect("ws");
-        assert!(limits.request(&ws, &DEFAULT).is_ok());
-        assert!(limits.request(&ws, &DEFAULT).is_err());
+        assert!(limits.request(&ws, None, &DEFAULT).is_ok());
+        assert!(limits.request(&ws, None, &DEFAULT).is_err());
         assert!(limits
-            .request(&WorkspaceId::parse("2").expect("ws"), &DEFAULT)
+            .request(&WorkspaceId::parse("2").expect("ws"), None, &DEFAULT)
             .is_ok());
+    }
+
+    #[test]
+    fn a_member_past_its_share_leaves_the_workspaces_budget_to_the_others() {
+        let limits = limits(100, 10, 4);
+        let ws = WorkspaceId::parse("1").expect("ws");
+        let (greedy, other) = (user("greedy"), user("other"));
+        let refused = (0..100)
+            .filter(|_| limits.request(&ws, Some(&greedy), &DEFAULT).is_err())
+            .count();
+        assert_eq!(refused, 96, "four requests a minute for one member");
+        for n in 0..4 {
+            assert!(
+                limits.request(&ws, Some(&other), &DEFAULT).is_ok(),
+                "another member's request {n}"
+            );
+        }
+        let own = RateLimits {
+            requests_per_user_per_minute: Some(1),
+            ..DEFAULT
+        };
+        let third = user("third");
+        assert!(limits.request(&ws, Some(&third), &own).is_ok());
+        assert!(
+            limits.request(&ws, Some(&third), &own).is_err(),
+            "a workspace's own share"
+        );
     }
 }

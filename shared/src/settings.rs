@@ -48,6 +48,10 @@ pub struct CacheConfig {
 #[serde(rename_all = "camelCase")]
 pub struct RateLimits {
     pub requests_per_minute: Option<u32>,
+    /// Each member's share of the workspace's requests, so that one member looping
+    /// reads cannot spend every other member's budget (absent in older settings).
+    #[serde(default)]
+    pub requests_per_user_per_minute: Option<u32>,
     pub writes_per_user_per_minute: Option<u32>,
 }
 
@@ -101,6 +105,8 @@ pub struct SettingsUpdate {
 pub struct RateLimitsUpdate {
     #[serde(default, deserialize_with = "present")]
     pub requests_per_minute: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub requests_per_user_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub writes_per_user_per_minute: Option<Option<i64>>,
 }
@@ -212,6 +218,11 @@ impl CacheSettings {
                     r.requests_per_minute,
                     cur.requests_per_minute,
                 )?,
+                requests_per_user_per_minute: rate(
+                    "requestsPerUserPerMinute",
+                    r.requests_per_user_per_minute,
+                    cur.requests_per_user_per_minute,
+                )?,
                 writes_per_user_per_minute: rate(
                     "writesPerUserPerMinute",
                     r.writes_per_user_per_minute,
@@ -282,7 +293,7 @@ mod tests {
         let json = serde_json::to_value(CacheSettings::default()).expect("serializes");
         assert_eq!(
             json,
-            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300},"rateLimits":{"requestsPerMinute":null,"writesPerUserPerMinute":null}})
+            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300},"rateLimits":{"requestsPerMinute":null,"requestsPerUserPerMinute":null,"writesPerUserPerMinute":null}})
         );
     }
 

@@ -65,7 +65,7 @@ async fn charge(state: &AppState, caller: &Caller, ws: &WorkspaceId) -> Result<(
     let own = state.settings_for(ws).await.rate_limits;
     match caller.user() {
         Ok(user) => state.limits.write(ws, user, &own),
-        Err(_) => state.limits.request(ws, &own),
+        Err(_) => state.limits.request(ws, None, &own),
     }
 }
 

@@ -94,10 +94,12 @@ impl FromRequestParts<Arc<AppState>> for Workspace {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self> {
         let (caller, ws, settings) = granted(parts, state).await?;
-        if parts.extensions.get::<Charged>().is_none() {
-            state.limits.request(&ws, &settings.rate_limits)?;
-        }
         let user = caller.user()?.clone();
+        if parts.extensions.get::<Charged>().is_none() {
+            state
+                .limits
+                .request(&ws, Some(&user), &settings.rate_limits)?;
+        }
         let expires = caller.expires();
         Ok(Self {
             ws,

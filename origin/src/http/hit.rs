@@ -194,7 +194,10 @@ pub fn answer<B>(
             Some(page)
         }
     };
-    let charged = state.limits.request(&ws, &settings.rate_limits).is_ok();
+    let charged = state
+        .limits
+        .request(&ws, Some(user), &settings.rate_limits)
+        .is_ok();
     let hit = if charged {
         match &page {
             None => state.cache.counts_in_memory(&ws, user, began),

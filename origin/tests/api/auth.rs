@@ -436,3 +436,38 @@ async fn a_role_named_for_one_workspace_is_not_a_role_in_the_others(db: PgPool) 
         .await;
     assert_eq!(error_code(theirs, StatusCode::FORBIDDEN).await, "forbidden");
 }
+
+/// A member past its share of the workspace's requests gets 429 with `Retry-After`, and
+/// another member of the workspace still reads.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_member_at_its_limit_leaves_the_others_their_reads(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let saved = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"rateLimits": {"requestsPerUserPerMinute": 5}}),
+        )
+        .await;
+    let settings = data(saved).await;
+    assert_eq!(
+        settings["settings"]["rateLimits"]["requestsPerUserPerMinute"],
+        5
+    );
+    let counts = format!("/api/cache-settings/workspace/{WS}/counts");
+    let greedy = token_for("user_5", &[WS], false, 3600);
+    let refused = eventually(Duration::from_secs(2), || async {
+        let r = app.get(&counts, &greedy).await;
+        (r.status() == StatusCode::TOO_MANY_REQUESTS).then_some(r)
+    })
+    .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
+        "rate_limited"
+    );
+    let other = app
+        .get(&counts, &token_for("user_6", &[WS], false, 3600))
+        .await;
+    assert_eq!(other.status(), StatusCode::OK, "another member reads on");
+}
