@@ -6,6 +6,8 @@ pub struct Fail {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After` (a 503 without one says 5).
+    pub retry_after: Option<u64>,
 }
 
 impl Fail {
@@ -14,7 +16,25 @@ impl Fail {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The origin shed the request (its 429), with how long it asked callers to wait.
+    pub fn shed(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                429,
+                "rate_limited",
+                "too many requests; retry after the time given",
+            )
+        }
+    }
+
+    /// Whether what KV holds should stand in: the origin failed or shed the request.
+    pub fn origin_unable(&self) -> bool {
+        self.status >= 500 || self.status == 429
     }
 
     /// One answer for every authentication failure, so a probe learns nothing from it.

@@ -280,13 +280,13 @@ async fn read(
             (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
         }
         // Past the grace, nothing held, or unconfirmed counters: the origin; should it
-        // fail, what KV still holds stands in.
+        // fail or shed the request (429), what KV still holds stands in.
         // An answer the origin says not to keep (its caching is off) was not cached here
         // either: BYPASS, as the origin says of it.
         held => match fill(&cfg, &key, &asked).await {
             Ok((data, source, None)) => (CacheStatus::Bypass, source, data, None),
             Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
-            Err(f) if f.status >= 500 => match held {
+            Err(f) if f.origin_unable() => match held {
                 Some((data, meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),
                 None => return Err(f),
             },

@@ -82,8 +82,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Err(f) => {
             metrics::isolate(|m| m.error((now_ms() - started) as f64));
             let mut r = json_response(f.status, error_body(f.code, &f.message))?;
-            if f.status == 503 {
-                r.headers_mut().set("Retry-After", "5")?;
+            match f.retry_after {
+                Some(secs) => r.headers_mut().set("Retry-After", &secs.to_string())?,
+                None if f.status == 503 => r.headers_mut().set("Retry-After", "5")?,
+                None => {}
             }
             r
         }
@@ -183,6 +185,10 @@ pub(crate) async fn call_origin(
     match outcome {
         Some(Ok(mut response)) => {
             let status = response.status_code();
+            if status == 429 {
+                let wait = response.headers().get("Retry-After").ok().flatten();
+                return Err(Fail::shed(wait.and_then(|w| w.parse().ok()).unwrap_or(1)));
+            }
             let body = response
                 .text()
                 .await

@@ -627,13 +627,14 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, older_kept) = edge.get(&older, &user, WS).await;
     assert_eq!(older_kept["data"]["_cache"]["status"], "HIT");
     assert_eq!(payload(&older_kept), payload(&older_hit));
-    // An edit reaches every page of its conversation at the edge, the older ones too.
+    // An edit (an admin's: the seeded message is someone else's) reaches every page of
+    // its conversation at the edge, the older ones too.
     let edited_id = &older_hit["data"]["messages"][2]["id"];
     let edited = reqwest::Client::new()
         .patch(format!(
             "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages/{edited_id}"
         ))
-        .bearer_auth(&user)
+        .bearer_auth(admin_token())
         .json(&json!({"body": "edited at the origin"}))
         .send()
         .await
@@ -647,15 +648,17 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .delete(format!(
             "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages/{edited_id}"
         ))
-        .bearer_auth(&user)
+        .bearer_auth(admin_token())
         .send()
         .await
         .expect("delete");
     assert_eq!(deleted.status(), StatusCode::OK);
+    // The delete leaves a tombstone in place, at the edge too.
     edge.within_a_second(&older, &user, WS, |now| {
-        now["data"]["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().all(|m| &m["id"] != edited_id))
+        let tombstone = &now["data"]["messages"][2];
+        &tombstone["id"] == edited_id
+            && tombstone["body"].is_null()
+            && tombstone["deleted_by"] == "admin"
     })
     .await;
     let (status, refused) = edge
@@ -832,6 +835,51 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A member past its share of the workspace's requests: the origin sheds its edge
+    // misses (429), and the edge, holding nothing to stand in, passes the wait on.
+    let rate = |per_user: Value| async move {
+        let saved = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
+            ))
+            .bearer_auth(admin_token())
+            .json(&json!({"rateLimits": {"requestsPerUserPerMinute": per_user}}))
+            .send()
+            .await
+            .expect("settings");
+        assert_eq!(saved.status(), StatusCode::OK);
+    };
+    rate(json!(2)).await;
+    let greedy = token("user_11", &[WS]);
+    let mut shed = None;
+    for n in 1..=6 {
+        let r = edge
+            .http
+            .get(format!(
+                "{}/api/boards/{}/contacts?per_page=3&page={n}",
+                edge.base, boards[0]
+            ))
+            .bearer_auth(&greedy)
+            .header("X-Workspace-ID", WS)
+            .send()
+            .await
+            .expect("request");
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            shed = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let shed = shed.expect("the origin sheds a member past its share");
+    let wait = shed
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    assert!(wait.is_some_and(|w| w.parse::<u64>().is_ok_and(|s| s >= 1)));
+    let body: Value = shed.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    rate(Value::Null).await;
 
     // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()
