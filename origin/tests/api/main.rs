@@ -15,6 +15,7 @@ mod hits;
 mod input;
 mod invalidation;
 mod isolation;
+mod isolation_routes;
 mod live;
 mod reads;
 mod redis_layouts;
