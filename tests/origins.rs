@@ -12,6 +12,8 @@ use crate::{free_port, root, wait_ok, Group};
 
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
 pub const INTERNAL_KEY: &str = "bench-internal-key-0001";
+/// The key origins push changes to the edge with (never the read key).
+pub const PUSH_KEY: &str = "bench-push-key-00001";
 
 pub fn origin_binary() -> PathBuf {
     root().join("target/release/origin")
@@ -70,6 +72,7 @@ pub async fn origin_under(
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("JWT_SECRET", SECRET)
         .env("INTERNAL_API_KEY", INTERNAL_KEY)
+        .env("EDGE_PUSH_KEY", PUSH_KEY)
         .env("CACHE_NAMESPACE", &layers.namespace)
         .env("L1_MAX_BYTES", layers.l1_bytes.to_string())
         .env("SEED_DEMO_CONTACTS", "0")

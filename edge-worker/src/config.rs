@@ -22,7 +22,11 @@ pub(crate) struct Config {
     pub(crate) keys: KeySpace,
     pub(crate) tokens: TokenVerifier,
     pub(crate) origin_url: String,
+    /// The key the worker reads the origin with (`INTERNAL_API_KEY`); it pushes nothing.
     pub(crate) internal_key: String,
+    /// The keys the origins push changes with (`EDGE_PUSH_KEY`, and during a rotation
+    /// `EDGE_PUSH_KEY_PREVIOUS`); none: no pushes are taken.
+    pub(crate) push_keys: Vec<String>,
     pub(crate) timeout: Duration,
     pub(crate) grace_secs: u64,
 }
@@ -65,7 +69,11 @@ impl Config {
                 var(env, "JWT_AUDIENCE").as_deref(),
                 var(env, "JWT_ISSUER").as_deref(),
             ),
-            origin_url: var(env, "ORIGIN_URL").ok_or_else(|| missing("ORIGIN_URL"))?,
+            origin_url: origin_url(env)?,
+            push_keys: ["EDGE_PUSH_KEY", "EDGE_PUSH_KEY_PREVIOUS"]
+                .into_iter()
+                .filter_map(|name| secret(env, name))
+                .collect(),
             internal_key: secret(env, "INTERNAL_API_KEY")
                 .ok_or_else(|| missing("INTERNAL_API_KEY"))?,
             timeout: Duration::from_millis(
@@ -77,5 +85,23 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3600),
         })
+    }
+}
+
+/// `ORIGIN_URL`, which must be https unless it is this machine or
+/// `ORIGIN_URL_ALLOW_PLAINTEXT` is `true` (a private network): the read key and every
+/// answer travel on it.
+fn origin_url(env: &Env) -> Result<String> {
+    let url = var(env, "ORIGIN_URL")
+        .ok_or_else(|| Fail::new(503, "misconfigured", "the worker has no ORIGIN_URL"))?;
+    let allowed = var(env, "ORIGIN_URL_ALLOW_PLAINTEXT").is_some_and(|v| v == "true");
+    if allowed || shared::access::secure_or_local(&url) {
+        Ok(url)
+    } else {
+        Err(Fail::new(
+            503,
+            "misconfigured",
+            "ORIGIN_URL must be https (or set ORIGIN_URL_ALLOW_PLAINTEXT)",
+        ))
     }
 }

@@ -156,7 +156,8 @@ impl LastToken {
 
 pub struct Verifier {
     tokens: TokenVerifier,
-    internal_key: Option<String>,
+    /// The edge's read keys (the current one, and the previous during a rotation).
+    internal_keys: Vec<String>,
     /// Tokens verified in the last minute, so that a request with one pays neither the
     /// HMAC nor the parsing of its claims again. Keyed by the whole token, so only a token
     /// that was verified ever matches; never used past the token's `exp`.
@@ -165,13 +166,16 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(jwt_secret: &[u8], internal_key: Option<&str>) -> Self {
-        Self::with_tokens(TokenVerifier::new(jwt_secret), internal_key)
+        Self::with_tokens(
+            TokenVerifier::new(jwt_secret),
+            internal_key.into_iter().collect(),
+        )
     }
 
-    pub fn with_tokens(tokens: TokenVerifier, internal_key: Option<&str>) -> Self {
+    pub fn with_tokens(tokens: TokenVerifier, internal_keys: Vec<&str>) -> Self {
         Self {
             tokens,
-            internal_key: internal_key.map(str::to_owned),
+            internal_keys: internal_keys.into_iter().map(str::to_owned).collect(),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_FOR)
@@ -201,9 +205,10 @@ impl Verifier {
     }
 
     fn is_internal_key(&self, presented: &str) -> bool {
-        self.internal_key
-            .as_deref()
-            .is_some_and(|expected| same_secret(expected, presented))
+        // Every key is compared, so the time taken does not tell which one matched.
+        self.internal_keys.iter().fold(false, |found, expected| {
+            same_secret(expected, presented) | found
+        })
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller> {

@@ -100,12 +100,21 @@ pub struct Settings {
     /// Where set, a token's `iss` must be this.
     #[arg(long, env = "JWT_ISSUER")]
     jwt_issuer: Option<String>,
-    /// The key the edge worker sends in X-Internal-Key (at least 16 bytes).
+    /// The key the edge worker reads with, in X-Internal-Key (at least 16 bytes).
     #[arg(long, env = "INTERNAL_API_KEY", hide_env_values = true)]
     internal_api_key: Option<String>,
+    /// The read key before the current one, still taken while the edge moves over.
+    #[arg(long, env = "INTERNAL_API_KEY_PREVIOUS", hide_env_values = true)]
+    internal_api_key_previous: Option<String>,
     /// The edge worker's base URL, to push every change to.
     #[arg(long, env = "EDGE_URL")]
     edge_url: Option<String>,
+    /// The key changes are pushed to the edge with (not the read key).
+    #[arg(long, env = "EDGE_PUSH_KEY", hide_env_values = true)]
+    edge_push_key: Option<String>,
+    /// Allows a plain-http EDGE_URL on another host (a private network).
+    #[arg(long, env = "EDGE_URL_ALLOW_PLAINTEXT", default_value_t = false)]
+    edge_url_allow_plaintext: bool,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "CACHE_NAMESPACE", default_value = "ec")]
     cache_namespace: String,
@@ -164,6 +173,18 @@ pub struct Settings {
 
 /// An optional setting: a variable set to blanks counts as unset, as in a shell's
 /// `VAR= command`.
+impl Config {
+    /// The keys the edge may read with: the current one and, during a rotation, the one
+    /// before it.
+    pub fn read_keys(&self) -> Vec<&str> {
+        [&self.internal_key, &self.internal_key_previous]
+            .into_iter()
+            .flatten()
+            .map(|k| k.0.as_str())
+            .collect()
+    }
+}
+
 fn set(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.trim().is_empty())
 }
@@ -186,11 +207,17 @@ pub struct Config {
     /// `aud` and `iss` a token must carry, where set.
     pub jwt_audience: Option<String>,
     pub jwt_issuer: Option<String>,
-    /// The edge worker's key; `None` disables internal-key access.
+    /// The edge worker's read key; `None` disables internal-key access. It opens reads
+    /// only (see `auth::Caller::person`), and is no push key.
     pub internal_key: Option<Secret>,
-    /// The edge worker's base URL: every change is pushed to it (with the internal key).
+    /// The previous read key, accepted as well while a rotation goes on.
+    pub internal_key_previous: Option<Secret>,
+    /// The edge worker's base URL: every change is pushed to it (with `edge_push_key`).
     /// `None` leaves the edge to its TTLs and its own invalidations.
     pub edge_url: Option<String>,
+    /// The key the edge takes pushes with; it reads nothing at the origin.
+    pub edge_push_key: Option<Secret>,
+    pub edge_url_allow_plaintext: bool,
     pub key_space: KeySpace,
     pub l1_max_bytes: u64,
     pub db_max_connections: u32,
@@ -235,7 +262,10 @@ impl Config {
             jwt_audience: set(&s.jwt_audience),
             jwt_issuer: set(&s.jwt_issuer),
             internal_key: set(&s.internal_api_key).map(Secret),
+            internal_key_previous: set(&s.internal_api_key_previous).map(Secret),
             edge_url: set(&s.edge_url),
+            edge_push_key: set(&s.edge_push_key).map(Secret),
+            edge_url_allow_plaintext: s.edge_url_allow_plaintext,
             key_space: KeySpace::new(&s.cache_namespace).map_err(|e| ConfigError(e.message))?,
             l1_max_bytes: s.l1_max_bytes,
             db_max_connections: s.db_max_connections,
@@ -263,11 +293,28 @@ impl Config {
                 return Err(ConfigError("JWT_SECRET must be at least 32 bytes".into()));
             }
         }
-        if let Some(key) = &self.internal_key {
-            if key.0.len() < 16 {
-                return Err(ConfigError(
-                    "INTERNAL_API_KEY must be at least 16 bytes".into(),
-                ));
+        for (name, key) in [
+            ("INTERNAL_API_KEY", &self.internal_key),
+            ("INTERNAL_API_KEY_PREVIOUS", &self.internal_key_previous),
+            ("EDGE_PUSH_KEY", &self.edge_push_key),
+        ] {
+            if key.as_ref().is_some_and(|k| k.0.len() < 16) {
+                return Err(ConfigError(format!("{name} must be at least 16 bytes")));
+            }
+        }
+        // One job per secret: a leaked push key must not read, a leaked read key not push.
+        let push = self.edge_push_key.as_ref().map(|k| k.0.as_str());
+        let reads = [&self.internal_key, &self.internal_key_previous];
+        if push.is_some_and(|p| reads.iter().any(|r| r.as_ref().is_some_and(|r| r.0 == p))) {
+            return Err(ConfigError(
+                "EDGE_PUSH_KEY must differ from INTERNAL_API_KEY (each secret has one job)".into(),
+            ));
+        }
+        if let Some(url) = &self.edge_url {
+            if !self.edge_url_allow_plaintext && !shared::access::secure_or_local(url) {
+                return Err(ConfigError(format!(
+                    "EDGE_URL {url} must be https (or loopback; EDGE_URL_ALLOW_PLAINTEXT=true to allow)"
+                )));
             }
         }
         // The limiter charges every request MAX_RATE_PER_MIN / limit cells (`limits.rs`), so
@@ -314,6 +361,47 @@ mod tests {
         let args = std::iter::once("origin").chain(flags.iter().copied());
         let parsed = FromEnv::try_parse_from(args).map_err(|e| ConfigError(e.to_string()))?;
         Config::from_settings(parsed.settings)
+    }
+
+    #[test]
+    fn the_push_key_is_no_read_key_and_a_remote_edge_needs_tls() {
+        let (read, push) = ("read-key-0123456789", "push-key-0123456789");
+        let edge = |url: &'static str, push: &'static str| {
+            config(&[
+                "--internal-api-key",
+                read,
+                "--edge-push-key",
+                push,
+                "--edge-url",
+                url,
+            ])
+        };
+        assert!(edge("https://edge.example", push).is_ok());
+        assert!(edge("http://127.0.0.1:8787", push).is_ok());
+        assert!(
+            edge("https://edge.example", read).is_err(),
+            "one job per secret"
+        );
+        let plain = edge("http://edge.example", push).expect_err("plain http elsewhere");
+        assert!(plain.to_string().contains("https"), "{plain}");
+        let allowed = config(&[
+            "--edge-push-key",
+            push,
+            "--edge-url",
+            "http://edge.internal",
+            "--edge-url-allow-plaintext",
+        ]);
+        assert!(allowed.is_ok());
+        for url in ["http://localhost/x", "http://[::1]:80", "https://a.b"] {
+            assert!(shared::access::secure_or_local(url), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1.evil.example",
+            "http://localhost.example:80",
+            "ftp://x",
+        ] {
+            assert!(!shared::access::secure_or_local(url), "{url}");
+        }
     }
 
     #[test]

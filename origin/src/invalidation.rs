@@ -108,7 +108,7 @@ pub async fn changed_elsewhere(config: &Config, ws: &WorkspaceId) {
     Generations::new(keys, config.generation_max_age, Some(redis.clone()))
         .bump(ws, &Changed::Workspace)
         .await;
-    if let (Some(edge), Some(key)) = (&config.edge_url, &config.internal_key) {
+    if let (Some(edge), Some(key)) = (&config.edge_url, &config.edge_push_key) {
         EdgePush::new(edge, &key.0, config.key_space.edge_outbox(), Some(redis))
             .queue(ws, &Changed::Workspace)
             .await;

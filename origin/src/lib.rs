@@ -47,7 +47,7 @@ use crate::store::Store;
 pub enum StartError {
     #[error("JWT_SECRET is required to build the application")]
     NoJwtSecret,
-    #[error("EDGE_URL needs INTERNAL_API_KEY, the key the edge accepts changes with")]
+    #[error("EDGE_URL needs EDGE_PUSH_KEY, the key the edge accepts changes with")]
     EdgeWithoutKey,
     #[error("invalid REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
@@ -80,8 +80,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     });
     let tokens = shared::token::TokenVerifier::new(secret.0.as_bytes())
         .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref());
-    let auth =
-        auth::Verifier::with_tokens(tokens, config.internal_key.as_ref().map(|k| k.0.as_str()));
+    let auth = auth::Verifier::with_tokens(tokens, config.read_keys());
     let live = Arc::new(live::Live::new(
         config.live_buffer,
         config.live_max_connections,
@@ -91,7 +90,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         cache.redis().cloned(),
         config.key_space.clone(),
     );
-    let edge = match (&config.edge_url, &config.internal_key) {
+    let edge = match (&config.edge_url, &config.edge_push_key) {
         (Some(url), Some(key)) => Some(Arc::new(
             EdgePush::new(
                 url,

@@ -2,6 +2,22 @@
 
 use crate::{InputError, WorkspaceId};
 
+/// Whether `url` is https, or plain http to this machine (where nothing is on the wire).
+pub fn secure_or_local(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
 /// The workspace of a request: the path's, which `X-Workspace-ID` must then repeat if it
 /// is sent; for a path that names none (a board's list), the header's, which is required.
 /// Two places naming a workspace must agree, so a token's grant is checked against the

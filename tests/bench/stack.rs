@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::origins::{INTERNAL_KEY, SECRET};
+use e2e::origins::{INTERNAL_KEY, PUSH_KEY, SECRET};
 use e2e::{free_port, start_wrangler, wait_ok, Group};
 
 pub struct Edge {
@@ -22,6 +22,7 @@ pub async fn edge(origin_port: u16, namespace: &str) -> Edge {
         &[
             ("JWT_SECRET", SECRET),
             ("INTERNAL_API_KEY", INTERNAL_KEY),
+            ("EDGE_PUSH_KEY", PUSH_KEY),
             ("CACHE_NAMESPACE", namespace),
         ],
     );

@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 
 const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-000001";
 const INTERNAL_KEY: &str = "e2e-internal-key-0001";
+const PUSH_KEY: &str = "e2e-push-key-000001";
+const OLD_PUSH_KEY: &str = "e2e-push-key-000000";
 const WS: &str = "15213";
 const OTHER_WS: &str = "15214";
 
@@ -290,6 +292,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     config.listen_addr = "127.0.0.1:0".parse().expect("addr");
     config.jwt_secret = Some(Secret(SECRET.into()));
     config.internal_key = Some(Secret(INTERNAL_KEY.into()));
+    config.edge_push_key = Some(Secret(PUSH_KEY.into()));
     config.key_space = KeySpace::new(&namespace).expect("namespace");
     config.redis_url = Some(redis_url());
     let app = Application::build(config, Arc::new(PgStore::new(db.clone(), None)))
@@ -305,6 +308,8 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let vars = [
         ("JWT_SECRET", SECRET),
         ("INTERNAL_API_KEY", INTERNAL_KEY),
+        ("EDGE_PUSH_KEY", PUSH_KEY),
+        ("EDGE_PUSH_KEY_PREVIOUS", OLD_PUSH_KEY),
         ("CACHE_NAMESPACE", &namespace),
         ("ORIGIN_TIMEOUT_MS", "3000"),
     ];
@@ -700,6 +705,24 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, still) = edge.get(&head, &user, WS).await;
     assert_eq!(still["data"]["_cache"]["status"], "BYPASS");
 
+    // Each secret has one job: the read key the worker holds pushes nothing, the push
+    // keys (the current one and, during a rotation, the previous) are taken.
+    let push = |key: &'static str| {
+        edge.http
+            .post(format!("{}/internal/changes", edge.base))
+            .header("X-Internal-Key", key)
+            .json(&json!({"workspaceId": WS, "boards": [boards[1]]}))
+            .send()
+    };
+    assert_eq!(
+        push(INTERNAL_KEY).await.expect("push").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push(OLD_PUSH_KEY).await.expect("push").status(),
+        StatusCode::OK
+    );
+
     // The generations live in one Durable Object per workspace: concurrent bumps at one
     // location all take effect, each seeing a new value of its own (none lost or merged).
     // A push the local runtime drops under this load (a reset connection, a retryable
@@ -714,7 +737,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             while failures.len() < 20 {
                 let sent = http
                     .post(&url)
-                    .header("X-Internal-Key", INTERNAL_KEY)
+                    .header("X-Internal-Key", PUSH_KEY)
                     .json(&json!({"workspaceId": WS, "boards": [board]}))
                     .send()
                     .await;

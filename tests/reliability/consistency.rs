@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use e2e::origins::{self, token, Layers, Origin, INTERNAL_KEY, SECRET};
+use e2e::origins::{self, token, Layers, Origin, INTERNAL_KEY, PUSH_KEY, SECRET};
 use e2e::{free_port, start_wrangler, wait_edge_ready, Group};
 use serde_json::{json, Value};
 use shared::keys::KeySpace;
@@ -169,6 +169,7 @@ pub async fn run(db: &PgPool, url: &str, plan: &Plan) -> (Value, Vec<Check>) {
     let vars = [
         ("JWT_SECRET", SECRET),
         ("INTERNAL_API_KEY", INTERNAL_KEY),
+        ("EDGE_PUSH_KEY", PUSH_KEY),
         ("CACHE_NAMESPACE", layers.namespace.as_str()),
         ("ORIGIN_TIMEOUT_MS", "3000"),
     ];

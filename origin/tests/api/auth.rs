@@ -471,3 +471,37 @@ async fn a_member_at_its_limit_leaves_the_others_their_reads(db: PgPool) {
         .await;
     assert_eq!(other.status(), StatusCode::OK, "another member reads on");
 }
+
+/// Each secret has one job: the key changes are pushed to the edge with reads nothing
+/// here, and during a rotation the previous read key still reads.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_push_key_cannot_read_and_the_previous_read_key_can(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.internal_key_previous = Some(origin::config::Secret(
+        "edge-read-key-before-rotation".into(),
+    ));
+    config.edge_push_key = Some(origin::config::Secret("edge-push-key-0123456".into()));
+    let app = TestApp::spawn_with(db, config, seeded.boards).await;
+    let board = app.boards[0];
+    let call = |key: &'static str| {
+        app.http
+            .get(app.url(&format!("/api/boards/{board}/contacts")))
+            .header("X-Internal-Key", key)
+            .header("X-Workspace-ID", WS)
+            .header("X-User-ID", "user_3")
+            .send()
+    };
+    for key in [INTERNAL_KEY, "edge-read-key-before-rotation"] {
+        assert_eq!(
+            call(key).await.expect("request").status(),
+            StatusCode::OK,
+            "{key}"
+        );
+    }
+    let refused = call("edge-push-key-0123456").await.expect("request");
+    assert_eq!(
+        error_code(refused, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+}

@@ -17,6 +17,8 @@ use sqlx::PgPool;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0001";
 pub const INTERNAL_KEY: &str = "edge-internal-key-for-tests";
+/// The key changes are pushed to the edge with (never the read key).
+pub const PUSH_KEY: &str = "edge-push-key-for-tests";
 pub const WS: &str = "15213";
 pub const OTHER_WS: &str = "15214";
 

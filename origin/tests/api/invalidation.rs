@@ -542,6 +542,7 @@ async fn changes_wait_in_the_outbox_until_the_edge_takes_them(db: PgPool) {
     let namespace = unique_namespace();
     let mut config = test_config(&namespace);
     config.edge_url = Some(format!("http://127.0.0.1:{port}"));
+    config.edge_push_key = Some(origin::config::Secret(PUSH_KEY.into()));
     let outbox = config.key_space.edge_outbox();
     let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
     let ids: Vec<(i64, i64)> = sqlx::query_as(
@@ -572,8 +573,7 @@ async fn changes_wait_in_the_outbox_until_the_edge_takes_them(db: PgPool) {
         "/internal/changes",
         axum::routing::post(
             move |headers: axum::http::HeaderMap, body: String| async move {
-                if headers.get("x-internal-key").map(|v| v.as_bytes())
-                    != Some(INTERNAL_KEY.as_bytes())
+                if headers.get("x-internal-key").map(|v| v.as_bytes()) != Some(PUSH_KEY.as_bytes())
                 {
                     return axum::http::StatusCode::UNAUTHORIZED;
                 }
