@@ -134,6 +134,9 @@ pub struct Settings {
     /// Event streams one instance serves per workspace at once.
     #[arg(long, env = "LIVE_MAX_CONNECTIONS", default_value_t = 2_000)]
     live_max_connections: usize,
+    /// Of those, the streams one member may hold.
+    #[arg(long, env = "LIVE_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
+    live_max_connections_per_user: usize,
     /// How long a request waits for a database connection (ms).
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 500)]
     db_acquire_timeout_ms: u64,
@@ -225,6 +228,7 @@ pub struct Config {
     pub db_read_concurrency: u32,
     pub live_buffer: usize,
     pub live_max_connections: usize,
+    pub live_max_connections_per_user: usize,
     pub db_acquire_timeout: Duration,
     pub redis_timeout: Duration,
     pub request_timeout: Duration,
@@ -272,6 +276,7 @@ impl Config {
             db_read_concurrency: s.db_read_concurrency,
             live_buffer: s.live_buffer,
             live_max_connections: s.live_max_connections,
+            live_max_connections_per_user: s.live_max_connections_per_user,
             db_acquire_timeout: Duration::from_millis(s.db_acquire_timeout_ms),
             redis_timeout: Duration::from_millis(s.redis_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),

@@ -83,7 +83,10 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     let auth = auth::Verifier::with_tokens(tokens, config.read_keys());
     let live = Arc::new(live::Live::new(
         config.live_buffer,
-        config.live_max_connections,
+        (
+            config.live_max_connections,
+            config.live_max_connections_per_user,
+        ),
     ));
     let announcer = live::Announcer::new(
         live.clone(),

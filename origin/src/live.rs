@@ -70,6 +70,9 @@ struct Hub {
     /// The last changes, in the order they arrived.
     recent: VecDeque<Arc<Note>>,
     connections: usize,
+    /// Connections per member, so that one member's tabs or scripts cannot take the
+    /// workspace's whole cap.
+    per_user: HashMap<UserId, usize>,
     idle_since: Instant,
 }
 
@@ -84,12 +87,19 @@ pub struct Subscription {
 pub struct Connection {
     live: Arc<Live>,
     ws: WorkspaceId,
+    user: UserId,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(hub) = self.live.hubs().get_mut(&self.ws) {
             hub.connections -= 1;
+            if let Some(n) = hub.per_user.get_mut(&self.user) {
+                *n -= 1;
+                if *n == 0 {
+                    hub.per_user.remove(&self.user);
+                }
+            }
             if hub.connections == 0 {
                 hub.idle_since = Instant::now();
             }
@@ -129,6 +139,7 @@ pub struct Live {
     /// Changes kept per workspace for clients that reconnect.
     buffer: usize,
     max_connections: usize,
+    max_per_user: usize,
     /// The sequence of an instance without Redis.
     local: AtomicU64,
     /// Tickets of an instance without Redis (or while it is down): who, for which
@@ -141,11 +152,13 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(buffer: usize, max_connections: usize) -> Self {
+    /// `max_connections` streams per workspace, `max_per_user` of them per member.
+    pub fn new(buffer: usize, (max_connections, max_per_user): (usize, usize)) -> Self {
         Self {
             hubs: Mutex::default(),
             buffer,
             max_connections,
+            max_per_user,
             local: AtomicU64::new(0),
             tickets: Mutex::default(),
             instance: crate::cache::random_id(),
@@ -156,10 +169,11 @@ impl Live {
         self.hubs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connection to `ws`'s changes, after the change `last` if the client saw one.
+    /// `user`'s connection to `ws`'s changes, after the change `last` if the client saw
+    /// one.
     pub fn subscribe(
         self: &Arc<Self>,
-        ws: &WorkspaceId,
+        (ws, user): (&WorkspaceId, &UserId),
         last: Option<u64>,
     ) -> Result<Subscription> {
         let mut hubs = self.hubs();
@@ -169,13 +183,16 @@ impl Live {
                 sender: broadcast::channel(CHANNEL_BOUND).0,
                 recent: VecDeque::new(),
                 connections: 0,
+                per_user: HashMap::new(),
                 idle_since: Instant::now(),
             }),
         };
-        if hub.connections >= self.max_connections {
+        let mine = hub.per_user.get(user).copied().unwrap_or(0);
+        if hub.connections >= self.max_connections || mine >= self.max_per_user {
             return Err(Error::RateLimited(5));
         }
         hub.connections += 1;
+        *hub.per_user.entry(user.clone()).or_default() += 1;
         metrics::gauge!("edgecache_live_connections").increment(1.0);
         let missed = last
             .map(|last| missed_since(&hub.recent, last))
@@ -186,6 +203,7 @@ impl Live {
             connection: Connection {
                 live: self.clone(),
                 ws: ws.clone(),
+                user: user.clone(),
             },
         })
     }
@@ -334,6 +352,10 @@ mod tests {
         WorkspaceId::parse("15213").expect("ws")
     }
 
+    fn reader() -> UserId {
+        UserId::parse("user_3").expect("user")
+    }
+
     fn notes(first: u64, n: usize) -> Vec<Note> {
         let items = vec![(LiveScope::Counts, None); n];
         numbered(Some(first), note_data(&items))
@@ -345,16 +367,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_reconnecting_client_gets_what_it_missed_or_one_workspace_change() {
-        let live = Arc::new(Live::new(4, 10));
-        let first = live.subscribe(&ws(), None).expect("subscribe");
+        let live = Arc::new(Live::new(4, (10, 10)));
+        let first = live.subscribe((&ws(), &reader()), None).expect("subscribe");
         live.deliver(&ws(), notes(1, 6));
-        let resumed = live.subscribe(&ws(), Some(4)).expect("resume");
+        let resumed = live.subscribe((&ws(), &reader()), Some(4)).expect("resume");
         assert_eq!(ids(&resumed.missed), [Some(5), Some(6)]);
-        let too_old = live.subscribe(&ws(), Some(1)).expect("resume");
+        let too_old = live.subscribe((&ws(), &reader()), Some(1)).expect("resume");
         assert_eq!(ids(&too_old.missed), [Some(6)]);
         assert!(too_old.missed[0].data.contains(r#""scope":"workspace""#));
         assert!(live
-            .subscribe(&ws(), Some(6))
+            .subscribe((&ws(), &reader()), Some(6))
             .expect("current")
             .missed
             .is_empty());
@@ -363,26 +385,48 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_capped_per_workspace_and_released_when_dropped() {
-        let live = Arc::new(Live::new(4, 2));
-        let a = live.subscribe(&ws(), None).expect("first");
-        let _b = live.subscribe(&ws(), None).expect("second");
+        let live = Arc::new(Live::new(4, (2, 10)));
+        let a = live.subscribe((&ws(), &reader()), None).expect("first");
+        let _b = live.subscribe((&ws(), &reader()), None).expect("second");
         assert!(matches!(
-            live.subscribe(&ws(), None),
+            live.subscribe((&ws(), &reader()), None),
             Err(Error::RateLimited(_))
         ));
         let other = WorkspaceId::parse("15214").expect("ws");
         assert!(
-            live.subscribe(&other, None).is_ok(),
+            live.subscribe((&other, &reader()), None).is_ok(),
             "another workspace's cap"
         );
         drop(a);
-        assert!(live.subscribe(&ws(), None).is_ok());
+        assert!(live.subscribe((&ws(), &reader()), None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_member_cannot_take_the_workspaces_streams() {
+        let live = Arc::new(Live::new(4, (10, 2)));
+        let greedy = (&ws(), &reader());
+        let a = live.subscribe(greedy, None).expect("first");
+        let _b = live.subscribe(greedy, None).expect("second");
+        assert!(matches!(
+            live.subscribe(greedy, None),
+            Err(Error::RateLimited(_))
+        ));
+        let other = UserId::parse("user_4").expect("user");
+        assert!(
+            live.subscribe((&ws(), &other), None).is_ok(),
+            "another member's share"
+        );
+        drop(a);
+        assert!(
+            live.subscribe(greedy, None).is_ok(),
+            "released when dropped"
+        );
     }
 
     #[tokio::test]
     async fn a_client_that_falls_behind_is_told_it_lagged() {
-        let live = Arc::new(Live::new(4, 10));
-        let mut slow = live.subscribe(&ws(), None).expect("subscribe");
+        let live = Arc::new(Live::new(4, (10, 10)));
+        let mut slow = live.subscribe((&ws(), &reader()), None).expect("subscribe");
         live.deliver(&ws(), notes(1, CHANNEL_BOUND + 1));
         assert!(matches!(
             slow.receiver.recv().await,
@@ -392,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn tickets_open_one_stream_once() {
-        let live = Live::new(4, 10);
+        let live = Live::new(4, (10, 10));
         let user = UserId::parse("u1").expect("user");
         let keys = KeySpace::new("t").expect("namespace");
         let ticket = live

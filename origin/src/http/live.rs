@@ -71,10 +71,10 @@ pub(super) async fn events(
     headers: HeaderMap,
 ) -> Result<Response> {
     let ws = WorkspaceId::parse(&ws)?;
-    let expires = match query.single("ticket")? {
+    let (user, expires) = match query.single("ticket")? {
         Some(ticket) => {
             let redis = state.cache.redis().map(|r| &**r);
-            let (granted, _, expires) = state
+            let (granted, user, expires) = state
                 .live
                 .redeem(redis, state.cache.keys(), ticket)
                 .await
@@ -82,12 +82,16 @@ pub(super) async fn events(
             if granted != ws {
                 return Err(Error::Forbidden("the ticket is for another workspace"));
             }
-            expires
+            (user, expires)
         }
+        // Charged like any request (a ticket was charged when it was issued).
         None => {
             let caller = state.auth.authenticate(&headers)?;
             caller.workspace(&ws)?;
-            caller.expires().unwrap_or(u64::MAX)
+            let user = caller.user()?.clone();
+            let own = state.settings_for(&ws).await.rate_limits;
+            state.limits.request(&ws, Some(&user), &own)?;
+            (user, caller.expires().unwrap_or(u64::MAX))
         }
     };
     let last = match single_header(&headers, "last-event-id")? {
@@ -101,7 +105,8 @@ pub(super) async fn events(
             })
         })
         .transpose()?;
-    Ok(stream(state.live.subscribe(&ws, last)?, expires).into_response())
+    let subscription = state.live.subscribe((&ws, &user), last)?;
+    Ok(stream(subscription, expires).into_response())
 }
 
 /// The missed changes, then each live one until the client goes, falls too far behind,
