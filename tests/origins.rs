@@ -78,6 +78,7 @@ pub async fn origin_under(
         .env("SEED_DEMO_CONTACTS", "0")
         .env("RATE_LIMIT_REQUESTS_PER_MIN", &unlimited)
         .env("RATE_LIMIT_REQUESTS_PER_USER_PER_MIN", &unlimited)
+        .env("RATE_LIMIT_SEARCHES_PER_USER_PER_MIN", &unlimited)
         .env("RATE_LIMIT_WRITES_PER_MIN", &unlimited)
         .env("RUST_LOG", "warn")
         .env_remove("REDIS_URL")

@@ -169,6 +169,13 @@ pub struct Settings {
         default_value_t = 1200
     )]
     rate_limit_requests_per_user_per_min: u32,
+    /// Searches per member of a workspace per minute that no cache answers.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SEARCHES_PER_USER_PER_MIN",
+        default_value_t = 120
+    )]
+    rate_limit_searches_per_user_per_min: u32,
     /// Demo contacts seeded on first start (0: none).
     #[arg(long, env = "SEED_DEMO_CONTACTS", default_value_t = 200_000)]
     seed_demo_contacts: u32,
@@ -245,6 +252,7 @@ pub struct Config {
     /// Authenticated requests one workspace may make per minute (all users together).
     pub requests_per_workspace_per_min: u32,
     pub requests_per_user_per_min: u32,
+    pub searches_per_user_per_min: u32,
     /// Contacts of the demo workspace seeded on first start; 0 seeds nothing.
     pub seed_demo_contacts: u32,
 }
@@ -286,6 +294,7 @@ impl Config {
             writes_per_user_per_min: s.rate_limit_writes_per_min,
             requests_per_workspace_per_min: s.rate_limit_requests_per_min,
             requests_per_user_per_min: s.rate_limit_requests_per_user_per_min,
+            searches_per_user_per_min: s.rate_limit_searches_per_user_per_min,
             seed_demo_contacts: s.seed_demo_contacts,
         };
         config.validate()
@@ -333,6 +342,10 @@ impl Config {
             (
                 "RATE_LIMIT_REQUESTS_PER_USER_PER_MIN",
                 self.requests_per_user_per_min,
+            ),
+            (
+                "RATE_LIMIT_SEARCHES_PER_USER_PER_MIN",
+                self.searches_per_user_per_min,
             ),
         ] {
             if !rate_in_bounds(per_min) {

@@ -77,6 +77,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         writes_per_user: config.writes_per_user_per_min,
         requests_per_workspace: config.requests_per_workspace_per_min,
         requests_per_user: config.requests_per_user_per_min,
+        searches_per_user: config.searches_per_user_per_min,
     });
     let tokens = shared::token::TokenVerifier::new(secret.0.as_bytes())
         .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref());

@@ -25,6 +25,7 @@ pub struct Limits {
     writes: Keyed<(WorkspaceId, UserId)>,
     requests: Keyed<WorkspaceId>,
     user_requests: Keyed<(WorkspaceId, UserId)>,
+    searches: Keyed<(WorkspaceId, UserId)>,
     defaults: Defaults,
 }
 
@@ -34,6 +35,7 @@ pub struct Defaults {
     pub writes_per_user: u32,
     pub requests_per_workspace: u32,
     pub requests_per_user: u32,
+    pub searches_per_user: u32,
 }
 
 fn cost(per_min: u32) -> NonZeroU32 {
@@ -66,6 +68,7 @@ impl Limits {
             writes: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
             requests: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
             user_requests: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
+            searches: RateLimiter::dashmap_with_hasher(quota, FastHash::default()),
             defaults,
         }
     }
@@ -95,6 +98,14 @@ impl Limits {
         check(&self.writes, &(ws.clone(), user.clone()), limit)
     }
 
+    /// One search by `user` in `ws` that the caches did not answer (on top of its request).
+    pub fn search(&self, ws: &WorkspaceId, user: &UserId, own: &RateLimits) -> Result<()> {
+        let limit = own
+            .searches_per_user_per_minute
+            .unwrap_or(self.defaults.searches_per_user);
+        check(&self.searches, &(ws.clone(), user.clone()), limit)
+    }
+
     /// Forgets keys whose limits are fully replenished.
     pub fn prune(&self) {
         self.writes.retain_recent();
@@ -103,6 +114,8 @@ impl Limits {
         self.requests.shrink_to_fit();
         self.user_requests.retain_recent();
         self.user_requests.shrink_to_fit();
+        self.searches.retain_recent();
+        self.searches.shrink_to_fit();
     }
 }
 
@@ -113,6 +126,7 @@ mod tests {
     const DEFAULT: RateLimits = RateLimits {
         requests_per_minute: None,
         requests_per_user_per_minute: None,
+        searches_per_user_per_minute: None,
         writes_per_user_per_minute: None,
     };
 
@@ -121,6 +135,7 @@ mod tests {
             writes_per_user,
             requests_per_workspace,
             requests_per_user,
+            searches_per_user: 2,
         })
     }
 
@@ -151,6 +166,7 @@ mod tests {
         let generous = RateLimits {
             requests_per_minute: Some(MAX_RATE_PER_MIN),
             requests_per_user_per_minute: Some(MAX_RATE_PER_MIN),
+            searches_per_user_per_minute: Some(MAX_RATE_PER_MIN),
             writes_per_user_per_minute: Some(MAX_RATE_PER_MIN),
         };
         for _ in 0..5000 {

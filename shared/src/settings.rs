@@ -52,6 +52,10 @@ pub struct RateLimits {
     /// reads cannot spend every other member's budget (absent in older settings).
     #[serde(default)]
     pub requests_per_user_per_minute: Option<u32>,
+    /// Searches each member may run a minute that the caches do not answer: a search
+    /// costs the database far more than a page.
+    #[serde(default)]
+    pub searches_per_user_per_minute: Option<u32>,
     pub writes_per_user_per_minute: Option<u32>,
 }
 
@@ -107,6 +111,8 @@ pub struct RateLimitsUpdate {
     pub requests_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub requests_per_user_per_minute: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub searches_per_user_per_minute: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub writes_per_user_per_minute: Option<Option<i64>>,
 }
@@ -223,6 +229,11 @@ impl CacheSettings {
                     r.requests_per_user_per_minute,
                     cur.requests_per_user_per_minute,
                 )?,
+                searches_per_user_per_minute: rate(
+                    "searchesPerUserPerMinute",
+                    r.searches_per_user_per_minute,
+                    cur.searches_per_user_per_minute,
+                )?,
                 writes_per_user_per_minute: rate(
                     "writesPerUserPerMinute",
                     r.writes_per_user_per_minute,
@@ -293,7 +304,7 @@ mod tests {
         let json = serde_json::to_value(CacheSettings::default()).expect("serializes");
         assert_eq!(
             json,
-            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300},"rateLimits":{"requestsPerMinute":null,"requestsPerUserPerMinute":null,"writesPerUserPerMinute":null}})
+            serde_json::json!({"cacheEnabled":true,"features":{"contactCounts":true,"contactLists":true,"search":false,"messageHistory":false},"cacheConfig":{"contactCountsTTL":300,"contactsTTL":180,"searchTTL":120,"messageHistoryTTL":300},"rateLimits":{"requestsPerMinute":null,"requestsPerUserPerMinute":null,"searchesPerUserPerMinute":null,"writesPerUserPerMinute":null}})
         );
     }
 

@@ -46,6 +46,9 @@ pub(super) async fn list(
     let board = BoardId::parse(&board)?;
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let q = ContactListQuery::from_pairs(pairs, &ws, board, &user)?;
+    if q.search.is_some() {
+        state.limits.search(&ws, &user, &settings.rate_limits)?;
+    }
     let use_cache = query.flag("useCache")?;
     let ttl = settings.list_ttl(q.search.is_some()).filter(|_| use_cache);
     let answer = reads::page(&state, &ws, board, &q, &user, ttl).await?;

@@ -95,6 +95,9 @@ fn forbid_raising(config: &Config, own: &RateLimits) -> Result<()> {
         own.requests_per_user_per_minute,
         config.requests_per_user_per_min,
     ) || raises(
+        own.searches_per_user_per_minute,
+        config.searches_per_user_per_min,
+    ) || raises(
         own.writes_per_user_per_minute,
         config.writes_per_user_per_min,
     ) {

@@ -505,3 +505,47 @@ async fn the_push_key_cannot_read_and_the_previous_read_key_can(db: PgPool) {
         "unauthorized"
     );
 }
+
+/// Searches the caches do not answer cost the database most: a member past its search
+/// budget gets 429 for searches only, and another member searches on.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_member_past_its_search_budget_still_reads_and_others_still_search(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let saved = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"rateLimits": {"searchesPerUserPerMinute": 2}}),
+        )
+        .await;
+    assert_eq!(
+        data(saved).await["settings"]["rateLimits"]["searchesPerUserPerMinute"],
+        2
+    );
+    let board = app.boards[0];
+    let greedy = token_for("user_5", &[WS], false, 3600);
+    let search = |term: &str| format!("/api/boards/{board}/contacts?search={term}");
+    for term in ["ada", "bob"] {
+        assert_eq!(
+            app.get(&search(term), &greedy).await.status(),
+            StatusCode::OK
+        );
+    }
+    let refused = app.get(&search("cy"), &greedy).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
+        "rate_limited"
+    );
+    let page = format!("/api/boards/{board}/contacts?per_page=5");
+    assert_eq!(
+        app.get(&page, &greedy).await.status(),
+        StatusCode::OK,
+        "pages still read"
+    );
+    let other = token_for("user_6", &[WS], false, 3600);
+    assert_eq!(
+        app.get(&search("dee"), &other).await.status(),
+        StatusCode::OK
+    );
+}

@@ -54,6 +54,8 @@ async fn no_answer_ever_carries_another_workspaces_data(db: PgPool) {
     let mut config = test_config(&unique_namespace());
     config.requests_per_workspace_per_min = MAX_RATE_PER_MIN;
     config.writes_per_user_per_min = MAX_RATE_PER_MIN;
+    config.requests_per_user_per_min = MAX_RATE_PER_MIN;
+    config.searches_per_user_per_min = MAX_RATE_PER_MIN;
     let app = TestApp::spawn_with(db.clone(), config, boards.clone()).await;
     let contact_of: Vec<i64> = {
         let mut ids = Vec::new();
