@@ -9,7 +9,7 @@ use shared::keys::{GenerationScope, Generations};
 use shared::messages::MessageQuery;
 use shared::model::{CacheMeta, CacheStatus, Source};
 use shared::query::ContactListQuery;
-use shared::token::same_secret;
+use shared::token::any_secret;
 use shared::{BoardId, ConversationId, UserId, WorkspaceId};
 use worker::{Context, Date, Env, Method, Request, Response};
 
@@ -95,20 +95,14 @@ pub(crate) async fn handle(
         }
         Route::Drained => {
             let cfg = Config::load(env, &req)?;
-            let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
-            if !is_push_key(&cfg, &key) {
-                return Err(Fail::unauthorized());
-            }
+            pushed(&cfg, &req)?;
             let mark = Drained::parse(&req.text().await?)?;
             let taken = drained(&cfg, mark).await?;
             Ok(json_response(200, success_body(&json!({"taken": taken})))?)
         }
         Route::Changes => {
             let cfg = Config::load(env, &req)?;
-            let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
-            if !is_push_key(&cfg, &key) {
-                return Err(Fail::unauthorized());
-            }
+            pushed(&cfg, &req)?;
             let (ws, change) = Push::parse(&req.text().await?)?;
             let bumped = bump(&cfg, &ws, &change).await?;
             Ok(json_response(
@@ -149,12 +143,27 @@ fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(User
     access::authorize(&cfg.tokens, presented, path_ws)
 }
 
-/// Whether `presented` is one of the origins' push keys (every one compared, so the time
-/// taken does not tell which matched). The read key the worker holds pushes nothing.
-fn is_push_key(cfg: &Config, presented: &str) -> bool {
-    cfg.push_keys
-        .iter()
-        .fold(false, |found, key| same_secret(key, presented) | found)
+/// Fails unless `req` carries one of the origins' push keys: the read key the worker
+/// holds pushes nothing.
+fn pushed(cfg: &Config, req: &Request) -> Result<()> {
+    let key = req.headers().get("X-Internal-Key")?.unwrap_or_default();
+    let keys = cfg.push_keys.iter().map(String::as_str);
+    any_secret(keys, &key)
+        .then_some(())
+        .ok_or_else(Fail::unauthorized)
+}
+
+/// A Durable Object that did not take a change: logged, and a retryable 503 saying what
+/// the edge could not do.
+fn objects_unavailable(what: &'static str) -> impl FnOnce(worker::Error) -> Fail {
+    move |e| {
+        worker::console_error!("{what}: {e}");
+        Fail::new(
+            503,
+            "generations_unavailable",
+            format!("the edge cannot {what} now; retry"),
+        )
+    }
 }
 
 /// The fields of the edge's drained mark: when (ms) the origin last found its outbox
@@ -197,14 +206,7 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
     ]);
     generations::raise(&cfg.generations, &cfg.keys.edge_drained(), &raised)
         .await
-        .map_err(|e| {
-            worker::console_error!("drained mark not kept: {e}");
-            Fail::new(
-                503,
-                "generations_unavailable",
-                "the edge cannot note this now; retry",
-            )
-        })?;
+        .map_err(objects_unavailable("note the drained mark"))?;
     Ok(true)
 }
 
@@ -395,14 +397,7 @@ async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counte
     let name = cfg.keys.generations(ws);
     let counters = generations::bump(&cfg.generations, &name, &fields, now_ms())
         .await
-        .map_err(|e| {
-            worker::console_error!("generations not bumped: {e}");
-            Fail::new(
-                503,
-                "generations_unavailable",
-                "the edge cannot move its generations now; retry",
-            )
-        })?;
+        .map_err(objects_unavailable("move its generations"))?;
     Ok(fields
         .into_iter()
         .filter_map(|f| counters.get(&f).map(|v| (f, *v)))

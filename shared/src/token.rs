@@ -122,6 +122,14 @@ pub fn same_secret(expected: &str, presented: &str) -> bool {
     digest(expected).ct_eq(&digest(presented)).into()
 }
 
+/// Whether `presented` is one of `expected` (a key and, during a rotation, the one before
+/// it): every one is compared, so the time taken does not tell which matched.
+pub fn any_secret<'a>(expected: impl IntoIterator<Item = &'a str>, presented: &str) -> bool {
+    expected
+        .into_iter()
+        .fold(false, |found, key| same_secret(key, presented) | found)
+}
+
 /// Signs a token (the origin's `token` command, its demo token, and tests).
 pub fn issue(secret: &[u8], claims: &Claims) -> Result<String, InvalidToken> {
     encode(

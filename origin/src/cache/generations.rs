@@ -702,13 +702,7 @@ impl Changes {
     fn mark(&mut self, ws: &WorkspaceId) {
         let now = Instant::now();
         if self.at.len() >= MAX_CHANGES && !self.at.contains_key(ws) {
-            self.floor = self
-                .at
-                .values()
-                .max()
-                .copied()
-                .unwrap_or(self.floor)
-                .max(self.floor);
+            self.floor = self.at.values().copied().fold(self.floor, Instant::max);
             self.at.clear();
         }
         self.at.insert(ws.clone(), now);

@@ -104,21 +104,54 @@ async fn admin_endpoints_need_the_admin_role(db: PgPool) {
     );
 }
 
+/// A page of the test workspace's first board read as the edge does, with `key`.
+async fn read_as_edge(app: &TestApp, key: &str) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/api/boards/{}/contacts", app.boards[0])))
+        .header("X-Internal-Key", key)
+        .header("X-Workspace-ID", WS)
+        .header("X-User-ID", "user_3")
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Sets one of the test workspace's rate limits as its admin; the saved settings say so.
+async fn set_limit(app: &TestApp, name: &str, per_min: u32) {
+    let saved = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"rateLimits": {name: per_min}}),
+        )
+        .await;
+    let settings = data(saved).await;
+    assert_eq!(
+        settings["settings"]["rateLimits"][name], per_min,
+        "{settings}"
+    );
+}
+
+/// Reads `path` as `token` until it is refused with 429, which must say when to retry.
+async fn until_refused(app: &TestApp, path: &str, token: &str) {
+    let refused = eventually(Duration::from_secs(2), || async {
+        let r = app.get(path, token).await;
+        (r.status() == StatusCode::TOO_MANY_REQUESTS).then_some(r)
+    })
+    .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
+        "rate_limited"
+    );
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn the_edge_reads_with_the_internal_key_and_a_wrong_key_is_refused(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    let board = app.boards[0];
-    let call = |key: &'static str| {
-        app.http
-            .get(app.url(&format!("/api/boards/{board}/contacts")))
-            .header("X-Internal-Key", key)
-            .header("X-Workspace-ID", WS)
-            .header("X-User-ID", "user_3")
-            .send()
-    };
-    let ok = data(call(INTERNAL_KEY).await.expect("request")).await;
+    let ok = data(read_as_edge(&app, INTERNAL_KEY).await).await;
     assert!(!ok["contacts"].as_array().expect("contacts").is_empty());
-    let refused = call("edge-internal-key-for-test").await.expect("request");
+    let refused = read_as_edge(&app, "edge-internal-key-for-test").await;
     assert_eq!(
         error_code(refused, StatusCode::UNAUTHORIZED).await,
         "unauthorized"
@@ -297,29 +330,9 @@ async fn writes_past_the_per_user_limit_get_429_whatever_the_forwarded_address(d
 #[sqlx::test(migrations = "../migrations")]
 async fn a_workspace_with_its_own_request_limit_gets_429_past_it_and_others_do_not(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    let saved = app
-        .post(
-            &format!("/api/cache-settings/workspace/{WS}/settings"),
-            &admin(),
-            json!({"rateLimits": {"requestsPerMinute": 5}}),
-        )
-        .await;
-    let settings = data(saved).await;
-    assert_eq!(
-        settings["settings"]["rateLimits"]["requestsPerMinute"], 5,
-        "{settings}"
-    );
-    let refused = eventually(Duration::from_secs(2), || async {
-        let r = app
-            .get(
-                &format!("/api/cache-settings/workspace/{WS}/counts"),
-                &member(),
-            )
-            .await;
-        (r.status() == StatusCode::TOO_MANY_REQUESTS).then_some(r)
-    })
-    .await;
-    assert!(refused.headers().contains_key("retry-after"));
+    set_limit(&app, "requestsPerMinute", 5).await;
+    let counts = format!("/api/cache-settings/workspace/{WS}/counts");
+    until_refused(&app, &counts, &member()).await;
     let other = app
         .http
         .get(app.url(&format!("/api/cache-settings/workspace/{OTHER_WS}/counts")))
@@ -387,23 +400,19 @@ async fn tokens_for_another_audience_or_issuer_are_refused_where_configured(db: 
     config.jwt_audience = Some("crm".into());
     config.jwt_issuer = Some("https://id.example".into());
     let app = TestApp::spawn_with(db, config, seeded.boards).await;
-    let signed = |aud: &str, iss: &str| {
-        let claims = serde_json::json!({
+    let made_for = |aud: &str, iss: &str| {
+        signed(json!({
             "sub": "user_3", "workspaces": [WS], "exp": 4_000_000_000u64, "aud": aud, "iss": iss,
-        });
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .expect("signed")
+        }))
     };
     let counts = format!("/api/cache-settings/workspace/{WS}/counts");
-    let ok = app.get(&counts, &signed("crm", "https://id.example")).await;
+    let ok = app
+        .get(&counts, &made_for("crm", "https://id.example"))
+        .await;
     assert_eq!(ok.status(), StatusCode::OK);
     for token in [
-        signed("billing", "https://id.example"),
-        signed("crm", "https://evil.example"),
+        made_for("billing", "https://id.example"),
+        made_for("crm", "https://evil.example"),
         member(),
     ] {
         let refused = app.get(&counts, &token).await;
@@ -442,30 +451,10 @@ async fn a_role_named_for_one_workspace_is_not_a_role_in_the_others(db: PgPool) 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_member_at_its_limit_leaves_the_others_their_reads(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    let saved = app
-        .post(
-            &format!("/api/cache-settings/workspace/{WS}/settings"),
-            &admin(),
-            json!({"rateLimits": {"requestsPerUserPerMinute": 5}}),
-        )
-        .await;
-    let settings = data(saved).await;
-    assert_eq!(
-        settings["settings"]["rateLimits"]["requestsPerUserPerMinute"],
-        5
-    );
+    set_limit(&app, "requestsPerUserPerMinute", 5).await;
     let counts = format!("/api/cache-settings/workspace/{WS}/counts");
     let greedy = token_for("user_5", &[WS], false, 3600);
-    let refused = eventually(Duration::from_secs(2), || async {
-        let r = app.get(&counts, &greedy).await;
-        (r.status() == StatusCode::TOO_MANY_REQUESTS).then_some(r)
-    })
-    .await;
-    assert!(refused.headers().contains_key("retry-after"));
-    assert_eq!(
-        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
-        "rate_limited"
-    );
+    until_refused(&app, &counts, &greedy).await;
     let other = app
         .get(&counts, &token_for("user_6", &[WS], false, 3600))
         .await;
@@ -483,23 +472,14 @@ async fn the_push_key_cannot_read_and_the_previous_read_key_can(db: PgPool) {
     ));
     config.edge_push_key = Some(origin::config::Secret("edge-push-key-0123456".into()));
     let app = TestApp::spawn_with(db, config, seeded.boards).await;
-    let board = app.boards[0];
-    let call = |key: &'static str| {
-        app.http
-            .get(app.url(&format!("/api/boards/{board}/contacts")))
-            .header("X-Internal-Key", key)
-            .header("X-Workspace-ID", WS)
-            .header("X-User-ID", "user_3")
-            .send()
-    };
     for key in [INTERNAL_KEY, "edge-read-key-before-rotation"] {
         assert_eq!(
-            call(key).await.expect("request").status(),
+            read_as_edge(&app, key).await.status(),
             StatusCode::OK,
             "{key}"
         );
     }
-    let refused = call("edge-push-key-0123456").await.expect("request");
+    let refused = read_as_edge(&app, "edge-push-key-0123456").await;
     assert_eq!(
         error_code(refused, StatusCode::UNAUTHORIZED).await,
         "unauthorized"
@@ -511,17 +491,7 @@ async fn the_push_key_cannot_read_and_the_previous_read_key_can(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_member_past_its_search_budget_still_reads_and_others_still_search(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    let saved = app
-        .post(
-            &format!("/api/cache-settings/workspace/{WS}/settings"),
-            &admin(),
-            json!({"rateLimits": {"searchesPerUserPerMinute": 2}}),
-        )
-        .await;
-    assert_eq!(
-        data(saved).await["settings"]["rateLimits"]["searchesPerUserPerMinute"],
-        2
-    );
+    set_limit(&app, "searchesPerUserPerMinute", 2).await;
     let board = app.boards[0];
     let greedy = token_for("user_5", &[WS], false, 3600);
     let search = |term: &str| format!("/api/boards/{board}/contacts?search={term}");
@@ -531,12 +501,7 @@ async fn a_member_past_its_search_budget_still_reads_and_others_still_search(db:
             StatusCode::OK
         );
     }
-    let refused = app.get(&search("cy"), &greedy).await;
-    assert!(refused.headers().contains_key("retry-after"));
-    assert_eq!(
-        error_code(refused, StatusCode::TOO_MANY_REQUESTS).await,
-        "rate_limited"
-    );
+    until_refused(&app, &search("cy"), &greedy).await;
     let page = format!("/api/boards/{board}/contacts?per_page=5");
     assert_eq!(
         app.get(&page, &greedy).await.status(),

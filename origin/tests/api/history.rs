@@ -62,22 +62,14 @@ fn before(page: &Value) -> String {
     format!("?limit=20&before={cursor}")
 }
 
+/// A write under the workspace's conversations, as its admin (who may change any message).
 async fn write(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
     body: Value,
 ) -> reqwest::Response {
-    app.http
-        .request(
-            method,
-            app.url(&format!("/api/workspaces/{WS}/conversations{path}")),
-        )
-        .bearer_auth(admin())
-        .json(&body)
-        .send()
-        .await
-        .expect("write")
+    as_user(app, &admin(), method, path, body).await
 }
 
 async fn post(app: &TestApp, conversation: i64, body: &str) -> Value {
@@ -410,6 +402,7 @@ fn with_role(user: &str, role: &str) -> String {
     origin::auth::issue(SECRET.as_bytes(), &claims).expect("token")
 }
 
+/// A write under the workspace's conversations, as `token`'s user.
 async fn as_user(
     app: &TestApp,
     token: &str,

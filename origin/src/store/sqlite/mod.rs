@@ -250,11 +250,7 @@ impl Store for SqliteStore {
         by: &Author,
     ) -> Result<Message> {
         let mut tx = self.write.begin().await?;
-        let found = sender_query::<Sqlite>(ws, conversation, id)
-            .build_query_as()
-            .fetch_optional(&mut *tx)
-            .await?;
-        check_author(found, by)?;
+        check_sender(&mut tx, ws, conversation, id, by).await?;
         let row: Option<MessageRow> =
             edit_query::<Sqlite>(ws, conversation, id, (body, &by.user), D)
                 .build_query_as()
@@ -272,11 +268,7 @@ impl Store for SqliteStore {
         by: &Author,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let found = sender_query::<Sqlite>(ws, conversation, id)
-            .build_query_as()
-            .fetch_optional(&mut *tx)
-            .await?;
-        check_author(found, by)?;
+        check_sender(&mut tx, ws, conversation, id, by).await?;
         let deleted: Option<i64> = delete_query::<Sqlite>(ws, conversation, id, &by.user, D)
             .build_query_scalar()
             .fetch_optional(&mut *tx)
@@ -370,4 +362,20 @@ impl Store for SqliteStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Checks that `by` may change the message (on the writer connection, where no other
+/// write interleaves until the transaction ends).
+async fn check_sender(
+    tx: &mut sqlx::SqliteConnection,
+    ws: &WorkspaceId,
+    conversation: ConversationId,
+    id: MessageId,
+    by: &Author,
+) -> Result<()> {
+    let found = sender_query::<Sqlite>(ws, conversation, id)
+        .build_query_as()
+        .fetch_optional(tx)
+        .await?;
+    check_author(found, by)
 }
