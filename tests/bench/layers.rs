@@ -12,7 +12,7 @@ const BARE_WORKER: &str = "bare worker (wrangler dev)";
 const L1_HIT: &str = "origin L1 (moka)";
 const NGINX_HIT: &str = "nginx proxy_cache hit";
 const CEILING: &str = "bare hyper ceiling";
-/// The targets issue 16's ratios compare. They are measured back to back, in rounds that
+/// The targets the L1-hit goal's ratios compare. They are measured back to back, in rounds that
 /// each start at the next of them, and each figure is the median over the rounds: one
 /// 3-second run per target, with the edge's runs between them, let a burst of a shared
 /// machine's noise decide a ratio (a target's p99 moved 1.5x between two runs).
@@ -364,14 +364,14 @@ fn ratio(a: f64, b: f64) -> f64 {
     a / b.max(1e-9)
 }
 
-/// The concurrencies issue 16's goal is judged at.
+/// The concurrencies the L1-hit goal is judged at.
 const GOAL_CONNECTIONS: [u32; 2] = [16, 64];
 
-/// Issue 16's throughput bars for an L1 hit: shares of the bare ceiling's and nginx's.
+/// The L1-hit goal's throughput bars: shares of the bare ceiling's and nginx's.
 const GOAL_VS_CEILING: f64 = 0.8;
 const GOAL_VS_NGINX: f64 = 1.2;
 
-/// Issue 16's goal for an L1 hit: both throughput bars, with a p99 no worse than nginx's.
+/// The goal for an L1 hit: both throughput bars, with a p99 no worse than nginx's.
 fn goal_met(vs_ceiling: f64, vs_nginx: f64, p99_vs_nginx: f64) -> bool {
     vs_ceiling >= GOAL_VS_CEILING && vs_nginx >= GOAL_VS_NGINX && p99_vs_nginx <= 1.0
 }

@@ -18,7 +18,7 @@ pub struct Plan {
     pub mixed_for: Duration,
     pub mixed_clients: usize,
     /// Reads a second of the paced mixed runs: where the read p99 stands below, just above
-    /// (1,400) and well above the goal's rate of issue #12 (20× the 69 of the workload
+    /// (1,400) and well above the mixed workload goal's rate (20× the 69 of the workload
     /// before it, 1,380; a run at exactly that rate reads a few reads fewer, by chance).
     pub mixed_paced_reads: Vec<f64>,
     pub l1_entries: Vec<usize>,
