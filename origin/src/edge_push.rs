@@ -182,7 +182,7 @@ impl EdgePush {
         let Some(redis) = &self.redis else {
             let checked = now();
             let sent = self.send_all(held).await;
-            if sent && self.memory.lock().await.is_empty() {
+            if sent && self.confirm_due() && self.memory.lock().await.is_empty() {
                 self.confirm_drained(checked, self.started_ms).await;
             }
             return sent;
@@ -224,8 +224,9 @@ impl EdgePush {
         // Entries leave the stream only once the edge took them, and every write is in
         // the stream before it is acknowledged: with nothing waiting in memory for Redis,
         // the edge has every change acknowledged before the oldest entry was queued.
+        // Asked at most every `CONFIRM_EVERY`: a busy outbox runs many rounds a second.
         let asked = now();
-        if !self.memory.lock().await.is_empty() {
+        if !self.confirm_due() || !self.memory.lock().await.is_empty() {
             return true;
         }
         if let Ok((before, redis_now)) = redis.drained_before(&self.stream).await {
@@ -252,16 +253,15 @@ impl EdgePush {
         }
     }
 
-    /// Tells the edge the outbox was drained when `checked`, at most every
-    /// `CONFIRM_EVERY`, with the outbox's `incarnation`.
+    /// Whether the edge last took a drained mark `CONFIRM_EVERY` ago or more.
+    fn confirm_due(&self) -> bool {
+        let confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        confirmed.is_none_or(|at| at.elapsed() >= CONFIRM_EVERY)
+    }
+
+    /// Tells the edge the outbox was drained when `checked`, with the outbox's
+    /// `incarnation` (callers ask `confirm_due` first).
     async fn confirm_drained(&self, checked: u64, incarnation: u64) {
-        let due = {
-            let confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
-            confirmed.is_none_or(|at| at.elapsed() >= CONFIRM_EVERY)
-        };
-        if !due {
-            return;
-        }
         let sent = tokio::time::Instant::now();
         let taken = self
             .http
