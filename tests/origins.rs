@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use origin::auth::{issue, Claims};
+use shared::cursor::CursorKey;
 use shared::settings::MAX_RATE_PER_MIN;
 
 use crate::{free_port, root, wait_ok, Group};
@@ -14,6 +15,11 @@ pub const SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
 pub const INTERNAL_KEY: &str = "bench-internal-key-0001";
 /// The key origins push changes to the edge with (never the read key).
 pub const PUSH_KEY: &str = "bench-push-key-00001";
+
+/// The key these origins sign cursors with (derived from `SECRET`, as theirs is).
+pub fn cursor_key() -> CursorKey {
+    CursorKey::from_token_secret(SECRET.as_bytes())
+}
 
 pub fn origin_binary() -> PathBuf {
     root().join("target/release/origin")

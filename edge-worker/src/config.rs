@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use shared::cursor::CursorKey;
 use shared::keys::KeySpace;
 use shared::token::TokenVerifier;
 use worker::{Env, KvStore, ObjectNamespace, Request};
@@ -21,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) confirmed_max_age_ms: u64,
     pub(crate) keys: KeySpace,
     pub(crate) tokens: TokenVerifier,
+    /// Checks cursors before they name a KV key, with the key the origins sign them with.
+    pub(crate) cursors: CursorKey,
     pub(crate) origin_url: String,
     /// The key the worker reads the origin with (`INTERNAL_API_KEY`); it pushes nothing.
     pub(crate) internal_key: String,
@@ -69,6 +72,7 @@ impl Config {
                 var(env, "JWT_AUDIENCE").as_deref(),
                 var(env, "JWT_ISSUER").as_deref(),
             ),
+            cursors: CursorKey::from_token_secret(jwt.as_bytes()),
             origin_url: origin_url(env)?,
             push_keys: ["EDGE_PUSH_KEY", "EDGE_PUSH_KEY_PREVIOUS"]
                 .into_iter()

@@ -61,7 +61,8 @@ pub(crate) async fn handle(
             let board = BoardId::parse(&board)?;
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
-            let q = ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user)?;
+            let q =
+                ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
             let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
                 let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
                 let key = cfg.keys.contacts(&ws, board, g, &q);
@@ -76,7 +77,7 @@ pub(crate) async fn handle(
             let conversation = ConversationId::parse(&conversation)?;
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
-            let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation)?;
+            let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
             let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
                 let g = Generations::from_fields(&c, &GenerationScope::of_messages(&q));
                 let key = cfg.keys.messages(&ws, g, &q);

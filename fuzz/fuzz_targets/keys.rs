@@ -5,6 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use shared::cursor::CursorKey;
 use shared::keys::{Generations, KeySpace};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
@@ -35,6 +36,7 @@ fn parse(s: &Side<'_>) -> Option<Parsed> {
         &ws,
         BoardId(s.board),
         &user,
+        &CursorKey::from_token_secret(b"the server's token secret, 32 bytes"),
     )
     .ok()?;
     let gens = Generations {

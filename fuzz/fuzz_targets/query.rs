@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use shared::cursor::CursorKey;
 use shared::query::{ContactListQuery, MAX_PAGE, MAX_PER_PAGE, MAX_SEARCH_CHARS};
 use shared::{BoardId, UserId, WorkspaceId};
 
@@ -14,7 +15,8 @@ fuzz_target!(|raw: &str| {
     let user = UserId::parse("user_1").expect("a valid user");
     let ws = WorkspaceId::parse("15213").expect("a valid workspace");
     let board = BoardId(1);
-    let Ok(q) = ContactListQuery::from_pairs(pairs, &ws, board, &user) else {
+    let key = CursorKey::from_token_secret(b"the server's token secret, 32 bytes");
+    let Ok(q) = ContactListQuery::from_pairs(pairs, &ws, board, &user, &key) else {
         return;
     };
     assert!((1..=MAX_PAGE).contains(&q.page));
@@ -39,11 +41,11 @@ fuzz_target!(|raw: &str| {
     if let Some(s) = &q.search {
         again.push(("search", s));
     }
-    let cursor = q.after.as_ref().map(|c| c.encode(&q.binding(&ws, board)));
+    let cursor = q.after.as_ref().map(|c| c.encode(&key, &q.binding(&ws, board)));
     if let Some(c) = &cursor {
         again.push(("cursor", c));
     }
-    let reparsed = ContactListQuery::from_pairs(again, &ws, board, &user)
+    let reparsed = ContactListQuery::from_pairs(again, &ws, board, &user, &key)
         .expect("a parsed query parses again");
     assert_eq!(reparsed, q);
     assert_eq!(reparsed.canonical(), q.canonical());

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shared::cursor::CursorKey;
 use shared::keys::KeySpace;
 use shared::settings::{rate_in_bounds, MAX_RATE_PER_MIN};
 
@@ -192,6 +193,14 @@ impl Config {
             .flatten()
             .map(|k| k.0.as_str())
             .collect()
+    }
+
+    /// The key cursors are signed and checked with, derived from the token secret as the
+    /// edge derives it. Commands that never serve (seeding, counter checks) may run without
+    /// a token secret; serving refuses to start without one (`build_state`).
+    pub fn cursor_key(&self) -> CursorKey {
+        let secret = self.jwt_secret.as_ref().map_or("", |s| s.0.as_str());
+        CursorKey::from_token_secret(secret.as_bytes())
     }
 }
 

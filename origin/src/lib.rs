@@ -112,6 +112,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
     ));
     Ok(AppState {
         edge,
+        cursors: config.cursor_key(),
         config,
         store,
         cache,

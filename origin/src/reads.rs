@@ -42,7 +42,7 @@ pub async fn page(
     let compute = || {
         let read = state.reader(ws);
         let (ws, mut q, user) = (ws.clone(), q.clone(), user.clone());
-        if let Some(after) = state.cache.continuation(&ws, board, &q) {
+        if let Some(after) = state.cache.continuation(&ws, board, &q, &state.cursors) {
             q.after = Some(after);
         }
         state.gated(store::page_json(

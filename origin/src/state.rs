@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use shared::cursor::CursorKey;
 use shared::settings::CacheSettings;
 use shared::WorkspaceId;
 use tokio::sync::Semaphore;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// Announces this instance's changes to the event streams of every instance.
     pub announcer: Announcer,
+    /// Checks the cursors clients send back (`Config::cursor_key`).
+    pub cursors: CursorKey,
     /// The dependencies' last health probe, reused for `PROBE_MAX_AGE`.
     pub probe: Recent<serde_json::Value>,
 }

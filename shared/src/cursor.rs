@@ -2,19 +2,69 @@
 //! sort value and id, so the next page is an index range scan that costs what page 1
 //! costs at any depth. It is bound to the list it was made for (workspace, board,
 //! filter, search, column, sort): used with anything else it is a 400, as is any change
-//! to it. The check is a digest, not a signature: a cursor only names a position in
-//! rows its holder may already read, so forging one gains nothing, and both runtimes
-//! verify it without sharing a secret.
+//! to it. The check is an HMAC under a server key (`CursorKey`): a cursor carries a
+//! value and an id that reach SQL and the cache keys, so only the servers may mint one;
+//! anything else is refused before it costs a query or a key.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::InputError;
 
 /// Longer than any cursor this module makes; anything longer is refused unread.
 pub const MAX_CURSOR_CHARS: usize = 512;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// The key cursors are signed with. It is derived from the token secret, which every
+/// origin and the edge already hold, so a cursor made by one is checked by any other and
+/// there is no further secret to hand out; a leak of the token secret is worse than any
+/// forged cursor. Rotating the token secret makes outstanding cursors a 400, which the
+/// contract already tells clients to answer by starting again.
+#[derive(Clone)]
+pub struct CursorKey(Hmac<Sha256>);
+
+impl CursorKey {
+    pub fn from_token_secret(secret: &[u8]) -> Self {
+        let mut derive = keyed(secret);
+        derive.update(b"edgecache cursors");
+        Self(keyed(&derive.finalize().into_bytes()))
+    }
+
+    /// 128 bits of HMAC-SHA256 over the list and the position, as hex.
+    fn tag(&self, binding: &str, body: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(binding.as_bytes());
+        mac.update(&[0]);
+        mac.update(body.as_bytes());
+        mac.finalize().into_bytes()[..TAG_CHARS / 2]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+impl CursorKey {
+    pub(crate) fn for_tests() -> Self {
+        Self::from_token_secret(b"a token secret of at least 32 bytes")
+    }
+}
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+fn keyed(secret: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes a key of any length; this arm cannot be reached.
+    <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
+}
+
+const TAG_CHARS: usize = 32;
 
 /// The row a page ends on, and the number of the page that follows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,21 +78,21 @@ pub struct Cursor {
 
 impl Cursor {
     /// The opaque text for `next_cursor`; `binding` names the list (see `ContactListQuery`).
-    pub fn encode(&self, binding: &str) -> String {
+    pub fn encode(&self, key: &CursorKey, binding: &str) -> String {
         let body = serde_json::json!([VERSION, self.page, self.value, self.id]).to_string();
-        let check = check(binding, &body);
-        URL_SAFE_NO_PAD.encode(format!("{check}{body}"))
+        let tag = key.tag(binding, &body);
+        URL_SAFE_NO_PAD.encode(format!("{tag}{body}"))
     }
 
     /// `decode` for a list sorted by time: a value that is not a real timestamp (which
-    /// this module never makes, but anyone can digest) is refused here, before any SQL.
-    pub fn decode_timed(raw: &str, binding: &str) -> Result<Self, InputError> {
-        Self::decode(raw, binding)?
+    /// this module never makes) is refused here too, before any SQL, whoever signed it.
+    pub fn decode_timed(raw: &str, key: &CursorKey, binding: &str) -> Result<Self, InputError> {
+        Self::decode(raw, key, binding)?
             .filter(|c| is_timestamp(&c.value))
             .ok_or_else(invalid)
     }
 
-    pub fn decode(raw: &str, binding: &str) -> Result<Self, InputError> {
+    pub fn decode(raw: &str, key: &CursorKey, binding: &str) -> Result<Self, InputError> {
         if raw.is_empty() || raw.len() > MAX_CURSOR_CHARS {
             return Err(invalid());
         }
@@ -51,8 +101,8 @@ impl Cursor {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(invalid)?;
-        let (digest, body) = text.split_at_checked(CHECK_CHARS).ok_or_else(invalid)?;
-        if digest != check(binding, body) {
+        let (tag, body) = text.split_at_checked(TAG_CHARS).ok_or_else(invalid)?;
+        if !bool::from(tag.as_bytes().ct_eq(key.tag(binding, body).as_bytes())) {
             return Err(invalid());
         }
         let (version, page, value, id): (u8, u32, String, i64) =
@@ -136,20 +186,6 @@ pub fn is_timestamp(s: &str) -> bool {
     }
 }
 
-const CHECK_CHARS: usize = 16;
-
-/// 64 bits of SHA-256 over the list and the position, as hex.
-fn check(binding: &str, body: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(binding.as_bytes());
-    h.update([0]);
-    h.update(body.as_bytes());
-    h.finalize()[..CHECK_CHARS / 2]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,28 +200,44 @@ mod tests {
 
     #[test]
     fn a_cursor_decodes_to_what_was_encoded_for_the_same_list() {
-        let raw = cursor().encode("list-a");
-        assert_eq!(Cursor::decode(&raw, "list-a"), Ok(cursor()));
+        let raw = cursor().encode(&CursorKey::for_tests(), "list-a");
+        assert_eq!(
+            Cursor::decode(&raw, &CursorKey::for_tests(), "list-a"),
+            Ok(cursor())
+        );
     }
 
     #[test]
     fn a_cursor_of_another_list_is_refused() {
-        let raw = cursor().encode("list-a");
+        let raw = cursor().encode(&CursorKey::for_tests(), "list-a");
         assert_eq!(
-            Cursor::decode(&raw, "list-b").map_err(|e| e.code),
+            Cursor::decode(&raw, &CursorKey::for_tests(), "list-b").map_err(|e| e.code),
+            Err("invalid_cursor")
+        );
+    }
+
+    #[test]
+    fn a_cursor_signed_with_another_key_is_refused() {
+        let other = CursorKey::from_token_secret(b"another token secret, 32 bytes long");
+        let raw = cursor().encode(&other, "list-a");
+        assert_eq!(
+            Cursor::decode(&raw, &CursorKey::for_tests(), "list-a").map_err(|e| e.code),
             Err("invalid_cursor")
         );
     }
 
     #[test]
     fn any_altered_character_is_refused() {
-        let raw = cursor().encode("list-a");
+        let raw = cursor().encode(&CursorKey::for_tests(), "list-a");
         for i in 0..raw.len() {
             let mut bytes = raw.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let altered = String::from_utf8(bytes).expect("ascii");
             if altered != raw {
-                assert!(Cursor::decode(&altered, "list-a").is_err(), "position {i}");
+                assert!(
+                    Cursor::decode(&altered, &CursorKey::for_tests(), "list-a").is_err(),
+                    "position {i}"
+                );
             }
         }
     }
@@ -193,7 +245,10 @@ mod tests {
     #[test]
     fn garbage_and_oversized_cursors_are_refused() {
         for raw in ["", "!!", "abc", &"A".repeat(MAX_CURSOR_CHARS + 1)] {
-            assert!(Cursor::decode(raw, "list-a").is_err(), "{raw}");
+            assert!(
+                Cursor::decode(raw, &CursorKey::for_tests(), "list-a").is_err(),
+                "{raw}"
+            );
         }
     }
 
@@ -231,10 +286,10 @@ mod tests {
             value: "not a time".into(),
             id: 1,
         };
-        let raw = forged.encode("list-a");
-        assert!(Cursor::decode(&raw, "list-a").is_ok());
+        let raw = forged.encode(&CursorKey::for_tests(), "list-a");
+        assert!(Cursor::decode(&raw, &CursorKey::for_tests(), "list-a").is_ok());
         assert_eq!(
-            Cursor::decode_timed(&raw, "list-a").map_err(|e| e.code),
+            Cursor::decode_timed(&raw, &CursorKey::for_tests(), "list-a").map_err(|e| e.code),
             Err("invalid_cursor")
         );
     }

@@ -353,10 +353,12 @@ mod tests {
         let appended = Changed::Conversation(c, Thread::Appended).scopes();
         let edited = Changed::Conversation(c, Thread::Edited).scopes();
         let ws = WorkspaceId::parse("15213").expect("ws");
-        let head = crate::messages::MessageQuery::from_pairs([], &ws, c).expect("head");
-        let next = head.next_cursor(&ws, 100);
-        let older = crate::messages::MessageQuery::from_pairs([("before", next.as_str())], &ws, c)
-            .expect("older");
+        let key = crate::cursor::CursorKey::for_tests();
+        let head = crate::messages::MessageQuery::from_pairs([], &ws, c, &key).expect("head");
+        let next = head.next_cursor(&key, &ws, 100);
+        let older =
+            crate::messages::MessageQuery::from_pairs([("before", next.as_str())], &ws, c, &key)
+                .expect("older");
         let depends = |q, scopes: &[GenerationScope]| {
             GenerationScope::of_messages(q)
                 .iter()
@@ -366,7 +368,7 @@ mod tests {
         assert!(!depends(&older, &appended), "appending leaves older pages");
         assert!(depends(&older, &edited));
         assert!(appended.contains(&GenerationScope::Conversations));
-        let other = crate::messages::MessageQuery::from_pairs([], &ws, ConversationId(10))
+        let other = crate::messages::MessageQuery::from_pairs([], &ws, ConversationId(10), &key)
             .expect("another conversation");
         assert!(!depends(&other, &appended) && !depends(&other, &edited));
         assert_eq!(

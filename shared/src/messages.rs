@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, CursorKey};
 use crate::query::parse_bounded;
 use crate::{ConversationId, InputError, WorkspaceId};
 
@@ -138,6 +138,7 @@ impl MessageQuery {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
         ws: &WorkspaceId,
         conversation: ConversationId,
+        key: &CursorKey,
     ) -> Result<Self, InputError> {
         let mut q = Self {
             conversation,
@@ -147,7 +148,7 @@ impl MessageQuery {
         for (name, value) in known_pairs(pairs, &["limit", "before"])? {
             match name {
                 "limit" => q.limit = limit(value)?,
-                _ => q.before = Some(Cursor::decode(value, &q.binding(ws))?),
+                _ => q.before = Some(Cursor::decode(value, key, &q.binding(ws))?),
             }
         }
         Ok(q)
@@ -169,14 +170,14 @@ impl MessageQuery {
     }
 
     /// The cursor of the page after this one, which ends on message `last`.
-    pub fn next_cursor(&self, ws: &WorkspaceId, last: i64) -> String {
+    pub fn next_cursor(&self, key: &CursorKey, ws: &WorkspaceId, last: i64) -> String {
         let depth = self.before.as_ref().map_or(1, |c| c.page);
         Cursor {
             page: depth + 1,
             value: String::new(),
             id: last,
         }
-        .encode(&self.binding(ws))
+        .encode(key, &self.binding(ws))
     }
 }
 
@@ -197,6 +198,7 @@ impl ConversationQuery {
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
         ws: &WorkspaceId,
+        key: &CursorKey,
     ) -> Result<Self, InputError> {
         let mut q = Self {
             contact: None,
@@ -219,7 +221,7 @@ impl ConversationQuery {
             }
         }
         if let Some(raw) = cursor {
-            q.after = Some(Cursor::decode_timed(raw, &q.binding(ws))?);
+            q.after = Some(Cursor::decode_timed(raw, key, &q.binding(ws))?);
         }
         Ok(q)
     }
@@ -237,20 +239,24 @@ impl ConversationQuery {
 
     /// The cursor of the page after this one, which ends on a conversation whose last
     /// message is at `at` (as the store compares it).
-    pub fn next_cursor(&self, ws: &WorkspaceId, at: String, id: i64) -> String {
+    pub fn next_cursor(&self, key: &CursorKey, ws: &WorkspaceId, at: String, id: i64) -> String {
         let depth = self.after.as_ref().map_or(1, |c| c.page);
         Cursor {
             page: depth + 1,
             value: at,
             id,
         }
-        .encode(&self.binding(ws))
+        .encode(key, &self.binding(ws))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> CursorKey {
+        CursorKey::for_tests()
+    }
 
     fn ws(id: &str) -> WorkspaceId {
         WorkspaceId::parse(id).expect("ws")
@@ -259,17 +265,17 @@ mod tests {
     #[test]
     fn a_message_cursor_works_only_for_its_conversation_and_workspace() {
         let (a, c) = (ws("a"), ConversationId(7));
-        let head = MessageQuery::from_pairs([("limit", "20")], &a, c).expect("head");
+        let head = MessageQuery::from_pairs([("limit", "20")], &a, c, &key()).expect("head");
         assert!(head.is_head());
-        let next = head.next_cursor(&a, 1234);
-        let second =
-            MessageQuery::from_pairs([("before", next.as_str())], &a, c).expect("second page");
+        let next = head.next_cursor(&key(), &a, 1234);
+        let second = MessageQuery::from_pairs([("before", next.as_str())], &a, c, &key())
+            .expect("second page");
         assert_eq!(
             (second.before_id(), second.limit),
             (Some(1234), DEFAULT_LIMIT)
         );
         let refused = |ws: &WorkspaceId, c| {
-            MessageQuery::from_pairs([("before", next.as_str())], ws, c).map_err(|e| e.code)
+            MessageQuery::from_pairs([("before", next.as_str())], ws, c, &key()).map_err(|e| e.code)
         };
         assert_eq!(refused(&ws("b"), c), Err("invalid_cursor"));
         assert_eq!(refused(&a, ConversationId(8)), Err("invalid_cursor"));
@@ -279,7 +285,7 @@ mod tests {
     fn bad_message_queries_are_refused() {
         let (a, c) = (ws("a"), ConversationId(7));
         let code = |pairs: &[(&str, &str)]| {
-            MessageQuery::from_pairs(pairs.iter().copied(), &a, c).map_err(|e| e.code)
+            MessageQuery::from_pairs(pairs.iter().copied(), &a, c, &key()).map_err(|e| e.code)
         };
         assert_eq!(code(&[("limit", "0")]), Err("invalid_limit"));
         assert_eq!(code(&[("limit", "101")]), Err("invalid_limit"));
@@ -294,14 +300,15 @@ mod tests {
     #[test]
     fn a_conversation_cursor_is_bound_to_its_filters() {
         let a = ws("a");
-        let q = ConversationQuery::from_pairs([("status", "open")], &a).expect("query");
-        let next = q.next_cursor(&a, "2026-01-01T00:00:00.000001Z".into(), 9);
-        let ok = ConversationQuery::from_pairs([("status", "open"), ("cursor", &next)], &a)
+        let q = ConversationQuery::from_pairs([("status", "open")], &a, &key()).expect("query");
+        let next = q.next_cursor(&key(), &a, "2026-01-01T00:00:00.000001Z".into(), 9);
+        let ok = ConversationQuery::from_pairs([("status", "open"), ("cursor", &next)], &a, &key())
             .expect("next page");
         assert_eq!(ok.after.map(|c| c.id), Some(9));
-        let other = ConversationQuery::from_pairs([("status", "resolved"), ("cursor", &next)], &a);
+        let other =
+            ConversationQuery::from_pairs([("status", "resolved"), ("cursor", &next)], &a, &key());
         assert_eq!(other.map_err(|e| e.code), Err("invalid_cursor"));
-        let bad = ConversationQuery::from_pairs([("status", "x")], &a);
+        let bad = ConversationQuery::from_pairs([("status", "x")], &a, &key());
         assert_eq!(bad.map_err(|e| e.code), Err("invalid_status"));
     }
 

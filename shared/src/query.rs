@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, CursorKey};
 use crate::{BoardId, InputError, UserId, WorkspaceId};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
@@ -133,6 +133,7 @@ impl ContactListQuery {
         ws: &WorkspaceId,
         board: BoardId,
         user: &UserId,
+        key: &CursorKey,
     ) -> Result<Self, InputError> {
         let mut q = Self::default();
         let mut seen: Vec<&str> = Vec::new();
@@ -188,8 +189,8 @@ impl ContactListQuery {
         if let Some(raw) = cursor {
             let binding = q.binding(ws, board);
             let after = match q.sort_by {
-                SortBy::Name => Cursor::decode(raw, &binding)?,
-                _ => Cursor::decode_timed(raw, &binding)?,
+                SortBy::Name => Cursor::decode(raw, key, &binding)?,
+                _ => Cursor::decode_timed(raw, key, &binding)?,
             };
             q.page = after.page;
             q.after = Some(after);
@@ -282,7 +283,13 @@ mod tests {
     }
 
     fn parse(pairs: &[(&str, &str)]) -> Result<ContactListQuery, InputError> {
-        ContactListQuery::from_pairs(pairs.iter().copied(), &ws(), BoardId(1), &user())
+        ContactListQuery::from_pairs(
+            pairs.iter().copied(),
+            &ws(),
+            BoardId(1),
+            &user(),
+            &CursorKey::for_tests(),
+        )
     }
 
     #[test]
@@ -376,7 +383,7 @@ mod tests {
             value: "2026-01-01T00:00:00.000001Z".into(),
             id: 9,
         };
-        let raw = after.encode(&open.binding(&ws(), BoardId(1)));
+        let raw = after.encode(&CursorKey::for_tests(), &open.binding(&ws(), BoardId(1)));
         let next = parse(&[("filter", "open"), ("page", "1"), ("cursor", &raw)]).expect("valid");
         assert_eq!((next.page, next.after), (4, Some(after)));
         let other_sort = parse(&[("filter", "open"), ("sort_order", "asc"), ("cursor", &raw)]);
@@ -387,6 +394,7 @@ mod tests {
             &other_ws,
             BoardId(1),
             &user(),
+            &CursorKey::for_tests(),
         );
         assert_eq!(elsewhere.map_err(|e| e.code), Err("invalid_cursor"));
     }

@@ -93,8 +93,10 @@ async fn page_cursor(db: &PgPool, ws: &str, conversation: i64, n: i64) -> Option
     .await
     .expect("a message at that depth");
     let ws = WorkspaceId::parse(ws).expect("ws");
-    let head = MessageQuery::from_pairs([], &ws, ConversationId(conversation)).expect("query");
-    Some(head.next_cursor(&ws, last_of_previous))
+    let key = origins::cursor_key();
+    let head =
+        MessageQuery::from_pairs([], &ws, ConversationId(conversation), &key).expect("query");
+    Some(head.next_cursor(&key, &ws, last_of_previous))
 }
 
 fn path(conversation: i64, before: Option<&str>) -> String {

@@ -145,5 +145,8 @@ async fn cursor_to_page_1000(db: &PgPool, ws: &str, board: i64) -> Option<String
         value: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         id,
     };
-    Some(cursor.encode(&q.binding(&wsid, BoardId(board))))
+    Some(cursor.encode(
+        &e2e::origins::cursor_key(),
+        &q.binding(&wsid, BoardId(board)),
+    ))
 }

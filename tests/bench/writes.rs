@@ -103,7 +103,7 @@ pub async fn measure(db: &PgPool, url: &str, ws: &str, run_for: Duration) -> Val
         });
     }
     writers.close().await;
-    let store = PgStore::new(db.clone(), None);
+    let store = PgStore::new(db.clone(), None, e2e::origins::cursor_key());
     let wsid = WorkspaceId::parse(ws).expect("workspace");
     store
         .check_counters(Some(&wsid), true)
@@ -114,7 +114,7 @@ pub async fn measure(db: &PgPool, url: &str, ws: &str, run_for: Duration) -> Val
 
 /// Buckets whose counters differ from a recount, over `workspaces`.
 pub async fn drift(db: &PgPool, workspaces: &[String]) -> usize {
-    let store = PgStore::new(db.clone(), None);
+    let store = PgStore::new(db.clone(), None, e2e::origins::cursor_key());
     let mut drifted = 0;
     for w in workspaces {
         let ws = WorkspaceId::parse(w).expect("workspace");

@@ -13,7 +13,7 @@ use origin::store::Store;
 use origin::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::cursor::Cursor;
+use shared::cursor::{Cursor, CursorKey};
 use shared::keys::KeySpace;
 use shared::query::ContactListQuery;
 use shared::settings::CacheSettings;
@@ -23,6 +23,11 @@ use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::oneshot;
 
 const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-000001";
+
+/// The key the origin and the worker sign cursors with (derived from `SECRET`).
+fn cursor_key() -> CursorKey {
+    CursorKey::from_token_secret(SECRET.as_bytes())
+}
 const INTERNAL_KEY: &str = "e2e-internal-key-0001";
 const PUSH_KEY: &str = "e2e-push-key-000001";
 const OLD_PUSH_KEY: &str = "e2e-push-key-000000";
@@ -77,7 +82,7 @@ async fn database() -> PgPool {
         .connect_with(options)
         .await
         .expect("connect");
-    let store = PgStore::new(db.clone(), None);
+    let store = PgStore::new(db.clone(), None, cursor_key());
     store.migrate().await.expect("migrate");
     store
         .seed(&WorkspaceId::parse(WS).expect("ws"), 800, 2)
@@ -295,9 +300,12 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     config.edge_push_key = Some(Secret(PUSH_KEY.into()));
     config.key_space = KeySpace::new(&namespace).expect("namespace");
     config.redis_url = Some(redis_url());
-    let app = Application::build(config, Arc::new(PgStore::new(db.clone(), None)))
-        .await
-        .expect("origin");
+    let app = Application::build(
+        config,
+        Arc::new(PgStore::new(db.clone(), None, cursor_key())),
+    )
+    .await
+    .expect("origin");
     let origin_port = app.port();
     let (stop, stopped) = oneshot::channel::<()>();
     let origin = tokio::spawn(app.run_until(async {
@@ -381,24 +389,32 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_cursor");
-    // A cursor anyone can digest, but with no timestamp for a list sorted by time.
+    // A well-formed position for this very list, signed with a key other than the servers',
+    // and one they signed with no timestamp for a list sorted by time: both refused.
     let (ws_id, board) = (WorkspaceId::parse(WS).expect("ws"), BoardId(boards[0]));
     let reader = UserId::parse("user_3").expect("user");
     let by_time =
-        ContactListQuery::from_pairs([("per_page", "7")], &ws_id, board, &reader).expect("valid");
-    let forged = Cursor {
-        page: 2,
-        value: "2026-02-30T00:00:00Z".into(),
-        id: 1,
+        ContactListQuery::from_pairs([("per_page", "7")], &ws_id, board, &reader, &cursor_key())
+            .expect("valid");
+    let forger = CursorKey::from_token_secret(b"anyone's secret, but not the servers'");
+    for (key, value) in [
+        (&forger, "2026-01-01T00:00:00Z"),
+        (&cursor_key(), "2026-02-30T00:00:00Z"),
+    ] {
+        let made = Cursor {
+            page: 2,
+            value: value.into(),
+            id: 1,
+        }
+        .encode(key, &by_time.binding(&ws_id, board));
+        let page = format!(
+            "/api/boards/{}/contacts?per_page=7&cursor={made}",
+            boards[0]
+        );
+        let (status, refused) = edge.get(&page, &user, WS).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{value}: {refused}");
+        assert_eq!(refused["error"]["code"], "invalid_cursor");
     }
-    .encode(&by_time.binding(&ws_id, board));
-    let forged_page = format!(
-        "/api/boards/{}/contacts?per_page=7&cursor={forged}",
-        boards[0]
-    );
-    let (status, refused) = edge.get(&forged_page, &user, WS).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["error"]["code"], "invalid_cursor");
 
     // Search goes through the edge too (not cached while the search feature is off).
     let search = format!("/api/boards/{}/contacts?search=GRACE&per_page=5", boards[0]);
@@ -873,8 +889,20 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             .expect("settings");
         assert_eq!(saved.status(), StatusCode::OK);
     };
+    edge.open_once_cached(&counts, &user).await;
     rate(json!(2)).await;
+    // The settings reach the edge (as a change of the whole workspace) before the member
+    // spends its share.
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "MISS"
+    })
+    .await;
     let greedy = token("user_11", &[WS]);
+    let held = edge
+        .within_a_second(&counts, &greedy, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
     let mut shed = None;
     for n in 1..=6 {
         let r = edge
@@ -902,7 +930,56 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     assert!(wait.is_some_and(|w| w.parse::<u64>().is_ok_and(|s| s >= 1)));
     let body: Value = shed.json().await.expect("a JSON error");
     assert_eq!(body["error"]["code"], "rate_limited");
+    // The same member once the edge cannot hear the origins (their pushes refused, so no
+    // drained mark vouches for what KV holds): its read goes to the origin, which sheds it,
+    // and the edge stands in with what it holds, marked STALE, never passed off as fresh.
+    drop(wrangler);
+    let deaf: Vec<(&str, &str)> = vars
+        .iter()
+        .map(|&(name, value)| match name {
+            "EDGE_PUSH_KEY" | "EDGE_PUSH_KEY_PREVIOUS" => (name, "not-the-origins-push-key"),
+            _ => (name, value),
+        })
+        .collect();
+    wrangler = start_wrangler_at(port, origin_port, &deaf, &state_dir);
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stood_in = loop {
+        let r = edge
+            .http
+            .get(format!("{}{counts}", edge.base))
+            .bearer_auth(&greedy)
+            .header("X-Workspace-ID", WS)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a held answer stands in for the 429"
+        );
+        let header = r.headers().get("x-cache-status").cloned();
+        let body: Value = r.json().await.expect("json");
+        assert_ne!(
+            body["data"]["_cache"]["status"], "HIT",
+            "unvouched for: {body}"
+        );
+        if body["data"]["_cache"]["status"] == "STALE" {
+            assert_eq!(header.as_ref().map(|v| v.as_bytes()), Some(&b"STALE"[..]));
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shed read was never stood in for: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(payload(&stood_in), payload(&held));
+    drop(wrangler);
+    wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
+    wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
     rate(Value::Null).await;
+    wait_edge_ready(&edge.base, Duration::from_secs(10)).await;
 
     // With the origin stopped, a cached key is served stale and an uncached one is a 503.
     let short_ttl = reqwest::Client::new()

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::cursor::Cursor;
+use shared::cursor::{Cursor, CursorKey};
 use shared::keys::{contacts_tail, FieldNames, GenerationScope, Generations as KeyGens, Scopes};
 use shared::messages::{ConversationQuery, MessageQuery};
 use shared::model::{CacheStatus, ContactPage, Source};
@@ -237,6 +237,7 @@ impl Cache {
         ws: &WorkspaceId,
         board: BoardId,
         q: &ContactListQuery,
+        key: &CursorKey,
     ) -> Option<Cursor> {
         if q.after.is_some() || q.page < 2 {
             return None;
@@ -255,7 +256,7 @@ impl Cache {
             return None;
         }
         let next = ContactPage::next_cursor_in(&e.body())?;
-        let after = Cursor::decode(&next, &q.binding(ws, board))
+        let after = Cursor::decode(&next, key, &q.binding(ws, board))
             .ok()
             .filter(|c| c.page == q.page)?;
         self.stats.page_read_on();

@@ -45,7 +45,7 @@ pub(super) async fn list(
     let started = Instant::now();
     let board = BoardId::parse(&board)?;
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let q = ContactListQuery::from_pairs(pairs, &ws, board, &user)?;
+    let q = ContactListQuery::from_pairs(pairs, &ws, board, &user, &state.cursors)?;
     if q.search.is_some() {
         state.limits.search(&ws, &user, &settings.rate_limits)?;
     }

@@ -13,6 +13,7 @@ use std::cell::{Ref, RefCell};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use axum::response::Response;
+use shared::cursor::CursorKey;
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
 
@@ -121,13 +122,14 @@ impl LastPage {
         ws: &WorkspaceId,
         board: BoardId,
         user: &UserId,
+        key: &CursorKey,
     ) -> Option<Ref<'_, ParsedPage>> {
         let same =
             self.0.borrow().as_ref().is_some_and(|p| {
                 p.board == board && *p.raw == *raw && p.ws == *ws && p.user == *user
             });
         if !same {
-            let query = page_query(raw, ws, board, user)?;
+            let query = page_query(raw, ws, board, user, key)?;
             *self.0.borrow_mut() = Some(ParsedPage {
                 raw: raw.into(),
                 ws: ws.clone(),
@@ -148,13 +150,14 @@ fn page_query(
     ws: &WorkspaceId,
     board: BoardId,
     user: &UserId,
+    key: &CursorKey,
 ) -> Option<ContactListQuery> {
     let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(raw.as_bytes()).collect();
     if pairs.iter().any(|(k, _)| k == "useCache") {
         return None;
     }
     let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-    ContactListQuery::from_pairs(pairs, ws, board, user).ok()
+    ContactListQuery::from_pairs(pairs, ws, board, user, key).ok()
 }
 
 /// The answer to `request` if it is an L1 hit, else `None` with `request` as it came
@@ -189,7 +192,7 @@ pub fn answer<B>(
         }
         Read::Page { board, query } => {
             let board = BoardId::parse(board).ok()?;
-            let page = last_page.parse(query, &ws, board, user)?;
+            let page = last_page.parse(query, &ws, board, user, &state.cursors)?;
             settings.list_ttl(page.query.search.is_some())?;
             Some(page)
         }
@@ -229,6 +232,10 @@ mod tests {
 
     use super::*;
 
+    fn key() -> CursorKey {
+        CursorKey::from_token_secret(b"a token secret of at least 32 bytes")
+    }
+
     fn id<T>(parse: fn(&str) -> Result<T, shared::InputError>, raw: &str) -> T {
         parse(raw).expect("valid id")
     }
@@ -237,7 +244,7 @@ mod tests {
     fn parsed_afresh(raw: &str, ws: &WorkspaceId, board: BoardId, user: &UserId) -> PageKeyParts {
         PageKeyParts::of(
             board,
-            &page_query(raw, ws, board, user).expect("valid query"),
+            &page_query(raw, ws, board, user, &key()).expect("valid query"),
         )
     }
 
@@ -258,7 +265,9 @@ mod tests {
         ];
         let mut tails = Vec::new();
         for (raw, ws, board, user) in cases {
-            let kept = last.parse(raw, ws, board, user).expect("a hit-path query");
+            let kept = last
+                .parse(raw, ws, board, user, &key())
+                .expect("a hit-path query");
             assert_eq!(kept.parts, parsed_afresh(raw, ws, board, user), "{raw}");
             tails.push(kept.parts.tail.clone());
         }
@@ -309,11 +318,18 @@ mod tests {
     fn queries_the_router_answers_are_not_kept() {
         let last = LastPage::default();
         let (ws, user) = (id(WorkspaceId::parse, "a"), id(UserId::parse, "me"));
-        assert!(last.parse("page=1", &ws, BoardId(1), &user).is_some());
+        assert!(last
+            .parse("page=1", &ws, BoardId(1), &user, &key())
+            .is_some());
         for raw in ["page=0", "page=1&page=2", "useCache=false", "filter=nope"] {
-            assert!(last.parse(raw, &ws, BoardId(1), &user).is_none(), "{raw}");
+            assert!(
+                last.parse(raw, &ws, BoardId(1), &user, &key()).is_none(),
+                "{raw}"
+            );
         }
-        let kept = last.parse("page=1", &ws, BoardId(1), &user).expect("kept");
+        let kept = last
+            .parse("page=1", &ws, BoardId(1), &user, &key())
+            .expect("kept");
         assert_eq!(kept.parts, parsed_afresh("page=1", &ws, BoardId(1), &user));
     }
 }

@@ -58,7 +58,7 @@ pub(super) async fn page(
     let started = Instant::now();
     let conversation = ConversationId::parse(&conversation)?;
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let q = MessageQuery::from_pairs(pairs, &ws, conversation)?;
+    let q = MessageQuery::from_pairs(pairs, &ws, conversation, &state.cursors)?;
     let use_cache = query.flag("useCache")?;
     let ttl = settings.messages_ttl().filter(|_| use_cache);
     let answer = reads::messages(&state, &ws, &q, ttl).await?;
@@ -79,7 +79,7 @@ pub(super) async fn conversations(
 ) -> Result<Response> {
     let started = Instant::now();
     let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let q = ConversationQuery::from_pairs(pairs, &ws)?;
+    let q = ConversationQuery::from_pairs(pairs, &ws, &state.cursors)?;
     let use_cache = query.flag("useCache")?;
     let ttl = settings.messages_ttl().filter(|_| use_cache);
     let answer = reads::conversations(&state, &ws, &q, ttl).await?;

@@ -1,7 +1,7 @@
 //! Contacts as rows, and the statements both stores run, built once for either dialect.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use shared::cursor::Cursor;
+use shared::cursor::{Cursor, CursorKey};
 use shared::model::{Contact, ContactPage, Pagination, Total};
 use shared::query::{ContactListQuery, Filter, SortBy, SortOrder};
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
@@ -243,6 +243,7 @@ pub fn page_of(
     q: &ContactListQuery,
     total: Total,
     d: Dialect,
+    key: &CursorKey,
 ) -> ContactPage {
     let per_page = q.per_page as usize;
     let has_more = rows.len() > per_page;
@@ -259,7 +260,7 @@ pub fn page_of(
             value,
             id: last.id,
         };
-        next.encode(&q.binding(ws, board))
+        next.encode(key, &q.binding(ws, board))
     });
     ContactPage {
         contacts: rows.into_iter().map(Contact::from).collect(),

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use shared::cursor::CursorKey;
 use shared::messages::{
     check_body, Conversation, ConversationPage, ConversationQuery, CursorPagination, Message,
     MessagePage, MessageQuery, SenderType,
@@ -185,13 +186,18 @@ where
     qb
 }
 
-pub fn page_of(mut rows: Vec<MessageRow>, ws: &WorkspaceId, q: &MessageQuery) -> MessagePage {
+pub fn page_of(
+    mut rows: Vec<MessageRow>,
+    ws: &WorkspaceId,
+    q: &MessageQuery,
+    key: &CursorKey,
+) -> MessagePage {
     let has_more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
     let next_cursor = rows
         .last()
         .filter(|_| has_more)
-        .map(|last| q.next_cursor(ws, last.id));
+        .map(|last| q.next_cursor(key, ws, last.id));
     MessagePage {
         messages: rows.into_iter().map(Message::from).collect(),
         pagination: CursorPagination {
@@ -239,13 +245,14 @@ pub fn conversations_of(
     ws: &WorkspaceId,
     q: &ConversationQuery,
     d: Dialect,
+    key: &CursorKey,
 ) -> ConversationPage {
     let has_more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
     let next_cursor = rows
         .last()
         .filter(|_| has_more)
-        .map(|last| q.next_cursor(ws, d.cursor_time(last.last_message_at), last.id));
+        .map(|last| q.next_cursor(key, ws, d.cursor_time(last.last_message_at), last.id));
     ConversationPage {
         conversations: rows.into_iter().map(Conversation::from).collect(),
         pagination: CursorPagination {
@@ -474,7 +481,7 @@ pub(crate) use post_in_transaction;
 /// A page of messages from either store: one range scan, and only for an empty page a
 /// second look, to tell an empty conversation from one that is not the workspace's.
 macro_rules! read_page {
-    ($executor:expr, $db:ty, $ws:expr, $q:expr) => {{
+    ($executor:expr, $db:ty, $ws:expr, $q:expr, $key:expr) => {{
         use $crate::store::messages::{contact_query, page_of, page_query, MessageRow};
         let (ws, q) = ($ws, $q);
         let rows: Vec<MessageRow> = page_query::<$db>(ws, q)
@@ -488,7 +495,7 @@ macro_rules! read_page {
                 .await?;
             found.ok_or($crate::error::Error::NotFound("conversation"))?;
         }
-        page_of(rows, ws, q)
+        page_of(rows, ws, q, $key)
     }};
 }
 pub(crate) use read_page;

@@ -247,7 +247,9 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>> {
             &url.0,
             read_url.as_ref().map(|r| r.0.as_str()),
         )?),
-        StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StoreConfig::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(path, config.cursor_key()).await?)
+        }
     })
 }
 

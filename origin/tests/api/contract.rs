@@ -28,7 +28,11 @@ pub(crate) struct TempSqlite {
 impl TempSqlite {
     pub async fn new() -> Self {
         let path = std::env::temp_dir().join(format!("edgecache-{}.sqlite3", unique_namespace()));
-        let store = Arc::new(SqliteStore::open(&path).await.expect("open sqlite"));
+        let store = Arc::new(
+            SqliteStore::open(&path, cursor_key())
+                .await
+                .expect("open sqlite"),
+        );
         store.migrate().await.expect("migrate sqlite");
         Self { store, path }
     }
@@ -516,7 +520,7 @@ async fn cursor_pages_walk_every_sort_and_filter_as_offset_pages_do(store: Arc<d
                 break;
             };
             q.after = Some(
-                shared::cursor::Cursor::decode(&next, &q.binding(&ws(WS), board))
+                shared::cursor::Cursor::decode(&next, &cursor_key(), &q.binding(&ws(WS), board))
                     .expect("a cursor the store made"),
             );
             q.page = page + 1;

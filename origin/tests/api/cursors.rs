@@ -3,7 +3,7 @@
 
 use origin::store::Read;
 use reqwest::StatusCode;
-use shared::cursor::Cursor;
+use shared::cursor::{Cursor, CursorKey};
 use shared::query::{ContactListQuery, Filter};
 use shared::{BoardId, UserId};
 use sqlx::PgPool;
@@ -62,23 +62,41 @@ async fn altered_or_foreign_cursors_are_refused_with_400(db: PgPool) {
         let code = error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(code, "invalid_cursor", "{path}");
     }
-    // The digest is no secret: a cursor made with a value that is no timestamp, for a list
-    // sorted by time, is refused before it reaches SQL (Postgres would answer an error).
+    // A position of the client's own choosing, well formed and bound to this very list, is
+    // refused unless the servers' key signed it; and even one they signed is refused for a
+    // list sorted by time unless its value is a real timestamp, before it reaches SQL.
     let (ws, board) = (ws(WS), BoardId(app.boards[0]));
     let user = UserId::parse("user_3").expect("valid");
     let sorted =
-        ContactListQuery::from_pairs([("per_page", "10")], &ws, board, &user).expect("valid");
-    for value in ["not a time", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z"] {
-        let forged = Cursor {
-            page: 2,
-            value: value.into(),
-            id: 1,
-        }
-        .encode(&sorted.binding(&ws, board));
-        let path = format!("{list}&cursor={forged}");
+        ContactListQuery::from_pairs([("per_page", "10")], &ws, board, &user, &cursor_key())
+            .expect("valid");
+    let forger = CursorKey::from_token_secret(b"anyone's secret, but not the servers'");
+    let position = |value: &str| Cursor {
+        page: 2,
+        value: value.into(),
+        id: 1,
+    };
+    for (key, value) in [
+        (&forger, "2026-01-01T00:00:00Z"),
+        (&cursor_key(), "not a time"),
+        (&cursor_key(), "2026-02-30T00:00:00Z"),
+        (&cursor_key(), "2026-01-01T24:00:00Z"),
+    ] {
+        let made = position(value).encode(key, &sorted.binding(&ws, board));
+        let path = format!("{list}&cursor={made}");
         let code = error_code(app.get(&path, &member()).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(code, "invalid_cursor", "{value}");
     }
+    let genuine =
+        position("2026-01-01T00:00:00Z").encode(&cursor_key(), &sorted.binding(&ws, board));
+    let taken = app
+        .get(&format!("{list}&cursor={genuine}"), &member())
+        .await;
+    assert_eq!(
+        taken.status(),
+        StatusCode::OK,
+        "the control: the servers' own signature"
+    );
     let both = token_for("user_3", &[WS, OTHER_WS], false, 3600);
     let elsewhere = app
         .http

@@ -11,6 +11,7 @@ use origin::store::{Seeded, Store};
 use origin::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
+use shared::cursor::CursorKey;
 use shared::keys::KeySpace;
 use shared::WorkspaceId;
 use sqlx::PgPool;
@@ -58,9 +59,14 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The key the test apps sign cursors with (derived from `SECRET`, as theirs is).
+pub fn cursor_key() -> CursorKey {
+    CursorKey::from_token_secret(SECRET.as_bytes())
+}
+
 /// The Postgres store over a test's pool.
 pub fn pg(db: &PgPool) -> Arc<dyn Store> {
-    Arc::new(PgStore::new(db.clone(), None))
+    Arc::new(PgStore::new(db.clone(), None, cursor_key()))
 }
 
 /// Seeds two small workspaces (the second one for isolation checks).

@@ -24,8 +24,13 @@ contract!(
 );
 
 fn query(pairs: &[(&str, &str)], conversation: i64) -> MessageQuery {
-    MessageQuery::from_pairs(pairs.iter().copied(), &ws(WS), ConversationId(conversation))
-        .expect("query")
+    MessageQuery::from_pairs(
+        pairs.iter().copied(),
+        &ws(WS),
+        ConversationId(conversation),
+        &cursor_key(),
+    )
+    .expect("query")
 }
 
 async fn page(store: &Arc<dyn Store>, q: &MessageQuery) -> MessagePage {
@@ -118,9 +123,12 @@ async fn conversations_come_latest_message_first(store: Arc<dyn Store>) {
     let list = |pairs: Vec<(&'static str, String)>| {
         let store = store.clone();
         async move {
-            let q =
-                ConversationQuery::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())), &ws(WS))
-                    .expect("query");
+            let q = ConversationQuery::from_pairs(
+                pairs.iter().map(|(k, v)| (*k, v.as_str())),
+                &ws(WS),
+                &cursor_key(),
+            )
+            .expect("query");
             store
                 .conversations(Read::Primary, &ws(WS), &q)
                 .await
@@ -253,7 +261,7 @@ async fn no_conversation_or_message_crosses_workspaces(store: Arc<dyn Store>) {
     let conversations = seed_history(&store).await;
     let mine = ConversationId(conversations[0]);
     let other = ws(OTHER_WS);
-    let q = MessageQuery::from_pairs([], &other, mine).expect("query");
+    let q = MessageQuery::from_pairs([], &other, mine, &cursor_key()).expect("query");
     let read = store.messages(Read::Primary, &other, &q).await;
     assert!(
         matches!(read, Err(Error::NotFound("conversation"))),
@@ -283,7 +291,7 @@ async fn no_conversation_or_message_crosses_workspaces(store: Arc<dyn Store>) {
         .conversations(
             Read::Primary,
             &other,
-            &ConversationQuery::from_pairs([], &other).expect("q"),
+            &ConversationQuery::from_pairs([], &other, &cursor_key()).expect("q"),
         )
         .await
         .expect("their conversations");

@@ -100,7 +100,13 @@ async fn a_fill_reads_the_replica_only_once_it_has_replayed_the_last_change_hear
     })
     .await;
 
-    let store = |db: &PgPool| Arc::new(PgStore::new(db.clone(), Some(replica.clone())));
+    let store = |db: &PgPool| {
+        Arc::new(PgStore::new(
+            db.clone(),
+            Some(replica.clone()),
+            cursor_key(),
+        ))
+    };
     let config = test_config(&unique_namespace());
     let a = TestApp::spawn_on(
         db.clone(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shared::cursor::CursorKey;
 use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
@@ -43,18 +44,24 @@ pub struct PgStore {
     db: PgPool,
     /// Where fills read when allowed to (the primary again when no replica is set).
     replica: Option<Replica>,
+    /// Signs the cursors of the pages this store reads.
+    cursors: CursorKey,
 }
 
 impl PgStore {
     /// Connects lazily: nothing here waits for Postgres.
     pub fn connect(config: &Config, url: &str, read_url: Option<&str>) -> Result<Self> {
         let replica = read_url.map(|u| pool(config, u)).transpose()?;
-        Ok(Self::new(pool(config, url)?, replica))
+        Ok(Self::new(pool(config, url)?, replica, config.cursor_key()))
     }
 
-    pub fn new(db: PgPool, replica: Option<PgPool>) -> Self {
+    pub fn new(db: PgPool, replica: Option<PgPool>, cursors: CursorKey) -> Self {
         let replica = replica.map(Replica::new);
-        Self { db, replica }
+        Self {
+            db,
+            replica,
+            cursors,
+        }
     }
 
     /// The replica when `read` allows it and it has replayed the workspace's last change
@@ -165,7 +172,15 @@ impl Store for PgStore {
                 return Err(Error::NotFound("board"));
             }
         }
-        Ok(page_of(rows, ws, board, q, total_of(q, total), D))
+        Ok(page_of(
+            rows,
+            ws,
+            board,
+            q,
+            total_of(q, total),
+            D,
+            &self.cursors,
+        ))
     }
 
     async fn boards(&self, read: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
@@ -204,7 +219,7 @@ impl Store for PgStore {
             .build_query_as()
             .fetch_all(self.reader(read).await)
             .await?;
-        Ok(conversations_of(rows, ws, q, D))
+        Ok(conversations_of(rows, ws, q, D, &self.cursors))
     }
 
     async fn messages(
@@ -214,7 +229,7 @@ impl Store for PgStore {
         q: &MessageQuery,
     ) -> Result<MessagePage> {
         let db = self.reader(read).await;
-        Ok(read_page!(db, Postgres, ws, q))
+        Ok(read_page!(db, Postgres, ws, q, &self.cursors))
     }
 
     async fn start_conversation(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shared::cursor::CursorKey;
 use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
@@ -43,11 +44,13 @@ pub struct SqliteStore {
     path: PathBuf,
     write: SqlitePool,
     read: SqlitePool,
+    /// Signs the cursors of the pages this store reads.
+    cursors: CursorKey,
 }
 
 impl SqliteStore {
     /// Opens `path`, creating it and its directory on first use.
-    pub async fn open(path: &Path) -> Result<Self> {
+    pub async fn open(path: &Path, cursors: CursorKey) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -71,6 +74,7 @@ impl SqliteStore {
             path: path.to_owned(),
             write,
             read,
+            cursors,
         })
     }
 }
@@ -145,7 +149,15 @@ impl Store for SqliteStore {
                 return Err(Error::NotFound("board"));
             }
         }
-        Ok(page_of(rows, ws, board, q, total_of(q, total), D))
+        Ok(page_of(
+            rows,
+            ws,
+            board,
+            q,
+            total_of(q, total),
+            D,
+            &self.cursors,
+        ))
     }
 
     async fn boards(&self, _: Read, ws: &WorkspaceId) -> Result<Vec<BoardId>> {
@@ -210,11 +222,11 @@ impl Store for SqliteStore {
             .build_query_as()
             .fetch_all(&self.read)
             .await?;
-        Ok(conversations_of(rows, ws, q, D))
+        Ok(conversations_of(rows, ws, q, D, &self.cursors))
     }
 
     async fn messages(&self, _: Read, ws: &WorkspaceId, q: &MessageQuery) -> Result<MessagePage> {
-        Ok(read_page!(&self.read, Sqlite, ws, q))
+        Ok(read_page!(&self.read, Sqlite, ws, q, &self.cursors))
     }
 
     async fn start_conversation(
