@@ -19,7 +19,8 @@ fuzz_target!(|raw: &str| {
     let Ok(q) = ContactListQuery::from_pairs(pairs, &ws, board, &user, &key) else {
         return;
     };
-    assert!((1..=MAX_PAGE).contains(&q.page));
+    // A cursor carries the page it leads to, which may lie past the offset pages' bound.
+    assert!(q.after.is_some() || (1..=MAX_PAGE).contains(&q.page));
     assert!((1..=MAX_PER_PAGE).contains(&q.per_page));
     if let Some(s) = &q.search {
         assert!(!s.is_empty() && s.chars().count() <= MAX_SEARCH_CHARS);

@@ -197,10 +197,18 @@ impl Config {
 
     /// The key cursors are signed and checked with, derived from the token secret as the
     /// edge derives it. Commands that never serve (seeding, counter checks) may run without
-    /// a token secret; serving refuses to start without one (`build_state`).
+    /// a token secret: they get a random key, never one anybody could derive.
     pub fn cursor_key(&self) -> CursorKey {
-        let secret = self.jwt_secret.as_ref().map_or("", |s| s.0.as_str());
-        CursorKey::from_token_secret(secret.as_bytes())
+        match &self.jwt_secret {
+            Some(secret) => CursorKey::from_token_secret(secret.0.as_bytes()),
+            None => {
+                let mut random = [0u8; 32];
+                if let Err(e) = getrandom::fill(&mut random) {
+                    tracing::error!(error = %e, "no randomness for a cursor key");
+                }
+                CursorKey::from_token_secret(&random)
+            }
+        }
     }
 }
 

@@ -14,8 +14,9 @@ use subtle::ConstantTimeEq;
 
 use crate::InputError;
 
-/// Longer than any cursor this module makes; anything longer is refused unread.
-pub const MAX_CURSOR_CHARS: usize = 512;
+/// Longer than any cursor the stores make (a name-sorted one carries a name of up to 200
+/// characters, up to 6 bytes each once JSON-escaped); anything longer is refused unread.
+pub const MAX_CURSOR_CHARS: usize = 2048;
 const VERSION: u8 = 2;
 
 /// The key cursors are signed with. It is derived from the token secret, which every
@@ -239,6 +240,22 @@ mod tests {
                     "position {i}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_cursor_after_the_longest_name_a_contact_may_have_decodes() {
+        for ch in ['\u{1F600}', '\u{1}', '"'] {
+            let longest = Cursor {
+                page: u32::MAX,
+                value: ch.to_string().repeat(200),
+                id: i64::MIN,
+            };
+            let raw = longest.encode(&CursorKey::for_tests(), "list-a");
+            assert_eq!(
+                Cursor::decode(&raw, &CursorKey::for_tests(), "list-a"),
+                Ok(longest)
+            );
         }
     }
 

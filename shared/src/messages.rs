@@ -173,7 +173,7 @@ impl MessageQuery {
     pub fn next_cursor(&self, key: &CursorKey, ws: &WorkspaceId, last: i64) -> String {
         let depth = self.before.as_ref().map_or(1, |c| c.page);
         Cursor {
-            page: depth + 1,
+            page: depth.saturating_add(1),
             value: String::new(),
             id: last,
         }
@@ -242,7 +242,7 @@ impl ConversationQuery {
     pub fn next_cursor(&self, key: &CursorKey, ws: &WorkspaceId, at: String, id: i64) -> String {
         let depth = self.after.as_ref().map_or(1, |c| c.page);
         Cursor {
-            page: depth + 1,
+            page: depth.saturating_add(1),
             value: at,
             id,
         }

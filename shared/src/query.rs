@@ -187,15 +187,26 @@ impl ContactListQuery {
             q.user = Some(user.clone());
         }
         if let Some(raw) = cursor {
-            let binding = q.binding(ws, board);
-            let after = match q.sort_by {
-                SortBy::Name => Cursor::decode(raw, key, &binding)?,
-                _ => Cursor::decode_timed(raw, key, &binding)?,
-            };
+            let after = q.decode_cursor(raw, key, ws, board)?;
             q.page = after.page;
             q.after = Some(after);
         }
         Ok(q)
+    }
+
+    /// `raw` as a cursor of this list, its value checked for the sort before any SQL.
+    pub fn decode_cursor(
+        &self,
+        raw: &str,
+        key: &CursorKey,
+        ws: &WorkspaceId,
+        board: BoardId,
+    ) -> Result<Cursor, InputError> {
+        let binding = self.binding(ws, board);
+        match self.sort_by {
+            SortBy::Name => Cursor::decode(raw, key, &binding),
+            _ => Cursor::decode_timed(raw, key, &binding),
+        }
     }
 
     /// What a cursor of this list is bound to: the list, not the page size or position.

@@ -256,7 +256,8 @@ impl Cache {
             return None;
         }
         let next = ContactPage::next_cursor_in(&e.body())?;
-        let after = Cursor::decode(&next, key, &q.binding(ws, board))
+        let after = q
+            .decode_cursor(&next, key, ws, board)
             .ok()
             .filter(|c| c.page == q.page)?;
         self.stats.page_read_on();
