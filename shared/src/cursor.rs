@@ -88,8 +88,18 @@ impl Cursor {
     /// `decode` for a list sorted by time: a value that is not a real timestamp (which
     /// this module never makes) is refused here too, before any SQL, whoever signed it.
     pub fn decode_timed(raw: &str, key: &CursorKey, binding: &str) -> Result<Self, InputError> {
+        Self::decode_valued(raw, key, binding, is_timestamp)
+    }
+
+    /// `decode` for a list whose sort values `valid` tells apart from anything else.
+    pub fn decode_valued(
+        raw: &str,
+        key: &CursorKey,
+        binding: &str,
+        valid: impl FnOnce(&str) -> bool,
+    ) -> Result<Self, InputError> {
         Self::decode(raw, key, binding)?
-            .filter(|c| is_timestamp(&c.value))
+            .filter(|c| valid(&c.value))
             .ok_or_else(invalid)
     }
 

@@ -47,7 +47,7 @@ pub struct Edit {
     pub views: Vec<Filter>,
     /// Sorts whose field changed.
     pub orders: Vec<SortBy>,
-    /// Whether a field a search matches (name, email, company) changed.
+    /// Whether a field a search matches (name, email, company, phone) changed.
     pub searched: bool,
 }
 
@@ -76,7 +76,19 @@ fn order_changed(sort: SortBy, old: &Contact, new: &Contact) -> bool {
         SortBy::UpdatedAt => old.updated_at != new.updated_at,
         SortBy::Name => old.name != new.name,
         SortBy::LastActivityAt => old.last_activity_at != new.last_activity_at,
+        // Best match first, ties by recent activity.
+        SortBy::Relevance => {
+            searched_changed(old, new) || old.last_activity_at != new.last_activity_at
+        }
     }
+}
+
+/// Whether a field a search matches changed.
+fn searched_changed(old: &Contact, new: &Contact) -> bool {
+    old.name != new.name
+        || old.email != new.email
+        || old.company != new.company
+        || old.phone != new.phone
 }
 
 impl Changed {
@@ -103,7 +115,7 @@ impl Changed {
                 .copied()
                 .filter(|s| order_changed(*s, old, new))
                 .collect(),
-            searched: old.name != new.name || old.email != new.email || old.company != new.company,
+            searched: searched_changed(old, new),
         })
     }
 
@@ -410,15 +422,18 @@ mod tests {
                 GenerationScope::Counts
             ]
         );
-        let phone = edited(|c| c.phone = Some("+1 555".into()));
+        let attributes = edited(|c| c.custom_attributes = serde_json::json!({"plan": "team"}));
         assert_eq!(
-            phone.scopes(),
+            attributes.scopes(),
             vec![
                 GenerationScope::Rows(b),
                 GenerationScope::Order(b, SortBy::UpdatedAt)
             ],
             "a field no list reads changes no list and no count"
         );
+        let phone = edited(|c| c.phone = Some("+1 555".into())).scopes();
+        assert!(phone.contains(&GenerationScope::Search(b)), "searches match phones");
+        assert!(phone.contains(&GenerationScope::Order(b, SortBy::Relevance)));
         let touched = edited(|c| c.last_activity_at = "2026-01-02T00:00:00Z".into());
         assert!(touched
             .scopes()

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod messages;
 pub mod model;
 pub mod query;
+pub mod search;
 pub mod settings;
 pub mod splice;
 pub mod stats;

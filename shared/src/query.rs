@@ -68,6 +68,7 @@ named_enum!(SortBy, "invalid_sort_by", {
     UpdatedAt => "updated_at",
     Name => "name",
     LastActivityAt => "last_activity_at",
+    Relevance => "relevance",
 });
 
 named_enum!(SortOrder, "invalid_sort_order", {
@@ -205,6 +206,9 @@ impl ContactListQuery {
         let binding = self.binding(ws, board);
         match self.sort_by {
             SortBy::Name => Cursor::decode(raw, key, &binding),
+            SortBy::Relevance => {
+                Cursor::decode_valued(raw, key, &binding, |v| relevance_at(v).is_some())
+            }
             _ => Cursor::decode_timed(raw, key, &binding),
         }
     }
@@ -253,6 +257,20 @@ impl ContactListQuery {
     pub fn offset(&self) -> i64 {
         i64::from(self.page - 1) * i64::from(self.per_page)
     }
+}
+
+/// A relevance cursor's value, `{rank}|{last activity}`: the row's rank (0 every word
+/// exact, 1 every word at least a prefix, 2 a typo forgiven) and its recency, which breaks
+/// ties; `None` for anything else.
+pub fn relevance_at(value: &str) -> Option<(u8, &str)> {
+    let (rank, at) = value.split_once('|')?;
+    let rank = match rank {
+        "0" => 0,
+        "1" => 1,
+        "2" => 2,
+        _ => return None,
+    };
+    crate::cursor::is_timestamp(at).then_some((rank, at))
 }
 
 /// `s` as a JSON string, or `null`.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use shared::cursor::{Cursor, CursorKey};
 use shared::model::{Contact, ContactPage, Pagination, Total};
-use shared::query::{ContactListQuery, Filter, SortBy, SortOrder};
+use shared::query::{relevance_at, ContactListQuery, Filter, SortBy, SortOrder};
 use shared::{BoardId, ContactId, UserId, WorkspaceId};
 use sqlx::types::Json;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
@@ -11,6 +11,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use super::counters::{board_total_query, push_clock_count};
 use super::fields::ContactFields;
 use super::filters::{clock, counter, push_predicate, Dialect};
+use super::search::{push_matches, push_rank, Search};
 use crate::error::Result;
 
 pub const CONTACT_COLUMNS: &str =
@@ -53,6 +54,9 @@ pub struct ContactRow {
     updated_at: DateTime<Utc>,
     last_activity_at: DateTime<Utc>,
     custom_attributes: Json<serde_json::Value>,
+    /// How well the row matched a search sorted by relevance (`search::push_rank`).
+    #[sqlx(default)]
+    search_rank: i32,
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -93,6 +97,7 @@ fn push_where<'a, DB>(
     q: &ContactListQuery,
     user: &UserId,
     d: Dialect,
+    search: Option<&Search>,
 ) where
     DB: Database,
     String: Encode<'a, DB> + Type<DB>,
@@ -107,16 +112,8 @@ fn push_where<'a, DB>(
     if let Some(column) = q.column_id {
         qb.push(" AND column_id = ").push_bind(column);
     }
-    if let Some(search) = &q.search {
-        let escaped = search
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        qb.push(
-            " AND lower(name || ' ' || coalesce(email, '') || ' ' || coalesce(company, '')) LIKE ",
-        )
-        .push_bind(format!("%{escaped}%"))
-        .push(d.like_escape());
+    if let Some(search) = search {
+        push_matches(qb, search, d);
     }
 }
 
@@ -132,6 +129,7 @@ pub fn total_query<'a, DB>(
     q: &ContactListQuery,
     user: &UserId,
     d: Dialect,
+    search: Option<&Search>,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -148,12 +146,12 @@ where
         }
         (None, None, None) => {
             let mut qb = QueryBuilder::new("SELECT count(*)");
-            push_where(&mut qb, ws, board, q, user, d);
+            push_where(&mut qb, ws, board, q, user, d, search);
             qb
         }
         (Some(_), _, _) => {
             let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
-            push_where(&mut qb, ws, board, q, user, d);
+            push_where(&mut qb, ws, board, q, user, d, search);
             qb.push(" LIMIT ")
                 .push_bind(SEARCH_TOTAL_CAP + 1)
                 .push(") m");
@@ -178,6 +176,7 @@ pub fn page_query<'a, DB>(
     q: &ContactListQuery,
     user: &UserId,
     d: Dialect,
+    search: Option<&Search>,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -194,17 +193,21 @@ where
     let skips = q.after.is_none()
         && q.offset() > 0
         && q.search.is_none()
+        && q.sort_by != SortBy::Relevance
         && matches!(q.filter, Filter::All | Filter::Archived)
         && (q.column_id.is_none() || q.sort_by == SortBy::CreatedAt);
     let (dir, past) = match q.sort_order {
         SortOrder::Asc => ("ASC", ">"),
         SortOrder::Desc => ("DESC", "<"),
     };
+    if q.sort_by == SortBy::Relevance {
+        return relevance_page_query(ws, board, q, user, d, search);
+    }
     let column = q.sort_by.as_str();
     let mut qb = QueryBuilder::new("");
     if skips {
         qb.push(format_args!("WITH b AS (SELECT {column}, id"));
-        push_where(&mut qb, ws, board, q, user, d);
+        push_where(&mut qb, ws, board, q, user, d, search);
         qb.push(format_args!(
             " ORDER BY {column} {dir}, id {dir} LIMIT 1 OFFSET "
         ))
@@ -212,7 +215,7 @@ where
         .push(") ");
     }
     qb.push("SELECT ").push(CONTACT_COLUMNS);
-    push_where(&mut qb, ws, board, q, user, d);
+    push_where(&mut qb, ws, board, q, user, d, search);
     if skips {
         qb.push(format_args!(
             " AND ({column}, id) {past}= ((SELECT {column} FROM b), (SELECT id FROM b))"
@@ -230,6 +233,51 @@ where
     // One row more than the page: whether it exists is `has_more`.
     qb.push(" LIMIT ").push_bind(i64::from(q.per_page) + 1);
     if !skips && q.after.is_none() && q.offset() > 0 {
+        qb.push(" OFFSET ").push_bind(q.offset());
+    }
+    qb
+}
+
+/// A page sorted by relevance: the best rank first (`search::push_rank`), ties broken by
+/// the most recent activity, then the id.
+fn relevance_page_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+    search: Option<&Search>,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT ");
+    qb.push(CONTACT_COLUMNS).push(", ");
+    push_rank(&mut qb, search, d);
+    qb.push(" AS search_rank");
+    push_where(&mut qb, ws, board, q, user, d, search);
+    let after = q
+        .after
+        .as_ref()
+        .and_then(|a| Some((relevance_at(&a.value)?, a.id)));
+    if let Some(((rank, time), id)) = after {
+        qb.push(" AND (");
+        push_rank(&mut qb, search, d);
+        qb.push(format_args!(" > {rank} OR ("));
+        push_rank(&mut qb, search, d);
+        qb.push(format_args!(" = {rank} AND (last_activity_at, id) < ("))
+            .push_bind(time.to_owned())
+            .push(d.time_param())
+            .push(", ")
+            .push_bind(id)
+            .push(")))");
+    }
+    qb.push(" ORDER BY search_rank, last_activity_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(q.per_page) + 1);
+    if q.after.is_none() && q.offset() > 0 {
         qb.push(" OFFSET ").push_bind(q.offset());
     }
     qb
@@ -254,6 +302,11 @@ pub fn page_of(
             SortBy::CreatedAt => d.cursor_time(last.created_at),
             SortBy::UpdatedAt => d.cursor_time(last.updated_at),
             SortBy::LastActivityAt => d.cursor_time(last.last_activity_at),
+            SortBy::Relevance => format!(
+                "{}|{}",
+                last.search_rank,
+                d.cursor_time(last.last_activity_at)
+            ),
         };
         let next = Cursor {
             page: q.page.saturating_add(1),

@@ -94,15 +94,6 @@ impl Dialect {
             Self::Sqlite => "",
         }
     }
-
-    /// Ends a search LIKE: backslash escapes are Postgres's default and must be spelled
-    /// out for SQLite.
-    pub fn like_escape(self) -> &'static str {
-        match self {
-            Self::Postgres => "",
-            Self::Sqlite => " ESCAPE '\\'",
-        }
-    }
 }
 
 /// Appends `filter`'s predicate; `user` is bound for `assigned_to_me`.

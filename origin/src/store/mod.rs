@@ -10,6 +10,7 @@ pub mod fields;
 pub mod filters;
 pub mod messages;
 pub mod postgres;
+pub mod search;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -74,6 +74,7 @@ contract!(
     every_count_equals_the_total_of_its_filtered_list,
     pages_follow_the_requested_order_without_gaps_or_repeats,
     search_matches_name_email_and_company_literally,
+    search_finds_words_prefixes_typos_phones_and_accents_best_first,
     nothing_reads_or_writes_across_workspaces,
     writes_create_patch_move_and_delete,
     settings_default_then_persist,
@@ -210,11 +211,16 @@ async fn pages_follow_the_requested_order_without_gaps_or_repeats(store: Arc<dyn
                 SortBy::CreatedAt => c.created_at.clone(),
                 SortBy::UpdatedAt => c.updated_at.clone(),
                 SortBy::Name => c.name.clone(),
-                SortBy::LastActivityAt => c.last_activity_at.clone(),
+                SortBy::LastActivityAt | SortBy::Relevance => c.last_activity_at.clone(),
             };
             for pair in seen.windows(2) {
                 let (a, b) = ((key(&pair[0]), pair[0].id), (key(&pair[1]), pair[1].id));
-                match sort_order {
+                // Without a search every contact is as relevant: the most recent first.
+                let order = match sort_by {
+                    SortBy::Relevance => SortOrder::Desc,
+                    _ => sort_order,
+                };
+                match order {
                     SortOrder::Asc => assert!(a < b, "{sort_by:?} asc: {a:?} then {b:?}"),
                     SortOrder::Desc => assert!(a > b, "{sort_by:?} desc: {a:?} then {b:?}"),
                 }
@@ -253,9 +259,205 @@ async fn search_matches_name_email_and_company_literally(store: Arc<dyn Store>) 
         .all(|c| c.company.as_deref() == Some("Initech")));
     let at = search("@acme.example").await;
     assert!(at.pagination.total > 0);
-    // LIKE wildcards in a search are literal characters, not patterns.
+    // Punctuation alone is no word: it finds nothing (and is no SQL pattern).
     assert_eq!(search("%").await.pagination.total, 0);
     assert_eq!(search("_").await.pagination.total, 0);
+}
+
+/// A fixed corpus on a board of its own, searched as CRM users type.
+async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: Arc<dyn Store>) {
+    let seeded = store.seed(&ws(WS), 1, 1).await.expect("seed");
+    let theirs = store.seed(&ws(OTHER_WS), 50, 1).await.expect("seed other");
+    let board = BoardId(seeded.boards[0]);
+    let only = store
+        .page(
+            Read::Primary,
+            &ws(WS),
+            board,
+            &ContactListQuery::default(),
+            &user(),
+        )
+        .await
+        .expect("page")
+        .contacts[0]
+        .clone();
+    store
+        .delete_contact(&ws(WS), ContactId(only.id))
+        .await
+        .expect("an empty board");
+    let corpus = [
+        (
+            "Grace Hopper",
+            "grace.hopper@navy.example",
+            "Navy Labs",
+            "+1 (555) 010-0042",
+        ),
+        (
+            "Gracie Hopperton",
+            "gh@cobol.example",
+            "Cobol Corp",
+            "555.010.9999",
+        ),
+        (
+            "José Álvarez",
+            "jose@alvarez.example",
+            "Ñandú SA",
+            "+34 600 123 456",
+        ),
+        (
+            "Washington Irving",
+            "wi@sleepy.example",
+            "Sleepy Hollow",
+            "",
+        ),
+        (
+            "Ada Lovelace",
+            "ada@engine.example",
+            "Analytical Engines",
+            "5550100043",
+        ),
+    ];
+    let mut id = std::collections::HashMap::new();
+    for (name, email, company, phone) in corpus {
+        let created = store
+            .create_contact(
+                &ws(WS),
+                fields(json!({
+                    "board_id": board.0, "column_id": only.column_id, "name": name,
+                    "email": email, "company": company,
+                    "phone": (!phone.is_empty()).then_some(phone),
+                })),
+            )
+            .await
+            .expect("create");
+        id.insert(name.split(' ').next().expect("first name"), created.id);
+    }
+    let found = |term: &str, sort_by: SortBy| {
+        let store = store.clone();
+        let q = ContactListQuery {
+            search: Some(term.to_lowercase()),
+            sort_by,
+            per_page: 100,
+            ..ContactListQuery::default()
+        };
+        async move {
+            let page = store
+                .page(Read::Primary, &ws(WS), board, &q, &user())
+                .await
+                .expect("search");
+            assert_eq!(page.pagination.total, page.contacts.len() as i64, "{q:?}");
+            page.contacts.iter().map(|c| c.id).collect::<Vec<_>>()
+        }
+    };
+    let set = |ids: Vec<i64>| ids.into_iter().collect::<std::collections::BTreeSet<_>>();
+    let of = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| id[n])
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let cases: &[(&str, &[&str])] = &[
+        // A phone's digits, however either side is punctuated.
+        ("+1 (555) 010-0042", &["Grace"]),
+        ("5550100042", &["Grace"]),
+        ("555-010-0042", &["Grace"]),
+        ("(555) 0100042", &["Grace"]),
+        ("0042", &["Grace"]),
+        ("555010", &["Grace", "Gracie", "Ada"]),
+        // Words by prefix, in any field, in any order.
+        ("gra", &["Grace", "Gracie"]),
+        ("hop gra", &["Grace", "Gracie"]),
+        ("hopperton", &["Gracie"]),
+        ("navy", &["Grace"]),
+        ("grace.hopper@navy", &["Grace"]),
+        // Quotes are no part of a word; "grace" is a typo away from "gracie".
+        ("\"grace hopper\"", &["Grace", "Gracie"]),
+        ("sleepy", &["Washington"]),
+        // Case and accents aside, on either side.
+        ("JOSE alvarez", &["José"]),
+        ("Álvarez", &["José"]),
+        ("nandu", &["José"]),
+        ("ñandú", &["José"]),
+        // One typo from 5 letters, two from 9; none below.
+        ("hoper", &["Grace"]),
+        ("lovelcae", &[]),
+        ("lovelave", &["Ada"]),
+        ("wasingtonn", &["Washington"]),
+        ("hxpxer", &[]),
+        ("grce", &[]),
+        ("zzzqqq", &[]),
+    ];
+    for (term, expected) in cases {
+        assert_eq!(
+            set(found(term, SortBy::CreatedAt).await),
+            of(expected),
+            "{term}"
+        );
+    }
+    // Best first: a whole word, then a word's start, then a typo; ties by recency.
+    assert_eq!(
+        found("hopper", SortBy::Relevance).await,
+        [id["Grace"], id["Gracie"]]
+    );
+    assert_eq!(
+        found("gracie", SortBy::Relevance).await,
+        [id["Gracie"], id["Grace"]]
+    );
+    assert_eq!(
+        found("gra", SortBy::Relevance).await,
+        [id["Gracie"], id["Grace"]]
+    );
+
+    // Cursor pages of a relevance sort walk the same order, one contact a page.
+    let mut q = ContactListQuery {
+        search: Some("gra hop".into()),
+        sort_by: SortBy::Relevance,
+        per_page: 1,
+        ..ContactListQuery::default()
+    };
+    let mut walked = Vec::new();
+    loop {
+        let page = store
+            .page(Read::Primary, &ws(WS), board, &q, &user())
+            .await
+            .expect("cursor page");
+        walked.extend(page.contacts.iter().map(|c| c.id));
+        let Some(next) = page.pagination.next_cursor else {
+            break;
+        };
+        let after = q
+            .decode_cursor(&next, &cursor_key(), &ws(WS), board)
+            .expect("a cursor the store signed");
+        q.page = after.page;
+        q.after = Some(after);
+    }
+    assert_eq!(walked, found("gra hop", SortBy::Relevance).await);
+
+    // Another workspace searching for the same words finds only its own contacts.
+    for term in ["grace", "hopper", "0042"] {
+        let q = ContactListQuery {
+            search: Some(term.into()),
+            ..ContactListQuery::default()
+        };
+        let page = store
+            .page(
+                Read::Primary,
+                &ws(OTHER_WS),
+                BoardId(theirs.boards[0]),
+                &q,
+                &user(),
+            )
+            .await
+            .expect("their search");
+        assert!(
+            page.contacts.iter().all(|c| c.workspace_id == OTHER_WS),
+            "{term}"
+        );
+        assert!(page
+            .contacts
+            .iter()
+            .all(|c| !id.values().any(|mine| *mine == c.id)));
+    }
 }
 
 async fn nothing_reads_or_writes_across_workspaces(store: Arc<dyn Store>) {

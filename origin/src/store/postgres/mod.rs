@@ -30,6 +30,7 @@ use super::filters::Dialect;
 use super::messages::{
     conversations_of, conversations_query, read_page, Author, NewMessage, Posted,
 };
+use super::search::Search;
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -152,11 +153,12 @@ impl Store for PgStore {
         user: &UserId,
     ) -> Result<ContactPage> {
         let db = self.reader(read).await;
-        let total: i64 = total_query::<Postgres>(ws, board, q, user, D)
+        let search = Search::of(q);
+        let total: i64 = total_query::<Postgres>(ws, board, q, user, D, search.as_ref())
             .build_query_scalar()
             .fetch_one(db)
             .await?;
-        let rows: Vec<ContactRow> = page_query::<Postgres>(ws, board, q, user, D)
+        let rows: Vec<ContactRow> = page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
             .build_query_as()
             .fetch_all(db)
             .await?;

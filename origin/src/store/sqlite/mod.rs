@@ -35,6 +35,7 @@ use super::messages::{
     post_in_transaction, read_page, sender_query, start_query, Author, ConversationRow, MessageRow,
     NewMessage, Posted,
 };
+use super::search::Search;
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::error::{Error, Result};
 
@@ -128,11 +129,15 @@ impl Store for SqliteStore {
         q: &ContactListQuery,
         user: &UserId,
     ) -> Result<ContactPage> {
-        let total: i64 = total_query::<Sqlite>(ws, board, q, user, D)
+        let search = match Search::of(q) {
+            Some(s) => Some(s.with_near_words(&self.read).await?),
+            None => None,
+        };
+        let total: i64 = total_query::<Sqlite>(ws, board, q, user, D, search.as_ref())
             .build_query_scalar()
             .fetch_one(&self.read)
             .await?;
-        let rows: Vec<ContactRow> = page_query::<Sqlite>(ws, board, q, user, D)
+        let rows: Vec<ContactRow> = page_query::<Sqlite>(ws, board, q, user, D, search.as_ref())
             .build_query_as()
             .fetch_all(&self.read)
             .await?;
