@@ -432,7 +432,10 @@ mod tests {
             "a field no list reads changes no list and no count"
         );
         let phone = edited(|c| c.phone = Some("+1 555".into())).scopes();
-        assert!(phone.contains(&GenerationScope::Search(b)), "searches match phones");
+        assert!(
+            phone.contains(&GenerationScope::Search(b)),
+            "searches match phones"
+        );
         assert!(phone.contains(&GenerationScope::Order(b, SortBy::Relevance)));
         let touched = edited(|c| c.last_activity_at = "2026-01-02T00:00:00Z".into());
         assert!(touched

@@ -16,21 +16,23 @@ use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
 use shared::model::{Contact, ContactPage, Counts};
-use shared::query::ContactListQuery;
+use shared::query::{ContactListQuery, SortBy};
 use shared::settings::CacheSettings;
 use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::contacts::{page_of, page_query, total_of, total_query, ContactRow};
+use super::contacts::{
+    page_of, page_query, relevance_after, tier_query, total_of, total_query, ContactRow,
+};
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
 use super::messages::{
     conversations_of, conversations_query, read_page, Author, NewMessage, Posted,
 };
-use super::search::Search;
+use super::search::{find_near_words, tiers, Search};
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -80,6 +82,44 @@ impl PgStore {
             }
         }
     }
+}
+
+/// A page sorted by relevance, read rank by rank until it is full (`tier_query`).
+async fn relevance_rows(
+    db: &PgPool,
+    ws: &WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    search: Option<&Search>,
+) -> Result<Vec<ContactRow>> {
+    let after = relevance_after(q);
+    let offset = if after.is_none() {
+        q.offset() as usize
+    } else {
+        0
+    };
+    let reach = q.per_page as usize + 1 + offset;
+    let mut rows: Vec<ContactRow> = Vec::with_capacity(reach);
+    for tier in tiers(search) {
+        if after.is_some_and(|((from, _), _)| tier.0 < from) {
+            continue;
+        }
+        let within = after
+            .filter(|((from, _), _)| *from == tier.0)
+            .map(|((_, time), id)| (time, id));
+        let more: Vec<ContactRow> =
+            tier_query::<Postgres>(ws, board, q, user, D, &tier, within, reach - rows.len())
+                .build_query_as()
+                .fetch_all(db)
+                .await?;
+        rows.extend(more);
+        if rows.len() >= reach {
+            break;
+        }
+    }
+    rows.drain(..offset.min(rows.len()));
+    Ok(rows)
 }
 
 /// A pool to `url` with the configured limits; a statement may not run past 5 s.
@@ -153,15 +193,28 @@ impl Store for PgStore {
         user: &UserId,
     ) -> Result<ContactPage> {
         let db = self.reader(read).await;
-        let search = Search::of(q);
-        let total: i64 = total_query::<Postgres>(ws, board, q, user, D, search.as_ref())
-            .build_query_scalar()
-            .fetch_one(db)
-            .await?;
-        let rows: Vec<ContactRow> = page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
-            .build_query_as()
-            .fetch_all(db)
-            .await?;
+        let mut search = Search::of(q);
+        find_near_words!(search, ws, Postgres, D, db);
+        // The total and the rows at once, on two connections: a search's capped count
+        // reads as many rows as its page, and neither waits for the other.
+        let total = async {
+            total_query::<Postgres>(ws, board, q, user, D, search.as_ref())
+                .build_query_scalar::<i64>()
+                .fetch_one(db)
+                .await
+                .map_err(Error::from)
+        };
+        let rows = async {
+            if q.sort_by == SortBy::Relevance {
+                relevance_rows(db, ws, board, q, user, search.as_ref()).await
+            } else {
+                Ok(page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
+                    .build_query_as()
+                    .fetch_all(db)
+                    .await?)
+            }
+        };
+        let (total, rows) = tokio::try_join!(total, rows)?;
         // A row of the page proves the board is the workspace's (a contact's foreign key
         // names its workspace and board together), so only an empty page asks.
         if rows.is_empty() {

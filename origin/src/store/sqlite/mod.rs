@@ -35,7 +35,7 @@ use super::messages::{
     post_in_transaction, read_page, sender_query, start_query, Author, ConversationRow, MessageRow,
     NewMessage, Posted,
 };
-use super::search::Search;
+use super::search::{find_near_words, Search};
 use super::{Notice, Read, Seeded, SeededHistory, Store};
 use crate::error::{Error, Result};
 
@@ -129,10 +129,8 @@ impl Store for SqliteStore {
         q: &ContactListQuery,
         user: &UserId,
     ) -> Result<ContactPage> {
-        let search = match Search::of(q) {
-            Some(s) => Some(s.with_near_words(&self.read).await?),
-            None => None,
-        };
+        let mut search = Search::of(q);
+        find_near_words!(search, ws, Sqlite, D, &self.read);
         let total: i64 = total_query::<Sqlite>(ws, board, q, user, D, search.as_ref())
             .build_query_scalar()
             .fetch_one(&self.read)
