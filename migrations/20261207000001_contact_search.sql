@@ -12,7 +12,7 @@ CREATE EXTENSION IF NOT EXISTS unaccent;
 
 -- unaccent() is STABLE (its dictionary could be edited); a generated column needs an
 -- IMMUTABLE function. The dictionary is named with its schema so no search_path moves it.
-CREATE FUNCTION contact_search_fold(t text) RETURNS text
+CREATE FUNCTION search_fold(t text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
     RETURN lower(public.unaccent('public.unaccent'::regdictionary, t));
 
@@ -22,7 +22,7 @@ CREATE FUNCTION contact_search_fold(t text) RETURNS text
 CREATE FUNCTION contact_search_doc(name text, email text, company text, phone text)
     RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN ' ' || btrim(regexp_replace(contact_search_fold(concat_ws(' ', name, email, company)),
+    RETURN ' ' || btrim(regexp_replace(search_fold(concat_ws(' ', name, email, company)),
                                        '[^[:alnum:]]+', ' ', 'g'))
         || ' ' || regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') || ' ';
 

@@ -417,6 +417,8 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
         whole: bool,
         boards: Vec<i64>,
         conversations: Vec<(i64, Thread)>,
+        /// Word buckets of new messages; `None` inside: every search.
+        said: Option<Option<Vec<u16>>>,
         ids: Vec<String>,
     }
     let mut workspaces: Vec<(WorkspaceId, Workspace)> = Vec::new();
@@ -445,6 +447,18 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
                     w.conversations.push((c.0, thread));
                 }
             }
+            Changed::Said(buckets) => {
+                w.said = Some(match (w.said.take(), buckets) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(mut all)), Some(more)) => {
+                        all.extend(more);
+                        all.sort_unstable();
+                        all.dedup();
+                        Some(all)
+                    }
+                    (None, Some(more)) => Some(more),
+                });
+            }
             other => w
                 .boards
                 .extend(other.boards().unwrap_or_default().iter().map(|b| b.0)),
@@ -468,6 +482,7 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
                     .chain(w.conversations.iter().map(|(c, thread)| {
                         push(&Changed::Conversation(ConversationId(*c), *thread))
                     }))
+                    .chain(w.said.take().map(|said| push(&Changed::Said(said))))
                     .collect()
             };
         out.push(Folded { pushes, ids: w.ids });

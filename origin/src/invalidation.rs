@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use shared::invalidation::{Changed, LiveScope};
+use shared::invalidation::{Changed, LiveScope, Thread};
 use shared::WorkspaceId;
 
 use crate::cache::events::Event;
@@ -150,6 +150,10 @@ pub async fn follow_store(state: Arc<AppState>) {
                 Change::Conversation(ws, id, thread) => {
                     if claimed(&state, &ws, &format!("c{id}{thread:?}"), tx).await {
                         changed(&state, &ws, &Changed::Conversation(id, thread)).await;
+                        // Another writer's message: its words are not known here.
+                        if thread == Thread::Appended {
+                            changed(&state, &ws, &Changed::Said(None)).await;
+                        }
                     }
                 }
                 // Sent by an instance whose bump or announcement Redis did not take:

@@ -2,6 +2,7 @@
 //! (which builds its keys) with the store query that fills it. Handlers, the admin's
 //! warm-up and its measurement all call these.
 
+use shared::message_search::MessageSearch;
 use shared::messages::{ConversationQuery, MessageQuery};
 use shared::query::ContactListQuery;
 use shared::{BoardId, UserId, WorkspaceId};
@@ -74,6 +75,25 @@ pub async fn messages(
         ))
     };
     state.cache.messages(ws, q, ttl, compute).await
+}
+
+/// A page of a message search through the cache (`ttl`) or straight from the store.
+pub async fn message_search(
+    state: &AppState,
+    ws: &WorkspaceId,
+    q: &MessageSearch,
+    ttl: Option<u32>,
+) -> Result<Answer> {
+    let compute = || {
+        let (ws, q) = (ws.clone(), q.clone());
+        state.gated(store::message_search_json(
+            state.store.clone(),
+            state.reader(&ws),
+            ws,
+            q,
+        ))
+    };
+    state.cache.message_search(ws, q, ttl, compute).await
 }
 
 /// A page of the conversation list through the cache (`ttl`) or straight from Postgres.

@@ -19,6 +19,9 @@ pub enum Changed {
     Edited(Edit),
     /// A conversation of the workspace changed, as `Thread` says.
     Conversation(ConversationId, Thread),
+    /// Messages with words in these buckets were posted (`message_search::buckets_of`),
+    /// or, `None`, messages changed in ways that may change any search of them.
+    Said(Option<Vec<u16>>),
     /// Anything in the workspace may have changed.
     Workspace,
 }
@@ -130,7 +133,12 @@ impl Changed {
             Self::Boards(boards) => boards
                 .iter()
                 .map(|b| GenerationScope::Board(*b))
-                .chain([GenerationScope::Counts, GenerationScope::Conversations])
+                // A deleted contact's messages leave every search of them.
+                .chain([
+                    GenerationScope::Counts,
+                    GenerationScope::Conversations,
+                    GenerationScope::Said,
+                ])
                 .collect(),
             Self::Edited(e) => {
                 let b = e.board;
@@ -138,7 +146,8 @@ impl Changed {
                 scopes.extend(e.views.iter().map(|f| GenerationScope::View(b, *f)));
                 scopes.extend(e.orders.iter().map(|s| GenerationScope::Order(b, *s)));
                 if e.searched {
-                    scopes.push(GenerationScope::Search(b));
+                    // Message search hits carry their contact's name.
+                    scopes.extend([GenerationScope::Search(b), GenerationScope::Said]);
                 }
                 if !e.views.is_empty() {
                     scopes.push(GenerationScope::Counts);
@@ -149,7 +158,14 @@ impl Changed {
             Self::Conversation(c, Thread::Appended) => {
                 vec![GenerationScope::Head(*c), GenerationScope::Conversations]
             }
-            Self::Conversation(c, Thread::Edited) => vec![GenerationScope::Thread(*c)],
+            // A hit shows the message's body: its old words' searches must miss too.
+            Self::Conversation(c, Thread::Edited) => {
+                vec![GenerationScope::Thread(*c), GenerationScope::Said]
+            }
+            Self::Said(None) => vec![GenerationScope::Said],
+            Self::Said(Some(buckets)) => {
+                buckets.iter().map(|b| GenerationScope::Words(*b)).collect()
+            }
             Self::Workspace => vec![GenerationScope::Workspace],
         }
     }
@@ -160,7 +176,7 @@ impl Changed {
         match self {
             Self::Boards(boards) => Some(boards.clone()),
             Self::Edited(e) => Some(vec![e.board]),
-            Self::Conversation(..) => Some(Vec::new()),
+            Self::Conversation(..) | Self::Said(_) => Some(Vec::new()),
             Self::Workspace => None,
         }
     }
@@ -169,6 +185,7 @@ impl Changed {
     pub fn patterns(&self, ws: &WorkspaceId) -> Vec<String> {
         match self {
             Self::Conversation(c, _) => vec![format!("messages:{ws}:conv_{c}:*")],
+            Self::Said(_) => vec![format!("search:{ws}:*")],
             Self::Workspace => workspace_patterns(ws),
             Self::Boards(_) | Self::Edited(_) => {
                 let mut patterns: Vec<String> = self
@@ -197,6 +214,8 @@ pub enum LiveScope {
     Counts,
     Board,
     Conversation,
+    /// Message searches may find something else: a client showing one searches again.
+    Search,
     Workspace,
     Settings,
 }
@@ -215,6 +234,7 @@ impl Changed {
                 .chain(counts.then_some((LiveScope::Counts, None)))
                 .collect(),
             Self::Conversation(c, _) => vec![(LiveScope::Conversation, Some(c.0))],
+            Self::Said(_) => vec![(LiveScope::Search, None)],
             Self::Workspace => vec![(LiveScope::Workspace, None)],
         }
     }
@@ -268,6 +288,9 @@ pub struct Push {
     pub boards: Option<Vec<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<(i64, Thread)>,
+    /// A `Changed::Said`: the word buckets, empty for every search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<u16>>,
 }
 
 impl Push {
@@ -281,6 +304,10 @@ impl Push {
                 Changed::Conversation(c, thread) => Some((c.0, *thread)),
                 _ => None,
             },
+            words: match change {
+                Changed::Said(buckets) => Some(buckets.clone().unwrap_or_default()),
+                _ => None,
+            },
         }
     }
 
@@ -292,6 +319,18 @@ impl Push {
         if let Some((id, thread)) = push.conversation {
             let id = ConversationId::parse(&id.to_string())?;
             return Ok((ws, Changed::Conversation(id, thread)));
+        }
+        if let Some(words) = push.words {
+            if words
+                .iter()
+                .any(|b| *b >= crate::message_search::WORD_BUCKETS)
+            {
+                return Err(InputError::new(
+                    "invalid_words",
+                    "a word bucket is out of range",
+                ));
+            }
+            return Ok((ws, Changed::Said((!words.is_empty()).then_some(words))));
         }
         let change = match push.boards {
             Some(boards) => Changed::Boards(
@@ -319,7 +358,8 @@ mod tests {
                 GenerationScope::Board(BoardId(3)),
                 GenerationScope::Board(BoardId(4)),
                 GenerationScope::Counts,
-                GenerationScope::Conversations
+                GenerationScope::Conversations,
+                GenerationScope::Said
             ]
         );
         assert!(!moved.needs_admin());

@@ -8,6 +8,7 @@ use std::hash::BuildHasher;
 
 use sha2::{Digest, Sha256};
 
+use crate::message_search::MessageSearch;
 use crate::messages::{ConversationQuery, MessageQuery};
 use crate::query::{ContactListQuery, Filter, SortBy};
 use crate::{BoardId, ConversationId, InputError, UserId, WorkspaceId};
@@ -132,6 +133,12 @@ pub enum GenerationScope {
     Head(ConversationId),
     /// A message of the conversation edited or deleted: part of every page's key.
     Thread(ConversationId),
+    /// Every message search of the workspace: bumped by changes whose words are unknown
+    /// (an edit, a delete, another writer's message, a contact renamed or deleted).
+    Said,
+    /// The message searches whose narrowest word falls in this bucket
+    /// (`MessageSearch::bucket`): bumped by a new message with such a word.
+    Words(u16),
 }
 
 impl GenerationScope {
@@ -149,6 +156,11 @@ impl GenerationScope {
             Self::Workspace => return out.push_str(WORKSPACE_FIELD),
             Self::Counts => return out.push_str("counts"),
             Self::Conversations => return out.push_str("cv"),
+            Self::Said => return out.push_str("said"),
+            Self::Words(bucket) => {
+                out.push('w');
+                return out.push_str(digits.format(bucket));
+            }
             Self::Board(b) => ('b', b.0, ""),
             Self::View(b, f) => {
                 out.push('b');
@@ -185,6 +197,12 @@ impl GenerationScope {
             scopes.push(Self::Search(board));
         }
         scopes
+    }
+
+    /// What a message search depends on: the searches of its narrowest word's bucket, and
+    /// every search (changes whose words are unknown).
+    pub fn of_message_search(q: &MessageSearch) -> Vec<Self> {
+        vec![Self::Said, Self::Words(q.bucket())]
     }
 
     /// What a page of messages depends on: every page on the thread's edits, the head
@@ -294,6 +312,18 @@ impl KeySpace {
             gens.workspace,
             gens.scope,
             q.limit,
+        )
+    }
+
+    /// A message search of the workspace (API.md: `search:{workspaceId}:{query-hash}`),
+    /// with generations.
+    pub fn message_search(&self, ws: &WorkspaceId, gens: Generations, q: &MessageSearch) -> String {
+        format!(
+            "{}:search:{{{ws}}}:g{}.{}:{}",
+            self.root(),
+            gens.workspace,
+            gens.scope,
+            query_hash(&q.canonical()),
         )
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod ids;
 pub mod invalidation;
 pub mod keys;
+pub mod message_search;
 pub mod messages;
 pub mod model;
 pub mod query;

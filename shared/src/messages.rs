@@ -99,7 +99,7 @@ pub fn check_body(body: &str) -> Result<(), InputError> {
 }
 
 /// The decoded pairs this module reads, each at most once; unknown ones are ignored.
-fn known_pairs<'a>(
+pub(crate) fn known_pairs<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     known: &[&'static str],
 ) -> Result<Vec<(&'static str, &'a str)>, InputError> {

@@ -256,6 +256,11 @@ impl CacheSettings {
             .then_some(self.cache_config.message_history_ttl)
     }
 
+    /// Whether message searches are cached, and for how long.
+    pub fn message_search_ttl(&self) -> Option<u32> {
+        (self.cache_enabled && self.features.search).then_some(self.cache_config.search_ttl)
+    }
+
     /// Whether a list page is cached, and for how long: searches follow the search toggle.
     pub fn list_ttl(&self, is_search: bool) -> Option<u32> {
         if !self.cache_enabled || !self.features.contact_lists {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use shared::cursor::{Cursor, CursorKey};
 use shared::keys::{contacts_tail, FieldNames, GenerationScope, Generations as KeyGens, Scopes};
+use shared::message_search::MessageSearch;
 use shared::messages::{ConversationQuery, MessageQuery};
 use shared::model::{CacheStatus, ContactPage, Source};
 use shared::query::ContactListQuery;
@@ -88,6 +89,23 @@ impl Cache {
     {
         let scopes = GenerationScope::of_messages(q);
         let key = |gens| self.keys.messages(ws, gens, q);
+        self.read(ws, &scopes, None, ttl, key, compute).await
+    }
+
+    /// A page of a message search, through the cache (`ttl`) or from `compute` (`None`).
+    pub async fn message_search<F, Fut>(
+        &self,
+        ws: &WorkspaceId,
+        q: &MessageSearch,
+        ttl: Option<u32>,
+        compute: F,
+    ) -> Result<Answer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String>> + Send + 'static,
+    {
+        let scopes = GenerationScope::of_message_search(q);
+        let key = |gens| self.keys.message_search(ws, gens, q);
         self.read(ws, &scopes, None, ttl, key, compute).await
     }
 

@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use shared::invalidation::{Changed, Thread};
+use shared::message_search::{buckets_of, MessageSearch};
 use shared::messages::{check_body, ConversationQuery, MessageQuery};
 use shared::{ContactId, ConversationId, MessageId};
 
@@ -27,6 +28,7 @@ use crate::store::messages::{EditedMessage, NewConversation, NewMessage};
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/conversations/{conversation_id}/messages", get(page))
+        .route("/api/workspaces/{ws}/messages/search", get(search))
         .route(
             "/api/workspaces/{ws}/conversations",
             get(conversations).post(start),
@@ -86,6 +88,33 @@ pub(super) async fn conversations(
     Ok(reply::answer(&answer, started, settings.cache_enabled))
 }
 
+#[utoipa::path(get, path = "/api/workspaces/{ws}/messages/search", tag = "messages",
+    params(("ws" = String, Path),
+        ("q" = String, Query, description = "Words (each matched as the start of a word of the body, case and accents aside) and \"quoted phrases\"; up to 100 characters"),
+        ("conversation_id" = Option<i64>, Query), ("contact_id" = Option<i64>, Query),
+        ("sort" = Option<String>, Query, description = "recent (default) or relevance (among the newest 1,000 hits)"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page"),
+        ("useCache" = Option<bool>, Query)),
+    responses((status = 200, description = "Hits {message, conversation_id, contact {id, name}, created_at, snippet (escaped HTML, matches in <mark>)} with pagination and cache metadata (cached with the search feature, for searchTTL)"), Failures),
+    security(("bearer" = []), ("internalKey" = [])))]
+pub(super) async fn search(
+    State(state): State<Arc<AppState>>,
+    Workspace {
+        ws, user, settings, ..
+    }: Workspace,
+    query: QueryPairs,
+) -> Result<Response> {
+    let started = Instant::now();
+    let pairs = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let q = MessageSearch::from_pairs(pairs, &ws, &state.cursors)?;
+    state.limits.search(&ws, &user, &settings.rate_limits)?;
+    let use_cache = query.flag("useCache")?;
+    let ttl = settings.message_search_ttl().filter(|_| use_cache);
+    let answer = reads::message_search(&state, &ws, &q, ttl).await?;
+    Ok(reply::answer(&answer, started, settings.cache_enabled))
+}
+
 #[utoipa::path(post, path = "/api/workspaces/{ws}/conversations", tag = "messages",
     params(("ws" = String, Path)), request_body = NewConversation,
     responses((status = 201, description = "The conversation started"),
@@ -132,9 +161,13 @@ pub(super) async fn post_message(
             Changed::Conversation(conversation, Thread::Appended),
             Changed::update(old, new),
         );
+        let said = Changed::Said(Some(buckets_of(
+            posted.message.body.as_deref().unwrap_or_default(),
+        )));
         tokio::join!(
             invalidation::changed(&state, &ws, &appended),
             invalidation::changed(&state, &ws, &touched),
+            invalidation::changed(&state, &ws, &said),
         );
         Ok(posted.message)
     })

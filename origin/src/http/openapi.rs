@@ -31,6 +31,7 @@ use crate::state::AppState;
         super::writes::delete,
         super::messages::page,
         super::messages::conversations,
+        super::messages::search,
         super::messages::start,
         super::messages::post_message,
         super::messages::edit,

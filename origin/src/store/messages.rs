@@ -60,6 +60,12 @@ pub struct MessageRow {
     deleted_by: Option<String>,
 }
 
+impl MessageRow {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
 impl From<MessageRow> for Message {
     fn from(r: MessageRow) -> Self {
         Self {

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod counters;
 pub mod fields;
 pub mod filters;
+pub mod message_search;
 pub mod messages;
 pub mod postgres;
 pub mod search;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::invalidation::Thread;
+use shared::message_search::{MessageSearch, MessageSearchPage};
 use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
@@ -158,6 +160,13 @@ pub trait Store: Send + Sync {
     /// conversation is not the workspace's.
     async fn messages(&self, read: Read, ws: &WorkspaceId, q: &MessageQuery)
         -> Result<MessagePage>;
+    /// A page of hits of a message search, newest first or by relevance.
+    async fn search_messages(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        q: &MessageSearch,
+    ) -> Result<MessageSearchPage>;
     /// Starts a conversation with a contact of the workspace.
     async fn start_conversation(
         &self,
@@ -289,6 +298,17 @@ pub async fn messages_json(
     q: MessageQuery,
 ) -> Result<String> {
     to_json(&store.messages(read, &ws, &q).await?)
+}
+
+/// A page of message search hits as the JSON object that is cached (an owning future,
+/// as `counts_json`).
+pub async fn message_search_json(
+    store: Arc<dyn Store>,
+    read: Read,
+    ws: WorkspaceId,
+    q: MessageSearch,
+) -> Result<String> {
+    to_json(&store.search_messages(read, &ws, &q).await?)
 }
 
 /// A page of conversations as the JSON object that is cached (an owning future, as

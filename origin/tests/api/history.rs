@@ -507,3 +507,74 @@ async fn a_member_writes_only_as_itself_and_changes_only_its_own_messages(db: Pg
         "the cached head follows"
     );
 }
+
+/// A message search through the layers: cached with the search feature, found by the
+/// next search on every instance once a message is acknowledged, gone once it is deleted,
+/// while a cached search none of its words can match stays cached.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_message_is_found_by_the_next_search_and_leaves_other_searches_cached(db: PgPool) {
+    let (app, conversations) = spawn(db).await;
+    let saved = app
+        .post(
+            &format!("/api/cache-settings/workspace/{WS}/settings"),
+            &admin(),
+            json!({"features": {"search": true}}),
+        )
+        .await;
+    data(saved).await;
+    let sibling = app.sibling().await;
+    async fn search(on: &TestApp, q: &str) -> Value {
+        let path = format!("/api/workspaces/{WS}/messages/search?q={q}");
+        data(on.get(&path, &member()).await).await
+    }
+    let hits = |answer: &Value| -> Vec<i64> {
+        answer["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .map(|h| h["message"]["id"].as_i64().expect("id"))
+            .collect()
+    };
+    for q in ["parcel", "invoice"] {
+        assert_eq!(status(&search(&app, q).await), "MISS");
+        assert_eq!(status(&search(&app, q).await), "HIT");
+        search(&sibling, q).await;
+    }
+    let posted = post(&app, conversations[0], "Your parcel left the depot").await;
+    let id = posted["id"].as_i64().expect("id");
+    for on in [&app, &sibling] {
+        let found = search(on, "parcel").await;
+        assert_eq!(hits(&found), [id], "{found}");
+        assert_eq!(
+            found["hits"][0]["snippet"],
+            "Your <mark>parcel</mark> left the depot"
+        );
+        let other = search(on, "invoice").await;
+        assert_eq!(
+            status(&other),
+            "HIT",
+            "a search no word of the message matches"
+        );
+    }
+    let deleted = write(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/{}/messages/{id}", conversations[0]),
+        json!(null),
+    )
+    .await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    for on in [&app, &sibling] {
+        assert_eq!(hits(&search(on, "parcel").await), Vec::<i64>::new());
+    }
+    let bad = app
+        .get(
+            &format!("/api/workspaces/{WS}/messages/search?q=%22%22"),
+            &member(),
+        )
+        .await;
+    assert_eq!(
+        error_code(bad, StatusCode::BAD_REQUEST).await,
+        "invalid_search"
+    );
+}

@@ -9,6 +9,7 @@ use origin::error::Error;
 use origin::store::messages::{Author, NewMessage};
 use origin::store::{Read, Store};
 use serde_json::json;
+use shared::message_search::MessageSearch;
 use shared::messages::{ConversationQuery, MessagePage, MessageQuery};
 use shared::{ContactId, ConversationId, MessageId, UserId};
 use sqlx::PgPool;
@@ -21,6 +22,7 @@ contract!(
     conversations_come_latest_message_first,
     posts_edits_and_deletes_change_what_pages_show,
     no_conversation_or_message_crosses_workspaces,
+    message_search_finds_words_prefixes_and_phrases_newest_first,
 );
 
 fn query(pairs: &[(&str, &str)], conversation: i64) -> MessageQuery {
@@ -327,4 +329,118 @@ async fn no_conversation_or_message_crosses_workspaces(store: Arc<dyn Store>) {
             .id,
         newest
     );
+}
+
+/// A fixed set of messages among the seeded history, searched as agents do.
+async fn message_search_finds_words_prefixes_and_phrases_newest_first(store: Arc<dyn Store>) {
+    let conversations = seed_history(&store).await;
+    let (a, b) = (
+        ConversationId(conversations[0]),
+        ConversationId(conversations[1]),
+    );
+    let mut said = Vec::new();
+    for (conversation, body) in [
+        (a, "Your refund for order 4471 is on its way"),
+        (a, "Refunds take 5 days; the Café Zéphyr team"),
+        (b, "Order number 4471 shipped to Zürich"),
+        (b, "<script>alert('x')</script> refundable?"),
+        (a, "zephyrine is a word only this message has"),
+    ] {
+        let posted = store
+            .post_message(&ws(WS), conversation, &message(body))
+            .await
+            .expect("post");
+        said.push(posted.message.id);
+    }
+    store
+        .delete_message(&ws(WS), a, MessageId(said[4]), &by("user_3", true))
+        .await
+        .expect("delete");
+    let search = |pairs: Vec<(&'static str, String)>, workspace: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = MessageSearch::from_pairs(
+                pairs.iter().map(|(k, v)| (*k, v.as_str())),
+                &ws(workspace),
+                &cursor_key(),
+            )
+            .expect("a valid search");
+            store
+                .search_messages(Read::Primary, &ws(workspace), &q)
+                .await
+                .expect("search")
+        }
+    };
+    let ids = |page: &shared::message_search::MessageSearchPage| {
+        page.hits.iter().map(|h| h.message.id).collect::<Vec<_>>()
+    };
+    let cases: Vec<(&str, Vec<i64>)> = vec![
+        ("refund", vec![said[3], said[1], said[0]]),
+        ("REF", vec![said[3], said[1], said[0]]),
+        ("\"order number\"", vec![said[2]]),
+        ("order 4471", vec![said[2], said[0]]),
+        ("zurich", vec![said[2]]),
+        ("cafe zéphyr", vec![said[1]]),
+        ("zephyrine", vec![]),
+        ("qqqzzz", vec![]),
+    ];
+    for (q, expected) in cases {
+        let page = search(vec![("q", q.to_owned())], WS).await;
+        assert_eq!(ids(&page), expected, "{q}");
+    }
+    let in_b = search(
+        vec![("q", "refund".into()), ("conversation_id", b.0.to_string())],
+        WS,
+    )
+    .await;
+    assert_eq!(ids(&in_b), [said[3]]);
+    let hit = &in_b.hits[0];
+    assert_eq!(hit.conversation_id, b.0);
+    assert!(hit.snippet.starts_with("&lt;script&gt;"), "{}", hit.snippet);
+    assert!(
+        hit.snippet.contains("<mark>refundable</mark>"),
+        "{}",
+        hit.snippet
+    );
+    let by_contact = search(
+        vec![
+            ("q", "refund".into()),
+            ("contact_id", hit.contact.id.to_string()),
+        ],
+        WS,
+    )
+    .await;
+    assert!(ids(&by_contact).contains(&said[3]));
+    assert!(by_contact
+        .hits
+        .iter()
+        .all(|h| h.contact.id == hit.contact.id));
+
+    // Pages of one hit walk the same order; relevance finds the same hits.
+    let mut walked = Vec::new();
+    let mut pairs = vec![("q", "refund".to_owned()), ("limit", "1".to_owned())];
+    loop {
+        let page = search(pairs.clone(), WS).await;
+        walked.extend(ids(&page));
+        let Some(next) = page.pagination.next_cursor else {
+            break;
+        };
+        pairs = vec![
+            ("q", "refund".to_owned()),
+            ("limit", "1".to_owned()),
+            ("cursor", next),
+        ];
+    }
+    assert_eq!(walked, [said[3], said[1], said[0]]);
+    let mut ranked = ids(&search(
+        vec![("q", "refund".into()), ("sort", "relevance".into())],
+        WS,
+    )
+    .await);
+    ranked.sort_unstable();
+    assert_eq!(ranked, [said[0], said[1], said[3]]);
+
+    // Another workspace finds none of these.
+    let theirs = search(vec![("q", "refund".into())], OTHER_WS).await;
+    assert!(theirs.hits.is_empty(), "{:?}", ids(&theirs));
 }

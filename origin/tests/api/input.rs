@@ -230,7 +230,7 @@ async fn the_openapi_document_is_public_and_every_operation_in_it_is_a_route(db:
             assert_eq!(status, expected, "{method} {template}");
         }
     }
-    assert_eq!(operations, 22, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 23, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -39,9 +39,15 @@ async fn resources(db: &PgPool, ws: &str) -> Resources {
     }
 }
 
-/// `template` with its parameters filled in: `ws` for the workspace, `of`'s ids for the rest.
+/// `template` with its parameters filled in: `ws` for the workspace, `of`'s ids for the
+/// rest, and a query where the route needs one.
 fn fill(template: &str, ws: &str, of: &Resources) -> String {
-    template
+    let query = if template.ends_with("/messages/search") {
+        "?q=probe"
+    } else {
+        ""
+    };
+    format!("{template}{query}")
         .replace("{ws}", ws)
         .replace("{board_id}", &of.board.to_string())
         .replace("{conversation_id}", &of.conversation.to_string())

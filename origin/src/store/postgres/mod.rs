@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::cursor::CursorKey;
+use shared::message_search::{MessageSearch, MessageSearchPage};
 use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
@@ -29,6 +30,7 @@ use super::contacts::{
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
+use super::message_search::{search_page_of, search_query, HitRow};
 use super::messages::{
     conversations_of, conversations_query, read_page, Author, NewMessage, Posted,
 };
@@ -208,10 +210,12 @@ impl Store for PgStore {
             if q.sort_by == SortBy::Relevance {
                 relevance_rows(db, ws, board, q, user, search.as_ref()).await
             } else {
-                Ok(page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
-                    .build_query_as()
-                    .fetch_all(db)
-                    .await?)
+                Ok(
+                    page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
+                        .build_query_as()
+                        .fetch_all(db)
+                        .await?,
+                )
             }
         };
         let (total, rows) = tokio::try_join!(total, rows)?;
@@ -285,6 +289,19 @@ impl Store for PgStore {
     ) -> Result<MessagePage> {
         let db = self.reader(read).await;
         Ok(read_page!(db, Postgres, ws, q, &self.cursors))
+    }
+
+    async fn search_messages(
+        &self,
+        read: Read,
+        ws: &WorkspaceId,
+        q: &MessageSearch,
+    ) -> Result<MessageSearchPage> {
+        let rows: Vec<HitRow> = search_query::<Postgres>(ws, q, D)
+            .build_query_as()
+            .fetch_all(self.reader(read).await)
+            .await?;
+        Ok(search_page_of(rows, ws, q, &self.cursors))
     }
 
     async fn start_conversation(

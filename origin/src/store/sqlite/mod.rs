@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::cursor::CursorKey;
+use shared::message_search::{MessageSearch, MessageSearchPage};
 use shared::messages::{
     Conversation, ConversationPage, ConversationQuery, Message, MessagePage, MessageQuery,
 };
@@ -30,6 +31,7 @@ use super::contacts::{
 use super::counters::{check_in_transaction, counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
 use super::filters::Dialect;
+use super::message_search::{search_page_of, search_query, HitRow};
 use super::messages::{
     check_author, conversations_of, conversations_query, delete_query, edit_query,
     post_in_transaction, read_page, sender_query, start_query, Author, ConversationRow, MessageRow,
@@ -230,6 +232,19 @@ impl Store for SqliteStore {
 
     async fn messages(&self, _: Read, ws: &WorkspaceId, q: &MessageQuery) -> Result<MessagePage> {
         Ok(read_page!(&self.read, Sqlite, ws, q, &self.cursors))
+    }
+
+    async fn search_messages(
+        &self,
+        _: Read,
+        ws: &WorkspaceId,
+        q: &MessageSearch,
+    ) -> Result<MessageSearchPage> {
+        let rows: Vec<HitRow> = search_query::<Sqlite>(ws, q, D)
+            .build_query_as()
+            .fetch_all(&self.read)
+            .await?;
+        Ok(search_page_of(rows, ws, q, &self.cursors))
     }
 
     async fn start_conversation(

@@ -1,0 +1,179 @@
+//! Message search as SQL in either store (`shared::message_search` says what matches; the
+//! migrations `message_search` say how each store indexes it).
+
+use shared::cursor::CursorKey;
+use shared::message_search::{
+    snippet, HitContact, MessageHit, MessageSearch, MessageSearchPage, SearchSort, Term,
+    RELEVANCE_WINDOW,
+};
+use shared::messages::{CursorPagination, Message};
+use shared::WorkspaceId;
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
+
+use super::filters::Dialect;
+use super::messages::{MessageRow, MESSAGE_COLUMNS};
+
+#[derive(FromRow)]
+pub struct HitRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    contact_id: i64,
+    contact_name: String,
+}
+
+/// The statement of a search's page: its hits newest first, or by relevance among the
+/// newest `RELEVANCE_WINDOW`; one hit more than the page, to tell whether more follow.
+pub fn search_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    q: &MessageSearch,
+    d: Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let columns: Vec<String> = MESSAGE_COLUMNS
+        .split(',')
+        .map(|c| format!("m.{}", c.trim()))
+        .collect();
+    let relevance = q.sort == SearchSort::Relevance;
+    let mut qb = QueryBuilder::new("");
+    if relevance {
+        qb.push("SELECT * FROM (");
+    }
+    qb.push(format_args!(
+        "SELECT {}, c.contact_id, ct.name AS contact_name",
+        columns.join(", ")
+    ));
+    match d {
+        Dialect::Postgres => {
+            qb.push(", ts_rank(m.search_doc, to_tsquery('simple', search_fold(")
+                .push_bind(tsquery(&q.terms))
+                .push("))) AS search_rank FROM messages m");
+        }
+        // FTS5's rank is bm25, lower is better.
+        Dialect::Sqlite => {
+            qb.push(
+                ", -messages_search.rank AS search_rank FROM messages_search \
+                 JOIN messages m ON m.id = messages_search.rowid",
+            );
+        }
+    }
+    qb.push(
+        " JOIN conversations c ON c.workspace_id = m.workspace_id AND c.id = m.conversation_id \
+         JOIN contacts ct ON ct.id = c.contact_id WHERE m.workspace_id = ",
+    )
+    .push_bind(ws.as_str());
+    match d {
+        Dialect::Postgres => {
+            qb.push(" AND m.search_doc @@ to_tsquery('simple', search_fold(")
+                .push_bind(tsquery(&q.terms))
+                .push("))");
+        }
+        Dialect::Sqlite => {
+            qb.push(" AND messages_search MATCH ")
+                .push_bind(fts5_query(&q.terms));
+        }
+    }
+    if let Some(c) = q.conversation {
+        qb.push(" AND m.conversation_id = ").push_bind(c);
+    }
+    if let Some(contact) = q.contact {
+        qb.push(" AND c.contact_id = ").push_bind(contact);
+    }
+    if let Some(before) = q.before_id() {
+        qb.push(" AND m.id < ").push_bind(before);
+    }
+    qb.push(" ORDER BY m.id DESC LIMIT ");
+    if relevance {
+        qb.push_bind(i64::from(RELEVANCE_WINDOW))
+            .push(") AS recent ORDER BY search_rank DESC, id DESC LIMIT ")
+            .push_bind(i64::from(q.limit) + 1)
+            .push(" OFFSET ")
+            .push_bind(i64::from(q.skipped()));
+    } else {
+        qb.push_bind(i64::from(q.limit) + 1);
+    }
+    qb
+}
+
+/// The terms as a tsquery: `word:*` for a word as typed, `a <-> b` for a phrase. Terms
+/// hold letters and digits only (`message_search::terms`), so nothing in them is syntax.
+fn tsquery(terms: &[Term]) -> String {
+    terms
+        .iter()
+        .map(|t| match t {
+            Term::Word(w) => format!("{w}:*"),
+            Term::Phrase(words) => format!("({})", words.join(" <-> ")),
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+/// The terms as an FTS5 query: `"word"*` and `"a b"` (a phrase), all of them.
+fn fts5_query(terms: &[Term]) -> String {
+    terms
+        .iter()
+        .map(|t| match t {
+            Term::Word(w) => format!("\"{w}\"*"),
+            Term::Phrase(words) => format!("\"{}\"", words.join(" ")),
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The page of `rows` (as `search_query` fetched them), with snippets and the next cursor.
+pub fn search_page_of(
+    mut rows: Vec<HitRow>,
+    ws: &WorkspaceId,
+    q: &MessageSearch,
+    key: &CursorKey,
+) -> MessageSearchPage {
+    let has_more = rows.len() > q.limit as usize;
+    rows.truncate(q.limit as usize);
+    let next_cursor = rows
+        .last()
+        .filter(|_| has_more)
+        .and_then(|last| q.next_cursor(key, ws, last.message.id()));
+    let hits = rows
+        .into_iter()
+        .map(|r| {
+            let message = Message::from(r.message);
+            MessageHit {
+                snippet: snippet(message.body.as_deref().unwrap_or_default(), &q.terms),
+                conversation_id: message.conversation_id,
+                created_at: message.created_at.clone(),
+                contact: HitContact {
+                    id: r.contact_id,
+                    name: r.contact_name,
+                },
+                message,
+            }
+        })
+        .collect();
+    MessageSearchPage {
+        hits,
+        pagination: CursorPagination {
+            limit: q.limit,
+            has_more: next_cursor.is_some(),
+            next_cursor,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_become_each_engines_syntax() {
+        let terms = [
+            Term::Word("refund".into()),
+            Term::Phrase(vec!["order".into(), "number".into()]),
+        ];
+        assert_eq!(tsquery(&terms), "refund:* & (order <-> number)");
+        assert_eq!(fts5_query(&terms), "\"refund\"* AND \"order number\"");
+    }
+}
