@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::invalidation::{parse_edge_request, Changed, Push};
 use shared::keys::{GenerationScope, Generations};
+use shared::message_search::MessageSearch;
 use shared::messages::MessageQuery;
 use shared::model::{CacheMeta, CacheStatus, Source};
 use shared::query::ContactListQuery;
@@ -84,6 +85,20 @@ pub(crate) async fn handle(
                 (key, confirmed)
             });
             let path = format!("/api/conversations/{conversation}/messages{query}");
+            let asked = Asked { path, ws, user };
+            read(cfg, &req, ctx, started, key, asked).await
+        }
+        Route::MessageSearch { workspace } => {
+            let cfg = Config::load(env, &req)?;
+            let ws = WorkspaceId::parse(&workspace)?;
+            let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
+            let (pairs, query) = query_of(&req)?;
+            let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
+            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
+                let g = Generations::from_fields(&c, &GenerationScope::of_message_search(&q));
+                (cfg.keys.message_search(&ws, g, &q), confirmed)
+            });
+            let path = format!("/api/workspaces/{ws}/messages/search{query}");
             let asked = Asked { path, ws, user };
             read(cfg, &req, ctx, started, key, asked).await
         }

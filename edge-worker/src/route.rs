@@ -15,6 +15,9 @@ pub enum Route {
     Messages {
         conversation: String,
     },
+    MessageSearch {
+        workspace: String,
+    },
     Invalidate,
     /// The origin's pushed changes (`shared::invalidation::Push`), with the internal key.
     Changes,
@@ -40,6 +43,11 @@ impl Route {
             ["", "api", "conversations", c, "messages"] if !c.is_empty() => Self::Messages {
                 conversation: (*c).to_owned(),
             },
+            ["", "api", "workspaces", ws, "messages", "search"] if !ws.is_empty() => {
+                Self::MessageSearch {
+                    workspace: (*ws).to_owned(),
+                }
+            }
             ["", "api", "cache", "invalidate"] => Self::Invalidate,
             ["", "internal", "changes"] => Self::Changes,
             ["", "internal", "changes", "drained"] => Self::Drained,
@@ -76,6 +84,12 @@ mod tests {
         assert_eq!(
             Route::parse("GET", "/api/boards/12/contacts"),
             Route::Contacts { board: "12".into() }
+        );
+        assert_eq!(
+            Route::parse("GET", "/api/workspaces/w1/messages/search"),
+            Route::MessageSearch {
+                workspace: "w1".into()
+            }
         );
         assert_eq!(
             Route::parse("GET", "/api/workspaces/15213/counts"),

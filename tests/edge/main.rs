@@ -566,9 +566,9 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             .json()
             .await
             .expect("json");
-    // The board, the counts and the conversation list (a deleted contact's conversations
-    // leave it).
-    assert_eq!(invalidated["data"]["invalidated"], 3, "{invalidated}");
+    // The board, the counts, the conversation list and the message searches (a deleted
+    // contact's conversations leave both).
+    assert_eq!(invalidated["data"]["invalidated"], 4, "{invalidated}");
     assert_eq!(
         invalidated["data"]["origin_notified"], true,
         "{invalidated}"
@@ -682,6 +682,80 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             && tombstone["deleted_by"] == "admin"
     })
     .await;
+    // Message search through the edge, cached with the search feature: a message posted
+    // at the origin is found by the next search within a second, and a search none of its
+    // words can match is a hit again as soon as the origin vouches for the edge (the
+    // origin's tests show its key did not move); another workspace's search is refused.
+    edge.open_once_cached(&counts, &user).await;
+    let on = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
+        ))
+        .bearer_auth(admin_token())
+        .json(&json!({"features": {"search": true}}))
+        .send()
+        .await
+        .expect("settings");
+    assert_eq!(on.status(), StatusCode::OK);
+    // The settings reach the edge (as a change of the whole workspace) first.
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "MISS"
+    })
+    .await;
+    let quiet = format!("/api/workspaces/{WS}/messages/search?q=screenshot");
+    let parcel = format!("/api/workspaces/{WS}/messages/search?q=parcel");
+    for path in [&quiet, &parcel] {
+        edge.get(path, &user, WS).await;
+        edge.within_a_second(path, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
+    }
+    let (_, quiet_hit) = edge.get(&quiet, &user, WS).await;
+    assert!(!quiet_hit["data"]["hits"]
+        .as_array()
+        .expect("hits")
+        .is_empty());
+    let said = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
+        ))
+        .bearer_auth(&user)
+        .json(&json!({"sender_type": "agent", "body": "Your parcel left the depot"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(said.status(), StatusCode::CREATED);
+    let said: Value = said.json().await.expect("json");
+    let found = edge
+        .within_a_second(&parcel, &user, WS, |now| {
+            now["data"]["hits"][0]["message"]["id"] == said["data"]["id"]
+        })
+        .await;
+    assert_eq!(
+        found["data"]["hits"][0]["snippet"],
+        "Your <mark>parcel</mark> left the depot"
+    );
+    let quiet_kept = edge
+        .within_a_second(&quiet, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
+    assert_eq!(payload(&quiet_kept), payload(&quiet_hit));
+    let (status, _) = edge
+        .get(
+            &format!("/api/workspaces/{OTHER_WS}/messages/search?q=parcel"),
+            &user,
+            WS,
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, refused) = edge
+        .get(&format!("{parcel}&cursor=forged"), &user, WS)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_cursor");
+
     let (status, refused) = edge
         .get(&format!("{head}&before={before}x"), &user, WS)
         .await;
