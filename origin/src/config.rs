@@ -129,6 +129,14 @@ pub struct Settings {
     /// others queue in the instance, where stale-if-slow can still answer them.
     #[arg(long, env = "DB_READ_CONCURRENCY", default_value_t = 8)]
     db_read_concurrency: u32,
+    /// Searches no cache answers one instance runs at once for one workspace; past it a
+    /// search is a 503 with Retry-After, so one workspace's searching never takes all of
+    /// DB_READ_CONCURRENCY from the others' reads.
+    #[arg(long, env = "SEARCH_CONCURRENCY_PER_WORKSPACE", default_value_t = 2)]
+    search_concurrency_per_workspace: u32,
+    /// How long a search may take before it is given up (a 503 with Retry-After).
+    #[arg(long, env = "SEARCH_TIMEOUT_MS", default_value_t = 2_000)]
+    search_timeout_ms: u64,
     /// Live changes each instance keeps per watched workspace for clients that reconnect.
     #[arg(long, env = "LIVE_BUFFER", default_value_t = 256)]
     live_buffer: usize,
@@ -250,6 +258,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Store reads (fills, uncached reads) one instance runs at once.
     pub db_read_concurrency: u32,
+    pub search_concurrency_per_workspace: u32,
+    pub search_timeout: Duration,
     pub live_buffer: usize,
     pub live_max_connections: usize,
     pub live_max_connections_per_user: usize,
@@ -299,6 +309,8 @@ impl Config {
             l1_max_bytes: s.l1_max_bytes,
             db_max_connections: s.db_max_connections,
             db_read_concurrency: s.db_read_concurrency,
+            search_concurrency_per_workspace: s.search_concurrency_per_workspace,
+            search_timeout: Duration::from_millis(s.search_timeout_ms),
             live_buffer: s.live_buffer,
             live_max_connections: s.live_max_connections,
             live_max_connections_per_user: s.live_max_connections_per_user,
@@ -376,8 +388,11 @@ impl Config {
                 "LIVE_BUFFER and LIVE_MAX_CONNECTIONS must be at least 1".into(),
             ));
         }
-        if self.db_read_concurrency == 0 {
-            return Err(ConfigError("DB_READ_CONCURRENCY must be at least 1".into()));
+        if self.db_read_concurrency == 0 || self.search_concurrency_per_workspace == 0 {
+            return Err(ConfigError(
+                "DB_READ_CONCURRENCY and SEARCH_CONCURRENCY_PER_WORKSPACE must be at least 1"
+                    .into(),
+            ));
         }
         if self.db_max_connections == 0 {
             return Err(ConfigError("DB_MAX_CONNECTIONS must be at least 1".into()));

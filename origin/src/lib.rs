@@ -111,6 +111,7 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
         config.db_read_concurrency as usize,
     ));
     Ok(AppState {
+        searches: state::Searches::new(config.search_concurrency_per_workspace),
         edge,
         cursors: config.cursor_key(),
         config,
@@ -148,6 +149,7 @@ async fn upkeep(state: Arc<AppState>) {
         }
         if tick % minute == 0 {
             state.limits.prune();
+            state.searches.prune();
             state.live.prune();
         }
         if tick % (60 * minute) == 0 {

@@ -46,14 +46,13 @@ pub async fn page(
         if let Some(after) = state.cache.continuation(&ws, board, &q, &state.cursors) {
             q.after = Some(after);
         }
-        state.gated(store::page_json(
-            state.store.clone(),
-            read,
-            ws,
-            board,
-            q,
-            user,
-        ))
+        let search = q.search.is_some();
+        let page = store::page_json(state.store.clone(), read, ws.clone(), board, q, user);
+        if search {
+            futures_util::future::Either::Left(state.searched(&ws, page))
+        } else {
+            futures_util::future::Either::Right(state.gated(page))
+        }
     };
     state.cache.page(ws, board, q, ttl, compute).await
 }
@@ -86,12 +85,9 @@ pub async fn message_search(
 ) -> Result<Answer> {
     let compute = || {
         let (ws, q) = (ws.clone(), q.clone());
-        state.gated(store::message_search_json(
-            state.store.clone(),
-            state.reader(&ws),
-            ws,
-            q,
-        ))
+        let search =
+            store::message_search_json(state.store.clone(), state.reader(&ws), ws.clone(), q);
+        state.searched(&ws, search)
     };
     state.cache.message_search(ws, q, ttl, compute).await
 }

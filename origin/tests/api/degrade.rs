@@ -311,3 +311,62 @@ async fn releasing_a_fill_lock_announces_it_on_the_channel() {
         assert_eq!(heard.get_payload::<String>().expect("text"), "k");
     }
 }
+
+/// A workspace's searches the caches do not answer run a few at a time on an instance:
+/// past that a search is refused at once (503, Retry-After) instead of queueing in front
+/// of everyone's reads, and a search the database cannot finish in time is given up.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_workspace_searching_past_its_share_is_refused_and_a_stuck_search_given_up(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.search_concurrency_per_workspace = 1;
+    config.search_timeout = Duration::from_millis(1_500);
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let search = format!("/api/boards/{}/contacts?search=grace", app.boards[0]);
+    assert_eq!(app.get(&search, &member()).await.status(), StatusCode::OK);
+
+    // Another writer holds the contacts table: the next search waits on it.
+    let mut holder = db.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let stuck = tokio::spawn({
+        let (http, url, token) = (app.http.clone(), app.url(&search), member());
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .header("X-Workspace-ID", WS)
+                .send()
+                .await
+                .expect("request")
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%search_doc%'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = app.get(&format!("{search}&per_page=7"), &member()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let stuck = stuck.await.expect("the stuck search");
+    assert_eq!(stuck.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(stuck.headers().contains_key("retry-after"));
+    holder.rollback().await.expect("release");
+    // Free again, it searches again.
+    assert_eq!(app.get(&search, &member()).await.status(), StatusCode::OK);
+}
