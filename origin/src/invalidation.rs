@@ -150,8 +150,9 @@ pub async fn follow_store(state: Arc<AppState>) {
                 Change::Conversation(ws, id, thread) => {
                     if claimed(&state, &ws, &format!("c{id}{thread:?}"), tx).await {
                         changed(&state, &ws, &Changed::Conversation(id, thread)).await;
-                        // Another writer's message: its words are not known here.
-                        if thread == Thread::Appended {
+                        // Another writer's message (its words are not known here), or
+                        // conversation (moved to another contact: hits name theirs).
+                        if thread != Thread::Edited {
                             changed(&state, &ws, &Changed::Said(None)).await;
                         }
                     }

@@ -12,6 +12,8 @@ pub const MAX_PER_PAGE: u32 = 100;
 /// Offset pagination past this depth is a scan nobody needs from a list UI.
 pub const MAX_PAGE: u32 = 10_000;
 pub const MAX_SEARCH_CHARS: usize = 100;
+/// How many contacts a relevance page by number may skip (`page` × `per_page`).
+pub const RELEVANCE_MAX_OFFSET: i64 = 1_000;
 
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $code:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -192,6 +194,14 @@ impl ContactListQuery {
             q.page = after.page;
             q.after = Some(after);
         }
+        // A relevance page by number reads every contact before it, rank by rank.
+        if q.sort_by == SortBy::Relevance && q.after.is_none() && q.offset() > RELEVANCE_MAX_OFFSET
+        {
+            return Err(InputError::new(
+                "invalid_page",
+                format!("pages sorted by relevance reach the first {RELEVANCE_MAX_OFFSET} contacts; read on with next_cursor"),
+            ));
+        }
         Ok(q)
     }
 
@@ -319,6 +329,19 @@ mod tests {
             &user(),
             &CursorKey::for_tests(),
         )
+    }
+
+    #[test]
+    fn relevance_pages_by_number_stop_before_reading_too_far() {
+        let by = |page: &str| {
+            parse(&[
+                ("sort_by", "relevance"),
+                ("per_page", "100"),
+                ("page", page),
+            ])
+        };
+        assert!(by("11").is_ok());
+        assert_eq!(by("12").map_err(|e| e.code), Err("invalid_page"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod plan;
 mod report;
 mod rng;
 mod scaling;
+mod search;
 mod stack;
 mod writes;
 mod wrk;
@@ -206,6 +207,11 @@ async fn main() {
     drop(uncached);
     let writes = writes::measure(&db, &url, &plan.main[0], plan.writes_for).await;
     let history = history::measure(&db, &url, &redis, &format!("{run_ns}h"), &plan).await;
+    let (largest, longest) = (
+        &plan.scaling[plan.scaling.len() - 1].0,
+        &plan.history[plan.history.len() - 1].0,
+    );
+    let search = search::measure(&db, &url, &redis, &format!("{run_ns}s"), largest, longest).await;
     let l1_runs = l1_runs(&plan.l1_entries);
     // Counted, not timed: a full run only (valgrind takes a minute).
     let instructions = if plan.quick {
@@ -230,6 +236,7 @@ async fn main() {
         instructions,
         wasm_bytes,
         history,
+        search,
     };
     report::print_and_write(&results, cli.out);
     fail_on(failures);

@@ -23,6 +23,7 @@ pub struct Results<'a> {
     /// The size of the worker's wasm as `wrangler dev` ran it.
     pub wasm_bytes: u64,
     pub history: Value,
+    pub search: Value,
 }
 
 fn section(title: &str, value: &impl serde::Serialize) {
@@ -62,6 +63,10 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "message history (pages per layer and by cursor, ingest, event streams)",
         &r.history,
     );
+    section(
+        "search, one request per keystroke (cold: no cache layer; warm: L1 and Redis)",
+        &r.search,
+    );
 
     let layers: Vec<Value> = r
         .rows
@@ -95,6 +100,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "instructionsPerL1Hit": r.instructions,
         "edgeWasmBytes": r.wasm_bytes,
         "messageHistory": r.history,
+        "search": r.search,
     });
     let out = out.unwrap_or_else(|| {
         if r.plan.quick {

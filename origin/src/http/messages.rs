@@ -161,9 +161,9 @@ pub(super) async fn post_message(
             Changed::Conversation(conversation, Thread::Appended),
             Changed::update(old, new),
         );
-        let said = Changed::Said(Some(buckets_of(
+        let said = Changed::Said(buckets_of(
             posted.message.body.as_deref().unwrap_or_default(),
-        )));
+        ));
         tokio::join!(
             invalidation::changed(&state, &ws, &appended),
             invalidation::changed(&state, &ws, &touched),

@@ -49,9 +49,9 @@ where
     ));
     match d {
         Dialect::Postgres => {
-            qb.push(", ts_rank(m.search_doc, to_tsquery('simple', search_fold(")
+            qb.push(", ts_rank(m.search_doc, to_tsquery('simple', ")
                 .push_bind(tsquery(&q.terms))
-                .push("))) AS search_rank FROM messages m");
+                .push(")) AS search_rank FROM messages m");
         }
         // FTS5's rank is bm25, lower is better.
         Dialect::Sqlite => {
@@ -63,14 +63,15 @@ where
     }
     qb.push(
         " JOIN conversations c ON c.workspace_id = m.workspace_id AND c.id = m.conversation_id \
-         JOIN contacts ct ON ct.id = c.contact_id WHERE m.workspace_id = ",
+         JOIN contacts ct ON ct.id = c.contact_id AND ct.workspace_id = m.workspace_id \
+         WHERE m.workspace_id = ",
     )
     .push_bind(ws.as_str());
     match d {
         Dialect::Postgres => {
-            qb.push(" AND m.search_doc @@ to_tsquery('simple', search_fold(")
+            qb.push(" AND m.search_doc @@ to_tsquery('simple', ")
                 .push_bind(tsquery(&q.terms))
-                .push("))");
+                .push(")");
         }
         Dialect::Sqlite => {
             qb.push(" AND messages_search MATCH ")
@@ -100,7 +101,9 @@ where
 }
 
 /// The terms as a tsquery: `word:*` for a word as typed, `a <-> b` for a phrase. Terms
-/// hold letters and digits only (`message_search::terms`), so nothing in them is syntax.
+/// hold letters and digits only, folded already (`message_search::terms`), so nothing in
+/// them is syntax; folding them again in SQL would not be safe (`unaccent` turns some
+/// letters into quotes and colons).
 fn tsquery(terms: &[Term]) -> String {
     terms
         .iter()

@@ -102,7 +102,7 @@ async fn relevance_rows(
         0
     };
     let reach = q.per_page as usize + 1 + offset;
-    let mut rows: Vec<ContactRow> = Vec::with_capacity(reach);
+    let mut rows: Vec<ContactRow> = Vec::new();
     for tier in tiers(search) {
         if after.is_some_and(|((from, _), _)| tier.0 < from) {
             continue;
