@@ -354,6 +354,57 @@ function wireActions() {
   $("counts-refresh").addEventListener("click", (e) => busy(e.currentTarget, "Reading counts…", readCounts));
 }
 
+// ---- search ----------------------------------------------------------------------------
+let searchSeq = 0;
+let searchTimer = null;
+
+/** Where an answer came from and how long it took, from its `_cache` block. */
+const cacheNote = (c) => `${c.status} · ${c.source} · ${c.response_time_ms} ms`;
+
+/** The server's snippet (escaped text and <mark>) as nodes: only the marks become elements. */
+function snippetNodes(html) {
+  const tpl = document.createElement("template");
+  tpl.innerHTML = html;
+  return [...tpl.content.childNodes].map((n) => (n.nodeName === "MARK" ? el("mark", {}, n.textContent) : document.createTextNode(n.textContent)));
+}
+
+async function search() {
+  const q = $("search-q").value.trim();
+  const seq = ++searchSeq;
+  if (!q) {
+    for (const id of ["search-contacts", "search-messages"]) $(id).replaceChildren();
+    for (const id of ["search-contacts-meta", "search-messages-meta"]) $(id).textContent = "";
+    return;
+  }
+  const board = encodeURIComponent($("search-board").value || "1");
+  const ws = encodeURIComponent(session.ws);
+  const show = (list, meta, work) => work.then((r) => {
+    if (seq !== searchSeq) return;
+    $(list).replaceChildren(...r.items);
+    $(meta).textContent = r.note;
+  }, (e) => {
+    if (seq !== searchSeq) return;
+    $(list).replaceChildren();
+    $(meta).textContent = e.message;
+  });
+  await Promise.all([
+    show("search-contacts", "search-contacts-meta", api(`/api/boards/${board}/contacts?search=${encodeURIComponent(q)}&sort_by=relevance&per_page=8`).then((d) => ({
+      note: `${d.pagination.total_exact ? d.pagination.total : `${d.pagination.total}+`} found · ${cacheNote(d._cache)}`,
+      items: d.contacts.map((c) => { const li = el("li", {}, c.name); li.append(" ", el("small", {}, [c.email, c.company, c.phone].filter(Boolean).join(" · "))); return li; }),
+    }))),
+    show("search-messages", "search-messages-meta", api(`/api/workspaces/${ws}/messages/search?q=${encodeURIComponent(q)}&limit=8`).then((d) => ({
+      note: `${d.hits.length}${d.pagination.has_more ? "+" : ""} found · ${cacheNote(d._cache)}`,
+      items: d.hits.map((h) => { const li = el("li"); li.append(...snippetNodes(h.snippet), " ", el("small", {}, `${h.contact.name}, conversation ${h.conversation_id}`)); return li; }),
+    }))),
+  ]);
+}
+
+function wireSearch() {
+  const later = () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); };
+  $("search-q").addEventListener("input", later);
+  $("search-board").addEventListener("change", later);
+}
+
 // ---- start ---------------------------------------------------------------------------
 $("signin").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -372,6 +423,7 @@ for (const button of document.querySelectorAll("[data-sort]")) {
   });
 }
 wireActions();
+wireSearch();
 const saved = sessionStorage.getItem("edgecache-panel");
 if (saved) {
   try { const s = JSON.parse(saved); signIn(s.token, s.ws, s.edge ?? ""); } catch (err) { showError(err); }

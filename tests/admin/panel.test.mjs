@@ -158,6 +158,23 @@ test("changes made elsewhere appear as they happen, and message history can be t
   await page.waitForSelector("#changes li[data-scope=workspace]");
 });
 
+test("the search box finds contacts and messages as the user types, with where each answer came from", async () => {
+  await page.fill("#search-q", "gra");
+  await page.fill("#search-q", "grace hop");
+  await page.waitForFunction(() => /Grace Hopper/.test(document.querySelector("#search-contacts li")?.textContent ?? ""));
+  assert.match(await page.textContent("#search-contacts-meta"), /found · (MISS|HIT|BYPASS) · \w+ · [\d.]+ ms/);
+  await page.fill("#search-q", "invoice");
+  await page.waitForSelector("#search-messages li mark");
+  assert.equal((await page.textContent("#search-messages li mark")).toLowerCase(), "invoice");
+  assert.match(await page.textContent("#search-messages-meta"), /found · (MISS|HIT|BYPASS) · \w+ · [\d.]+ ms/);
+  // A message's text is shown as text: markup in it never becomes elements.
+  const html = await page.innerHTML("#search-messages li");
+  assert.doesNotMatch(html.replace(/<\/?mark>|<\/?small>/g, ""), /<[a-z]/i);
+  await page.fill("#search-q", "grace");
+  await page.waitForFunction(() => /Grace/.test(document.querySelector("#search-contacts li")?.textContent ?? ""));
+  await shot("search");
+});
+
 test("health turns red when Redis is stopped", async () => {
   redis.kill("SIGKILL");
   await page.waitForSelector("[data-component=redis][data-state=down]", { timeout: 15000 });
