@@ -61,10 +61,16 @@ pub fn typos_forgiven(letters: usize) -> u8 {
 }
 
 /// `text` lower-cased, with the accents of Latin letters removed (as Postgres's
-/// `unaccent` and SQLite's `remove_diacritics` do to the stored words).
+/// `unaccent` and SQLite's `remove_diacritics` do to the stored words). Other scripts
+/// are left as they are: SQLite keeps their accents, while Postgres's `unaccent` folds
+/// some (`ё`), so there a word with one is found only when typed without it.
 pub fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars().flat_map(char::to_lowercase) {
+        // Combining marks (`İ` lower-cases to `i` and a combining dot) carry no letter.
+        if ('\u{300}'..='\u{36f}').contains(&c) {
+            continue;
+        }
         match base_letter(c) {
             Some(base) => out.push_str(base),
             None => out.push(c),
@@ -75,24 +81,24 @@ pub fn fold(text: &str) -> String {
 
 fn base_letter(c: char) -> Option<&'static str> {
     const FOLDS: [(&str, &str); 25] = [
-        ("a", "àáâãäåāăą"),
+        ("a", "àáâãäåāăąǎạảấầẩẫậắằẳẵặ"),
         ("c", "çćĉċč"),
         ("d", "ďđð"),
-        ("e", "èéêëēĕėęě"),
+        ("e", "èéêëēĕėęěẹẻẽếềểễệ"),
         ("g", "ĝğġģ"),
         ("h", "ĥħ"),
-        ("i", "ìíîïĩīĭįı"),
+        ("i", "ìíîïĩīĭįıǐỉị"),
         ("j", "ĵ"),
         ("k", "ķ"),
         ("l", "ĺļľŀł"),
         ("n", "ñńņňŉ"),
-        ("o", "òóôõöøōŏő"),
+        ("o", "òóôõöøōŏőǒơọỏốồổỗộớờởỡợ"),
         ("r", "ŕŗř"),
-        ("s", "śŝşšſ"),
-        ("t", "ţťŧ"),
-        ("u", "ùúûüũūŭůűų"),
+        ("s", "śŝşšſș"),
+        ("t", "ţťŧț"),
+        ("u", "ùúûüũūŭůűųǔưụủứừửữựǖǘǚǜ"),
         ("w", "ŵ"),
-        ("y", "ýÿŷ"),
+        ("y", "ýÿŷỳỵỷỹ"),
         ("z", "źżž"),
         ("ss", "ß"),
         ("ae", "æ"),
@@ -188,6 +194,10 @@ mod tests {
             ]
         );
         assert_eq!(fold("Ærøskøbing Straße"), "aeroskobing strasse");
+        assert_eq!(
+            fold("Ștefan Nguyễn İstanbul Ёлка"),
+            "stefan nguyen istanbul ёлка"
+        );
         assert_eq!(
             (typos_forgiven(4), typos_forgiven(5), typos_forgiven(9)),
             (0, 1, 2)

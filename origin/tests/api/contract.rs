@@ -320,6 +320,7 @@ async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: 
             "Analytical Engines",
             "5550100043",
         ),
+        ("Ștefan Nguyễn", "sn@saigon.example", "İzmir Ltd", ""),
     ];
     let mut id = std::collections::HashMap::new();
     for (name, email, company, phone) in corpus {
@@ -382,6 +383,10 @@ async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: 
         ("Álvarez", &["José"]),
         ("nandu", &["José"]),
         ("ñandú", &["José"]),
+        ("stefan nguyen", &["Ștefan"]),
+        ("Ștefan", &["Ștefan"]),
+        ("izmir", &["Ștefan"]),
+        ("İzmir", &["Ștefan"]),
         // One typo from 5 letters, two from 9; none below.
         ("hoper", &["Grace"]),
         ("lovelcae", &[]),
