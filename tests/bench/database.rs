@@ -5,6 +5,8 @@ use std::time::Instant;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use shared::settings::CacheSettings;
+
 use crate::plan::Plan;
 use e2e::origins;
 
@@ -132,4 +134,20 @@ async fn drop_contact_indexes(db: &PgPool) -> Vec<String> {
             .expect("drop index");
     }
     indexes.into_iter().map(|(_, def)| def).collect()
+}
+
+/// Saves `ws`'s settings as the defaults changed by `change`, as an admin would in the
+/// panel (the origins started after it read them).
+pub async fn settings(db: &PgPool, ws: &str, change: impl FnOnce(&mut CacheSettings)) {
+    let mut settings = CacheSettings::default();
+    change(&mut settings);
+    sqlx::query(
+        "INSERT INTO workspace_cache_settings (workspace_id, settings) VALUES ($1, $2) \
+         ON CONFLICT (workspace_id) DO UPDATE SET settings = excluded.settings",
+    )
+    .bind(ws)
+    .bind(sqlx::types::Json(&settings))
+    .execute(db)
+    .await
+    .expect("settings");
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::messages::MessageQuery;
-use shared::settings::CacheSettings;
 use shared::{ConversationId, WorkspaceId};
 use sqlx::PgPool;
 
@@ -20,21 +19,6 @@ use e2e::origins::{self, token, Layers};
 use e2e::rss_mib;
 
 const PAGE: i64 = 50;
-
-/// Turns message history caching on for `ws`, as an admin would in the panel.
-async fn enable(db: &PgPool, ws: &str) {
-    let mut settings = CacheSettings::default();
-    settings.features.message_history = true;
-    sqlx::query(
-        "INSERT INTO workspace_cache_settings (workspace_id, settings) VALUES ($1, $2) \
-         ON CONFLICT (workspace_id) DO UPDATE SET settings = excluded.settings",
-    )
-    .bind(ws)
-    .bind(sqlx::types::Json(&settings))
-    .execute(db)
-    .await
-    .expect("settings");
-}
 
 /// The workspace's longest conversation and its length.
 async fn longest(db: &PgPool, ws: &str) -> (i64, i64) {
@@ -357,7 +341,7 @@ async fn streams(db: &PgPool, url: &str, redis: &str, ns: &str, plan: &Plan) -> 
 
 pub async fn measure(db: &PgPool, url: &str, redis: &str, ns: &str, plan: &Plan) -> Value {
     for (ws, _, _) in &plan.history {
-        enable(db, ws).await;
+        crate::database::settings(db, ws, |s| s.features.message_history = true).await;
     }
     json!({
         "pages": pages(db, url, redis, ns, plan).await,

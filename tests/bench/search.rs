@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::settings::CacheSettings;
 use sqlx::PgPool;
 
 use crate::mixed::percentile;
@@ -61,21 +60,6 @@ fn keystrokes(query: &str) -> Vec<String> {
         }
     }
     out
-}
-
-/// Turns the search feature on for `ws` (cached searches), as an admin would.
-async fn enable(db: &PgPool, ws: &str) {
-    let mut settings = CacheSettings::default();
-    settings.features.search = true;
-    sqlx::query(
-        "INSERT INTO workspace_cache_settings (workspace_id, settings) VALUES ($1, $2) \
-         ON CONFLICT (workspace_id) DO UPDATE SET settings = excluded.settings",
-    )
-    .bind(ws)
-    .bind(sqlx::types::Json(&settings))
-    .execute(db)
-    .await
-    .expect("settings");
 }
 
 /// Each path once, in order; the p50 and p99 in ms and how many answered.
@@ -132,8 +116,9 @@ pub async fn measure(
     contacts_ws: &str,
     messages_ws: &str,
 ) -> Value {
-    enable(db, contacts_ws).await;
-    enable(db, messages_ws).await;
+    for ws in [contacts_ws, messages_ws] {
+        crate::database::settings(db, ws, |s| s.features.search = true).await;
+    }
     let uncached = origins::origin(
         url,
         &Layers {
