@@ -398,3 +398,36 @@ async fn a_stream_ends_when_its_token_expires(db: PgPool) {
     .await;
     assert!(open.is_err(), "a stream of a long-lived token stays open");
 }
+
+/// A posted message is told as a change of its conversation and of the workspace's
+/// message searches, so a client showing a search knows to run it again.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_posted_message_is_told_to_searches_too(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let seeded = app
+        .state
+        .store
+        .seed_messages(&ws(WS), 1, 3)
+        .await
+        .expect("history");
+    let mut events = Events::with_ticket(&app, WS, &member(), None).await;
+    let conversation = seeded.conversations[0];
+    let posted = app
+        .http
+        .post(app.url(&format!(
+            "/api/workspaces/{WS}/conversations/{conversation}/messages"
+        )))
+        .bearer_auth(member())
+        .json(&serde_json::json!({"sender_type": "agent", "body": "a parcel left"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    let mut told = Vec::new();
+    while !told.contains(&Value::from("search")) {
+        let (_, e) = events.next().await;
+        assert!(told.len() < 8, "no search change among {told:?}");
+        told.push(e["scope"].clone());
+    }
+    assert!(told.contains(&Value::from("conversation")), "{told:?}");
+}
