@@ -342,18 +342,17 @@ async fn a_workspace_searching_past_its_share_is_refused_and_a_stuck_search_give
                 .expect("request")
         }
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
              AND query LIKE '%search_doc%'",
         )
         .fetch_one(&db)
         .await
-        .expect("activity");
-        if waiting > 0 {
-            break;
-        }
+        .expect("activity")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while waiting().await == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the search never reached the lock"
@@ -366,6 +365,16 @@ async fn a_workspace_searching_past_its_share_is_refused_and_a_stuck_search_give
     let stuck = stuck.await.expect("the stuck search");
     assert_eq!(stuck.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(stuck.headers().contains_key("retry-after"));
+    // Given up, the search is cancelled in Postgres too: it waits no more, though the
+    // lock is still held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while waiting().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned search still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     holder.rollback().await.expect("release");
     // Free again, it searches again.
     assert_eq!(app.get(&search, &member()).await.status(), StatusCode::OK);

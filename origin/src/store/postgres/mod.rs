@@ -1,5 +1,6 @@
 //! The production store: Postgres, with an optional read replica for cache fills.
 
+mod cancel;
 mod changes;
 mod counters;
 mod replica;
@@ -21,9 +22,10 @@ use shared::query::{ContactListQuery, SortBy};
 use shared::settings::CacheSettings;
 use shared::{BoardId, ContactId, ConversationId, MessageId, UserId, WorkspaceId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::mpsc::UnboundedSender;
 
+use self::cancel::Cancellable;
 use super::contacts::{
     page_of, page_query, relevance_after, tier_query, total_of, total_query, ContactRow,
 };
@@ -88,7 +90,7 @@ impl PgStore {
 
 /// A page sorted by relevance, read rank by rank until it is full (`tier_query`).
 async fn relevance_rows(
-    db: &PgPool,
+    conn: &mut PgConnection,
     ws: &WorkspaceId,
     board: BoardId,
     q: &ContactListQuery,
@@ -113,7 +115,7 @@ async fn relevance_rows(
         let more: Vec<ContactRow> =
             tier_query::<Postgres>(ws, board, q, user, D, &tier, within, reach - rows.len())
                 .build_query_as()
-                .fetch_all(db)
+                .fetch_all(&mut *conn)
                 .await?;
         rows.extend(more);
         if rows.len() >= reach {
@@ -198,25 +200,34 @@ impl Store for PgStore {
         let mut search = Search::of(q);
         find_near_words!(search, ws, Postgres, D, db);
         // The total and the rows at once, on two connections: a search's capped count
-        // reads as many rows as its page, and neither waits for the other.
+        // reads as many rows as its page, and neither waits for the other. A search's
+        // statements are cancelled in Postgres if their reader stops waiting.
         let total = async {
-            total_query::<Postgres>(ws, board, q, user, D, search.as_ref())
+            let mut counted = total_query::<Postgres>(ws, board, q, user, D, search.as_ref());
+            if search.is_none() {
+                return Ok(counted.build_query_scalar::<i64>().fetch_one(db).await?);
+            }
+            let mut on = Cancellable::acquire(db).await?;
+            let total = counted
                 .build_query_scalar::<i64>()
-                .fetch_one(db)
-                .await
-                .map_err(Error::from)
+                .fetch_one(on.conn())
+                .await?;
+            on.done();
+            Ok::<_, Error>(total)
         };
         let rows = async {
-            if q.sort_by == SortBy::Relevance {
-                relevance_rows(db, ws, board, q, user, search.as_ref()).await
-            } else {
-                Ok(
-                    page_query::<Postgres>(ws, board, q, user, D, search.as_ref())
-                        .build_query_as()
-                        .fetch_all(db)
-                        .await?,
-                )
+            let mut listed = page_query::<Postgres>(ws, board, q, user, D, search.as_ref());
+            if search.is_none() && q.sort_by != SortBy::Relevance {
+                return Ok(listed.build_query_as().fetch_all(db).await?);
             }
+            let mut on = Cancellable::acquire(db).await?;
+            let rows = if q.sort_by == SortBy::Relevance {
+                relevance_rows(on.conn(), ws, board, q, user, search.as_ref()).await?
+            } else {
+                listed.build_query_as().fetch_all(on.conn()).await?
+            };
+            on.done();
+            Ok(rows)
         };
         let (total, rows) = tokio::try_join!(total, rows)?;
         // A row of the page proves the board is the workspace's (a contact's foreign key
@@ -297,10 +308,12 @@ impl Store for PgStore {
         ws: &WorkspaceId,
         q: &MessageSearch,
     ) -> Result<MessageSearchPage> {
+        let mut on = Cancellable::acquire(self.reader(read).await).await?;
         let rows: Vec<HitRow> = search_query::<Postgres>(ws, q, D)
             .build_query_as()
-            .fetch_all(self.reader(read).await)
+            .fetch_all(on.conn())
             .await?;
+        on.done();
         Ok(search_page_of(rows, ws, q, &self.cursors))
     }
 
