@@ -1,6 +1,7 @@
-//! Statements a caller may stop waiting for: a search whose client left, or that ran out
-//! of `SEARCH_TIMEOUT_MS`. Dropped unfinished, the statement is cancelled in Postgres too,
-//! so it stops holding a connection and a core for the rest of its statement timeout.
+//! Statements a caller may stop waiting for: a search that ran out of `SEARCH_TIMEOUT_MS`,
+//! or whose request was dropped. Dropped unfinished, the statement is cancelled in
+//! Postgres too, so it stops holding a connection and a core for the rest of its
+//! statement timeout.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
