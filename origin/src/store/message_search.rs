@@ -23,6 +23,10 @@ pub struct HitRow {
 
 /// The statement of a search's page: its hits newest first, or by relevance among the
 /// newest `RELEVANCE_WINDOW`; one hit more than the page, to tell whether more follow.
+/// The hits are chosen from the messages alone and only then joined to their
+/// conversation and contact: joined first, the planner gathered every match of each
+/// conversation and sorted them, where a common word's newest hits are a short walk back
+/// along `(workspace_id, id)`.
 pub fn search_query<'a, DB>(
     ws: &'a WorkspaceId,
     q: &MessageSearch,
@@ -39,14 +43,11 @@ where
         .map(|c| format!("m.{}", c.trim()))
         .collect();
     let relevance = q.sort == SearchSort::Relevance;
-    let mut qb = QueryBuilder::new("");
+    let mut qb = QueryBuilder::new("SELECT h.*, c.contact_id, ct.name AS contact_name FROM (");
     if relevance {
         qb.push("SELECT * FROM (");
     }
-    qb.push(format_args!(
-        "SELECT {}, c.contact_id, ct.name AS contact_name",
-        columns.join(", ")
-    ));
+    qb.push(format_args!("SELECT {}", columns.join(", ")));
     match d {
         Dialect::Postgres => {
             qb.push(", ts_rank(m.search_doc, to_tsquery('simple', ")
@@ -61,12 +62,7 @@ where
             );
         }
     }
-    qb.push(
-        " JOIN conversations c ON c.workspace_id = m.workspace_id AND c.id = m.conversation_id \
-         JOIN contacts ct ON ct.id = c.contact_id AND ct.workspace_id = m.workspace_id \
-         WHERE m.workspace_id = ",
-    )
-    .push_bind(ws.as_str());
+    qb.push(" WHERE m.workspace_id = ").push_bind(ws.as_str());
     match d {
         Dialect::Postgres => {
             qb.push(" AND m.search_doc @@ to_tsquery('simple', ")
@@ -82,7 +78,11 @@ where
         qb.push(" AND m.conversation_id = ").push_bind(c);
     }
     if let Some(contact) = q.contact {
-        qb.push(" AND c.contact_id = ").push_bind(contact);
+        qb.push(" AND m.conversation_id IN (SELECT id FROM conversations WHERE workspace_id = ")
+            .push_bind(ws.as_str())
+            .push(" AND contact_id = ")
+            .push_bind(contact)
+            .push(")");
     }
     if let Some(before) = q.before_id() {
         qb.push(" AND m.id < ").push_bind(before);
@@ -96,6 +96,14 @@ where
             .push_bind(i64::from(q.skipped()));
     } else {
         qb.push_bind(i64::from(q.limit) + 1);
+    }
+    qb.push(") AS h JOIN conversations c ON c.id = h.conversation_id AND c.workspace_id = ")
+        .push_bind(ws.as_str())
+        .push(" JOIN contacts ct ON ct.id = c.contact_id AND ct.workspace_id = c.workspace_id");
+    if relevance {
+        qb.push(" ORDER BY h.search_rank DESC, h.id DESC");
+    } else {
+        qb.push(" ORDER BY h.id DESC");
     }
     qb
 }
