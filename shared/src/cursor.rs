@@ -6,6 +6,8 @@
 //! value and an id that reach SQL and the cache keys, so only the servers may mint one;
 //! anything else is refused before it costs a query or a key.
 
+use std::sync::OnceLock;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -24,19 +26,33 @@ const VERSION: u8 = 2;
 /// there is no further secret to hand out; a leak of the token secret is worse than any
 /// forged cursor. Rotating the token secret makes outstanding cursors a 400, which the
 /// contract already tells clients to answer by starting again.
+/// Derived on first use: the edge builds its configuration for every request, and most
+/// requests neither carry a cursor nor make one.
 #[derive(Clone)]
-pub struct CursorKey(Hmac<Sha256>);
+pub struct CursorKey {
+    token_secret: Vec<u8>,
+    mac: OnceLock<Hmac<Sha256>>,
+}
 
 impl CursorKey {
     pub fn from_token_secret(secret: &[u8]) -> Self {
-        let mut derive = keyed(secret);
-        derive.update(b"edgecache cursors");
-        Self(keyed(&derive.finalize().into_bytes()))
+        Self {
+            token_secret: secret.to_vec(),
+            mac: OnceLock::new(),
+        }
+    }
+
+    fn mac(&self) -> &Hmac<Sha256> {
+        self.mac.get_or_init(|| {
+            let mut derive = keyed(&self.token_secret);
+            derive.update(b"edgecache cursors");
+            keyed(&derive.finalize().into_bytes())
+        })
     }
 
     /// 128 bits of HMAC-SHA256 over the list and the position, as hex.
     fn tag(&self, binding: &str, body: &str) -> String {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac().clone();
         mac.update(binding.as_bytes());
         mac.update(&[0]);
         mac.update(body.as_bytes());
