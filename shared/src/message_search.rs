@@ -6,15 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::cursor::{Cursor, CursorKey};
 use crate::ids::ConversationId;
 use crate::messages::{CursorPagination, Message};
-use crate::query::{parse_bounded, MAX_SEARCH_CHARS};
+use crate::query::MAX_SEARCH_CHARS;
 use crate::search::fold;
 use crate::{InputError, WorkspaceId};
 
 /// Terms a query may hold; each is a condition of the statement.
 pub const MAX_TERMS: usize = 8;
-/// Hits a page holds by default, and at most.
+/// Hits a page holds by default (`messages::MAX_LIMIT` at most).
 const DEFAULT_LIMIT: u32 = 20;
-const MAX_LIMIT: u32 = 100;
 /// Relevance orders the newest this many matches (a chat workspace's common word matches
 /// millions of messages; nobody reads past the first pages of a relevance order).
 pub const RELEVANCE_WINDOW: u32 = 1_000;
@@ -86,7 +85,7 @@ impl MessageSearch {
                         }
                     }
                 }
-                "limit" => q.limit = parse_bounded(value, "limit", "invalid_limit", MAX_LIMIT)?,
+                "limit" => q.limit = crate::messages::limit(value)?,
                 _ => cursor = Some(value),
             }
         }

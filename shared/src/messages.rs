@@ -46,6 +46,17 @@ pub struct CursorPagination {
     pub has_more: bool,
 }
 
+impl CursorPagination {
+    /// More follow exactly when there is a next cursor.
+    pub fn new(limit: u32, next_cursor: Option<String>) -> Self {
+        Self {
+            limit,
+            has_more: next_cursor.is_some(),
+            next_cursor,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
@@ -119,7 +130,8 @@ pub(crate) fn known_pairs<'a>(
     Ok(found)
 }
 
-fn limit(raw: &str) -> Result<u32, InputError> {
+/// A page size of any message list (pages, conversations, searches): 1 to `MAX_LIMIT`.
+pub(crate) fn limit(raw: &str) -> Result<u32, InputError> {
     parse_bounded(raw, "limit", "invalid_limit", MAX_LIMIT)
 }
 

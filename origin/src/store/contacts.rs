@@ -11,6 +11,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use super::counters::{board_total_query, push_clock_count};
 use super::fields::ContactFields;
 use super::filters::{clock, counter, push_predicate, Dialect};
+use super::page_end;
 use super::search::{push_matches, tiers, Search, Tier};
 use crate::error::Result;
 
@@ -345,10 +346,7 @@ pub fn page_of(
     d: Dialect,
     key: &CursorKey,
 ) -> ContactPage {
-    let per_page = q.per_page as usize;
-    let has_more = rows.len() > per_page;
-    rows.truncate(per_page);
-    let next_cursor = rows.last().filter(|_| has_more).map(|last| {
+    let next_cursor = page_end(&mut rows, q.per_page).map(|last| {
         let value = match q.sort_by {
             SortBy::Name => last.name.clone(),
             SortBy::CreatedAt => d.cursor_time(last.created_at),

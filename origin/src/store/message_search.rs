@@ -12,6 +12,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::filters::Dialect;
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
+use super::page_end;
 
 #[derive(FromRow)]
 pub struct HitRow {
@@ -142,12 +143,8 @@ pub fn search_page_of(
     q: &MessageSearch,
     key: &CursorKey,
 ) -> MessageSearchPage {
-    let has_more = rows.len() > q.limit as usize;
-    rows.truncate(q.limit as usize);
-    let next_cursor = rows
-        .last()
-        .filter(|_| has_more)
-        .and_then(|last| q.next_cursor(key, ws, last.message.id()));
+    let next_cursor =
+        page_end(&mut rows, q.limit).and_then(|last| q.next_cursor(key, ws, last.message.id()));
     let hits = rows
         .into_iter()
         .map(|r| {
@@ -166,11 +163,7 @@ pub fn search_page_of(
         .collect();
     MessageSearchPage {
         hits,
-        pagination: CursorPagination {
-            limit: q.limit,
-            has_more: next_cursor.is_some(),
-            next_cursor,
-        },
+        pagination: CursorPagination::new(q.limit, next_cursor),
     }
 }
 

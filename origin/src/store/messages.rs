@@ -17,6 +17,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::contacts::{timestamp, CONTACT_COLUMNS};
 use super::filters::Dialect;
+use super::page_end;
 
 pub const CONVERSATION_COLUMNS: &str =
     "id, workspace_id, contact_id, status, created_at, last_message_at";
@@ -198,19 +199,10 @@ pub fn page_of(
     q: &MessageQuery,
     key: &CursorKey,
 ) -> MessagePage {
-    let has_more = rows.len() > q.limit as usize;
-    rows.truncate(q.limit as usize);
-    let next_cursor = rows
-        .last()
-        .filter(|_| has_more)
-        .map(|last| q.next_cursor(key, ws, last.id));
+    let next_cursor = page_end(&mut rows, q.limit).map(|last| q.next_cursor(key, ws, last.id));
     MessagePage {
         messages: rows.into_iter().map(Message::from).collect(),
-        pagination: CursorPagination {
-            limit: q.limit,
-            next_cursor,
-            has_more,
-        },
+        pagination: CursorPagination::new(q.limit, next_cursor),
     }
 }
 
@@ -253,19 +245,11 @@ pub fn conversations_of(
     d: Dialect,
     key: &CursorKey,
 ) -> ConversationPage {
-    let has_more = rows.len() > q.limit as usize;
-    rows.truncate(q.limit as usize);
-    let next_cursor = rows
-        .last()
-        .filter(|_| has_more)
+    let next_cursor = page_end(&mut rows, q.limit)
         .map(|last| q.next_cursor(key, ws, d.cursor_time(last.last_message_at), last.id));
     ConversationPage {
         conversations: rows.into_iter().map(Conversation::from).collect(),
-        pagination: CursorPagination {
-            limit: q.limit,
-            next_cursor,
-            has_more,
-        },
+        pagination: CursorPagination::new(q.limit, next_cursor),
     }
 }
 

@@ -263,6 +263,14 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>> {
     })
 }
 
+/// Cuts `rows`, read one past the page, to the page's `size`: its last row when more
+/// follow (what the next cursor names), else `None`.
+pub(crate) fn page_end<T>(rows: &mut Vec<T>, size: u32) -> Option<&T> {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    rows.last().filter(|_| more)
+}
+
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
