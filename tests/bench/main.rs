@@ -18,6 +18,7 @@ mod report;
 mod rng;
 mod scaling;
 mod search;
+mod search_cost;
 mod stack;
 mod writes;
 mod wrk;
@@ -50,6 +51,9 @@ struct Cli {
     /// `DB_READ_CONCURRENCY`, which the origins it starts take from the environment.
     #[arg(long)]
     mixed_only: bool,
+    /// Only the search runs, printed and not written (the first run seeds as a full one).
+    #[arg(long)]
+    search_only: bool,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -107,6 +111,11 @@ async fn main() {
         let out = serde_json::json!({"mixed": runs, "countersDriftAfterMixed": drift});
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         fail_on(mixed::freshness_failures(&runs, drift));
+        return;
+    }
+    if cli.search_only {
+        let search = search_run(&db, &url, &redis, &format!("{run_ns}s"), &plan).await;
+        println!("{}", serde_json::to_string_pretty(&search).expect("json"));
         return;
     }
     let memory = origins::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
@@ -207,11 +216,7 @@ async fn main() {
     drop(uncached);
     let writes = writes::measure(&db, &url, &plan.main[0], plan.writes_for).await;
     let history = history::measure(&db, &url, &redis, &format!("{run_ns}h"), &plan).await;
-    let (largest, longest) = (
-        &plan.scaling[plan.scaling.len() - 1].0,
-        &plan.history[plan.history.len() - 1].0,
-    );
-    let search = search::measure(&db, &url, &redis, &format!("{run_ns}s"), largest, longest).await;
+    let search = search_run(&db, &url, &redis, &format!("{run_ns}s"), &plan).await;
     let l1_runs = l1_runs(&plan.l1_entries);
     // Counted, not timed: a full run only (valgrind takes a minute).
     let instructions = if plan.quick {
@@ -240,6 +245,15 @@ async fn main() {
     };
     report::print_and_write(&results, cli.out);
     fail_on(failures);
+}
+
+/// Search in the plan's largest scaling workspace and its longest message history.
+async fn search_run(db: &sqlx::PgPool, url: &str, redis: &str, ns: &str, plan: &Plan) -> Value {
+    let (largest, longest) = (
+        &plan.scaling[plan.scaling.len() - 1].0,
+        &plan.history[plan.history.len() - 1].0,
+    );
+    search::measure(db, url, redis, ns, (largest, longest), plan).await
 }
 
 fn fail_on(failures: Vec<String>) {

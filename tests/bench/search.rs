@@ -2,14 +2,20 @@
 //! cold (an origin with no cache layer, so every answer is the database's) and warm (the
 //! same keystrokes again through an origin with L1 and Redis), for contacts in the
 //! plan's largest scaling workspace and for messages in its largest history workspace;
-//! and what the search indexes weigh.
+//! both again while writes land at the mixed workload's rate; what the search indexes
+//! weigh, and what they cost writers (`search_cost`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 
 use crate::mixed::percentile;
+use crate::plan::Plan;
+use crate::rng::Rng;
 use e2e::origins::{self, token, Layers};
 
 /// Queries of the seeded data as a CRM user types them: names, e-mails, companies, phone
@@ -49,6 +55,21 @@ const MESSAGE_QUERIES: [&str; 8] = [
     "retry",
 ];
 
+/// Writes a second while the searches run "under writes": the mixed workload's 5% of its
+/// paced 1,000 reads a second.
+const WRITES_PER_SEC: u64 = 50;
+
+/// Bodies of the messages posted under writes: some hold words of `MESSAGE_QUERIES` (their
+/// searches miss after them), some none (those searches stay cached).
+const POSTED: [&str; 6] = [
+    "Could you send the invoice for March?",
+    "Any news on the refund?",
+    "Here is the screenshot you asked for.",
+    "Great, talk soon!",
+    "The export works again.",
+    "Good morning",
+];
+
 /// Every prefix of `query`, as typed (a keystroke each; a space or a quote alone sends
 /// nothing new, as a search box waits for a word).
 fn keystrokes(query: &str) -> Vec<String> {
@@ -62,7 +83,8 @@ fn keystrokes(query: &str) -> Vec<String> {
     out
 }
 
-/// Each path once, in order; the p50 and p99 in ms and how many answered.
+/// Each path once, in order; the p50 and p99 in ms, how many answered and how many of
+/// them a cache held.
 async fn typed(
     http: &reqwest::Client,
     base: &str,
@@ -71,7 +93,7 @@ async fn typed(
     ws: &str,
 ) -> Value {
     let mut times: Vec<Duration> = Vec::with_capacity(paths.len());
-    let mut failed = 0;
+    let (mut failed, mut hits) = (0, 0);
     for path in paths {
         let started = Instant::now();
         let r = http
@@ -82,6 +104,11 @@ async fn typed(
             .await;
         match r {
             Ok(r) if r.status().is_success() => {
+                hits += usize::from(
+                    r.headers()
+                        .get("x-cache-status")
+                        .is_some_and(|v| v.as_bytes() == b"HIT"),
+                );
                 let _ = r.bytes().await;
                 times.push(started.elapsed());
             }
@@ -91,6 +118,7 @@ async fn typed(
     json!({
         "requests": paths.len(),
         "failed": failed,
+        "hits": hits,
         "p50Ms": percentile(&mut times, 0.5),
         "p99Ms": percentile(&mut times, 0.99),
     })
@@ -108,13 +136,89 @@ async fn bytes_of(db: &PgPool, relation: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Writes through `base` at `WRITES_PER_SEC` until dropped, in turn a message posted to one
+/// of the message workspace's conversations and a favorite flipped in the contact
+/// workspace, as the mixed workload's writers do.
+struct Writes {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<u64>,
+}
+
+impl Writes {
+    async fn start(db: &PgPool, base: String, contacts_ws: &str, messages_ws: &str) -> Self {
+        let sample = |sql: &'static str, ws: &str| {
+            let (db, ws) = (db.clone(), ws.to_owned());
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .bind(ws)
+                    .fetch_all(&db)
+                    .await
+                    .expect("ids")
+            }
+        };
+        let contacts = sample(
+            "SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY id DESC LIMIT 1000",
+            contacts_ws,
+        )
+        .await;
+        let conversations = sample(
+            "SELECT id FROM conversations WHERE workspace_id = $1 ORDER BY id LIMIT 100",
+            messages_ws,
+        )
+        .await;
+        let (contacts_ws, messages_ws) = (contacts_ws.to_owned(), messages_ws.to_owned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (contact_user, message_user) = (
+                token("user_3", &contacts_ws, false),
+                token("user_3", &messages_ws, false),
+            );
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / WRITES_PER_SEC));
+            let (mut rng, mut done) = (Rng::seeded(7), 0u64);
+            while !stopped.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let request = if done % 2 == 0 {
+                    let c = conversations[rng.below(conversations.len())];
+                    http.post(format!(
+                        "{base}/api/workspaces/{messages_ws}/conversations/{c}/messages"
+                    ))
+                    .bearer_auth(&message_user)
+                    .json(&json!({"sender_type": "agent", "body": POSTED[rng.below(POSTED.len())]}))
+                } else {
+                    let c = contacts[rng.below(contacts.len())];
+                    http.patch(format!("{base}/api/workspaces/{contacts_ws}/contacts/{c}"))
+                        .bearer_auth(&contact_user)
+                        .json(&json!({"favorite": rng.below(2) == 0}))
+                };
+                let r = request.send().await.expect("write");
+                assert!(
+                    r.status().is_success(),
+                    "write under search: {}",
+                    r.status()
+                );
+                done += 1;
+            }
+            done
+        });
+        Self { stop, task }
+    }
+
+    /// Stops writing; the writes made.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("writer")
+    }
+}
+
 pub async fn measure(
     db: &PgPool,
     url: &str,
     redis: &str,
     namespace: &str,
-    contacts_ws: &str,
-    messages_ws: &str,
+    (contacts_ws, messages_ws): (&str, &str),
+    plan: &Plan,
 ) -> Value {
     for ws in [contacts_ws, messages_ws] {
         crate::database::settings(db, ws, |s| s.features.search = true).await;
@@ -165,13 +269,26 @@ pub async fn measure(
         ("messages", messages_ws, &message_paths),
     ] {
         let user = token("user_3", ws, false);
-        let cold = typed(&http, &uncached.base(), paths, &user, ws).await;
-        typed(&http, &cached.base(), paths, &user, ws).await;
-        let warm = typed(&http, &cached.base(), paths, &user, ws).await;
-        out.insert(
-            name.to_owned(),
-            json!({"workspace": ws, "cold": cold, "warm": warm}),
-        );
+        let mut runs = serde_json::Map::new();
+        for under_writes in [false, true] {
+            let writes = match under_writes {
+                true => Some(Writes::start(db, cached.base(), contacts_ws, messages_ws).await),
+                false => None,
+            };
+            let started = Instant::now();
+            let cold = typed(&http, &uncached.base(), paths, &user, ws).await;
+            typed(&http, &cached.base(), paths, &user, ws).await;
+            let warm = typed(&http, &cached.base(), paths, &user, ws).await;
+            let mut run = json!({"cold": cold, "warm": warm});
+            if let Some(writes) = writes {
+                let per_sec = writes.stop().await as f64 / started.elapsed().as_secs_f64();
+                run["writesPerSec"] = json!(per_sec);
+            }
+            let key = if under_writes { "underWrites" } else { "quiet" };
+            runs.insert(key.to_owned(), run);
+        }
+        runs.insert("workspace".to_owned(), json!(ws));
+        out.insert(name.to_owned(), Value::Object(runs));
     }
     out.insert(
         "indexBytes".to_owned(),
@@ -181,6 +298,10 @@ pub async fn measure(
             "messagesFullText": bytes_of(db, "messages_search_idx").await,
             "messagesRecent": bytes_of(db, "messages_workspace_recent_idx").await,
         }),
+    );
+    out.insert(
+        "writeCost".to_owned(),
+        crate::search_cost::measure(plan).await,
     );
     Value::Object(out)
 }

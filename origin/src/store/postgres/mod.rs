@@ -115,6 +115,7 @@ async fn relevance_rows(
         let more: Vec<ContactRow> =
             tier_query::<Postgres>(ws, board, q, user, D, &tier, within, reach - rows.len())
                 .build_query_as()
+                .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?;
         rows.extend(more);
@@ -201,7 +202,10 @@ impl Store for PgStore {
         find_near_words!(search, ws, Postgres, D, db);
         // The total and the rows at once, on two connections: a search's capped count
         // reads as many rows as its page, and neither waits for the other. A search's
-        // statements are cancelled in Postgres if their reader stops waiting.
+        // statements are cancelled in Postgres if their reader stops waiting, and planned
+        // for their own patterns (`persistent(false)`): whether to walk the sort index or
+        // gather the matches depends on how many rows the pattern matches, and a plan
+        // cached for the statement would pick one way for every pattern.
         let total = async {
             let mut counted = total_query::<Postgres>(ws, board, q, user, D, search.as_ref());
             if search.is_none() {
@@ -210,6 +214,7 @@ impl Store for PgStore {
             let mut on = Cancellable::acquire(db).await?;
             let total = counted
                 .build_query_scalar::<i64>()
+                .persistent(false)
                 .fetch_one(on.conn())
                 .await?;
             on.done();
@@ -224,7 +229,11 @@ impl Store for PgStore {
             let rows = if q.sort_by == SortBy::Relevance {
                 relevance_rows(on.conn(), ws, board, q, user, search.as_ref()).await?
             } else {
-                listed.build_query_as().fetch_all(on.conn()).await?
+                listed
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(on.conn())
+                    .await?
             };
             on.done();
             Ok(rows)
@@ -311,6 +320,7 @@ impl Store for PgStore {
         let mut on = Cancellable::acquire(self.reader(read).await).await?;
         let rows: Vec<HitRow> = search_query::<Postgres>(ws, q, D)
             .build_query_as()
+            .persistent(false)
             .fetch_all(on.conn())
             .await?;
         on.done();

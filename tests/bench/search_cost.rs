@@ -1,0 +1,208 @@
+//! What the search indexes cost writers: message posts and contact renames through the
+//! store from 8 tasks, on two databases seeded alike, one as migrated and one with the
+//! search columns, indexes and vocabulary triggers dropped, in the same run and taking
+//! turns (with, without, with, without) so that neither has the quieter half of the run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use origin::store::fields::ContactFields;
+use origin::store::messages::NewMessage;
+use origin::store::postgres::PgStore;
+use origin::store::Store;
+use serde_json::{json, Value};
+use shared::messages::SenderType;
+use shared::{ContactId, ConversationId, WorkspaceId};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::plan::Plan;
+use crate::rng::Rng;
+use e2e::origins;
+
+const WRITERS: u64 = 8;
+const WORKSPACE: &str = "swrites";
+
+/// What the database without search drops: everything the search migrations added to
+/// the write path of contacts and messages.
+const WITHOUT_SEARCH: [&str; 6] = [
+    "DROP TRIGGER contact_search_words_insert ON contacts",
+    "DROP TRIGGER contact_search_words_update ON contacts",
+    "DROP INDEX contacts_search_doc_idx",
+    "ALTER TABLE contacts DROP COLUMN search_doc",
+    "DROP INDEX messages_search_idx",
+    "ALTER TABLE messages DROP COLUMN search_doc",
+];
+
+/// Words of the bodies posted and names given: new words each time, as people write.
+const WORDS: [&str; 12] = [
+    "invoice",
+    "refund",
+    "shipping",
+    "thursday",
+    "password",
+    "export",
+    "screenshot",
+    "delivery",
+    "upgrade",
+    "billing",
+    "account",
+    "meeting",
+];
+
+#[derive(Clone, Copy)]
+enum Write {
+    Post,
+    Rename,
+}
+
+struct Target {
+    store: Arc<PgStore>,
+    conversations: Arc<Vec<ConversationId>>,
+    contacts: Arc<Vec<ContactId>>,
+}
+
+/// Contacts and messages of the write workspace.
+fn sizes(plan: &Plan) -> (u32, u64) {
+    if plan.quick {
+        (20_000, 50_000)
+    } else {
+        (200_000, 1_000_000)
+    }
+}
+
+/// The database `suffix`, seeded with the plan's write workspace (reused while it holds
+/// it), without its search objects when `plain`.
+async fn prepared(plan: &Plan, suffix: &str, plain: bool) -> Target {
+    let (contacts, messages) = sizes(plan);
+    let name = format!("{}_writes_{suffix}", plan.database());
+    let url = origins::database_url(&name);
+    let seeded = match PgPool::connect(&url).await {
+        Ok(db) => {
+            let marked = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM contacts WHERE workspace_id = $1 \
+                 AND to_regclass('bench_seeded') IS NOT NULL",
+            )
+            .bind(WORKSPACE)
+            .fetch_one(&db)
+            .await;
+            db.close().await;
+            marked.is_ok_and(|n| n == i64::from(contacts))
+        }
+        Err(_) => false,
+    };
+    if !seeded {
+        origins::on_server(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        origins::on_server(&format!("CREATE DATABASE {name}")).await;
+        origins::seed(&url, WORKSPACE, contacts, 1, (100, messages));
+        let db = PgPool::connect(&url).await.expect("writes database");
+        if plain {
+            for sql in WITHOUT_SEARCH {
+                sqlx::query(sql).execute(&db).await.expect(sql);
+            }
+        }
+        sqlx::query("CREATE TABLE bench_seeded ()")
+            .execute(&db)
+            .await
+            .expect("mark seeded");
+        db.close().await;
+    }
+    let db = PgPoolOptions::new()
+        .max_connections(WRITERS as u32)
+        .connect(&url)
+        .await
+        .expect("writes database");
+    let ids = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(WORKSPACE)
+                .fetch_all(&db)
+                .await
+                .expect("ids")
+        }
+    };
+    let conversations = ids("SELECT id FROM conversations WHERE workspace_id = $1").await;
+    let contacts =
+        ids("SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY random() LIMIT 20000").await;
+    Target {
+        store: Arc::new(PgStore::new(db, None, origins::cursor_key())),
+        conversations: Arc::new(conversations.into_iter().map(ConversationId).collect()),
+        contacts: Arc::new(contacts.into_iter().map(ContactId).collect()),
+    }
+}
+
+/// Writes a second of `write` on `target` from `WRITERS` tasks for `run_for`.
+async fn per_sec(target: &Target, write: Write, run_for: Duration) -> f64 {
+    let ws = WorkspaceId::parse(WORKSPACE).expect("workspace");
+    let deadline = Instant::now() + run_for;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, ws) = (target.store.clone(), ws.clone());
+            let (conversations, contacts) = (target.conversations.clone(), target.contacts.clone());
+            tokio::spawn(async move {
+                let mut rng = Rng::seeded(w + 1);
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let (a, b) = (WORDS[rng.below(12)], WORDS[rng.below(12)]);
+                    match write {
+                        Write::Post => {
+                            let message = NewMessage {
+                                sender_type: SenderType::Agent,
+                                sender_id: Some("user_1".into()),
+                                body: format!("About the {a}: the {b} is done #{done}"),
+                            };
+                            let c = conversations[rng.below(conversations.len())];
+                            store.post_message(&ws, c, &message).await.expect("post");
+                        }
+                        Write::Rename => {
+                            let fields = ContactFields {
+                                name: Some(format!("{a} {b}{done}")),
+                                ..ContactFields::default()
+                            };
+                            let c = contacts[rng.below(contacts.len())];
+                            store.update_contact(&ws, c, fields).await.expect("rename");
+                        }
+                    }
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("writer");
+    }
+    total as f64 / run_for.as_secs_f64()
+}
+
+pub async fn measure(plan: &Plan) -> Value {
+    let with = prepared(plan, "search", false).await;
+    let without = prepared(plan, "plain", true).await;
+    let half = plan.writes_for / 2;
+    let (contacts, messages) = sizes(plan);
+    let mut out = json!({
+        "workspace": WORKSPACE,
+        "contacts": contacts,
+        "messages": messages,
+        "writers": WRITERS,
+        "secondsEach": plan.writes_for.as_secs_f64(),
+    });
+    for (name, write) in [("posts", Write::Post), ("contactRenames", Write::Rename)] {
+        let (mut a, mut b) = (0.0, 0.0);
+        for _ in 0..2 {
+            a += per_sec(&with, write, half).await / 2.0;
+            b += per_sec(&without, write, half).await / 2.0;
+        }
+        out[name] = json!({
+            "withSearchPerSec": a,
+            "withoutSearchPerSec": b,
+            "ratio": a / b.max(1.0),
+        });
+    }
+    for t in [with, without] {
+        t.store.close().await;
+    }
+    out
+}
