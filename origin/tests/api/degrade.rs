@@ -331,34 +331,8 @@ async fn a_workspace_searching_past_its_share_is_refused_and_a_stuck_search_give
         .execute(&mut *holder)
         .await
         .expect("lock");
-    let stuck = tokio::spawn({
-        let (http, url, token) = (app.http.clone(), app.url(&search), member());
-        async move {
-            http.get(url)
-                .bearer_auth(token)
-                .header("X-Workspace-ID", WS)
-                .send()
-                .await
-                .expect("request")
-        }
-    });
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%search_doc%'",
-        )
-        .fetch_one(&db)
-        .await
-        .expect("activity")
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while waiting().await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the search never reached the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stuck = spawn_get(&app, &search);
+    searches_waiting(&db, true, "the search never reached the lock").await;
     let refused = app.get(&format!("{search}&per_page=7"), &member()).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
@@ -367,15 +341,62 @@ async fn a_workspace_searching_past_its_share_is_refused_and_a_stuck_search_give
     assert!(stuck.headers().contains_key("retry-after"));
     // Given up, the search is cancelled in Postgres too: it waits no more, though the
     // lock is still held.
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while waiting().await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the abandoned search still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    searches_waiting(&db, false, "the abandoned search still runs").await;
     holder.rollback().await.expect("release");
     // Free again, it searches again.
     assert_eq!(app.get(&search, &member()).await.status(), StatusCode::OK);
+}
+
+/// A member's GET of `path`, sent from a task of its own.
+fn spawn_get(app: &TestApp, path: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (http, url, token) = (app.http.clone(), app.url(path), member());
+    tokio::spawn(async move {
+        http.get(url)
+            .bearer_auth(token)
+            .header("X-Workspace-ID", WS)
+            .send()
+            .await
+            .expect("request")
+    })
+}
+
+/// Polls (for up to 5 s) until some search statement waits on a lock, or none does.
+async fn searches_waiting(db: &PgPool, some: bool, failure: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%search_doc%'",
+        )
+        .fetch_one(db)
+        .await
+        .expect("activity");
+        if (waiting > 0) == some {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client that leaves (a closed tab, the next keystroke's request replacing this one)
+/// takes its search with it: the statement is cancelled in Postgres long before the
+/// search's own time budget would end it.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_search_whose_client_left_is_cancelled_in_postgres(db: PgPool) {
+    let seeded = seed_workspaces(&db).await;
+    let mut config = test_config(&unique_namespace());
+    config.search_timeout = Duration::from_secs(60);
+    let app = TestApp::spawn_with(db.clone(), config, seeded.boards).await;
+    let search = format!("/api/boards/{}/contacts?search=grace", app.boards[0]);
+    let mut holder = db.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let client = spawn_get(&app, &search);
+    searches_waiting(&db, true, "the search never reached the lock").await;
+    client.abort();
+    searches_waiting(&db, false, "the search outlived its client").await;
+    holder.rollback().await.expect("release");
 }
