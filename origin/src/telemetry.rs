@@ -25,8 +25,94 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe();
+            }
             handle
         })
         .clone()
+}
+
+/// Every metric the origin exports, with its help text. Unlabelled ones are registered at
+/// zero, so that a scrape shows them before their first event: an alert on the rate of
+/// something that has not happened yet still has a series to evaluate
+/// (docs/monitoring/alerts.yml, checked against a scrape by the API tests).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "edgecache_cache_hits_total",
+        "Reads answered by a cache layer (label layer: memory, redis_cache)"
+    );
+    describe_histogram!(
+        "edgecache_read_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a read, by the layer that answered it"
+    );
+    let counters = [
+        ("edgecache_cache_misses_total", "Reads no cache layer held"),
+        (
+            "edgecache_stale_served_total",
+            "Answers served stale (past their TTL, within grace) because a fill failed",
+        ),
+        (
+            "edgecache_db_queries_total",
+            "Statements the read path sent to Postgres",
+        ),
+        (
+            "edgecache_pages_read_on_total",
+            "Cached pages checked against the board's edit log and kept",
+        ),
+        (
+            "edgecache_replica_behind_total",
+            "Reads sent to the primary because the replica had not replayed a write",
+        ),
+        (
+            "edgecache_edge_outbox_dead_letters_total",
+            "Changes the edge refused; set aside, never retried",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+        metrics::counter!(name).absolute(0);
+    }
+    describe_counter!(
+        "edgecache_redis_errors_total",
+        "Redis calls that failed or timed out (label op)"
+    );
+    describe_histogram!(
+        "edgecache_edge_propagation_seconds",
+        Unit::Seconds,
+        "From a change's acknowledgement to the edge's confirmation that it took it"
+    );
+    let gauges = [
+        (
+            "edgecache_redis_up",
+            "1 while Redis answers, 0 while reads skip it",
+        ),
+        (
+            "edgecache_db_pool_connections",
+            "Open Postgres connections of the pool",
+        ),
+        (
+            "edgecache_db_pool_idle",
+            "Idle Postgres connections of the pool",
+        ),
+        ("edgecache_l1_entries", "Entries in the in-process cache"),
+        (
+            "edgecache_l1_bytes",
+            "Weighted bytes in the in-process cache",
+        ),
+        (
+            "edgecache_live_connections",
+            "Open event streams on this instance",
+        ),
+        (
+            "edgecache_edge_outbox_depth",
+            "Changes waiting to be pushed to the edge",
+        ),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+        metrics::gauge!(name).increment(0.0);
+    }
 }

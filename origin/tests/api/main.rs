@@ -17,6 +17,7 @@ mod invalidation;
 mod isolation;
 mod isolation_routes;
 mod live;
+mod monitoring;
 mod reads;
 mod redis_layouts;
 mod replica;
