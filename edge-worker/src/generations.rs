@@ -5,11 +5,14 @@
 //! pages and counts only. An isolate reuses a workspace's counters for at most
 //! `EDGE_GENERATION_MAX_AGE_MS`, so every location sees a bump made anywhere within that
 //! bound; a location that cannot read them does not guess (`runtime::read` bypasses KV).
+//! The object also logs each board's in-place edits against its `Rows` counter (`rows`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use shared::keys::GenerationScope;
+use shared::BoardId;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response,
     SqlStorage, State,
@@ -18,12 +21,29 @@ use worker::{
 /// A workspace's counters, by field (`shared::keys::GenerationScope::field`).
 pub type Counters = HashMap<String, u64>;
 
+/// What the object answers: the counters, and each board's logged edits, `(Rows value,
+/// contact)` oldest first (`rows::LOG_LEN` per board at most).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Known {
+    pub counters: Counters,
+    #[serde(default)]
+    pub edits: HashMap<i64, Vec<(u64, i64)>>,
+}
+
+/// A bump: the fields to move by one, and the edit it logs, `(board, contact)`.
+#[derive(Serialize, Deserialize)]
+struct Bumped {
+    fields: Vec<String>,
+    #[serde(default)]
+    edit: Option<(i64, i64)>,
+}
+
 /// Workspaces whose counters one isolate keeps before it starts over.
 const MAX_KNOWN: usize = 10_000;
 
 thread_local! {
     /// Counters this isolate read, by object name, with when it read them.
-    static KNOWN: RefCell<HashMap<String, (u64, Counters)>> = RefCell::new(HashMap::new());
+    static KNOWN: RefCell<HashMap<String, (u64, Known)>> = RefCell::new(HashMap::new());
 }
 
 #[durable_object]
@@ -37,21 +57,32 @@ struct Row {
     value: i64,
 }
 
+#[derive(Deserialize)]
+struct EditRow {
+    board: i64,
+    seq: i64,
+    contact: i64,
+}
+
 impl DurableObject for WorkspaceGenerations {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
-        if let Err(e) = sql.exec(
+        for table in [
             "CREATE TABLE IF NOT EXISTS generations (field TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-            None,
-        ) {
-            worker::console_error!("generations table: {e}");
+            "CREATE TABLE IF NOT EXISTS edits (board INTEGER NOT NULL, seq INTEGER NOT NULL, \
+             contact INTEGER NOT NULL, PRIMARY KEY (board, seq))",
+        ] {
+            if let Err(e) = sql.exec(table, None) {
+                worker::console_error!("generations tables: {e}");
+            }
         }
         Self { sql }
     }
 
-    /// `GET`: the counters. `POST` with a JSON list of fields: each bumped by one, then
-    /// the counters as they are right after (so each bump sees its own new value). `PUT`
-    /// with a JSON map of fields to values: each raised to its value (never lowered).
+    /// `GET`: the counters and edits. `POST` with fields (and maybe an edit): each field
+    /// bumped by one and the edit logged at its board's new `Rows`, then what `GET` says
+    /// right after (so each bump sees its own new value). `PUT` with a JSON map of fields to
+    /// values: each raised to its value (never lowered).
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         if req.method() == Method::Put {
             let raised: Counters = req.json().await?;
@@ -67,24 +98,72 @@ impl DurableObject for WorkspaceGenerations {
             }
         }
         if req.method() == Method::Post {
-            let fields: Vec<String> = req.json().await?;
-            for field in fields {
+            let bumped: Bumped = req.json().await?;
+            for field in bumped.fields {
                 self.sql.exec(
                     "INSERT INTO generations (field, value) VALUES (?, 1) \
                      ON CONFLICT (field) DO UPDATE SET value = value + 1",
                     vec![field.into()],
                 )?;
             }
+            if let Some((board, contact)) = bumped.edit {
+                self.log_edit(board, contact)?;
+            }
         }
         let rows: Vec<Row> = self
             .sql
             .exec("SELECT field, value FROM generations", None)?
             .to_array()?;
-        let counters: Counters = rows
-            .into_iter()
-            .map(|r| (r.field, u64::try_from(r.value).unwrap_or(0)))
-            .collect();
-        Response::from_json(&counters)
+        let mut known = Known {
+            counters: rows
+                .into_iter()
+                .map(|r| (r.field, u64::try_from(r.value).unwrap_or(0)))
+                .collect(),
+            edits: HashMap::new(),
+        };
+        let edits: Vec<EditRow> = self
+            .sql
+            .exec(
+                "SELECT board, seq, contact FROM edits ORDER BY board, seq",
+                None,
+            )?
+            .to_array()?;
+        for e in edits {
+            let seq = u64::try_from(e.seq).unwrap_or(0);
+            known
+                .edits
+                .entry(e.board)
+                .or_default()
+                .push((seq, e.contact));
+        }
+        Response::from_json(&known)
+    }
+}
+
+impl WorkspaceGenerations {
+    /// Logs `contact` at `board`'s current `Rows` value (just bumped with it), keeping the
+    /// board's latest `rows::LOG_LEN` edits.
+    fn log_edit(&self, board: i64, contact: i64) -> worker::Result<()> {
+        let field = GenerationScope::Rows(BoardId(board)).field();
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT field, value FROM generations WHERE field = ?",
+                vec![field.into()],
+            )?
+            .to_array()?;
+        let Some(seq) = rows.first().map(|r| r.value) else {
+            return Ok(());
+        };
+        self.sql.exec(
+            "INSERT OR REPLACE INTO edits (board, seq, contact) VALUES (?, ?, ?)",
+            vec![board.into(), seq.into(), contact.into()],
+        )?;
+        self.sql.exec(
+            "DELETE FROM edits WHERE board = ? AND seq <= ?",
+            vec![board.into(), (seq - crate::rows::LOG_LEN).into()],
+        )?;
+        Ok(())
     }
 }
 
@@ -99,21 +178,21 @@ pub async fn read(
     now_ms: u64,
     (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
-) -> Option<Counters> {
+) -> Option<Known> {
     let known = KNOWN.with(|k| {
         k.borrow()
             .get(name)
             .filter(|(at, _)| now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms)
-            .map(|(_, counters)| counters.clone())
+            .map(|(_, known)| known.clone())
     });
     if known.is_some() {
         return known;
     }
     asked();
     match ask(ns, name, Change::None).await {
-        Ok(counters) => {
-            remember(name, now_ms, &counters);
-            Some(counters)
+        Ok(known) => {
+            remember(name, now_ms, &known);
+            Some(known)
         }
         Err(e) => {
             worker::console_warn!("generations unreadable: {e}");
@@ -122,16 +201,18 @@ pub async fn read(
     }
 }
 
-/// Bumps `fields` of a workspace's counters; the counters right after.
+/// Bumps `fields` of a workspace's counters and logs `edit` (`(board, contact)`); the
+/// counters right after.
 pub async fn bump(
     ns: &ObjectNamespace,
     name: &str,
-    fields: &[String],
+    fields: Vec<String>,
+    edit: Option<(i64, i64)>,
     now_ms: u64,
 ) -> worker::Result<Counters> {
-    let counters = ask(ns, name, Change::Bump(fields)).await?;
-    remember(name, now_ms, &counters);
-    Ok(counters)
+    let known = ask(ns, name, Change::Bump(Bumped { fields, edit })).await?;
+    remember(name, now_ms, &known);
+    Ok(known.counters)
 }
 
 /// Raises each field of `raised` in object `name` to its value (never lowers one).
@@ -141,25 +222,25 @@ pub async fn raise(ns: &ObjectNamespace, name: &str, raised: &Counters) -> worke
 
 enum Change<'a> {
     None,
-    Bump(&'a [String]),
+    Bump(Bumped),
     Raise(&'a Counters),
 }
 
-fn remember(name: &str, now_ms: u64, counters: &Counters) {
+fn remember(name: &str, now_ms: u64, known: &Known) {
     KNOWN.with(|k| {
-        let mut known = k.borrow_mut();
-        if known.len() >= MAX_KNOWN {
-            known.clear();
+        let mut all = k.borrow_mut();
+        if all.len() >= MAX_KNOWN {
+            all.clear();
         }
-        known.insert(name.to_owned(), (now_ms, counters.clone()));
+        all.insert(name.to_owned(), (now_ms, known.clone()));
     });
 }
 
-async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Result<Counters> {
+async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Result<Known> {
     let mut init = RequestInit::new();
     let (method, body) = match change {
         Change::None => (Method::Get, None),
-        Change::Bump(fields) => (Method::Post, Some(serde_json::to_string(fields))),
+        Change::Bump(bumped) => (Method::Post, Some(serde_json::to_string(&bumped))),
         Change::Raise(raised) => (Method::Put, Some(serde_json::to_string(raised))),
     };
     if let Some(body) = body {

@@ -18,11 +18,12 @@ use crate::access::{self, Presented};
 use crate::config::Config;
 use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
-use crate::generations::{self, Counters};
+use crate::generations::{self, Counters, Known};
 use crate::metrics;
 use crate::origin_reply::{self, Fetched};
 use crate::reply::{cached_body, success_body};
 use crate::route::Route;
+use crate::rows::{RowsNow, Stamp};
 use crate::runtime::{call_origin, colo, json_response, kv_get, kv_put, now_ms, As};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -48,13 +49,13 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
-                let g = Generations::from_fields(&c, &[GenerationScope::Counts]);
+            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+                let g = Generations::from_fields(&k.counters, &[GenerationScope::Counts]);
                 let key = cfg.keys.counts(&ws, g, &user);
                 (key, confirmed)
             });
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
-            let asked = Asked { path, ws, user };
+            let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
         }
         Route::Contacts { board } => {
@@ -64,13 +65,22 @@ pub(crate) async fn handle(
             let (pairs, query) = query_of(&req)?;
             let q =
                 ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
-            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
-                let g = Generations::from_fields(&c, &[GenerationScope::Board(board)]);
+            let known = counters(&cfg, &ws).await;
+            let key = known.as_ref().map(|(k, confirmed)| {
+                let g = Generations::from_fields(&k.counters, &GenerationScope::of_page(board, &q));
                 let key = cfg.keys.contacts(&ws, board, g, &q);
-                (key, confirmed)
+                (key, *confirmed)
             });
             let path = format!("/api/boards/{board}/contacts{query}");
-            let asked = Asked { path, ws, user };
+            let mut asked = Asked::new(path, ws, user);
+            asked.rows = known.map(|(k, _)| RowsNow {
+                rows: k
+                    .counters
+                    .get(&GenerationScope::Rows(board).field())
+                    .copied()
+                    .unwrap_or(0),
+                edits: k.edits.get(&board.0).cloned().unwrap_or_default(),
+            });
             read(cfg, &req, ctx, started, key, asked).await
         }
         Route::Messages { conversation } => {
@@ -79,13 +89,13 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
-            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
-                let g = Generations::from_fields(&c, &GenerationScope::of_messages(&q));
+            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+                let g = Generations::from_fields(&k.counters, &GenerationScope::of_messages(&q));
                 let key = cfg.keys.messages(&ws, g, &q);
                 (key, confirmed)
             });
             let path = format!("/api/conversations/{conversation}/messages{query}");
-            let asked = Asked { path, ws, user };
+            let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
         }
         Route::MessageSearch { workspace } => {
@@ -94,12 +104,13 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
-            let key = counters(&cfg, &ws).await.map(|(c, confirmed)| {
-                let g = Generations::from_fields(&c, &GenerationScope::of_message_search(&q));
+            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+                let g =
+                    Generations::from_fields(&k.counters, &GenerationScope::of_message_search(&q));
                 (cfg.keys.message_search(&ws, g, &q), confirmed)
             });
             let path = format!("/api/workspaces/{ws}/messages/search{query}");
-            let asked = Asked { path, ws, user };
+            let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
         }
         Route::Invalidate => {
@@ -232,41 +243,67 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
 /// acknowledged before then. Unconfirmed counters may lack changes the origins could not
 /// push (the edge was away from them), so no KV entry built on them is served as a hit.
 /// `None` when the counters cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Counters, bool)> {
+async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Known, bool)> {
     let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
     let max_age = cfg.confirmed_max_age_ms;
     if max_age == 0 {
         let read = (cfg.generation_max_age_ms, 0);
-        let counters = generations::read(&cfg.generations, &name, now, read, asked);
-        return counters.await.map(|c| (c, true));
+        let known = generations::read(&cfg.generations, &name, now, read, asked);
+        return known.await.map(|k| (k, true));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
     let marks = cfg.keys.edge_drained();
     let mark = generations::read(&cfg.generations, &marks, now, (max_age / 2, 0), asked).await;
     let drained_at = mark
         .as_ref()
-        .and_then(|m| m.get(DRAINED).copied())
+        .and_then(|m| m.counters.get(DRAINED).copied())
         .filter(|at| now.saturating_sub(*at) < max_age);
     let epoch = mark
         .as_ref()
-        .and_then(|m| m.get(EPOCH).copied())
+        .and_then(|m| m.counters.get(EPOCH).copied())
         .unwrap_or(0);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
-    let mut counters = generations::read(&cfg.generations, &name, now, read, asked).await?;
-    let workspace = counters
+    let mut known = generations::read(&cfg.generations, &name, now, read, asked).await?;
+    let workspace = known
+        .counters
         .entry(GenerationScope::Workspace.field())
         .or_default();
     *workspace = workspace.wrapping_add(epoch);
-    Some((counters, drained_at.is_some()))
+    Some((known, drained_at.is_some()))
 }
 
-/// A read the origin answers on a miss: its path there, and whom it is for.
+/// A read the origin answers on a miss: its path there, whom it is for, and for a page
+/// of contacts its board's edits (its entries are stamped and checked with them).
 struct Asked {
     path: String,
     ws: WorkspaceId,
     user: UserId,
+    rows: Option<RowsNow>,
+}
+
+impl Asked {
+    fn new(path: String, ws: WorkspaceId, user: UserId) -> Self {
+        Self {
+            path,
+            ws,
+            user,
+            rows: None,
+        }
+    }
+
+    /// What KV holds for this read: the page, once it is checked against the board's
+    /// edits (a page an edit reached is not current, like one of an older generation).
+    fn held(&self, value: String) -> (String, bool) {
+        let Some(now) = &self.rows else {
+            return (value, true);
+        };
+        match Stamp::split(&value) {
+            Some((stamp, data)) => (data.to_owned(), stamp.untouched(now)),
+            None => (value, false),
+        }
+    }
 }
 
 /// Answers `asked` from KV under `key`, or from the origin (filling KV) on a miss.
@@ -293,13 +330,18 @@ async fn read(
         return answer(&data, meta);
     };
     let now = now_ms();
-    let held = kv_get(&cfg.kv, &key).await;
-    let freshness = |meta: &EntryMeta| confirmed.then(|| meta.freshness(now, cfg.grace_secs));
+    let held = kv_get(&cfg.kv, &key).await.map(|(value, meta)| {
+        let (data, current) = asked.held(value);
+        (data, meta, current)
+    });
+    let freshness = |meta: &EntryMeta, current: bool| {
+        (confirmed && current).then(|| meta.freshness(now, cfg.grace_secs))
+    };
     let (status, source, data, meta) = match held {
-        Some((data, meta)) if freshness(&meta) == Some(Freshness::Fresh) => {
+        Some((data, meta, current)) if freshness(&meta, current) == Some(Freshness::Fresh) => {
             (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
         }
-        Some((data, meta)) if freshness(&meta) == Some(Freshness::Stale) => {
+        Some((data, meta, current)) if freshness(&meta, current) == Some(Freshness::Stale) => {
             ctx.wait_until(async move {
                 let _ = fill(&cfg, &key, &asked).await;
             });
@@ -313,7 +355,9 @@ async fn read(
             Ok((data, source, None)) => (CacheStatus::Bypass, source, data, None),
             Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
             Err(f) if f.origin_unable() => match held {
-                Some((data, meta)) => (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta)),
+                Some((data, meta, _)) => {
+                    (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
+                }
                 None => return Err(f),
             },
             Err(f) => return Err(f),
@@ -365,7 +409,13 @@ async fn fill(
     }
     let meta = EntryMeta::new(now_ms(), ttl);
     let expiration = kv_expiration_secs(ttl, cfg.grace_secs);
-    kv_put(&cfg.kv, key, &data, meta, expiration).await;
+    match &asked.rows {
+        Some(now) => {
+            let value = Stamp::of_page(now.rows, &data).value(&data);
+            kv_put(&cfg.kv, key, &value, meta, expiration).await;
+        }
+        None => kv_put(&cfg.kv, key, &data, meta, expiration).await,
+    }
     Ok((data, source, Some(meta)))
 }
 
@@ -411,7 +461,11 @@ async fn invalidate(
 async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counters> {
     let fields: Vec<String> = change.scopes().iter().map(|s| s.field()).collect();
     let name = cfg.keys.generations(ws);
-    let counters = generations::bump(&cfg.generations, &name, &fields, now_ms())
+    let edit = match change {
+        Changed::Edited(e) => Some((e.board.0, e.contact)),
+        _ => None,
+    };
+    let counters = generations::bump(&cfg.generations, &name, fields.clone(), edit, now_ms())
         .await
         .map_err(objects_unavailable("move its generations"))?;
     Ok(fields
@@ -432,7 +486,7 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
             let now = now_ms();
             let name = cfg.keys.edge_drained();
             let mark = generations::read(&cfg.generations, &name, now, (0, 0), || ()).await;
-            let ago = mark.and_then(|m| m.get(DRAINED).map(|at| now.saturating_sub(*at)));
+            let ago = mark.and_then(|m| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));
             json!({
                 "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,
                 "drained_ms_ago": ago,

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod origin_reply;
 pub mod reply;
 pub mod route;
+pub mod rows;
 
 #[cfg(target_arch = "wasm32")]
 mod config;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use shared::invalidation::{Changed, Push, Thread};
+use shared::invalidation::{Changed, Edit, Push, Thread};
 use shared::{BoardId, ConversationId, WorkspaceId};
 use tokio::sync::{Mutex, Notify};
 
@@ -406,9 +406,13 @@ struct Folded {
     ids: Vec<String>,
 }
 
+/// In-place edits of one board a folded batch sends one by one; past it, the board whole.
+const EDITS_PER_BOARD: usize = 8;
+
 /// Folds a batch per workspace: bumps commute and repeat harmlessly, so a workspace-wide
 /// change covers all of that workspace's others, its boards' changes become one change
-/// of all of them, and each conversation's change kind is sent once. An entry that does
+/// of all of them, an in-place edit is sent as one (the edge drops only what it reached)
+/// unless its board changed whole, and each conversation's change kind is sent once. An entry that does
 /// not parse keeps its own group, sent as it is (the edge refuses it, and it is
 /// dead-lettered).
 fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
@@ -416,6 +420,8 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
     struct Workspace {
         whole: bool,
         boards: Vec<i64>,
+        /// In-place edits, one per contact: what several edits of it reached, together.
+        edits: Vec<Edit>,
         conversations: Vec<(i64, Thread)>,
         /// Word buckets of new messages; `None` inside: every search.
         said: Option<Option<Vec<u16>>>,
@@ -447,6 +453,22 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
                     w.conversations.push((c.0, thread));
                 }
             }
+            Changed::Edited(e) => match w
+                .edits
+                .iter_mut()
+                .find(|held| (held.board, held.contact) == (e.board, e.contact))
+            {
+                Some(held) => {
+                    held.views.extend(e.views);
+                    held.views.sort_unstable_by_key(|f| f.as_str());
+                    held.views.dedup();
+                    held.orders.extend(e.orders);
+                    held.orders.sort_unstable_by_key(|o| o.as_str());
+                    held.orders.dedup();
+                    held.searched |= e.searched;
+                }
+                None => w.edits.push(e),
+            },
             Changed::Said(buckets) => {
                 w.said = Some(match (w.said.take(), buckets) {
                     (Some(None), _) | (_, None) => None,
@@ -465,6 +487,14 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
         }
     }
     for (ws, mut w) in workspaces {
+        // Many edits of one board are sent as a change of the board: what the outbox
+        // holds while the edge is away stays bounded by boards, not by contacts.
+        for e in &w.edits {
+            let of_board = w.edits.iter().filter(|o| o.board == e.board).count();
+            if of_board > EDITS_PER_BOARD && !w.boards.contains(&e.board.0) {
+                w.boards.push(e.board.0);
+            }
+        }
         let push = |change: &Changed| encode(&ws, change);
         let pushes =
             if w.whole {
@@ -477,8 +507,14 @@ fn fold_batch(entries: Vec<(String, String)>) -> Vec<Folded> {
                         w.boards.iter().map(|b| BoardId(*b)).collect(),
                     ))
                 });
+                let edits = w
+                    .edits
+                    .iter()
+                    .filter(|e| !w.boards.contains(&e.board.0))
+                    .map(|e| push(&Changed::Edited(e.clone())));
                 boards
                     .into_iter()
+                    .chain(edits)
                     .chain(w.conversations.iter().map(|(c, thread)| {
                         push(&Changed::Conversation(ConversationId(*c), *thread))
                     }))
@@ -579,6 +615,56 @@ mod tests {
             .find(|f| f.ids == ["7-0"])
             .expect("kept apart");
         assert_eq!(malformed.pushes, ["not a push"]);
+    }
+
+    #[test]
+    fn an_edit_is_sent_as_one_per_contact_unless_its_board_changed_whole_or_often() {
+        use shared::query::{Filter, SortBy};
+        let edit = |board, contact, views: Vec<Filter>, orders: Vec<SortBy>| {
+            Changed::Edited(Edit {
+                board: BoardId(board),
+                contact,
+                views,
+                orders,
+                searched: false,
+            })
+        };
+        let entries = vec![
+            entry(
+                1,
+                "15213",
+                &edit(1, 5, vec![], vec![SortBy::LastActivityAt]),
+            ),
+            entry(
+                2,
+                "15213",
+                &edit(1, 5, vec![Filter::Favorites], vec![SortBy::UpdatedAt]),
+            ),
+            entry(3, "15213", &edit(1, 6, vec![], vec![])),
+            entry(4, "15213", &edit(2, 7, vec![], vec![])),
+            entry(5, "15213", &Changed::Boards(vec![BoardId(2)])),
+        ];
+        // More edits of board 3 than are sent one by one: board 3 is sent whole.
+        let many = (0..=EDITS_PER_BOARD as i64)
+            .map(|n| entry(6, "15213", &edit(3, 100 + n, vec![], vec![])));
+        let folded = fold_batch(entries.into_iter().chain(many).collect());
+        let ws = WorkspaceId::parse("15213").expect("valid");
+        assert_eq!(
+            parsed(&folded[0].pushes),
+            [
+                (ws.clone(), Changed::Boards(vec![BoardId(2), BoardId(3)])),
+                (
+                    ws.clone(),
+                    edit(
+                        1,
+                        5,
+                        vec![Filter::Favorites],
+                        vec![SortBy::LastActivityAt, SortBy::UpdatedAt]
+                    )
+                ),
+                (ws, edit(1, 6, vec![], vec![])),
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::keys::{board_patterns, workspace_patterns, GenerationScope};
 use crate::model::Contact;
 use crate::query::{Filter, SortBy};
-use crate::{BoardId, ConversationId, InputError, WorkspaceId};
+use crate::{BoardId, ContactId, ConversationId, InputError, WorkspaceId};
 
 /// A change as the caches see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +54,16 @@ pub struct Edit {
     pub searched: bool,
 }
 
-/// Whether `filter`'s predicate (store/filters.rs at the origin) reads a field that
-/// differs between the two versions of a contact.
-fn view_changed(filter: Filter, old: &Contact, new: &Contact) -> bool {
+/// Whether the contact may have entered or left `filter` (its predicate at the origin is
+/// in store/filters.rs): a field it reads differs between the two versions, or, for
+/// recent activity, one version is in the window and the other not (a chat touches its
+/// contact's activity with every message, and an already active contact stays in).
+fn view_changed(
+    filter: Filter,
+    old: &Contact,
+    new: &Contact,
+    recently_active: &impl Fn(&str) -> bool,
+) -> bool {
     match filter {
         Filter::All | Filter::Archived => old.archived != new.archived,
         Filter::Open | Filter::Closed => old.status != new.status,
@@ -69,7 +76,9 @@ fn view_changed(filter: Filter, old: &Contact, new: &Contact) -> bool {
         Filter::Favorites => old.favorite != new.favorite,
         Filter::UnhappyCustomers => old.sentiment != new.sentiment,
         Filter::NewCustomers => old.created_at != new.created_at,
-        Filter::RecentActivity => old.last_activity_at != new.last_activity_at,
+        Filter::RecentActivity => {
+            recently_active(&old.last_activity_at) != recently_active(&new.last_activity_at)
+        }
     }
 }
 
@@ -96,8 +105,10 @@ fn searched_changed(old: &Contact, new: &Contact) -> bool {
 
 impl Changed {
     /// What updating a contact from `old` to `new` changed. Moving it to another board or
-    /// column, or archiving it, changes its boards whole.
-    pub fn update(old: &Contact, new: &Contact) -> Self {
+    /// column, or archiving it, changes its boards whole. `recently_active` says whether a
+    /// `last_activity_at` is inside the `recent_activity` filter's window now (erring
+    /// towards outside near its edge).
+    pub fn update(old: &Contact, new: &Contact, recently_active: impl Fn(&str) -> bool) -> Self {
         let (from, to) = (BoardId(old.board_id), BoardId(new.board_id));
         if from != to {
             return Self::Boards(vec![from, to]);
@@ -111,7 +122,7 @@ impl Changed {
             views: Filter::ALL
                 .iter()
                 .copied()
-                .filter(|f| view_changed(*f, old, new))
+                .filter(|f| view_changed(*f, old, new, &recently_active))
                 .collect(),
             orders: SortBy::ALL
                 .iter()
@@ -291,6 +302,20 @@ pub struct Push {
     /// A `Changed::Said`: the word buckets, empty for every search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<u16>>,
+    /// A `Changed::Edited` (its board is `boards`' one): what the edit reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<PushedEdit>,
+}
+
+/// An in-place edit on the wire: the edge bumps the same scopes as the origin
+/// (`Changed::scopes`) and logs the contact against its board's `Rows`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushedEdit {
+    pub contact: i64,
+    pub views: Vec<String>,
+    pub orders: Vec<String>,
+    pub searched: bool,
 }
 
 impl Push {
@@ -306,6 +331,15 @@ impl Push {
             },
             words: match change {
                 Changed::Said(buckets) => Some(buckets.clone().unwrap_or_default()),
+                _ => None,
+            },
+            edit: match change {
+                Changed::Edited(e) => Some(PushedEdit {
+                    contact: e.contact,
+                    views: e.views.iter().map(|f| f.as_str().to_owned()).collect(),
+                    orders: e.orders.iter().map(|s| s.as_str().to_owned()).collect(),
+                    searched: e.searched,
+                }),
                 _ => None,
             },
         }
@@ -331,6 +365,33 @@ impl Push {
                 ));
             }
             return Ok((ws, Changed::Said((!words.is_empty()).then_some(words))));
+        }
+        if let Some(edit) = push.edit {
+            let board = match push.boards.as_deref() {
+                Some([board]) => BoardId::parse(&board.to_string())?,
+                _ => {
+                    return Err(InputError::new(
+                        "invalid_edit",
+                        "an edit names exactly one board",
+                    ))
+                }
+            };
+            let edit = Edit {
+                board,
+                contact: ContactId::parse(&edit.contact.to_string())?.0,
+                views: edit
+                    .views
+                    .iter()
+                    .map(|f| Filter::parse(f))
+                    .collect::<Result<_, _>>()?,
+                orders: edit
+                    .orders
+                    .iter()
+                    .map(|s| SortBy::parse(s))
+                    .collect::<Result<_, _>>()?,
+                searched: edit.searched,
+            };
+            return Ok((ws, Changed::Edited(edit)));
         }
         let change = match push.boards {
             Some(boards) => Changed::Boards(
@@ -449,7 +510,7 @@ mod tests {
             let mut new = old.clone();
             new.updated_at = "2026-01-02T00:00:00Z".into();
             f(&mut new);
-            Changed::update(&old, &new)
+            Changed::update(&old, &new, |_| true)
         };
         let b = BoardId(3);
         let favorite = edited(|c| c.favorite = true);
@@ -478,12 +539,22 @@ mod tests {
         );
         assert!(phone.contains(&GenerationScope::Order(b, SortBy::Relevance)));
         let touched = edited(|c| c.last_activity_at = "2026-01-02T00:00:00Z".into());
-        assert!(touched
+        assert_eq!(
+            touched.scopes(),
+            vec![
+                GenerationScope::Rows(b),
+                GenerationScope::Order(b, SortBy::UpdatedAt),
+                GenerationScope::Order(b, SortBy::LastActivityAt),
+                GenerationScope::Order(b, SortBy::Relevance)
+            ],
+            "a contact active before and after stays in recent activity: no count moves"
+        );
+        let mut woken = old.clone();
+        woken.last_activity_at = "2026-01-02T00:00:00Z".into();
+        let recent = |t: &str| t >= "2026-01-02";
+        assert!(Changed::update(&old, &woken, recent)
             .scopes()
             .contains(&GenerationScope::View(b, Filter::RecentActivity)));
-        assert!(touched
-            .scopes()
-            .contains(&GenerationScope::Order(b, SortBy::LastActivityAt)));
         let renamed = edited(|c| c.name = "Bo".into());
         assert!(renamed.scopes().contains(&GenerationScope::Search(b)));
         assert!(renamed
@@ -501,7 +572,7 @@ mod tests {
         let mut moved = old.clone();
         moved.board_id = 4;
         assert_eq!(
-            Changed::update(&old, &moved),
+            Changed::update(&old, &moved, |_| true),
             Changed::Boards(vec![BoardId(3), BoardId(4)])
         );
         for f in [
@@ -511,7 +582,7 @@ mod tests {
             let mut new = old.clone();
             f(&mut new);
             assert_eq!(
-                Changed::update(&old, &new),
+                Changed::update(&old, &new, |_| true),
                 Changed::Boards(vec![BoardId(3)])
             );
         }
@@ -545,6 +616,13 @@ mod tests {
             Changed::Boards(vec![BoardId(4), BoardId(9)]),
             Changed::Conversation(ConversationId(3), Thread::Appended),
             Changed::Conversation(ConversationId(3), Thread::Edited),
+            Changed::Edited(Edit {
+                board: BoardId(4),
+                contact: 17,
+                views: vec![Filter::Favorites],
+                orders: vec![SortBy::UpdatedAt, SortBy::Name],
+                searched: true,
+            }),
             Changed::Workspace,
         ] {
             let wire = serde_json::to_string(&Push::new(&ws, &change)).expect("json");
@@ -556,6 +634,9 @@ mod tests {
             r#"{"workspaceId":"15213","boards":[1],"extra":1}"#,
             r#"{"workspaceId":"15213","boards":[],"conversation":[0,"appended"]}"#,
             r#"{"workspaceId":"15213","boards":[],"conversation":[3,"typed"]}"#,
+            r#"{"workspaceId":"15213","boards":[1,2],"edit":{"contact":3,"views":[],"orders":[],"searched":false}}"#,
+            r#"{"workspaceId":"15213","boards":[1],"edit":{"contact":0,"views":[],"orders":[],"searched":false}}"#,
+            r#"{"workspaceId":"15213","boards":[1],"edit":{"contact":3,"views":["x"],"orders":[],"searched":false}}"#,
             "[]",
         ] {
             assert!(Push::parse(bad).is_err(), "{bad}");

@@ -648,6 +648,70 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, older_kept) = edge.get(&older, &user, WS).await;
     assert_eq!(older_kept["data"]["_cache"]["status"], "HIT");
     assert_eq!(payload(&older_kept), payload(&older_hit));
+
+    // A message touches its contact's activity: an in-place edit, which the edge takes as
+    // the origin does. Its contact is active already (the message above), so no count
+    // moves and the counts stay cached; a page of its board not showing it stays cached;
+    // the page showing it shows its new activity within a second.
+    let (contact, board, rank): (i64, i64, i64) = sqlx::query_as(
+        "SELECT c.id, c.board_id, (SELECT count(*) FROM contacts o WHERE o.board_id = c.board_id \
+           AND NOT o.archived AND (o.created_at, o.id) > (c.created_at, c.id)) \
+         FROM conversations v JOIN contacts c ON c.id = v.contact_id WHERE v.id = $1",
+    )
+    .bind(conversation)
+    .fetch_one(&db)
+    .await
+    .expect("the conversation's contact");
+    // Every change of the message above taken by the edge first (the outbox is empty).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while origin_get(origin_port, "/api/cache-settings/status", &admin_token()).await["data"]
+        ["edgePush"]["outboxDepth"]
+        != 0
+    {
+        assert!(Instant::now() < deadline, "the outbox never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page_of = |page: i64| format!("/api/boards/{board}/contacts?per_page=50&page={page}");
+    let (showing, other) = (
+        page_of(rank / 50 + 1),
+        page_of(if rank < 50 { 2 } else { 1 }),
+    );
+    let counts = format!("/api/workspaces/{WS}/counts");
+    let mut cached = Vec::new();
+    for path in [&showing, &other, &counts] {
+        cached.push(
+            edge.within_a_second(path, &user, WS, |now| {
+                now["data"]["_cache"]["status"] == "HIT"
+            })
+            .await,
+        );
+    }
+    let shows = |page: &Value| {
+        page["data"]["contacts"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == contact).cloned())
+    };
+    let before = shows(&cached[0]).expect("the page shows the contact");
+    assert!(shows(&cached[1]).is_none(), "the other page does not");
+    let touched = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
+        ))
+        .bearer_auth(&user)
+        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "touched"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(touched.status(), StatusCode::CREATED);
+    edge.within_a_second(&showing, &user, WS, |now| {
+        shows(now).is_some_and(|c| c["last_activity_at"] != before["last_activity_at"])
+    })
+    .await;
+    for (path, held) in [(&other, &cached[1]), (&counts, &cached[2])] {
+        let (_, now) = edge.get(path, &user, WS).await;
+        assert_eq!(now["data"]["_cache"]["status"], "HIT", "{path}: {now}");
+        assert_eq!(payload(&now), payload(held), "{path}");
+    }
     // An edit (an admin's: the seeded message is someone else's) reaches every page of
     // its conversation at the edge, the older ones too.
     let edited_id = &older_hit["data"]["messages"][2]["id"];

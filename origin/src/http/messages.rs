@@ -23,6 +23,7 @@ use crate::error::{ErrorBody, Failures, Result};
 use crate::invalidation;
 use crate::reads;
 use crate::state::AppState;
+use crate::store::filters::recently_active;
 use crate::store::messages::{EditedMessage, NewConversation, NewMessage};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -159,7 +160,7 @@ pub(super) async fn post_message(
         let (old, new) = &posted.contact;
         let (appended, touched) = (
             Changed::Conversation(conversation, Thread::Appended),
-            Changed::update(old, new),
+            Changed::update(old, new, recently_active),
         );
         let said = Changed::Said(buckets_of(
             posted.message.body.as_deref().unwrap_or_default(),

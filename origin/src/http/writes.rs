@@ -17,6 +17,7 @@ use crate::error::{ErrorBody, Failures, Result};
 use crate::invalidation;
 use crate::state::AppState;
 use crate::store::fields::{ContactFields, Move};
+use crate::store::filters::recently_active;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -63,7 +64,12 @@ async fn apply(
     fields.validate()?;
     let contact = invalidation::to_the_end(&state, &ws, |state, ws| async move {
         let (old, contact) = state.store.update_contact(&ws, id, fields).await?;
-        invalidation::changed(&state, &ws, &Changed::update(&old, &contact)).await;
+        invalidation::changed(
+            &state,
+            &ws,
+            &Changed::update(&old, &contact, recently_active),
+        )
+        .await;
         Ok(contact)
     })
     .await?;

@@ -6,6 +6,17 @@ use shared::model::Counts;
 use shared::query::Filter;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+/// Whether a contact active at `last_activity_at` (as the API writes it) is inside the
+/// `recent_activity` window (24 hours, as the predicates below say) now and will stay in
+/// it for another minute, which covers the clocks of the database and the instances:
+/// a contact touched by a message then stays in the filter and no count moves.
+pub fn recently_active(last_activity_at: &str) -> bool {
+    DateTime::parse_from_rfc3339(last_activity_at).is_ok_and(|t| {
+        t.with_timezone(&Utc)
+            > Utc::now() - chrono::Duration::hours(24) + chrono::Duration::minutes(1)
+    })
+}
+
 /// Where the two stores' SQL differs: time arithmetic and text search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
