@@ -21,13 +21,18 @@ use worker::{
 /// A workspace's counters, by field (`shared::keys::GenerationScope::field`).
 pub type Counters = HashMap<String, u64>;
 
-/// What the object answers: the counters, and each board's logged edits, `(Rows value,
-/// contact)` oldest first (`rows::LOG_LEN` per board at most).
+/// What the object answers: the counters, when its storage began, and the logged edits
+/// of the board asked about, `(Rows value, contact)` oldest first (`rows::LOG_LEN` at
+/// most).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Known {
     pub counters: Counters,
+    /// When (ms) the object's storage was made: counters restart from zero in new storage,
+    /// so this is part of every key (`handlers::counters`), and no key made before is met.
     #[serde(default)]
-    pub edits: HashMap<i64, Vec<(u64, i64)>>,
+    pub incarnation: u64,
+    #[serde(default)]
+    pub edits: Vec<(u64, i64)>,
 }
 
 /// A bump: the fields to move by one, and the edit it logs, `(board, contact)`.
@@ -42,7 +47,8 @@ struct Bumped {
 const MAX_KNOWN: usize = 10_000;
 
 thread_local! {
-    /// Counters this isolate read, by object name, with when it read them.
+    /// Counters this isolate read, by object name (and board, for its edits), with when it
+    /// read them.
     static KNOWN: RefCell<HashMap<String, (u64, Known)>> = RefCell::new(HashMap::new());
 }
 
@@ -59,7 +65,6 @@ struct Row {
 
 #[derive(Deserialize)]
 struct EditRow {
-    board: i64,
     seq: i64,
     contact: i64,
 }
@@ -71,15 +76,24 @@ impl DurableObject for WorkspaceGenerations {
             "CREATE TABLE IF NOT EXISTS generations (field TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS edits (board INTEGER NOT NULL, seq INTEGER NOT NULL, \
              contact INTEGER NOT NULL, PRIMARY KEY (board, seq))",
+            "CREATE TABLE IF NOT EXISTS incarnation (at INTEGER NOT NULL)",
         ] {
             if let Err(e) = sql.exec(table, None) {
                 worker::console_error!("generations tables: {e}");
             }
         }
+        let made = sql.exec(
+            "INSERT INTO incarnation (at) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM incarnation)",
+            vec![(worker::Date::now().as_millis() as i64).into()],
+        );
+        if let Err(e) = made {
+            worker::console_error!("generations incarnation: {e}");
+        }
         Self { sql }
     }
 
-    /// `GET`: the counters and edits. `POST` with fields (and maybe an edit): each field
+    /// `GET`: the counters, and with `?board=` that board's edits. `POST` with fields (and
+    /// maybe an edit): each field
     /// bumped by one and the edit logged at its board's new `Rows`, then what `GET` says
     /// right after (so each bump sees its own new value). `PUT` with a JSON map of fields to
     /// values: each raised to its value (never lowered).
@@ -114,29 +128,40 @@ impl DurableObject for WorkspaceGenerations {
             .sql
             .exec("SELECT field, value FROM generations", None)?
             .to_array()?;
-        let mut known = Known {
+        #[derive(Deserialize)]
+        struct At {
+            at: i64,
+        }
+        let made: Vec<At> = self
+            .sql
+            .exec("SELECT at FROM incarnation", None)?
+            .to_array()?;
+        let board = req
+            .url()?
+            .query_pairs()
+            .find(|(k, _)| k == "board")
+            .and_then(|(_, v)| v.parse::<i64>().ok());
+        let edits: Vec<EditRow> = match board {
+            Some(board) => self
+                .sql
+                .exec(
+                    "SELECT seq, contact FROM edits WHERE board = ? ORDER BY seq",
+                    vec![board.into()],
+                )?
+                .to_array()?,
+            None => Vec::new(),
+        };
+        Response::from_json(&Known {
             counters: rows
                 .into_iter()
                 .map(|r| (r.field, u64::try_from(r.value).unwrap_or(0)))
                 .collect(),
-            edits: HashMap::new(),
-        };
-        let edits: Vec<EditRow> = self
-            .sql
-            .exec(
-                "SELECT board, seq, contact FROM edits ORDER BY board, seq",
-                None,
-            )?
-            .to_array()?;
-        for e in edits {
-            let seq = u64::try_from(e.seq).unwrap_or(0);
-            known
-                .edits
-                .entry(e.board)
-                .or_default()
-                .push((seq, e.contact));
-        }
-        Response::from_json(&known)
+            incarnation: made.first().map_or(0, |m| u64::try_from(m.at).unwrap_or(0)),
+            edits: edits
+                .into_iter()
+                .map(|e| (u64::try_from(e.seq).unwrap_or(0), e.contact))
+                .collect(),
+        })
     }
 }
 
@@ -174,14 +199,18 @@ impl WorkspaceGenerations {
 /// request started.
 pub async fn read(
     ns: &ObjectNamespace,
-    name: &str,
+    (name, board): (&str, Option<i64>),
     now_ms: u64,
     (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
 ) -> Option<Known> {
+    let cached = match board {
+        Some(b) => format!("{name}#{b}"),
+        None => name.to_owned(),
+    };
     let known = KNOWN.with(|k| {
         k.borrow()
-            .get(name)
+            .get(&cached)
             .filter(|(at, _)| now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms)
             .map(|(_, known)| known.clone())
     });
@@ -189,9 +218,9 @@ pub async fn read(
         return known;
     }
     asked();
-    match ask(ns, name, Change::None).await {
+    match ask(ns, name, Change::Read(board)).await {
         Ok(known) => {
-            remember(name, now_ms, &known);
+            remember(&cached, now_ms, &known);
             Some(known)
         }
         Err(e) => {
@@ -211,6 +240,12 @@ pub async fn bump(
     now_ms: u64,
 ) -> worker::Result<Counters> {
     let known = ask(ns, name, Change::Bump(Bumped { fields, edit })).await?;
+    // This isolate's reads see the bump at once, those with a board's edits too.
+    let with_edits = format!("{name}#");
+    KNOWN.with(|k| {
+        k.borrow_mut()
+            .retain(|key, _| !key.starts_with(&with_edits))
+    });
     remember(name, now_ms, &known);
     Ok(known.counters)
 }
@@ -221,7 +256,8 @@ pub async fn raise(ns: &ObjectNamespace, name: &str, raised: &Counters) -> worke
 }
 
 enum Change<'a> {
-    None,
+    /// A read, with the edits of this board.
+    Read(Option<i64>),
     Bump(Bumped),
     Raise(&'a Counters),
 }
@@ -238,8 +274,14 @@ fn remember(name: &str, now_ms: u64, known: &Known) {
 
 async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Result<Known> {
     let mut init = RequestInit::new();
+    let mut url = String::from("https://generations.internal/");
     let (method, body) = match change {
-        Change::None => (Method::Get, None),
+        Change::Read(board) => {
+            if let Some(board) = board {
+                url.push_str(&format!("?board={board}"));
+            }
+            (Method::Get, None)
+        }
         Change::Bump(bumped) => (Method::Post, Some(serde_json::to_string(&bumped))),
         Change::Raise(raised) => (Method::Put, Some(serde_json::to_string(raised))),
     };
@@ -247,7 +289,7 @@ async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Re
         let body = body.map_err(|e| worker::Error::RustError(e.to_string()))?;
         init.with_method(method).with_body(Some(body.into()));
     }
-    let request = Request::new_with_init("https://generations.internal/", &init)?;
+    let request = Request::new_with_init(&url, &init)?;
     let mut response = ns.get_by_name(name)?.fetch_with_request(request).await?;
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(

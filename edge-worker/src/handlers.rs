@@ -49,7 +49,7 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
                 let g = Generations::from_fields(&k.counters, &[GenerationScope::Counts]);
                 let key = cfg.keys.counts(&ws, g, &user);
                 (key, confirmed)
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
             let (pairs, query) = query_of(&req)?;
             let q =
                 ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
-            let known = counters(&cfg, &ws).await;
+            let known = counters(&cfg, &ws, Some(board.0)).await;
             let key = known.as_ref().map(|(k, confirmed)| {
                 let g = Generations::from_fields(&k.counters, &GenerationScope::of_page(board, &q));
                 let key = cfg.keys.contacts(&ws, board, g, &q);
@@ -79,7 +79,7 @@ pub(crate) async fn handle(
                     .get(&GenerationScope::Rows(board).field())
                     .copied()
                     .unwrap_or(0),
-                edits: k.edits.get(&board.0).cloned().unwrap_or_default(),
+                edits: k.edits,
             });
             read(cfg, &req, ctx, started, key, asked).await
         }
@@ -89,7 +89,7 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
-            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
                 let g = Generations::from_fields(&k.counters, &GenerationScope::of_messages(&q));
                 let key = cfg.keys.messages(&ws, g, &q);
                 (key, confirmed)
@@ -104,7 +104,7 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
-            let key = counters(&cfg, &ws).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
                 let g =
                     Generations::from_fields(&k.counters, &GenerationScope::of_message_search(&q));
                 (cfg.keys.message_search(&ws, g, &q), confirmed)
@@ -243,19 +243,26 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
 /// acknowledged before then. Unconfirmed counters may lack changes the origins could not
 /// push (the edge was away from them), so no KV entry built on them is served as a hit.
 /// `None` when the counters cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Known, bool)> {
+async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Known, bool)> {
     let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
     let max_age = cfg.confirmed_max_age_ms;
     if max_age == 0 {
         let read = (cfg.generation_max_age_ms, 0);
-        let known = generations::read(&cfg.generations, &name, now, read, asked);
-        return known.await.map(|k| (k, true));
+        let known = generations::read(&cfg.generations, (&name, board), now, read, asked);
+        return known.await.map(|k| (with_incarnation(k, 0), true));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
     let marks = cfg.keys.edge_drained();
-    let mark = generations::read(&cfg.generations, &marks, now, (max_age / 2, 0), asked).await;
+    let mark = generations::read(
+        &cfg.generations,
+        (&marks, None),
+        now,
+        (max_age / 2, 0),
+        asked,
+    );
+    let mark = mark.await;
     let drained_at = mark
         .as_ref()
         .and_then(|m| m.counters.get(DRAINED).copied())
@@ -265,13 +272,22 @@ async fn counters(cfg: &Config, ws: &WorkspaceId) -> Option<(Known, bool)> {
         .and_then(|m| m.counters.get(EPOCH).copied())
         .unwrap_or(0);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
-    let mut known = generations::read(&cfg.generations, &name, now, read, asked).await?;
+    let known = generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
+    Some((with_incarnation(known, epoch), drained_at.is_some()))
+}
+
+/// `known` with the outbox's `epoch` and the object's incarnation added to the workspace
+/// counter, which is part of every key: entries stored before either restarted are met
+/// no more.
+fn with_incarnation(mut known: Known, epoch: u64) -> Known {
     let workspace = known
         .counters
         .entry(GenerationScope::Workspace.field())
         .or_default();
-    *workspace = workspace.wrapping_add(epoch);
-    Some((known, drained_at.is_some()))
+    *workspace = workspace
+        .wrapping_add(epoch)
+        .wrapping_add(known.incarnation);
+    known
 }
 
 /// A read the origin answers on a miss: its path there, whom it is for, and for a page
@@ -409,11 +425,13 @@ async fn fill(
     }
     let meta = EntryMeta::new(now_ms(), ttl);
     let expiration = kv_expiration_secs(ttl, cfg.grace_secs);
-    match &asked.rows {
-        Some(now) => {
-            let value = Stamp::of_page(now.rows, &data).value(&data);
-            kv_put(&cfg.kv, key, &value, meta, expiration).await;
-        }
+    match asked
+        .rows
+        .as_ref()
+        .map(|now| Stamp::of_page(now.rows, &data))
+    {
+        Some(Some(stamp)) => kv_put(&cfg.kv, key, &stamp.value(&data), meta, expiration).await,
+        Some(None) => worker::console_warn!("a page without its contacts' ids: not stored"),
         None => kv_put(&cfg.kv, key, &data, meta, expiration).await,
     }
     Ok((data, source, Some(meta)))
@@ -485,7 +503,7 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
         Ok(cfg) => {
             let now = now_ms();
             let name = cfg.keys.edge_drained();
-            let mark = generations::read(&cfg.generations, &name, now, (0, 0), || ()).await;
+            let mark = generations::read(&cfg.generations, (&name, None), now, (0, 0), || ()).await;
             let ago = mark.and_then(|m| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));
             json!({
                 "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,

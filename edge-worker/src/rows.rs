@@ -28,8 +28,9 @@ pub struct RowsNow {
 }
 
 impl Stamp {
-    /// The stamp of a page the origin answered with `data`, filled at `rows`.
-    pub fn of_page(rows: u64, data: &str) -> Self {
+    /// The stamp of a page the origin answered with `data`, filled at `rows`; `None` when
+    /// `data` names no contacts' ids (such a page is not stored: no edit could reach it).
+    pub fn of_page(rows: u64, data: &str) -> Option<Self> {
         #[derive(Deserialize)]
         struct Page {
             contacts: Vec<Id>,
@@ -38,10 +39,11 @@ impl Stamp {
         struct Id {
             id: i64,
         }
-        let contacts = serde_json::from_str::<Page>(data)
-            .map(|p| p.contacts.into_iter().map(|c| c.id).collect())
-            .unwrap_or_default();
-        Self { rows, contacts }
+        let page = serde_json::from_str::<Page>(data).ok()?;
+        Some(Self {
+            rows,
+            contacts: page.contacts.into_iter().map(|c| c.id).collect(),
+        })
     }
 
     /// The KV value: this stamp, then `data`.
@@ -97,12 +99,13 @@ mod tests {
     #[test]
     fn a_value_carries_its_stamp_and_the_page_unchanged() {
         let data = r#"{"contacts":[{"id":4,"name":"a"},{"id":9}],"pagination":{}}"#;
-        let stamp = Stamp::of_page(12, data);
+        let stamp = Stamp::of_page(12, data).expect("a page");
         assert_eq!(stamp.contacts, [4, 9]);
         let value = stamp.value(data);
         assert_eq!(Stamp::split(&value), Some((stamp, data)));
-        let empty = Stamp::of_page(3, r#"{"contacts":[]}"#);
+        let empty = Stamp::of_page(3, r#"{"contacts":[]}"#).expect("an empty page");
         assert_eq!(Stamp::split(&empty.value("{}")), Some((empty, "{}")));
+        assert_eq!(Stamp::of_page(3, r#"{"rows":[{"id":1}]}"#), None);
         assert_eq!(Stamp::split(data), None, "an unstamped value");
         assert_eq!(Stamp::split("r1:x\n{}"), None);
     }

@@ -150,7 +150,7 @@ fn resident_bytes() -> Option<u64> {
 /// timed. One JSON line per size, for the benchmark harness (one process per size, so
 /// each starts from the same resident memory).
 pub async fn l1(sizes: &[usize], body: &str) -> Result<()> {
-    let key = |i: usize| format!("ec:v3:counts:{{ws{}}}:g1.1:user_{i}", i % 500);
+    let key = |i: usize| format!("ec:v4:counts:{{ws{}}}:g1.1:user_{i}", i % 500);
     let entry = || Arc::new(Entry::new(body.to_owned(), 3600, None));
     for &n in sizes {
         let bound = n as u64 * u64::from(weigh(&key(n), &entry()));

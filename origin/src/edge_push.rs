@@ -355,8 +355,18 @@ impl EdgePush {
     }
 
     /// Whether the edge took the change, refused it as malformed (which no retry mends),
-    /// or could not take it now.
+    /// or could not take it now. An in-place edit the edge refuses goes again as its board
+    /// changed whole: a worker from before edits were pushed takes that, and it covers
+    /// everything the edit reached.
     async fn send(&self, push: &str) -> Sent {
+        let sent = self.post(push).await;
+        match (sent, as_board_change(push)) {
+            (Sent::Refused, Some(board)) => self.post(&board).await,
+            _ => sent,
+        }
+    }
+
+    async fn post(&self, push: &str) -> Sent {
         let sent = self
             .http
             .post(&self.url)
@@ -369,7 +379,7 @@ impl EdgePush {
         let sent = match sent {
             Ok(r) if r.status().is_success() => Sent::Taken,
             Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
-                tracing::error!(%push, "the edge refused a change as malformed; dead-lettered");
+                tracing::error!(%push, "the edge refused a change as malformed");
                 Sent::Refused
             }
             Ok(r) => {
@@ -384,6 +394,14 @@ impl EdgePush {
         self.failing
             .store(matches!(sent, Sent::Failed), Ordering::Relaxed);
         sent
+    }
+}
+
+/// An in-place edit's push as a change of its whole board; `None` for any other push.
+fn as_board_change(push: &str) -> Option<String> {
+    match Push::parse(push) {
+        Ok((ws, Changed::Edited(e))) => Some(encode(&ws, &Changed::Boards(vec![e.board]))),
+        _ => None,
     }
 }
 
@@ -665,6 +683,25 @@ mod tests {
                 (ws, edit(1, 6, vec![], vec![])),
             ]
         );
+    }
+
+    #[test]
+    fn a_refused_edit_is_sent_again_as_its_board() {
+        let ws = WorkspaceId::parse("15213").expect("valid");
+        let edit = Changed::Edited(Edit {
+            board: BoardId(3),
+            contact: 9,
+            views: vec![],
+            orders: vec![],
+            searched: false,
+        });
+        let board = as_board_change(&encode(&ws, &edit)).expect("an edit");
+        assert_eq!(
+            Push::parse(&board).expect("a push"),
+            (ws.clone(), Changed::Boards(vec![BoardId(3)]))
+        );
+        assert_eq!(as_board_change(&board), None);
+        assert_eq!(as_board_change("not a push"), None);
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::{BoardId, ConversationId, InputError, UserId, WorkspaceId};
 
 /// Bumped whenever the layout of a key or a cached value changes (v2: hash tags; v3: the
 /// edge's generations restart in a Durable Object, and it stores data without the
-/// origin's `_cache`).
-pub const FORMAT_VERSION: &str = "v3";
+/// origin's `_cache`; v4: the edge's pages start with their `Rows` stamp, which a worker
+/// before it would serve as the page).
+pub const FORMAT_VERSION: &str = "v4";
 
 /// The generations a key depends on. `workspace` is bumped by a workspace-wide
 /// invalidation; `scope` by the narrower ones the key's answer depends on (the counts, or
@@ -499,13 +500,13 @@ mod tests {
         };
         let key = space().contacts(&ws("15213"), BoardId(123), gens, &q);
         assert!(
-            key.starts_with("ec:v3:contacts:{15213}:board_123:g3.7:"),
+            key.starts_with("ec:v4:contacts:{15213}:board_123:g3.7:"),
             "{key}"
         );
         assert!(key.ends_with(":page:1"), "{key}");
         assert_eq!(
             space().counts(&ws("15213"), gens, &user("u9")),
-            "ec:v3:counts:{15213}:g3.7:u9"
+            "ec:v4:counts:{15213}:g3.7:u9"
         );
     }
 
