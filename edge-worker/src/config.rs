@@ -1,6 +1,11 @@
 //! The worker's settings, from its bindings, vars and secrets (wrangler.toml and
-//! `wrangler secret put`); read per request, as the Workers runtime hands them over.
+//! `wrangler secret put`). Vars and secrets are read once per isolate (a new deployment or
+//! secret starts new isolates), so that a KV hit neither parses them nor rebuilds the
+//! token verifier; the bindings come with each request.
 
+use std::cell::RefCell;
+use std::ops::Deref;
+use std::rc::Rc;
 use std::time::Duration;
 
 use shared::cursor::CursorKey;
@@ -15,6 +20,23 @@ pub(crate) struct Config {
     pub(crate) request_id: String,
     pub(crate) kv: KvStore,
     pub(crate) generations: ObjectNamespace,
+    settings: Rc<Settings>,
+}
+
+impl Deref for Config {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+thread_local! {
+    /// This isolate's settings, once they were read whole.
+    static SETTINGS: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
+}
+
+pub(crate) struct Settings {
     pub(crate) generation_max_age_ms: u64,
     /// How recently the origin must have confirmed its outbox drained for KV hits to be
     /// served (`EDGE_CONFIRMED_MAX_AGE_MS`); 0 serves them unconfirmed (an edge whose
@@ -48,11 +70,20 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+fn missing(what: &str) -> Fail {
+    Fail::new(503, "misconfigured", format!("the worker has no {what}"))
+}
+
 impl Config {
     pub(crate) fn load(env: &Env, req: &Request) -> Result<Self> {
-        let missing =
-            |what: &str| Fail::new(503, "misconfigured", format!("the worker has no {what}"));
-        let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
+        let settings = match SETTINGS.with(|s| s.borrow().clone()) {
+            Some(settings) => settings,
+            None => {
+                let settings = Rc::new(Settings::read(env)?);
+                SETTINGS.with(|s| *s.borrow_mut() = Some(settings.clone()));
+                settings
+            }
+        };
         Ok(Self {
             request_id: request_id(req),
             kv: env
@@ -61,6 +92,16 @@ impl Config {
             generations: env
                 .durable_object("GENERATIONS")
                 .map_err(|_| missing("GENERATIONS binding"))?,
+            settings,
+        })
+    }
+}
+
+impl Settings {
+    /// Reads them whole; what is missing or malformed is a 503 (and read again next time).
+    fn read(env: &Env) -> Result<Self> {
+        let jwt = secret(env, "JWT_SECRET").ok_or_else(|| missing("JWT_SECRET"))?;
+        Ok(Self {
             generation_max_age_ms: var(env, "EDGE_GENERATION_MAX_AGE_MS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000),

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use shared::keys::GenerationScope;
@@ -49,7 +50,7 @@ const MAX_KNOWN: usize = 10_000;
 thread_local! {
     /// Counters this isolate read, by object name (and board, for its edits), with when it
     /// read them.
-    static KNOWN: RefCell<HashMap<String, (u64, Known)>> = RefCell::new(HashMap::new());
+    static KNOWN: RefCell<HashMap<String, (u64, Rc<Known>)>> = RefCell::new(HashMap::new());
 }
 
 #[durable_object]
@@ -203,7 +204,7 @@ pub async fn read(
     now_ms: u64,
     (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
-) -> Option<Known> {
+) -> Option<Rc<Known>> {
     let cached = match board {
         Some(b) => format!("{name}#{b}"),
         None => name.to_owned(),
@@ -220,6 +221,7 @@ pub async fn read(
     asked();
     match ask(ns, name, Change::Read(board)).await {
         Ok(known) => {
+            let known = Rc::new(known);
             remember(&cached, now_ms, &known);
             Some(known)
         }
@@ -246,8 +248,9 @@ pub async fn bump(
         k.borrow_mut()
             .retain(|key, _| !key.starts_with(&with_edits))
     });
+    let known = Rc::new(known);
     remember(name, now_ms, &known);
-    Ok(known.counters)
+    Ok(known.counters.clone())
 }
 
 /// Raises each field of `raised` in object `name` to its value (never lowers one).
@@ -262,7 +265,7 @@ enum Change<'a> {
     Raise(&'a Counters),
 }
 
-fn remember(name: &str, now_ms: u64, known: &Known) {
+fn remember(name: &str, now_ms: u64, known: &Rc<Known>) {
     KNOWN.with(|k| {
         let mut all = k.borrow_mut();
         if all.len() >= MAX_KNOWN {

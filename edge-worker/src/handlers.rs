@@ -2,6 +2,8 @@
 //! object, the origin) and the plain decisions of the other modules (access, freshness,
 //! the origin's replies, invalidation scopes).
 
+use std::rc::Rc;
+
 use serde::Deserialize;
 use serde_json::json;
 use shared::invalidation::{parse_edge_request, Changed, Push};
@@ -50,7 +52,7 @@ pub(crate) async fn handle(
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
-                let g = Generations::from_fields(&k.counters, &[GenerationScope::Counts]);
+                let g = k.gens(&[GenerationScope::Counts]);
                 let key = cfg.keys.counts(&ws, g, &user);
                 (key, confirmed)
             });
@@ -67,7 +69,7 @@ pub(crate) async fn handle(
                 ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
             let known = counters(&cfg, &ws, Some(board.0)).await;
             let key = known.as_ref().map(|(k, confirmed)| {
-                let g = Generations::from_fields(&k.counters, &GenerationScope::of_page(board, &q));
+                let g = k.gens(&GenerationScope::of_page(board, &q));
                 let key = cfg.keys.contacts(&ws, board, g, &q);
                 (key, *confirmed)
             });
@@ -75,11 +77,12 @@ pub(crate) async fn handle(
             let mut asked = Asked::new(path, ws, user);
             asked.rows = known.map(|(k, _)| RowsNow {
                 rows: k
+                    .known
                     .counters
                     .get(&GenerationScope::Rows(board).field())
                     .copied()
                     .unwrap_or(0),
-                edits: k.edits,
+                edits: k.known.edits.clone(),
             });
             read(cfg, &req, ctx, started, key, asked).await
         }
@@ -90,7 +93,7 @@ pub(crate) async fn handle(
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
             let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
-                let g = Generations::from_fields(&k.counters, &GenerationScope::of_messages(&q));
+                let g = k.gens(&GenerationScope::of_messages(&q));
                 let key = cfg.keys.messages(&ws, g, &q);
                 (key, confirmed)
             });
@@ -105,8 +108,7 @@ pub(crate) async fn handle(
             let (pairs, query) = query_of(&req)?;
             let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
             let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
-                let g =
-                    Generations::from_fields(&k.counters, &GenerationScope::of_message_search(&q));
+                let g = k.gens(&GenerationScope::of_message_search(&q));
                 (cfg.keys.message_search(&ws, g, &q), confirmed)
             });
             let path = format!("/api/workspaces/{ws}/messages/search{query}");
@@ -167,7 +169,7 @@ fn authorize(cfg: &Config, req: &Request, path_ws: Option<&str>) -> Result<(User
         user: user.as_deref(),
         workspace: workspace.as_deref(),
     };
-    access::authorize(&cfg.tokens, presented, path_ws)
+    access::authorize(&cfg.tokens, presented, path_ws, now_ms() / 1000)
 }
 
 /// Fails unless `req` carries one of the origins' push keys: the read key the worker
@@ -243,7 +245,7 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
 /// acknowledged before then. Unconfirmed counters may lack changes the origins could not
 /// push (the edge was away from them), so no KV entry built on them is served as a hit.
 /// `None` when the counters cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Known, bool)> {
+async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Counted, bool)> {
     let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
@@ -251,7 +253,7 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
     if max_age == 0 {
         let read = (cfg.generation_max_age_ms, 0);
         let known = generations::read(&cfg.generations, (&name, board), now, read, asked);
-        return known.await.map(|k| (with_incarnation(k, 0), true));
+        return known.await.map(|known| (Counted { known, epoch: 0 }, true));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
     let marks = cfg.keys.edge_drained();
@@ -273,21 +275,27 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
         .unwrap_or(0);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
     let known = generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
-    Some((with_incarnation(known, epoch), drained_at.is_some()))
+    Some((Counted { known, epoch }, drained_at.is_some()))
 }
 
-/// `known` with the outbox's `epoch` and the object's incarnation added to the workspace
-/// counter, which is part of every key: entries stored before either restarted are met
-/// no more.
-fn with_incarnation(mut known: Known, epoch: u64) -> Known {
-    let workspace = known
-        .counters
-        .entry(GenerationScope::Workspace.field())
-        .or_default();
-    *workspace = workspace
-        .wrapping_add(epoch)
-        .wrapping_add(known.incarnation);
-    known
+/// A workspace's counters as this isolate knows them, and the outbox's epoch.
+struct Counted {
+    known: Rc<Known>,
+    epoch: u64,
+}
+
+impl Counted {
+    /// The generations of a key depending on `scopes`. The outbox's epoch and the object's
+    /// incarnation are added to the workspace's, which is part of every key: entries
+    /// stored before either restarted are met no more.
+    fn gens(&self, scopes: &[GenerationScope]) -> Generations {
+        let mut g = Generations::from_fields(&self.known.counters, scopes);
+        g.workspace = g
+            .workspace
+            .wrapping_add(self.epoch)
+            .wrapping_add(self.known.incarnation);
+        g
+    }
 }
 
 /// A read the origin answers on a miss: its path there, whom it is for, and for a page
