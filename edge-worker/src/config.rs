@@ -11,15 +11,16 @@ use std::time::Duration;
 use shared::cursor::CursorKey;
 use shared::keys::KeySpace;
 use shared::token::TokenVerifier;
-use worker::{Env, KvStore, ObjectNamespace, Request};
+use worker::{Env, KvStore, Request};
 
 use crate::fail::{Fail, Result};
+use crate::generations::Objects;
 use crate::runtime::request_id;
 
 pub(crate) struct Config {
     pub(crate) request_id: String,
     pub(crate) kv: KvStore,
-    pub(crate) generations: ObjectNamespace,
+    pub(crate) generations: Objects,
     settings: Rc<Settings>,
 }
 
@@ -53,6 +54,9 @@ pub(crate) struct Settings {
     /// `EDGE_PUSH_KEY_PREVIOUS`); none: no pushes are taken.
     pub(crate) push_keys: Vec<String>,
     pub(crate) timeout: Duration,
+    /// How long a call to a generations object may take (`EDGE_OBJECT_TIMEOUT_MS`); past
+    /// it, what KV holds is served stale rather than sending every read to the origin.
+    pub(crate) object_timeout: Duration,
     pub(crate) grace_secs: u64,
 }
 
@@ -89,9 +93,12 @@ impl Config {
             kv: env
                 .kv("CACHE_KV")
                 .map_err(|_| missing("CACHE_KV binding"))?,
-            generations: env
-                .durable_object("GENERATIONS")
-                .map_err(|_| missing("GENERATIONS binding"))?,
+            generations: Objects {
+                ns: env
+                    .durable_object("GENERATIONS")
+                    .map_err(|_| missing("GENERATIONS binding"))?,
+                timeout: settings.object_timeout,
+            },
             settings,
         })
     }
@@ -125,6 +132,11 @@ impl Settings {
                 var(env, "ORIGIN_TIMEOUT_MS")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(5000),
+            ),
+            object_timeout: Duration::from_millis(
+                var(env, "EDGE_OBJECT_TIMEOUT_MS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(500),
             ),
             grace_secs: var(env, "STALE_GRACE_SECS")
                 .and_then(|v| v.parse().ok())

@@ -2,6 +2,9 @@
 //! locations eventually, so freshness is not left to KV: each entry carries its own
 //! `fresh_until` in KV metadata, and KV only removes it after the stale grace.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 /// KV refuses expirations under 60 s.
@@ -47,6 +50,34 @@ impl EntryMeta {
     }
 }
 
+/// Keys this isolate remembers having started a background refill of.
+const REFILLS_KEPT: usize = 10_000;
+
+thread_local! {
+    /// When (ms) this isolate last started a background refill of each key.
+    static REFILLS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+}
+
+/// Whether to start a background refill of `key` at `now_ms`: not if this isolate started
+/// one less than a second ago. Every reader of an entry past its TTL would otherwise
+/// start one, and KV takes one write of a key a second.
+pub fn refill_due(key: &str, now_ms: u64) -> bool {
+    REFILLS.with(|r| {
+        let mut refills = r.borrow_mut();
+        if refills
+            .get(key)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < 1_000)
+        {
+            return false;
+        }
+        if refills.len() >= REFILLS_KEPT {
+            refills.retain(|_, at| now_ms.saturating_sub(*at) < 1_000);
+        }
+        refills.insert(key.to_owned(), now_ms);
+        true
+    })
+}
+
 /// How long KV keeps an entry: its TTL plus the grace, never under KV's minimum.
 pub fn kv_expiration_secs(ttl_secs: u64, grace_secs: u64) -> u64 {
     (ttl_secs + grace_secs).max(KV_MIN_TTL_SECS)
@@ -63,6 +94,14 @@ mod tests {
         assert_eq!(meta.freshness(11_000, 30), Freshness::Stale);
         assert_eq!(meta.freshness(41_000, 30), Freshness::Expired);
         assert_eq!(meta.remaining_secs(5_000), 6);
+    }
+
+    #[test]
+    fn a_key_is_refilled_once_a_second_at_most() {
+        assert!(refill_due("k", 10_000));
+        assert!((0..100).all(|i| !refill_due("k", 10_000 + i * 9)));
+        assert!(refill_due("other", 10_500), "each key on its own");
+        assert!(refill_due("k", 11_000));
     }
 
     #[test]

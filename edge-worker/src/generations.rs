@@ -10,13 +10,16 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
 
 use serde::{Deserialize, Serialize};
 use shared::keys::GenerationScope;
 use shared::BoardId;
 use worker::{
-    durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response,
-    SqlStorage, State,
+    durable_object, Delay, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit,
+    Response, SqlStorage, State,
 };
 
 /// A workspace's counters, by field (`shared::keys::GenerationScope::field`).
@@ -34,6 +37,13 @@ pub struct Known {
     pub incarnation: u64,
     #[serde(default)]
     pub edits: Vec<(u64, i64)>,
+}
+
+/// The objects' namespace, and how long a call to one may take before it counts as
+/// unanswered (`EDGE_OBJECT_TIMEOUT_MS`).
+pub struct Objects {
+    pub ns: ObjectNamespace,
+    pub timeout: Duration,
 }
 
 /// A bump: the fields to move by one, and the edit it logs, `(board, contact)`.
@@ -193,41 +203,39 @@ impl WorkspaceGenerations {
     }
 }
 
-/// A workspace's counters: this isolate's copy while younger than `max_age_ms` and read
-/// no earlier than `since_ms`, else the object's (`asked` is then called). `None` when the
-/// object cannot be asked. Requests in flight when the copy expires each ask: they cannot
+/// A workspace's counters, and whether they are current: this isolate's copy while
+/// younger than `max_age_ms` and read no earlier than `since_ms`, else the object's
+/// (`asked` is then called); when the object does not answer in time, the copy however
+/// old, as not current. `None` when there is neither. Requests in flight when the copy expires each ask: they cannot
 /// share one read, as the Workers runtime refuses a request awaiting I/O that another
 /// request started.
 pub async fn read(
-    ns: &ObjectNamespace,
+    objects: &Objects,
     (name, board): (&str, Option<i64>),
     now_ms: u64,
     (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
-) -> Option<Rc<Known>> {
+) -> Option<(Rc<Known>, bool)> {
     let cached = match board {
         Some(b) => format!("{name}#{b}"),
         None => name.to_owned(),
     };
-    let known = KNOWN.with(|k| {
-        k.borrow()
-            .get(&cached)
-            .filter(|(at, _)| now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms)
-            .map(|(_, known)| known.clone())
-    });
-    if known.is_some() {
-        return known;
+    let held = KNOWN.with(|k| k.borrow().get(&cached).cloned());
+    if let Some((at, known)) = &held {
+        if now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms {
+            return Some((known.clone(), true));
+        }
     }
     asked();
-    match ask(ns, name, Change::Read(board)).await {
+    match ask(objects, name, Change::Read(board)).await {
         Ok(known) => {
             let known = Rc::new(known);
             remember(&cached, now_ms, &known);
-            Some(known)
+            Some((known, true))
         }
         Err(e) => {
             worker::console_warn!("generations unreadable: {e}");
-            None
+            held.map(|(_, known)| (known, false))
         }
     }
 }
@@ -235,13 +243,13 @@ pub async fn read(
 /// Bumps `fields` of a workspace's counters and logs `edit` (`(board, contact)`); the
 /// counters right after.
 pub async fn bump(
-    ns: &ObjectNamespace,
+    objects: &Objects,
     name: &str,
     fields: Vec<String>,
     edit: Option<(i64, i64)>,
     now_ms: u64,
 ) -> worker::Result<Counters> {
-    let known = ask(ns, name, Change::Bump(Bumped { fields, edit })).await?;
+    let known = ask(objects, name, Change::Bump(Bumped { fields, edit })).await?;
     // This isolate's reads see the bump at once, those with a board's edits too.
     let with_edits = format!("{name}#");
     KNOWN.with(|k| {
@@ -254,8 +262,8 @@ pub async fn bump(
 }
 
 /// Raises each field of `raised` in object `name` to its value (never lowers one).
-pub async fn raise(ns: &ObjectNamespace, name: &str, raised: &Counters) -> worker::Result<()> {
-    ask(ns, name, Change::Raise(raised)).await.map(drop)
+pub async fn raise(objects: &Objects, name: &str, raised: &Counters) -> worker::Result<()> {
+    ask(objects, name, Change::Raise(raised)).await.map(drop)
 }
 
 enum Change<'a> {
@@ -275,7 +283,8 @@ fn remember(name: &str, now_ms: u64, known: &Rc<Known>) {
     });
 }
 
-async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Result<Known> {
+/// One call to object `name`, given up after `objects.timeout`.
+async fn ask(objects: &Objects, name: &str, change: Change<'_>) -> worker::Result<Known> {
     let mut init = RequestInit::new();
     let mut url = String::from("https://generations.internal/");
     let (method, body) = match change {
@@ -293,7 +302,16 @@ async fn ask(ns: &ObjectNamespace, name: &str, change: Change<'_>) -> worker::Re
         init.with_method(method).with_body(Some(body.into()));
     }
     let request = Request::new_with_init(&url, &init)?;
-    let mut response = ns.get_by_name(name)?.fetch_with_request(request).await?;
+    let stub = objects.ns.get_by_name(name)?;
+    let call = Box::pin(stub.fetch_with_request(request));
+    let mut response = match select(call, Box::pin(Delay::from(objects.timeout))).await {
+        Either::Left((response, _)) => response?,
+        Either::Right(_) => {
+            return Err(worker::Error::RustError(
+                "the generations object did not answer in time".into(),
+            ))
+        }
+    };
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
             "generations object answered {}",

@@ -19,7 +19,7 @@ use worker::{Context, Date, Env, Method, Request, Response};
 use crate::access::{self, Presented};
 use crate::config::Config;
 use crate::fail::{Fail, Result};
-use crate::freshness::{kv_expiration_secs, EntryMeta, Freshness};
+use crate::freshness::{kv_expiration_secs, refill_due, EntryMeta, Freshness};
 use crate::generations::{self, Counters, Known};
 use crate::metrics;
 use crate::origin_reply::{self, Fetched};
@@ -51,10 +51,9 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
                 let g = k.gens(&[GenerationScope::Counts]);
-                let key = cfg.keys.counts(&ws, g, &user);
-                (key, confirmed)
+                (cfg.keys.counts(&ws, g, &user), trust)
             });
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
             let asked = Asked::new(path, ws, user);
@@ -68,10 +67,9 @@ pub(crate) async fn handle(
             let q =
                 ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
             let known = counters(&cfg, &ws, Some(board.0)).await;
-            let key = known.as_ref().map(|(k, confirmed)| {
+            let key = known.as_ref().map(|(k, trust)| {
                 let g = k.gens(&GenerationScope::of_page(board, &q));
-                let key = cfg.keys.contacts(&ws, board, g, &q);
-                (key, *confirmed)
+                (cfg.keys.contacts(&ws, board, g, &q), *trust)
             });
             let path = format!("/api/boards/{board}/contacts{query}");
             let mut asked = Asked::new(path, ws, user);
@@ -92,10 +90,9 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
                 let g = k.gens(&GenerationScope::of_messages(&q));
-                let key = cfg.keys.messages(&ws, g, &q);
-                (key, confirmed)
+                (cfg.keys.messages(&ws, g, &q), trust)
             });
             let path = format!("/api/conversations/{conversation}/messages{query}");
             let asked = Asked::new(path, ws, user);
@@ -107,9 +104,9 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, confirmed)| {
+            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
                 let g = k.gens(&GenerationScope::of_message_search(&q));
-                (cfg.keys.message_search(&ws, g, &q), confirmed)
+                (cfg.keys.message_search(&ws, g, &q), trust)
             });
             let path = format!("/api/workspaces/{ws}/messages/search{query}");
             let asked = Asked::new(path, ws, user);
@@ -245,15 +242,20 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
 /// acknowledged before then. Unconfirmed counters may lack changes the origins could not
 /// push (the edge was away from them), so no KV entry built on them is served as a hit.
 /// `None` when the counters cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Counted, bool)> {
+async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Counted, Trust)> {
     let now = now_ms();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
     let max_age = cfg.confirmed_max_age_ms;
+    let trust = |current: bool, confirmed: bool| match (current, confirmed) {
+        (false, _) => Trust::Held,
+        (true, true) => Trust::Confirmed,
+        (true, false) => Trust::Unconfirmed,
+    };
     if max_age == 0 {
         let read = (cfg.generation_max_age_ms, 0);
-        let known = generations::read(&cfg.generations, (&name, board), now, read, asked);
-        return known.await.map(|known| (Counted { known, epoch: 0 }, true));
+        let known = generations::read(&cfg.generations, (&name, board), now, read, asked).await;
+        return known.map(|(known, current)| (Counted { known, epoch: 0 }, trust(current, true)));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
     let marks = cfg.keys.edge_drained();
@@ -267,15 +269,34 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
     let mark = mark.await;
     let drained_at = mark
         .as_ref()
-        .and_then(|m| m.counters.get(DRAINED).copied())
+        .filter(|(_, current)| *current)
+        .and_then(|(m, _)| m.counters.get(DRAINED).copied())
         .filter(|at| now.saturating_sub(*at) < max_age);
     let epoch = mark
         .as_ref()
-        .and_then(|m| m.counters.get(EPOCH).copied())
+        .and_then(|(m, _)| m.counters.get(EPOCH).copied())
         .unwrap_or(0);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
-    let known = generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
-    Some((Counted { known, epoch }, drained_at.is_some()))
+    let (known, current) =
+        generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
+    Some((
+        Counted { known, epoch },
+        trust(current, drained_at.is_some()),
+    ))
+}
+
+/// How far the counters behind a key may be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Current, read after the origins last said the edge has every change: KV answers.
+    Confirmed,
+    /// Current, but the origins have not said so lately: the origin answers, and what KV
+    /// holds stands in should it fail.
+    Unconfirmed,
+    /// The object did not answer: this isolate's last copy. What KV holds under it is
+    /// served `STALE` within its grace (never as fresh), and only what it does not hold
+    /// goes to the origin.
+    Held,
 }
 
 /// A workspace's counters as this isolate knows them, and the outbox's epoch.
@@ -336,23 +357,27 @@ async fn read(
     req: &Request,
     ctx: &Context,
     started: u64,
-    key: Option<(String, bool)>,
+    key: Option<(String, Trust)>,
     asked: Asked,
 ) -> Result<Response> {
     let location = colo(req);
-    // Without the generations no KV entry is known to be current: the origin answers,
-    // and nothing is stored.
-    let Some((key, confirmed)) = key else {
-        let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
+    let bypass = |data: String, source| {
         let meta = CacheMeta {
             status: CacheStatus::Bypass,
             source,
             ttl: 0,
-            edge_location: Some(location),
+            edge_location: Some(location.clone()),
             response_time_ms: (now_ms() - started) as f64,
         };
-        return answer(&data, meta);
+        answer(&data, meta)
     };
+    // Without the generations no KV entry is known to be current: the origin answers,
+    // and nothing is stored.
+    let Some((key, trust)) = key else {
+        let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
+        return bypass(data, source);
+    };
+    let confirmed = trust == Trust::Confirmed;
     let now = now_ms();
     let held = kv_get(&cfg.kv, &key).await.map(|(value, meta)| {
         let (data, current) = asked.held(value);
@@ -362,13 +387,26 @@ async fn read(
         (confirmed && current).then(|| meta.freshness(now, cfg.grace_secs))
     };
     let (status, source, data, meta) = match held {
+        Some((data, meta, _))
+            if trust == Trust::Held
+                && meta.freshness(now, cfg.grace_secs) != Freshness::Expired =>
+        {
+            (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
+        }
+        _ if trust == Trust::Held => {
+            let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
+            return bypass(data, source);
+        }
         Some((data, meta, current)) if freshness(&meta, current) == Some(Freshness::Fresh) => {
             (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
         }
         Some((data, meta, current)) if freshness(&meta, current) == Some(Freshness::Stale) => {
-            ctx.wait_until(async move {
-                let _ = fill(&cfg, &key, &asked).await;
-            });
+            if refill_due(&key, now) {
+                metrics::isolate(|m| m.refill());
+                ctx.wait_until(async move {
+                    let _ = fill(&cfg, &key, &asked).await;
+                });
+            }
             (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
         }
         // Past the grace, nothing held, or unconfirmed counters: the origin; should it
@@ -512,7 +550,9 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
             let now = now_ms();
             let name = cfg.keys.edge_drained();
             let mark = generations::read(&cfg.generations, (&name, None), now, (0, 0), || ()).await;
-            let ago = mark.and_then(|m| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));
+            let ago = mark
+                .filter(|(_, current)| *current)
+                .and_then(|(m, _)| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));
             json!({
                 "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,
                 "drained_ms_ago": ago,

@@ -30,6 +30,8 @@ pub struct Metrics {
     /// Requests to the generations' Durable Objects made to read them (what the object
     /// costs per isolate; bumps are one each on top).
     object_reads: u64,
+    /// Background refills of entries past their TTL this isolate started.
+    refills: u64,
     latencies_ms: VecDeque<f64>,
 }
 
@@ -51,6 +53,10 @@ impl Metrics {
 
     pub fn object_read(&mut self) {
         self.object_reads += 1;
+    }
+
+    pub fn refill(&mut self) {
+        self.refills += 1;
     }
 
     pub fn error(&mut self, ms: f64) {
@@ -99,6 +105,7 @@ impl Metrics {
                 "database_hits": self.database_hits,
             },
             "generations": {"object_reads": self.object_reads},
+            "refills": {"started": self.refills},
         })
     }
 }

@@ -712,6 +712,81 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         assert_eq!(now["data"]["_cache"]["status"], "HIT", "{path}: {now}");
         assert_eq!(payload(&now), payload(held), "{path}");
     }
+
+    // A hundred readers of the counts past their TTL (2 s here): each is answered from KV
+    // at once (STALE, or HIT once the refill landed), and the isolate refills the entry
+    // once, not once per reader.
+    let set_ttl = |secs: u32| {
+        reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{origin_port}/api/cache-settings/workspace/{WS}/settings"
+            ))
+            .bearer_auth(admin_token())
+            .json(&json!({"cacheConfig": {"contactCountsTTL": secs}}))
+            .send()
+    };
+    assert_eq!(set_ttl(2).await.expect("settings").status(), StatusCode::OK);
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "MISS"
+    })
+    .await;
+    edge.within_a_second(&counts, &user, WS, |now| {
+        now["data"]["_cache"]["status"] == "HIT"
+    })
+    .await;
+    // Waiting out the TTL is the point here: past it, the entry is stale.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let refills = || async {
+        let metrics: Value = reqwest::get(format!("{}/metrics", edge.base))
+            .await
+            .expect("edge metrics")
+            .json()
+            .await
+            .expect("json");
+        metrics["metrics"]["refills"]["started"]
+            .as_u64()
+            .expect("refills")
+    };
+    let before = refills().await;
+    let started = Instant::now();
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (http, url, user) = (
+            edge.http.clone(),
+            format!("{}{counts}", edge.base),
+            user.clone(),
+        );
+        readers.spawn(async move {
+            let r = http
+                .get(url)
+                .bearer_auth(user)
+                .header("X-Workspace-ID", WS)
+                .send()
+                .await
+                .expect("read");
+            assert_eq!(r.status(), StatusCode::OK);
+            let body: Value = r.json().await.expect("json");
+            body["data"]["_cache"]["status"].as_str().map(str::to_owned)
+        });
+    }
+    let statuses = readers.join_all().await;
+    let took = started.elapsed();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s.as_deref(), Some("STALE" | "HIT"))),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s.as_deref() == Some("STALE")));
+    let started_refills = refills().await - before;
+    assert!(
+        started_refills >= 1 && started_refills <= 1 + took.as_secs(),
+        "{started_refills} refills for 100 readers in {took:?}"
+    );
+    assert_eq!(
+        set_ttl(300).await.expect("settings").status(),
+        StatusCode::OK
+    );
     // An edit (an admin's: the seeded message is someone else's) reaches every page of
     // its conversation at the edge, the older ones too.
     let edited_id = &older_hit["data"]["messages"][2]["id"];
