@@ -15,6 +15,8 @@ use crate::fail::{Fail, Result};
 /// `exp`), and how many one isolate remembers.
 const VERIFIED_FOR_SECS: u64 = 60;
 const VERIFIED_MAX: usize = 10_000;
+/// Longer tokens are verified every time: the remembered ones stay within ~20 MB.
+const REMEMBERED_TOKEN_BYTES: usize = 2_048;
 
 /// Verified tokens: their claims, and until when (s) they are trusted.
 type Remembered = HashMap<Box<str>, (Rc<Claims>, u64)>;
@@ -38,6 +40,9 @@ fn verified(tokens: &TokenVerifier, token: &str, now_secs: u64) -> Option<Rc<Cla
         return known;
     }
     let claims = Rc::new(tokens.verify(token).ok()?);
+    if token.len() > REMEMBERED_TOKEN_BYTES {
+        return Some(claims);
+    }
     let until = claims.exp.min(now_secs + VERIFIED_FOR_SECS);
     VERIFIED.with(|v| {
         let mut v = v.borrow_mut();

@@ -136,6 +136,7 @@ impl Settings {
             object_timeout: Duration::from_millis(
                 var(env, "EDGE_OBJECT_TIMEOUT_MS")
                     .and_then(|v| v.parse().ok())
+                    .filter(|ms| (1..=60_000).contains(ms))
                     .unwrap_or(500),
             ),
             grace_secs: var(env, "STALE_GRACE_SECS")

@@ -16,7 +16,7 @@ use futures_util::future::{select, Either};
 
 use serde::{Deserialize, Serialize};
 use shared::keys::GenerationScope;
-use shared::BoardId;
+use shared::{BoardId, ConversationId};
 use worker::{
     durable_object, Delay, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit,
     Response, SqlStorage, State,
@@ -43,6 +43,7 @@ pub struct Known {
 /// unanswered (`EDGE_OBJECT_TIMEOUT_MS`).
 pub struct Objects {
     pub ns: ObjectNamespace,
+    /// The deadline of a read.
     pub timeout: Duration,
 }
 
@@ -61,11 +62,27 @@ thread_local! {
     /// Counters this isolate read, by object name (and board, for its edits), with when it
     /// read them.
     static KNOWN: RefCell<HashMap<String, (u64, Rc<Known>)>> = RefCell::new(HashMap::new());
+    /// Objects that did not answer a read, by name, with when (ms) to ask again.
+    static UNANSWERED: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
 }
 
 #[durable_object]
 pub struct WorkspaceGenerations {
     sql: SqlStorage,
+    /// Conversations whose counters the object keeps (`EDGE_MAX_CONVERSATION_COUNTERS`):
+    /// past it, the idlest half is folded into `Threads` (`fold_idle`).
+    max_conversations: i64,
+}
+
+/// The default of `EDGE_MAX_CONVERSATION_COUNTERS`.
+const MAX_CONVERSATIONS: i64 = 1_000;
+
+/// The conversation a counter is of (`c{id}h`, `c{id}t`: `GenerationScope::Head`, `Thread`).
+fn conversation_of(field: &str) -> Option<i64> {
+    let id = field.strip_prefix('c')?.strip_suffix(['h', 't'])?;
+    id.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| id.parse().ok())?
 }
 
 #[derive(Deserialize)]
@@ -81,13 +98,14 @@ struct EditRow {
 }
 
 impl DurableObject for WorkspaceGenerations {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         for table in [
             "CREATE TABLE IF NOT EXISTS generations (field TEXT PRIMARY KEY, value INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS edits (board INTEGER NOT NULL, seq INTEGER NOT NULL, \
              contact INTEGER NOT NULL, PRIMARY KEY (board, seq))",
             "CREATE TABLE IF NOT EXISTS incarnation (at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS touched (conversation INTEGER PRIMARY KEY, at INTEGER NOT NULL)",
         ] {
             if let Err(e) = sql.exec(table, None) {
                 worker::console_error!("generations tables: {e}");
@@ -100,7 +118,14 @@ impl DurableObject for WorkspaceGenerations {
         if let Err(e) = made {
             worker::console_error!("generations incarnation: {e}");
         }
-        Self { sql }
+        let max_conversations = crate::config::var(&env, "EDGE_MAX_CONVERSATION_COUNTERS")
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n >= 2)
+            .unwrap_or(MAX_CONVERSATIONS);
+        Self {
+            sql,
+            max_conversations,
+        }
     }
 
     /// `GET`: the counters, and with `?board=` that board's edits. `POST` with fields (and
@@ -124,7 +149,14 @@ impl DurableObject for WorkspaceGenerations {
         }
         if req.method() == Method::Post {
             let bumped: Bumped = req.json().await?;
+            let now = worker::Date::now().as_millis() as i64;
             for field in bumped.fields {
+                if let Some(conversation) = conversation_of(&field) {
+                    self.sql.exec(
+                        "INSERT OR REPLACE INTO touched (conversation, at) VALUES (?, ?)",
+                        vec![conversation.into(), now.into()],
+                    )?;
+                }
                 self.sql.exec(
                     "INSERT INTO generations (field, value) VALUES (?, 1) \
                      ON CONFLICT (field) DO UPDATE SET value = value + 1",
@@ -134,6 +166,7 @@ impl DurableObject for WorkspaceGenerations {
             if let Some((board, contact)) = bumped.edit {
                 self.log_edit(board, contact)?;
             }
+            self.fold_idle()?;
         }
         let rows: Vec<Row> = self
             .sql
@@ -176,7 +209,73 @@ impl DurableObject for WorkspaceGenerations {
     }
 }
 
+#[derive(Deserialize)]
+struct Counted {
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct Conversation {
+    conversation: i64,
+}
+
 impl WorkspaceGenerations {
+    /// Keeps the counters of at most `max_conversations` conversations: past it, the
+    /// idlest half's `Head` and `Thread` counters are deleted and `Threads`, part of every
+    /// page of messages' key, is raised by their sum and one. Every such key's sum of
+    /// counters then still only grows (a folded conversation's by more than it had), so
+    /// no key made before the fold is met again; the pages of other conversations miss
+    /// once, which folding half at a time makes rare.
+    fn fold_idle(&self) -> worker::Result<()> {
+        let counted: Vec<Counted> = self
+            .sql
+            .exec("SELECT count(*) AS n FROM touched", None)?
+            .to_array()?;
+        let n = counted.first().map_or(0, |c| c.n);
+        if n <= self.max_conversations {
+            return Ok(());
+        }
+        let idle: Vec<Conversation> = self
+            .sql
+            .exec(
+                "SELECT conversation FROM touched ORDER BY at, conversation LIMIT ?",
+                vec![(n - self.max_conversations / 2).into()],
+            )?
+            .to_array()?;
+        let mut folded: i64 = 0;
+        for c in idle {
+            let fields = [
+                GenerationScope::Head(ConversationId(c.conversation)).field(),
+                GenerationScope::Thread(ConversationId(c.conversation)).field(),
+            ];
+            for field in fields {
+                let rows: Vec<Row> = self
+                    .sql
+                    .exec(
+                        "DELETE FROM generations WHERE field = ? RETURNING field, value",
+                        vec![field.into()],
+                    )?
+                    .to_array()?;
+                folded = rows
+                    .iter()
+                    .fold(folded, |sum, r| sum.saturating_add(r.value));
+            }
+            self.sql.exec(
+                "DELETE FROM touched WHERE conversation = ?",
+                vec![c.conversation.into()],
+            )?;
+        }
+        self.sql.exec(
+            "INSERT INTO generations (field, value) VALUES (?, ?) \
+             ON CONFLICT (field) DO UPDATE SET value = value + excluded.value",
+            vec![
+                GenerationScope::Threads.field().into(),
+                folded.saturating_add(1).into(),
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Logs `contact` at `board`'s current `Rows` value (just bumped with it), keeping the
     /// board's latest `rows::LOG_LEN` edits.
     fn log_edit(&self, board: i64, contact: i64) -> worker::Result<()> {
@@ -226,8 +325,14 @@ pub async fn read(
             return Some((known.clone(), true));
         }
     }
+    // An object that just failed to answer is not asked again for a second: every
+    // request would otherwise wait out its deadline, and pile onto it.
+    let away = UNANSWERED.with(|u| u.borrow().get(name).is_some_and(|until| now_ms < *until));
+    if away {
+        return held.map(|(_, known)| (known, false));
+    }
     asked();
-    match ask(objects, name, Change::Read(board)).await {
+    match ask(objects, name, Change::Read(board), Some(objects.timeout)).await {
         Ok(known) => {
             let known = Rc::new(known);
             remember(&cached, now_ms, &known);
@@ -235,6 +340,13 @@ pub async fn read(
         }
         Err(e) => {
             worker::console_warn!("generations unreadable: {e}");
+            UNANSWERED.with(|u| {
+                let mut u = u.borrow_mut();
+                if u.len() >= MAX_KNOWN {
+                    u.clear();
+                }
+                u.insert(name.to_owned(), now_ms + 1_000);
+            });
             held.map(|(_, known)| (known, false))
         }
     }
@@ -249,7 +361,7 @@ pub async fn bump(
     edit: Option<(i64, i64)>,
     now_ms: u64,
 ) -> worker::Result<Counters> {
-    let known = ask(objects, name, Change::Bump(Bumped { fields, edit })).await?;
+    let known = ask(objects, name, Change::Bump(Bumped { fields, edit }), None).await?;
     // This isolate's reads see the bump at once, those with a board's edits too.
     let with_edits = format!("{name}#");
     KNOWN.with(|k| {
@@ -263,7 +375,9 @@ pub async fn bump(
 
 /// Raises each field of `raised` in object `name` to its value (never lowers one).
 pub async fn raise(objects: &Objects, name: &str, raised: &Counters) -> worker::Result<()> {
-    ask(objects, name, Change::Raise(raised)).await.map(drop)
+    ask(objects, name, Change::Raise(raised), None)
+        .await
+        .map(drop)
 }
 
 enum Change<'a> {
@@ -273,9 +387,14 @@ enum Change<'a> {
     Raise(&'a Counters),
 }
 
+/// Keeps `known`, read at `now_ms`, unless a copy read later is there already (a read
+/// that started before a bump through this isolate must not put back what it replaced).
 fn remember(name: &str, now_ms: u64, known: &Rc<Known>) {
     KNOWN.with(|k| {
         let mut all = k.borrow_mut();
+        if all.get(name).is_some_and(|(at, _)| *at > now_ms) {
+            return;
+        }
         if all.len() >= MAX_KNOWN {
             all.clear();
         }
@@ -283,8 +402,14 @@ fn remember(name: &str, now_ms: u64, known: &Rc<Known>) {
     });
 }
 
-/// One call to object `name`, given up after `objects.timeout`.
-async fn ask(objects: &Objects, name: &str, change: Change<'_>) -> worker::Result<Known> {
+/// One call to object `name`, given up after `deadline` if there is one. Reads have
+/// one; changes do not: giving up would not undo one the object applies after.
+async fn ask(
+    objects: &Objects,
+    name: &str,
+    change: Change<'_>,
+    deadline: Option<Duration>,
+) -> worker::Result<Known> {
     let mut init = RequestInit::new();
     let mut url = String::from("https://generations.internal/");
     let (method, body) = match change {
@@ -304,13 +429,16 @@ async fn ask(objects: &Objects, name: &str, change: Change<'_>) -> worker::Resul
     let request = Request::new_with_init(&url, &init)?;
     let stub = objects.ns.get_by_name(name)?;
     let call = Box::pin(stub.fetch_with_request(request));
-    let mut response = match select(call, Box::pin(Delay::from(objects.timeout))).await {
-        Either::Left((response, _)) => response?,
-        Either::Right(_) => {
-            return Err(worker::Error::RustError(
-                "the generations object did not answer in time".into(),
-            ))
-        }
+    let mut response = match deadline {
+        None => call.await?,
+        Some(deadline) => match select(call, Box::pin(Delay::from(deadline))).await {
+            Either::Left((response, _)) => response?,
+            Either::Right(_) => {
+                return Err(worker::Error::RustError(
+                    "the generations object did not answer in time".into(),
+                ))
+            }
+        },
     };
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(

@@ -130,10 +130,14 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             pushed(&cfg, &req)?;
             let (ws, change) = Push::parse(&req.text().await?)?;
-            let bumped = bump(&cfg, &ws, &change).await?;
+            let (bumped, held) = bump(&cfg, &ws, &change).await?;
             Ok(json_response(
                 200,
-                success_body(&json!({"invalidated": bumped.len(), "generations": bumped})),
+                success_body(&json!({
+                    "invalidated": bumped.len(),
+                    "generations": bumped,
+                    "countersHeld": held,
+                })),
             )?)
         }
     }
@@ -276,13 +280,14 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
         .as_ref()
         .and_then(|(m, _)| m.counters.get(EPOCH).copied())
         .unwrap_or(0);
+    // The marks' object away, nobody can say whether the edge has every change: what KV
+    // holds is served as stale, as when the workspace's own object is away.
+    let marks_away = !mark.as_ref().is_some_and(|(_, current)| *current);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
     let (known, current) =
         generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
-    Some((
-        Counted { known, epoch },
-        trust(current, drained_at.is_some()),
-    ))
+    let trust = trust(current && !marks_away, drained_at.is_some());
+    Some((Counted { known, epoch }, trust))
 }
 
 /// How far the counters behind a key may be trusted.
@@ -507,7 +512,7 @@ async fn invalidate(
     )
     .await?;
     origin_reply::read(status, &reply)?;
-    let bumped = bump(cfg, ws, &change).await?;
+    let (bumped, _) = bump(cfg, ws, &change).await?;
     Ok(json_response(
         200,
         success_body(&json!({
@@ -521,8 +526,9 @@ async fn invalidate(
 }
 
 /// Moves on the generations that `change` covers, in the workspace's object (so at
-/// every location); the new value of each. Not done: a retryable 503.
-async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counters> {
+/// every location); the new value of each, and how many counters the object holds. Not
+/// done: a retryable 503.
+async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<(Counters, usize)> {
     let fields: Vec<String> = change.scopes().iter().map(|s| s.field()).collect();
     let name = cfg.keys.generations(ws);
     let edit = match change {
@@ -532,10 +538,11 @@ async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<Counte
     let counters = generations::bump(&cfg.generations, &name, fields.clone(), edit, now_ms())
         .await
         .map_err(objects_unavailable("move its generations"))?;
-    Ok(fields
+    let bumped = fields
         .into_iter()
         .filter_map(|f| counters.get(&f).map(|v| (f, *v)))
-        .collect())
+        .collect();
+    Ok((bumped, counters.len()))
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {

@@ -134,6 +134,10 @@ pub enum GenerationScope {
     Head(ConversationId),
     /// A message of the conversation edited or deleted: part of every page's key.
     Thread(ConversationId),
+    /// Part of every page of messages' key: the edge's object folds the `Head` and `Thread`
+    /// counters of idle conversations into it (raising it past their sum, so no key made
+    /// before comes back), which keeps its table as large as what is active.
+    Threads,
     /// Every message search of the workspace: bumped by changes whose words are unknown
     /// (an edit, a delete, another writer's message, a contact renamed or deleted).
     Said,
@@ -157,6 +161,7 @@ impl GenerationScope {
             Self::Workspace => return out.push_str(WORKSPACE_FIELD),
             Self::Counts => return out.push_str("counts"),
             Self::Conversations => return out.push_str("cv"),
+            Self::Threads => return out.push_str("th"),
             Self::Said => return out.push_str("said"),
             Self::Words(bucket) => {
                 out.push('w');
@@ -209,7 +214,7 @@ impl GenerationScope {
     /// What a page of messages depends on: every page on the thread's edits, the head
     /// page also on what was appended.
     pub fn of_messages(q: &MessageQuery) -> Vec<Self> {
-        let mut scopes = vec![Self::Thread(q.conversation)];
+        let mut scopes = vec![Self::Threads, Self::Thread(q.conversation)];
         if q.is_head() {
             scopes.push(Self::Head(q.conversation));
         }
@@ -661,6 +666,7 @@ mod tests {
             (GenerationScope::Rows(b), "b12r"),
             (GenerationScope::Head(c), "c7h"),
             (GenerationScope::Thread(c), "c7t"),
+            (GenerationScope::Threads, "th"),
         ] {
             assert_eq!(scope.field(), name);
         }

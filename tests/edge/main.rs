@@ -320,6 +320,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         ("EDGE_PUSH_KEY_PREVIOUS", OLD_PUSH_KEY),
         ("CACHE_NAMESPACE", &namespace),
         ("ORIGIN_TIMEOUT_MS", "3000"),
+        ("EDGE_MAX_CONVERSATION_COUNTERS", "40"),
     ];
     let mut wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
     let edge = Edge {
@@ -787,6 +788,51 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         set_ttl(300).await.expect("settings").status(),
         StatusCode::OK
     );
+
+    // The workspace's object keeps the counters of the 40 conversations with messages
+    // last (this test's setting): three hundred conversations later it holds no more, and
+    // the conversations it folded away are never served from before the fold.
+    let held_head = edge
+        .within_a_second(&head, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let r = reqwest::Client::new()
+            .post(format!("{}/internal/changes", edge.base))
+            .header("X-Internal-Key", PUSH_KEY)
+            .json(&json!({"workspaceId": WS, "conversation": [1_000_000 + i, "appended"]}))
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r: Value = r.json().await.expect("json");
+        held.push(r["data"]["countersHeld"].as_u64().expect("countersHeld"));
+    }
+    let most = held.iter().max().copied().unwrap_or(0);
+    assert!(
+        most <= held[0] + 2 * 40 + 2,
+        "the object grew from {} to {most} counters",
+        held[0]
+    );
+    let (_, after_fold) = edge.get(&head, &user, WS).await;
+    assert_eq!(payload(&after_fold), payload(&held_head));
+    let later = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
+        ))
+        .bearer_auth(&user)
+        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "after the fold"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(later.status(), StatusCode::CREATED);
+    let later: Value = later.json().await.expect("json");
+    edge.within_a_second(&head, &user, WS, |now| {
+        now["data"]["messages"][0]["id"] == later["data"]["id"]
+    })
+    .await;
     // An edit (an admin's: the seeded message is someone else's) reaches every page of
     // its conversation at the edge, the older ones too.
     let edited_id = &older_hit["data"]["messages"][2]["id"];
