@@ -428,6 +428,7 @@ async fn ask(
     }
     let request = Request::new_with_init(&url, &init)?;
     let stub = objects.ns.get_by_name(name)?;
+    crate::metrics::isolate(|m| m.object_requested());
     let call = Box::pin(stub.fetch_with_request(request));
     let mut response = match deadline {
         None => call.await?,

@@ -547,7 +547,10 @@ async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<(Count
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
     let kv_available = match env.kv("CACHE_KV") {
-        Ok(kv) => kv.get("health-probe").text().await.is_ok(),
+        Ok(kv) => {
+            metrics::isolate(|m| m.kv_read());
+            kv.get("health-probe").text().await.is_ok()
+        }
         Err(_) => false,
     };
     // How long ago the origin last found its outbox drained: past

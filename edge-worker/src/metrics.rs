@@ -32,6 +32,12 @@ pub struct Metrics {
     object_reads: u64,
     /// Background refills of entries past their TTL this isolate started.
     refills: u64,
+    /// What the platform bills: invocations, KV reads and writes, requests to Durable
+    /// Objects (reads, bumps and raises).
+    invocations: u64,
+    kv_reads: u64,
+    kv_writes: u64,
+    object_requests: u64,
     latencies_ms: VecDeque<f64>,
 }
 
@@ -57,6 +63,22 @@ impl Metrics {
 
     pub fn refill(&mut self) {
         self.refills += 1;
+    }
+
+    pub fn invoked(&mut self) {
+        self.invocations += 1;
+    }
+
+    pub fn kv_read(&mut self) {
+        self.kv_reads += 1;
+    }
+
+    pub fn kv_written(&mut self) {
+        self.kv_writes += 1;
+    }
+
+    pub fn object_requested(&mut self) {
+        self.object_requests += 1;
     }
 
     pub fn error(&mut self, ms: f64) {
@@ -106,6 +128,12 @@ impl Metrics {
             },
             "generations": {"object_reads": self.object_reads},
             "refills": {"started": self.refills},
+            "operations": {
+                "invocations": self.invocations,
+                "kv_reads": self.kv_reads,
+                "kv_writes": self.kv_writes,
+                "object_requests": self.object_requests,
+            },
         })
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn colo(req: &Request) -> String {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started = now_ms();
+    metrics::isolate(|m| m.invoked());
     let origin = req.headers().get("Origin").ok().flatten();
     let mut response = match handle(req, &env, &ctx, started).await {
         Ok(r) => r,
@@ -113,6 +114,7 @@ fn allow_cors(response: &mut Response, env: &Env, origin: Option<&str>) {
 
 /// What KV holds under `key`, with its freshness; nothing when KV cannot be read.
 pub(crate) async fn kv_get(kv: &KvStore, key: &str) -> Option<(String, EntryMeta)> {
+    metrics::isolate(|m| m.kv_read());
     match kv.get(key).text_with_metadata::<EntryMeta>().await {
         Ok((Some(data), Some(meta))) => Some((data, meta)),
         _ => None,
@@ -128,6 +130,7 @@ pub(crate) async fn kv_put(
     meta: EntryMeta,
     expiration_secs: u64,
 ) {
+    metrics::isolate(|m| m.kv_written());
     let put = kv
         .put(key, data)
         .and_then(|p| p.expiration_ttl(expiration_secs).metadata(meta));

@@ -49,6 +49,33 @@ pub struct Row {
     /// For edge runs: requests to the generations' Durable Object per second (one
     /// isolate in `wrangler dev`).
     pub object_reads_per_sec: Option<f64>,
+    /// For edge runs: the platform operations per million reads, and what a billion reads
+    /// cost at `PRICES_PER_MILLION`.
+    pub cost: Option<Value>,
+}
+
+/// Workers Paid list prices in USD per million, beyond the plan's monthly inclusions, as
+/// developers.cloudflare.com gave them on 2026-12-06: requests (invocations), KV reads, KV
+/// writes, Durable Object requests. Durations, CPU time and storage are not counted.
+pub const PRICES_PER_MILLION: [(&str, f64); 4] = [
+    ("invocations", 0.30),
+    ("kv_reads", 0.50),
+    ("kv_writes", 5.00),
+    ("object_requests", 0.15),
+];
+
+/// The operations an edge run made per million reads answered, and their price for a
+/// billion reads.
+fn cost(before: &EdgeCounts, after: &EdgeCounts) -> Value {
+    let reads = ((after.hits + after.misses) - (before.hits + before.misses)).max(1) as f64;
+    let mut per_million = serde_json::Map::new();
+    let mut dollars = 0.0;
+    for (i, (name, price)) in PRICES_PER_MILLION.iter().enumerate() {
+        let n = (after.operations[i] - before.operations[i]) as f64 * 1e6 / reads;
+        dollars += n * price / 1e6 * 1_000.0;
+        per_million.insert((*name).to_owned(), json!(n));
+    }
+    json!({"operationsPerMillionReads": per_million, "dollarsPerBillionReads": dollars})
 }
 
 /// Every target at every concurrency, for both reads.
@@ -183,14 +210,14 @@ pub async fn measure(
                 order.extend((0..peers.len()).map(|k| peers[(round + k) % peers.len()]));
             }
             let mut runs: Vec<Vec<Outcome>> = vec![Vec::new(); targets.len()];
-            let mut edge_figures = vec![(None, None); targets.len()];
+            let mut edge_figures = vec![(None, None, None); targets.len()];
             for t in order {
                 let (target, base, requests) = &targets[t];
                 let is_edge = base == edge_base;
                 let before = if is_edge {
                     edge_lookups(edge_base).await
                 } else {
-                    (0, 0, 0)
+                    EdgeCounts::default()
                 };
                 let outcome = wrk::run(&Load {
                     base,
@@ -199,23 +226,25 @@ pub async fn measure(
                     connections: c,
                     duration: plan.run_for,
                 });
-                let (kv_miss_share, object_reads_per_sec) = if is_edge {
+                let (kv_miss_share, object_reads_per_sec, cost) = if is_edge {
                     let after = edge_lookups(edge_base).await;
-                    let (hits, misses) = (after.0 - before.0, after.1 - before.1);
-                    let reads = (after.2 - before.2) as f64 / plan.run_for.as_secs_f64();
+                    let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+                    let reads = (after.object_reads - before.object_reads) as f64
+                        / plan.run_for.as_secs_f64();
                     (
                         Some(misses as f64 / (hits + misses).max(1) as f64),
                         Some(reads),
+                        Some(cost(&before, &after)),
                     )
                 } else {
-                    (None, None)
+                    (None, None, None)
                 };
                 eprintln!("{read} {target} c={c}: {outcome:?} kv misses {kv_miss_share:?}");
                 runs[t].push(outcome);
-                edge_figures[t] = (kv_miss_share, object_reads_per_sec);
+                edge_figures[t] = (kv_miss_share, object_reads_per_sec, cost);
             }
             for (t, (target, ..)) in targets.iter().enumerate() {
-                let (kv_miss_share, object_reads_per_sec) = edge_figures[t];
+                let (kv_miss_share, object_reads_per_sec, cost) = edge_figures[t].clone();
                 rows.push(Row {
                     read,
                     target,
@@ -223,6 +252,7 @@ pub async fn measure(
                     outcome: wrk::median(&runs[t]),
                     kv_miss_share,
                     object_reads_per_sec,
+                    cost,
                 });
             }
         }
@@ -276,7 +306,17 @@ pub async fn body_of(base: &str, ws: &str, req: &Req) -> Vec<u8> {
 
 /// The edge's lookups so far (hits, misses) and its reads of the generations' object,
 /// from its `/metrics`.
-pub async fn edge_lookups(base: &str) -> (u64, u64, u64) {
+/// What the edge isolate counted so far.
+#[derive(Debug, Default)]
+pub struct EdgeCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub object_reads: u64,
+    /// In the order of `PRICES_PER_MILLION`.
+    pub operations: [u64; 4],
+}
+
+pub async fn edge_lookups(base: &str) -> EdgeCounts {
     let v: Value = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("edge metrics")
@@ -285,11 +325,13 @@ pub async fn edge_lookups(base: &str) -> (u64, u64, u64) {
         .expect("edge metrics json");
     let requests = find(&v, "cache_misses").unwrap_or(&Value::Null);
     let objects = find(&v, "object_reads").unwrap_or(&Value::Null);
-    (
-        requests["cache_hits"].as_u64().unwrap_or(0),
-        requests["cache_misses"].as_u64().unwrap_or(0),
-        objects["object_reads"].as_u64().unwrap_or(0),
-    )
+    let operations = find(&v, "kv_writes").unwrap_or(&Value::Null);
+    EdgeCounts {
+        hits: requests["cache_hits"].as_u64().unwrap_or(0),
+        misses: requests["cache_misses"].as_u64().unwrap_or(0),
+        object_reads: objects["object_reads"].as_u64().unwrap_or(0),
+        operations: PRICES_PER_MILLION.map(|(name, _)| operations[name].as_u64().unwrap_or(0)),
+    }
 }
 
 /// The object holding `key`, however deep in `v`.

@@ -79,6 +79,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
                 "p99Ms": row.outcome.p99_us / 1000.0, "errors": row.outcome.errors,
                 "kvMissShare": row.kv_miss_share,
                 "objectReadsPerSec": row.object_reads_per_sec,
+                "cost": row.cost,
             })
         })
         .collect();
