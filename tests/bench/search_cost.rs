@@ -4,7 +4,7 @@
 //! turns (with, without, with, without) so that neither has the quieter half of the run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use origin::store::fields::ContactFields;
 use origin::store::messages::NewMessage;
@@ -17,7 +17,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::plan::Plan;
-use crate::rng::Rng;
+use crate::writes;
 use e2e::origins;
 
 const WRITERS: u64 = 8;
@@ -135,46 +135,46 @@ async fn prepared(plan: &Plan, suffix: &str, plain: bool) -> Target {
 /// Writes a second of `write` on `target` from `WRITERS` tasks for `run_for`.
 async fn per_sec(target: &Target, write: Write, run_for: Duration) -> f64 {
     let ws = WorkspaceId::parse(WORKSPACE).expect("workspace");
-    let deadline = Instant::now() + run_for;
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let (store, ws) = (target.store.clone(), ws.clone());
-            let (conversations, contacts) = (target.conversations.clone(), target.contacts.clone());
-            tokio::spawn(async move {
-                let mut rng = Rng::seeded(w + 1);
-                let mut done = 0u64;
-                while Instant::now() < deadline {
-                    let (a, b) = (WORDS[rng.below(12)], WORDS[rng.below(12)]);
-                    match write {
-                        Write::Post => {
-                            let message = NewMessage {
-                                sender_type: SenderType::Agent,
-                                sender_id: Some("user_1".into()),
-                                body: format!("About the {a}: the {b} is done #{done}"),
-                            };
-                            let c = conversations[rng.below(conversations.len())];
-                            store.post_message(&ws, c, &message).await.expect("post");
-                        }
-                        Write::Rename => {
-                            let fields = ContactFields {
-                                name: Some(format!("{a} {b}{done}")),
-                                ..ContactFields::default()
-                            };
-                            let c = contacts[rng.below(contacts.len())];
-                            store.update_contact(&ws, c, fields).await.expect("rename");
-                        }
-                    }
-                    done += 1;
+    let (store, conversations, contacts) = (
+        target.store.clone(),
+        target.conversations.clone(),
+        target.contacts.clone(),
+    );
+    writes::per_sec(WRITERS, run_for, move |r, done| {
+        let (store, ws) = (store.clone(), ws.clone());
+        let (a, b) = (WORDS[r % WORDS.len()], WORDS[r / WORDS.len() % WORDS.len()]);
+        let pick = r / (WORDS.len() * WORDS.len());
+        let (conversation, contact) = (
+            conversations[pick % conversations.len()],
+            contacts[pick % contacts.len()],
+        );
+        async move {
+            match write {
+                Write::Post => {
+                    let message = NewMessage {
+                        sender_type: SenderType::Agent,
+                        sender_id: Some("user_1".into()),
+                        body: format!("About the {a}: the {b} is done #{done}"),
+                    };
+                    store
+                        .post_message(&ws, conversation, &message)
+                        .await
+                        .expect("post");
                 }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("writer");
-    }
-    total as f64 / run_for.as_secs_f64()
+                Write::Rename => {
+                    let fields = ContactFields {
+                        name: Some(format!("{a} {b}{done}")),
+                        ..ContactFields::default()
+                    };
+                    store
+                        .update_contact(&ws, contact, fields)
+                        .await
+                        .expect("rename");
+                }
+            }
+        }
+    })
+    .await
 }
 
 pub async fn measure(plan: &Plan) -> Value {

@@ -30,28 +30,22 @@ const COUNTED: &str = "UPDATE contacts SET \
     assigned_to = CASE WHEN assigned_to IS NULL THEN 'user_1' ELSE NULL END, \
     updated_at = now() WHERE workspace_id = $1 AND id = $2";
 
-async fn writes_per_sec(
-    db: &PgPool,
-    ws: &str,
-    ids: &Arc<Vec<i64>>,
-    sql: &'static str,
-    run_for: Duration,
-) -> f64 {
+/// Writes a second by `writers` tasks for `run_for`, each calling `write` with a random
+/// number and how many writes it made so far, one write at a time.
+pub async fn per_sec<F, Fut>(writers: u64, run_for: Duration, write: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let deadline = Instant::now() + run_for;
-    let tasks: Vec<_> = (0..WRITERS)
+    let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let (db, ws, ids) = (db.clone(), ws.to_owned(), ids.clone());
+            let write = write.clone();
             tokio::spawn(async move {
                 let mut rng = Rng::seeded(w + 1);
                 let mut done = 0u64;
                 while Instant::now() < deadline {
-                    let id = ids[rng.below(ids.len())];
-                    sqlx::query(sql)
-                        .bind(&ws)
-                        .bind(id)
-                        .execute(&db)
-                        .await
-                        .expect("write");
+                    write(rng.below(1 << 30), done).await;
                     done += 1;
                 }
                 done
@@ -63,6 +57,28 @@ async fn writes_per_sec(
         total += t.await.expect("writer");
     }
     total as f64 / run_for.as_secs_f64()
+}
+
+async fn writes_per_sec(
+    db: &PgPool,
+    ws: &str,
+    ids: &Arc<Vec<i64>>,
+    sql: &'static str,
+    run_for: Duration,
+) -> f64 {
+    let (db, ws, ids) = (db.clone(), ws.to_owned(), ids.clone());
+    per_sec(WRITERS, run_for, move |r, _| {
+        let (db, ws, id) = (db.clone(), ws.clone(), ids[r % ids.len()]);
+        async move {
+            sqlx::query(sql)
+                .bind(&ws)
+                .bind(id)
+                .execute(&db)
+                .await
+                .expect("write");
+        }
+    })
+    .await
 }
 
 async fn set_triggers(db: &PgPool, enabled: bool) {

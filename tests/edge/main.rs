@@ -201,6 +201,22 @@ impl Events {
     }
 }
 
+/// Posts `body` as user_3, an agent, to `conversation` through the origin's API; the
+/// posted message.
+async fn post_message(origin_port: u16, conversation: i64, user: &str, body: &str) -> Value {
+    let posted = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
+        ))
+        .bearer_auth(user)
+        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": body}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    posted.json().await.expect("json")
+}
+
 /// The origin's own answer to what the edge was asked.
 async fn origin_get(port: u16, path: &str, token: &str) -> Value {
     reqwest::Client::new()
@@ -631,17 +647,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, older_hit) = edge.get(&older, &user, WS).await;
     assert_eq!(older_miss["data"]["_cache"]["status"], "MISS");
     assert_eq!(older_hit["data"]["_cache"]["status"], "HIT");
-    let posted = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
-        ))
-        .bearer_auth(&user)
-        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "on its way"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(posted.status(), StatusCode::CREATED);
-    let posted: Value = posted.json().await.expect("json");
+    let posted = post_message(origin_port, conversation, &user, "on its way").await;
     edge.within_a_second(&head, &user, WS, |now| {
         now["data"]["messages"][0]["id"] == posted["data"]["id"]
     })
@@ -694,16 +700,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     };
     let before = shows(&cached[0]).expect("the page shows the contact");
     assert!(shows(&cached[1]).is_none(), "the other page does not");
-    let touched = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
-        ))
-        .bearer_auth(&user)
-        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "touched"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(touched.status(), StatusCode::CREATED);
+    post_message(origin_port, conversation, &user, "touched").await;
     edge.within_a_second(&showing, &user, WS, |now| {
         shows(now).is_some_and(|c| c["last_activity_at"] != before["last_activity_at"])
     })
@@ -818,17 +815,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     );
     let (_, after_fold) = edge.get(&head, &user, WS).await;
     assert_eq!(payload(&after_fold), payload(&held_head));
-    let later = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
-        ))
-        .bearer_auth(&user)
-        .json(&json!({"sender_type": "agent", "sender_id": "user_3", "body": "after the fold"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(later.status(), StatusCode::CREATED);
-    let later: Value = later.json().await.expect("json");
+    let later = post_message(origin_port, conversation, &user, "after the fold").await;
     edge.within_a_second(&head, &user, WS, |now| {
         now["data"]["messages"][0]["id"] == later["data"]["id"]
     })
@@ -901,17 +888,13 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .as_array()
         .expect("hits")
         .is_empty());
-    let said = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{origin_port}/api/workspaces/{WS}/conversations/{conversation}/messages"
-        ))
-        .bearer_auth(&user)
-        .json(&json!({"sender_type": "agent", "body": "Your parcel left the depot"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(said.status(), StatusCode::CREATED);
-    let said: Value = said.json().await.expect("json");
+    let said = post_message(
+        origin_port,
+        conversation,
+        &user,
+        "Your parcel left the depot",
+    )
+    .await;
     let found = edge
         .within_a_second(&parcel, &user, WS, |now| {
             now["data"]["hits"][0]["message"]["id"] == said["data"]["id"]
