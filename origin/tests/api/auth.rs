@@ -220,15 +220,7 @@ async fn health_and_metrics_need_no_token(db: PgPool) {
     let health = app.health().await;
     assert_eq!(health["healthy"], true);
     app.counts(&member()).await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("edgecache_read_duration_seconds_bucket"),
         "{metrics}"

@@ -129,6 +129,18 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The Prometheus text of `/metrics` (it needs no token).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
         self.http
             .post(self.url(path))

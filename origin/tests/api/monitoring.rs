@@ -67,15 +67,7 @@ async fn the_alert_rules_and_the_dashboard_name_only_exported_metrics(db: PgPool
         status["edgePush"]["lastLagMs"].as_u64()
     })
     .await;
-    let scrape = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let scrape = app.metrics().await;
     let exported: BTreeSet<&str> = scrape
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -34,18 +34,25 @@ async fn replayed(replica: &PgPool) -> i64 {
 
 /// Fills this process's origins sent to the primary because the replica was behind.
 async fn sent_to_primary(app: &TestApp) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("edgecache_replica_behind_total "))
         .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
+/// Waits (up to 30 s) until the replica has replayed the primary's WAL up to `position`
+/// (the test's database may not have reached it yet: errors are waited out too).
+async fn replay_reaches(replica: &PgPool, position: i64) {
+    eventually(Duration::from_secs(30), || async {
+        let caught_up = sqlx::query_scalar::<_, i64>(
+            "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8",
+        )
+        .fetch_one(replica)
+        .await
+        .is_ok_and(|at| at >= position);
+        caught_up.then_some(())
+    })
+    .await;
 }
 
 /// Resumes replay on the replica however the test ends, so the next run finds it moving.
@@ -88,17 +95,7 @@ async fn a_fill_reads_the_replica_only_once_it_has_replayed_the_last_change_hear
     let _ = sqlx::query("SELECT pg_wal_replay_resume()")
         .execute(&replica)
         .await;
-    let seeded_at = primary_position(&db).await;
-    eventually(Duration::from_secs(30), || async {
-        let caught_up = sqlx::query_scalar::<_, i64>(
-            "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8",
-        )
-        .fetch_one(&replica)
-        .await
-        .is_ok_and(|at| at >= seeded_at);
-        caught_up.then_some(())
-    })
-    .await;
+    replay_reaches(&replica, primary_position(&db).await).await;
 
     let store = |db: &PgPool| {
         Arc::new(PgStore::new(
@@ -115,6 +112,9 @@ async fn a_fill_reads_the_replica_only_once_it_has_replayed_the_last_change_hear
         seeded.boards.clone(),
     )
     .await;
+    // What the instance wrote as it started (its announcements) replayed too: the
+    // replica is in step with every change the instance has heard of.
+    replay_reaches(&replica, primary_position(&db).await).await;
     let token = member();
     let behind = sent_to_primary(&a).await;
     let before = a.counts(&token).await["total"].as_i64().expect("total");
