@@ -156,3 +156,12 @@ pub async fn settings(db: &PgPool, ws: &str, change: impl FnOnce(&mut CacheSetti
     .await
     .expect("settings");
 }
+
+/// The ids `sql` selects for workspace `ws` (its one parameter).
+pub async fn ids(db: &PgPool, sql: &str, ws: &str) -> Vec<i64> {
+    sqlx::query_scalar(sql)
+        .bind(ws)
+        .fetch_all(db)
+        .await
+        .expect("ids")
+}

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
+use crate::database;
 use crate::mixed::percentile;
 use crate::plan::Plan;
 use crate::rng::Rng;
@@ -146,22 +147,14 @@ struct Writes {
 
 impl Writes {
     async fn start(db: &PgPool, base: String, contacts_ws: &str, messages_ws: &str) -> Self {
-        let sample = |sql: &'static str, ws: &str| {
-            let (db, ws) = (db.clone(), ws.to_owned());
-            async move {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .bind(ws)
-                    .fetch_all(&db)
-                    .await
-                    .expect("ids")
-            }
-        };
-        let contacts = sample(
+        let contacts = database::ids(
+            db,
             "SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY id DESC LIMIT 1000",
             contacts_ws,
         )
         .await;
-        let conversations = sample(
+        let conversations = database::ids(
+            db,
             "SELECT id FROM conversations WHERE workspace_id = $1 ORDER BY id LIMIT 100",
             messages_ws,
         )

@@ -16,6 +16,7 @@ use shared::{ContactId, ConversationId, WorkspaceId};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use crate::database::ids;
 use crate::plan::Plan;
 use crate::writes;
 use e2e::origins;
@@ -112,19 +113,18 @@ async fn prepared(plan: &Plan, suffix: &str, plain: bool) -> Target {
         .connect(&url)
         .await
         .expect("writes database");
-    let ids = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .bind(WORKSPACE)
-                .fetch_all(&db)
-                .await
-                .expect("ids")
-        }
-    };
-    let conversations = ids("SELECT id FROM conversations WHERE workspace_id = $1").await;
-    let contacts =
-        ids("SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY random() LIMIT 20000").await;
+    let conversations = ids(
+        &db,
+        "SELECT id FROM conversations WHERE workspace_id = $1",
+        WORKSPACE,
+    )
+    .await;
+    let contacts = ids(
+        &db,
+        "SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY random() LIMIT 20000",
+        WORKSPACE,
+    )
+    .await;
     Target {
         store: Arc::new(PgStore::new(db, None, origins::cursor_key())),
         conversations: Arc::new(conversations.into_iter().map(ConversationId).collect()),

@@ -97,13 +97,12 @@ pub async fn measure(db: &PgPool, url: &str, ws: &str, run_for: Duration) -> Val
         .connect(url)
         .await
         .expect("writer pool");
-    let ids: Vec<i64> = sqlx::query_scalar(
+    let ids = crate::database::ids(
+        db,
         "SELECT id FROM contacts WHERE workspace_id = $1 ORDER BY random() LIMIT 20000",
+        ws,
     )
-    .bind(ws)
-    .fetch_all(db)
-    .await
-    .expect("ids");
+    .await;
     let ids = Arc::new(ids);
     let mut out =
         json!({"workspace": ws, "connections": WRITERS, "secondsEach": run_for.as_secs_f64()});

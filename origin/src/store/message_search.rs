@@ -49,10 +49,12 @@ where
         qb.push("SELECT * FROM (");
     }
     qb.push(format_args!("SELECT {}", columns.join(", ")));
+    // Postgres names the query twice, for its rank and its match: built once.
+    let words = tsquery(&q.terms);
     match d {
         Dialect::Postgres => {
             qb.push(", ts_rank(m.search_doc, to_tsquery('simple', ")
-                .push_bind(tsquery(&q.terms))
+                .push_bind(words.clone())
                 .push(")) AS search_rank FROM messages m");
         }
         // FTS5's rank is bm25, lower is better.
@@ -67,7 +69,7 @@ where
     match d {
         Dialect::Postgres => {
             qb.push(" AND m.search_doc @@ to_tsquery('simple', ")
-                .push_bind(tsquery(&q.terms))
+                .push_bind(words)
                 .push(")");
         }
         Dialect::Sqlite => {
