@@ -230,8 +230,7 @@ async fn health_and_metrics_need_no_token(db: PgPool) {
 
 /// Signs arbitrary claims with the right key, to probe what the claims themselves may be.
 fn signed(claims: serde_json::Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token")
+    shared::token::issue(SECRET.as_bytes(), &claims).expect("token")
 }
 
 #[sqlx::test(migrations = "../migrations")]
