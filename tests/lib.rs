@@ -95,6 +95,17 @@ pub fn start_wrangler_at(
     vars: &[(&str, &str)],
     state_dir: &std::path::Path,
 ) -> Group {
+    Group::spawn(wrangler_command(port, origin_port, vars, state_dir))
+        .expect("wrangler dev starts (run `npm ci` first)")
+}
+
+/// The `wrangler dev` command `start_wrangler_at` runs, for a caller that adds to it.
+pub fn wrangler_command(
+    port: u16,
+    origin_port: u16,
+    vars: &[(&str, &str)],
+    state_dir: &std::path::Path,
+) -> Command {
     let root = root();
     let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
     command
@@ -112,7 +123,7 @@ pub fn start_wrangler_at(
     for (name, value) in vars {
         command.args(["--var", &format!("{name}:{value}")]);
     }
-    Group::spawn(command).expect("wrangler dev starts (run `npm ci` first)")
+    command
 }
 
 /// Polls `url` until it answers 200, failing after `limit`.

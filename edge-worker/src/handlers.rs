@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, refill_due, EntryMeta, Freshness};
 use crate::generations::{self, Counters, Known};
+use crate::hot;
 use crate::metrics;
 use crate::origin_reply::{self, Fetched};
 use crate::reply::{cached_body, success_body};
@@ -384,10 +385,7 @@ async fn read(
     };
     let confirmed = trust == Trust::Confirmed;
     let now = now_ms();
-    let held = kv_get(&cfg.kv, &key).await.map(|(value, meta)| {
-        let (data, current) = asked.held(value);
-        (data, meta, current)
-    });
+    let held = held(&cfg, &key, &asked, now).await;
     let freshness = |meta: &EntryMeta, current: bool| {
         (confirmed && current).then(|| meta.freshness(now, cfg.grace_secs))
     };
@@ -445,6 +443,29 @@ async fn read(
     answer(&data, cache_meta)
 }
 
+/// What is held under `key`: the isolate's copy while it is fresh and current, else
+/// KV's (then copied into the isolate), checked against the board's edits.
+async fn held(
+    cfg: &Config,
+    key: &str,
+    asked: &Asked,
+    now: u64,
+) -> Option<(String, EntryMeta, bool)> {
+    if let Some((value, meta)) = hot::isolate(|h| h.get(key, now)) {
+        match asked.held(value) {
+            (data, true) => {
+                metrics::isolate(|m| m.hot_read());
+                return Some((data, meta, true));
+            }
+            _ => hot::isolate(|h| h.forget(key)),
+        }
+    }
+    let (value, meta) = kv_get(&cfg.kv, key).await?;
+    hot::isolate(|h| h.keep(key, &value, meta, now, cfg.hot_bytes));
+    let (data, current) = asked.held(value);
+    Some((data, meta, current))
+}
+
 fn answer(data: &str, meta: CacheMeta) -> Result<Response> {
     metrics::isolate(|m| m.read(meta.status, meta.source, meta.response_time_ms));
     let mut response = json_response(200, cached_body(data, &meta))?;
@@ -481,11 +502,17 @@ async fn fill(
         .as_ref()
         .map(|now| Stamp::of_page(now.rows, &data))
     {
-        Some(Some(stamp)) => kv_put(&cfg.kv, key, &stamp.value(&data), meta, expiration).await,
+        Some(Some(stamp)) => store(cfg, key, &stamp.value(&data), meta, expiration).await,
         Some(None) => worker::console_warn!("a page without its contacts' ids: not stored"),
-        None => kv_put(&cfg.kv, key, &data, meta, expiration).await,
+        None => store(cfg, key, &data, meta, expiration).await,
     }
     Ok((data, source, Some(meta)))
+}
+
+/// Stores an entry in KV and in the isolate's copies.
+async fn store(cfg: &Config, key: &str, value: &str, meta: EntryMeta, expiration: u64) {
+    hot::isolate(|h| h.keep(key, value, meta, now_ms(), cfg.hot_bytes));
+    kv_put(&cfg.kv, key, value, meta, expiration).await;
 }
 
 /// The origin first, with the caller's own token: it checks what the caller may

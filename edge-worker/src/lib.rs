@@ -8,6 +8,7 @@
 pub mod access;
 pub mod fail;
 pub mod freshness;
+pub mod hot;
 pub mod metrics;
 pub mod origin_reply;
 pub mod reply;

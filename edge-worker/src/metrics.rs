@@ -25,6 +25,8 @@ pub struct Metrics {
     misses: u64,
     errors: u64,
     kv_hits: u64,
+    /// Reads of KV entries answered from the isolate's copy, with no KV read.
+    hot_reads: u64,
     redis_hits: u64,
     database_hits: u64,
     /// Requests to the generations' Durable Objects made to read them (what the object
@@ -55,6 +57,10 @@ impl Metrics {
             Source::Database => self.database_hits += 1,
         }
         self.latency(ms);
+    }
+
+    pub fn hot_read(&mut self) {
+        self.hot_reads += 1;
     }
 
     pub fn object_read(&mut self) {
@@ -123,6 +129,7 @@ impl Metrics {
             "cache": {
                 "hit_rate": hit_rate,
                 "kv_hits": self.kv_hits,
+                "isolate_copy_hits": self.hot_reads,
                 "redis_hits": self.redis_hits,
                 "database_hits": self.database_hits,
             },

@@ -3,7 +3,7 @@
 //! (a panic in wasm fails every request in flight on the isolate): every failure becomes
 //! a JSON error response.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use futures_util::future::{select, Either};
 use shared::{UserId, WorkspaceId};
@@ -21,6 +21,7 @@ use crate::reply::{cors_allows, error_body};
 
 thread_local! {
     static REQUESTS: Cell<u64> = const { Cell::new(0) };
+    static COLO: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// The id that ties this request's log lines to the origin's (sent as `X-Request-ID`):
@@ -67,10 +68,20 @@ pub(crate) fn json_response(status: u16, body: String) -> worker::Result<Respons
         .with_headers(headers))
 }
 
+/// The location serving this isolate, read from the first request that carries it: an
+/// isolate never moves between locations, and building a request's `cf` object is the
+/// costliest step of a KV hit under the profiler (`tests/bench/profile.mjs`).
 pub(crate) fn colo(req: &Request) -> String {
-    req.cf()
-        .map(|cf| cf.colo())
-        .unwrap_or_else(|| "unknown".into())
+    if let Some(colo) = COLO.with(|c| c.borrow().clone()) {
+        return colo;
+    }
+    match req.cf().map(|cf| cf.colo()) {
+        Some(colo) => {
+            COLO.with(|c| *c.borrow_mut() = Some(colo.clone()));
+            colo
+        }
+        None => "unknown".into(),
+    }
 }
 
 #[event(fetch)]

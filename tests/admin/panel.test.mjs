@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -66,7 +67,11 @@ after(async () => {
   try { execFileSync("psql", [baseDb, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]); } catch { /* best effort */ }
 });
 
-const shot = async (name) => { if (shots) await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true }); };
+const taken = new Set();
+const shot = async (name) => {
+  taken.add(`${name}.png`);
+  if (shots) await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+};
 
 test("an operator signs in with a token and sees every component healthy", async () => {
   await page.goto(`${base}/admin`);
@@ -156,6 +161,7 @@ test("changes made elsewhere appear as they happen, and message history can be t
   assert.equal((await read())._cache.status, "MISS");
   assert.equal((await read())._cache.status, "HIT");
   await page.waitForSelector("#changes li[data-scope=workspace]");
+  await shot("changes");
 });
 
 test("the search box finds contacts and messages as the user types, with where each answer came from", async () => {
@@ -181,4 +187,11 @@ test("health turns red when Redis is stopped", async () => {
   assert.match(await page.textContent("[data-component=redis] small"), /\S/);
   await page.setViewportSize({ width: 390, height: 844 });
   await shot("phone");
+});
+
+test("every screenshot the documents show is one this suite takes", () => {
+  const documents = ["README.md", ...readdirSync(path.join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+  const shown = documents.flatMap((f) => [...readFileSync(path.join(root, f), "utf8").matchAll(/([\w-]+\.png)\)/g)].map((m) => m[1]));
+  assert.ok(shown.length >= 5, `${shown}`);
+  for (const png of shown) assert.ok(taken.has(png), `${png} is shown but no test takes it`);
 });

@@ -8,6 +8,7 @@
 
 mod ceiling;
 mod database;
+mod edge_cost;
 mod freshness;
 mod history;
 mod instructions;
@@ -121,8 +122,10 @@ async fn main() {
     let memory = origins::origin(&url, &layers(l1, Some(&redis), &run_ns)).await;
     let l2 = origins::origin(&url, &layers(0, Some(&redis), &run_ns)).await;
     let uncached = origins::origin(&url, &layers(0, None, &run_ns)).await;
-    let edge = stack::edge(memory.port, &run_ns).await;
+    let edge = stack::edge(memory.port, &run_ns, &[]).await;
     let edge_base = format!("http://127.0.0.1:{}", edge.port);
+    let edge_no_copy = stack::edge(memory.port, &run_ns, &[("EDGE_HOT_BYTES", "0")]).await;
+    let edge_no_copy_base = format!("http://127.0.0.1:{}", edge_no_copy.port);
     // An origin that pushes its changes to the worker (and says when it has pushed them
     // all, without which the worker serves no hits); it takes the freshness writes below.
     let writer = origins::origin_with(
@@ -131,7 +134,15 @@ async fn main() {
         &[("EDGE_URL", &edge_base)],
     )
     .await;
+    // The second edge's own (its outbox is apart from the first's); it takes no writes.
+    let marker = origins::origin_with(
+        &url,
+        &layers(l1, Some(&redis), &format!("{run_ns}c")),
+        &[("EDGE_URL", &edge_no_copy_base)],
+    )
+    .await;
     e2e::wait_edge_ready(&edge_base, Duration::from_secs(60)).await;
+    e2e::wait_edge_ready(&edge_no_copy_base, Duration::from_secs(60)).await;
     let wasm_bytes = std::fs::metadata(e2e::root().join("edge-worker/build/index_bg.wasm"))
         .map_or(0, |m| m.len());
     let nginx = stack::nginx(memory.port).await;
@@ -172,6 +183,7 @@ async fn main() {
         l2: l2.base(),
         uncached: uncached.base(),
         edge: edge_base.clone(),
+        edge_no_copy: edge_no_copy_base,
         nginx: format!("http://127.0.0.1:{}", nginx.port),
         ceiling_counts: format!("http://127.0.0.1:{}", ceiling_counts.port),
         ceiling_page: format!("http://127.0.0.1:{}", ceiling_page.port),
@@ -184,9 +196,39 @@ async fn main() {
         page: page_path.clone(),
     };
     let rows = layers::measure(&plan, ws, &board, &user, &targets, &reads).await;
+    let mut edge_profile = serde_json::Map::new();
+    for (name, counts_at, page_at) in [
+        (
+            "bareWorker",
+            (bare_counts.port, bare_counts.inspector),
+            (bare_page.port, bare_page.inspector),
+        ),
+        (
+            "isolateCopy",
+            (edge.port, edge.inspector),
+            (edge.port, edge.inspector),
+        ),
+        (
+            "noIsolateCopy",
+            (edge_no_copy.port, edge_no_copy.inspector),
+            (edge_no_copy.port, edge_no_copy.inspector),
+        ),
+    ] {
+        let mut by_read = serde_json::Map::new();
+        for (read, at, path) in [
+            ("counts", counts_at, &reads.edge_counts),
+            ("page", page_at, &reads.page),
+        ] {
+            let figures = stack::profile(at, path, &user, ws, plan.profiled_reads);
+            by_read.insert(read.to_owned(), figures);
+        }
+        edge_profile.insert(name.to_owned(), by_read.into());
+    }
+    let edge_mix = edge_cost::measure(&db, (&edge_base, &writer.base()), ws, &board, &plan).await;
     let edge_freshness =
         freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
     drop((writer, edge, nginx, ceiling_counts, ceiling_page));
+    drop((marker, edge_no_copy));
     drop((bare_counts, bare_page));
     let _ = std::fs::remove_dir_all(&body_dir);
 
@@ -240,6 +282,8 @@ async fn main() {
         l1: l1_runs,
         instructions,
         wasm_bytes,
+        edge_profile: edge_profile.into(),
+        edge_mix,
         history,
         search,
     };

@@ -10,6 +10,10 @@ pub struct Plan {
     /// Rounds of the L1 hit, nginx and the ceiling, measured back to back (see
     /// `layers::measure`).
     pub peer_rounds: usize,
+    /// Each run of the edge's Zipf mix (`edge_cost`).
+    pub edge_mix_for: Duration,
+    /// Edge hits sampled by V8's profiler, per edge and read.
+    pub profiled_reads: u32,
     pub concurrency: Vec<u32>,
     /// Workspaces of the main runs and the mixed workload, and contacts in each.
     pub main: Vec<String>,
@@ -48,6 +52,8 @@ impl Plan {
                 quick,
                 run_for: Duration::from_secs(1),
                 peer_rounds: 1,
+                profiled_reads: 300,
+                edge_mix_for: Duration::from_secs(2),
                 concurrency: vec![1, 16],
                 main: vec!["qbench1".into()],
                 main_contacts: 20_000,
@@ -72,6 +78,8 @@ impl Plan {
             quick,
             run_for: Duration::from_secs(3),
             peer_rounds: 3,
+            profiled_reads: 3000,
+            edge_mix_for: Duration::from_secs(10),
             concurrency: vec![1, 16, 64],
             main: (1..=5).map(|i| format!("bench{i}")).collect(),
             main_contacts: 200_000,

@@ -22,6 +22,10 @@ pub struct Results<'a> {
     pub instructions: Value,
     /// The size of the worker's wasm as `wrangler dev` ran it.
     pub wasm_bytes: u64,
+    /// Where an edge hit's CPU goes, with and without the isolate's copies (`profile.mjs`).
+    pub edge_profile: Value,
+    /// The edge under a Zipf mix, without and with writes: its operations and cost.
+    pub edge_mix: Value,
     pub history: Value,
     pub search: Value,
 }
@@ -59,6 +63,14 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         r.instructions
     );
     println!("\nedge worker wasm: {} bytes", r.wasm_bytes);
+    section(
+        "where an edge hit's CPU goes (V8 profiler in workerd, µs per request)",
+        &r.edge_profile,
+    );
+    section(
+        "the edge under a Zipf mix: operations per million reads, and a billion reads' bill",
+        &r.edge_mix,
+    );
     section(
         "message history (pages per layer and by cursor, ingest, event streams)",
         &r.history,
@@ -100,6 +112,8 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "l1": r.l1,
         "instructionsPerL1Hit": r.instructions,
         "edgeWasmBytes": r.wasm_bytes,
+        "edgeHitProfile": r.edge_profile,
+        "edgeMix": r.edge_mix,
         "messageHistory": r.history,
         "search": r.search,
     });

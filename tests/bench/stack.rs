@@ -7,25 +7,30 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::origins::{INTERNAL_KEY, PUSH_KEY, SECRET};
-use e2e::{free_port, start_wrangler, wait_ok, Group};
+use e2e::{free_port, wait_ok, wrangler_command, Group};
 
 pub struct Edge {
     pub port: u16,
+    /// Where V8's inspector for its isolate listens (`profile.mjs`).
+    pub inspector: u16,
     _process: Group,
 }
 
-pub async fn edge(origin_port: u16, namespace: &str) -> Edge {
+/// The edge worker in `wrangler dev`, reading `origin_port`, with `vars` besides its keys.
+pub async fn edge(origin_port: u16, namespace: &str, vars: &[(&str, &str)]) -> Edge {
     let port = free_port();
-    let process = start_wrangler(
-        port,
-        origin_port,
-        &[
-            ("JWT_SECRET", SECRET),
-            ("INTERNAL_API_KEY", INTERNAL_KEY),
-            ("EDGE_PUSH_KEY", PUSH_KEY),
-            ("CACHE_NAMESPACE", namespace),
-        ],
-    );
+    let mut all = vec![
+        ("JWT_SECRET", SECRET),
+        ("INTERNAL_API_KEY", INTERNAL_KEY),
+        ("EDGE_PUSH_KEY", PUSH_KEY),
+        ("CACHE_NAMESPACE", namespace),
+    ];
+    all.extend_from_slice(vars);
+    let state = std::env::temp_dir().join(format!("edgecache-kv-{}", e2e::random_suffix()));
+    let inspector = free_port();
+    let mut command = wrangler_command(port, origin_port, &all, &state);
+    command.args(["--inspector-port", &inspector.to_string()]);
+    let process = Group::spawn(command).expect("wrangler dev starts");
     wait_ok(
         &format!("http://127.0.0.1:{port}/health"),
         Duration::from_secs(600),
@@ -33,6 +38,7 @@ pub async fn edge(origin_port: u16, namespace: &str) -> Edge {
     .await;
     Edge {
         port,
+        inspector,
         _process: process,
     }
 }
@@ -142,6 +148,7 @@ pub async fn ceiling(body: &Path) -> Ceiling {
 
 pub struct BareWorker {
     pub port: u16,
+    pub inspector: u16,
     _process: Group,
     dir: PathBuf,
 }
@@ -155,7 +162,7 @@ impl Drop for BareWorker {
 /// A worker of a few lines of JavaScript in `wrangler dev` answering `body` on every path:
 /// what workerd itself costs per request, against which the edge worker's KV hit is set.
 pub async fn bare_worker(body: &Path) -> BareWorker {
-    let port = free_port();
+    let (port, inspector) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("edgecache-bare-{}", e2e::random_suffix()));
     std::fs::create_dir_all(&dir).expect("bare worker dir");
     let text = std::fs::read_to_string(body).expect("body");
@@ -179,6 +186,7 @@ pub async fn bare_worker(body: &Path) -> BareWorker {
         .arg(dir.join("wrangler.toml"))
         .arg("--persist-to")
         .arg(dir.join("state"))
+        .args(["--inspector-port", &inspector.to_string()])
         .env("WRANGLER_SEND_METRICS", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -190,7 +198,40 @@ pub async fn bare_worker(body: &Path) -> BareWorker {
     .await;
     BareWorker {
         port,
+        inspector,
         _process: process,
         dir,
     }
+}
+
+/// Where the isolate of the worker at `port` (inspected at `inspector`) spends its CPU on
+/// `count` reads of `path`, one at a time: microseconds per request by step, from V8's
+/// sampling profiler (`profile.mjs`).
+pub fn profile(
+    (port, inspector): (u16, u16),
+    path: &str,
+    token: &str,
+    ws: &str,
+    count: u32,
+) -> serde_json::Value {
+    let output = Command::new("node")
+        .arg("--experimental-websocket")
+        .arg(e2e::root().join("tests/bench/profile.mjs"))
+        .args([
+            &inspector.to_string(),
+            &format!("http://127.0.0.1:{port}{path}"),
+            token,
+            ws,
+            &count.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node runs profile.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let profile = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok());
+    assert!(output.status.success(), "profile.mjs failed: {stdout}");
+    profile.expect("profile.mjs prints its figures")
 }

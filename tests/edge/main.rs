@@ -119,6 +119,18 @@ impl Edge {
         (status, r.json().await.expect("every answer is JSON"))
     }
 
+    /// The isolate's metrics (`wrangler dev` runs one isolate).
+    async fn metrics(&self) -> Value {
+        let answer = self.http.get(format!("{}/metrics", self.base)).send();
+        let metrics: Value = answer
+            .await
+            .expect("edge metrics")
+            .json()
+            .await
+            .expect("json");
+        metrics["metrics"].clone()
+    }
+
     /// The open contacts of `WS`'s counts once the edge holds them (a HIT).
     async fn open_once_cached(&self, counts: &str, token: &str) -> i64 {
         let cached = self
@@ -364,6 +376,20 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     .await
     .expect("total");
     assert_eq!(hit["data"]["total"], total);
+    // Further hits are answered from the isolate's copy of the entry: no KV read.
+    let before = edge.metrics().await;
+    for _ in 0..5 {
+        let (_, again) = edge.get(&counts, &user, WS).await;
+        assert_eq!(again["data"]["_cache"]["status"], "HIT");
+        assert_eq!(payload(&again), payload(&hit));
+    }
+    let after = edge.metrics().await;
+    let moved = |path: &[&str]| {
+        let at = |m: &Value| path.iter().fold(m.clone(), |v, p| v[p].clone()).as_u64();
+        at(&after).expect("counter") - at(&before).expect("counter")
+    };
+    assert_eq!(moved(&["cache", "isolate_copy_hits"]), 5, "{after}");
+    assert_eq!(moved(&["operations", "kv_reads"]), 0, "{after}");
 
     // A page through the edge equals the origin's answer for the same query.
     let page = format!(
@@ -735,15 +761,8 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     // Waiting out the TTL is the point here: past it, the entry is stale.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     let refills = || async {
-        let metrics: Value = reqwest::get(format!("{}/metrics", edge.base))
-            .await
-            .expect("edge metrics")
-            .json()
-            .await
-            .expect("json");
-        metrics["metrics"]["refills"]["started"]
-            .as_u64()
-            .expect("refills")
+        let metrics = edge.metrics().await;
+        metrics["refills"]["started"].as_u64().expect("refills")
     };
     let before = refills().await;
     let started = Instant::now();
