@@ -55,6 +55,11 @@ struct Cli {
     /// Only the search runs, printed and not written (the first run seeds as a full one).
     #[arg(long)]
     search_only: bool,
+    /// Only the edge's cold start, printed: the worker built in this folder (its index.js
+    /// and wasm, as `scripts/build-worker` leaves them in edge-worker/build), to compare
+    /// builds.
+    #[arg(long)]
+    cold_start_of: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -96,6 +101,11 @@ async fn main() {
         return;
     }
     let plan = Plan::new(cli.quick);
+    if let Some(build) = cli.cold_start_of {
+        let figures = stack::cold_start(&build, plan.cold_starts).await;
+        println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
+        return;
+    }
     let started = Instant::now();
     let (db, url) = database(&plan).await;
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
@@ -145,6 +155,8 @@ async fn main() {
     e2e::wait_edge_ready(&edge_no_copy_base, Duration::from_secs(60)).await;
     let wasm_bytes = std::fs::metadata(e2e::root().join("edge-worker/build/index_bg.wasm"))
         .map_or(0, |m| m.len());
+    let cold_start =
+        stack::cold_start(&e2e::root().join("edge-worker/build"), plan.cold_starts).await;
     let nginx = stack::nginx(memory.port).await;
 
     let ws = plan.main[0].as_str();
@@ -284,6 +296,7 @@ async fn main() {
         wasm_bytes,
         edge_profile: edge_profile.into(),
         edge_mix,
+        cold_start,
         history,
         search,
     };

@@ -12,6 +12,8 @@ pub struct Plan {
     pub peer_rounds: usize,
     /// Each run of the edge's Zipf mix (`edge_cost`).
     pub edge_mix_for: Duration,
+    /// New `wrangler dev`s timed to their first answer, per worker.
+    pub cold_starts: usize,
     /// Edge hits sampled by V8's profiler, per edge and read.
     pub profiled_reads: u32,
     pub concurrency: Vec<u32>,
@@ -53,6 +55,7 @@ impl Plan {
                 run_for: Duration::from_secs(1),
                 peer_rounds: 1,
                 profiled_reads: 300,
+                cold_starts: 1,
                 edge_mix_for: Duration::from_secs(2),
                 concurrency: vec![1, 16],
                 main: vec!["qbench1".into()],
@@ -79,6 +82,7 @@ impl Plan {
             run_for: Duration::from_secs(3),
             peer_rounds: 3,
             profiled_reads: 3000,
+            cold_starts: 5,
             edge_mix_for: Duration::from_secs(10),
             concurrency: vec![1, 16, 64],
             main: (1..=5).map(|i| format!("bench{i}")).collect(),

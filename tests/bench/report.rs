@@ -26,6 +26,8 @@ pub struct Results<'a> {
     pub edge_profile: Value,
     /// The edge under a Zipf mix, without and with writes: its operations and cost.
     pub edge_mix: Value,
+    /// A new `wrangler dev`'s first answer, the edge worker's and a bare worker's.
+    pub cold_start: Value,
     pub history: Value,
     pub search: Value,
 }
@@ -66,6 +68,10 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
     section(
         "where an edge hit's CPU goes (V8 profiler in workerd, µs per request)",
         &r.edge_profile,
+    );
+    section(
+        "a new isolate's first answer (spawning wrangler dev to its first 200, median)",
+        &r.cold_start,
     );
     section(
         "the edge under a Zipf mix: operations per million reads, and a billion reads' bill",
@@ -114,6 +120,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         "edgeWasmBytes": r.wasm_bytes,
         "edgeHitProfile": r.edge_profile,
         "edgeMix": r.edge_mix,
+        "coldStart": r.cold_start,
         "messageHistory": r.history,
         "search": r.search,
     });

@@ -235,3 +235,81 @@ pub fn profile(
     assert!(output.status.success(), "profile.mjs failed: {stdout}");
     profile.expect("profile.mjs prints its figures")
 }
+
+/// How long a new `wrangler dev` takes to answer its first request, from spawning it to
+/// the first 200 (the median of `runs` starts): for the worker built in `build` (its
+/// `index.js` beside its wasm) on `/health`, which runs its code, and for a bare worker.
+/// The difference is what the worker adds to a new isolate's first answer.
+pub async fn cold_start(build: &Path, runs: usize) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("edgecache-cold-{}", e2e::random_suffix()));
+    std::fs::create_dir_all(&dir).expect("cold start dir");
+    let build = build.canonicalize().expect("the worker's build");
+    let edge = format!(
+        "name = \"cold\"\nmain = {main:?}\ncompatibility_date = \"2025-09-01\"\n\
+         [[kv_namespaces]]\nbinding = \"CACHE_KV\"\nid = \"00000000000000000000000000000000\"\n\
+         [[durable_objects.bindings]]\nname = \"GENERATIONS\"\nclass_name = \"WorkspaceGenerations\"\n\
+         [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"WorkspaceGenerations\"]\n\
+         [vars]\nORIGIN_URL = \"http://127.0.0.1:9\"\nJWT_SECRET = {SECRET:?}\n\
+         INTERNAL_API_KEY = {INTERNAL_KEY:?}\n",
+        main = build.join("index.js").display().to_string(),
+    );
+    std::fs::write(dir.join("edge.toml"), edge).expect("edge.toml");
+    std::fs::write(
+        dir.join("bare.js"),
+        "export default { fetch() { return new Response(\"{}\"); } };\n",
+    )
+    .expect("bare.js");
+    std::fs::write(
+        dir.join("bare.toml"),
+        "name = \"bare\"\nmain = \"bare.js\"\ncompatibility_date = \"2025-09-01\"\n",
+    )
+    .expect("bare.toml");
+    let mut figures = serde_json::Map::new();
+    for (name, config, path) in [("edge", "edge.toml", "/health"), ("bare", "bare.toml", "/")] {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            times.push(first_answer(&dir.join(config), path).await);
+        }
+        times.sort();
+        figures.insert(
+            format!("{name}FirstAnswerMs"),
+            serde_json::json!(times[times.len() / 2].as_secs_f64() * 1000.0),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    figures.insert("runs".into(), runs.into());
+    figures.into()
+}
+
+async fn first_answer(config: &Path, path: &str) -> Duration {
+    let port = free_port();
+    let state = config.with_extension(format!("state-{}", e2e::random_suffix()));
+    let mut command = Command::new(e2e::root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(config.parent().expect("config dir"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &free_port().to_string()])
+        .arg("--config")
+        .arg(config)
+        .arg("--persist-to")
+        .arg(&state)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let started = std::time::Instant::now();
+    let _process = Group::spawn(command).expect("wrangler dev starts");
+    loop {
+        if let Ok(answer) = http.get(&url).send().await {
+            if answer.status().is_success() {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{url}: no answer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
