@@ -58,7 +58,8 @@ pub(crate) struct Settings {
     /// it, what KV holds is served stale rather than sending every read to the origin.
     pub(crate) object_timeout: Duration,
     pub(crate) grace_secs: u64,
-    /// What the isolate may hold of fresh KV entries (`EDGE_HOT_BYTES`; 0 holds none).
+    /// What the isolate may hold of fresh KV entries (`EDGE_HOT_BYTES`, at most 32 MiB;
+    /// 0 holds none).
     pub(crate) hot_bytes: usize,
 }
 
@@ -144,9 +145,11 @@ impl Settings {
             grace_secs: var(env, "STALE_GRACE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3600),
+            // An isolate has 128 MB in all: past it, every request in flight fails.
             hot_bytes: var(env, "EDGE_HOT_BYTES")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(8 << 20),
+                .unwrap_or(8 << 20)
+                .min(32 << 20),
         })
     }
 }

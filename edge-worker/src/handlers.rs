@@ -385,7 +385,7 @@ async fn read(
     };
     let confirmed = trust == Trust::Confirmed;
     let now = now_ms();
-    let held = held(&cfg, &key, &asked, now).await;
+    let held = held(&cfg, (&key, trust), &asked, now).await;
     let freshness = |meta: &EntryMeta, current: bool| {
         (confirmed && current).then(|| meta.freshness(now, cfg.grace_secs))
     };
@@ -443,15 +443,18 @@ async fn read(
     answer(&data, cache_meta)
 }
 
-/// What is held under `key`: the isolate's copy while it is fresh and current, else
-/// KV's (then copied into the isolate), checked against the board's edits.
+/// What is held under `key`, checked against the board's edits: with confirmed counters,
+/// the isolate's copy while it is fresh and current, else KV's (copied into the isolate
+/// when current). Anything less than confirmed reads KV, whose entry another isolate may
+/// have refilled since: what stands in for the origin is then the newest there is.
 async fn held(
     cfg: &Config,
-    key: &str,
+    (key, trust): (&str, Trust),
     asked: &Asked,
     now: u64,
 ) -> Option<(String, EntryMeta, bool)> {
-    if let Some((value, meta)) = hot::isolate(|h| h.get(key, now)) {
+    let confirmed = trust == Trust::Confirmed;
+    if let Some((value, meta)) = hot::isolate(|h| h.get(key, now)).filter(|_| confirmed) {
         match asked.held(value) {
             (data, true) => {
                 metrics::isolate(|m| m.hot_read());
@@ -461,8 +464,11 @@ async fn held(
         }
     }
     let (value, meta) = kv_get(&cfg.kv, key).await?;
-    hot::isolate(|h| h.keep(key, &value, meta, now, cfg.hot_bytes));
+    let copy = confirmed.then(|| value.clone());
     let (data, current) = asked.held(value);
+    if let Some(value) = copy.filter(|_| current) {
+        hot::isolate(|h| h.keep(key, &value, meta, now, cfg.hot_bytes));
+    }
     Some((data, meta, current))
 }
 

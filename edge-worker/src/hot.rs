@@ -3,12 +3,20 @@
 //! a billed operation. It changes nothing about freshness: a key names the generations
 //! its entry was made under, so a copy is what KV holds under it or an earlier fill of
 //! equal standing; past its TTL the entry is read from KV again (another isolate may have
-//! refilled it), and a page an edit reached is read from KV again too.
+//! refilled it), and a page an edit reached is read from KV again too. A copy is kept a
+//! minute at most, so an entry removed from KV by hand is gone from every isolate within
+//! about the time KV itself takes to spread the removal.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use crate::freshness::EntryMeta;
+
+/// The longest a copy is kept, whatever its TTL.
+const MAX_COPY_MS: u64 = 60_000;
+/// What the map and the queue hold per copy beyond its key and value (an estimate: the
+/// key's second copy is counted with the key).
+const PER_COPY_BYTES: usize = 64;
 
 thread_local! {
     static ISOLATE: RefCell<Hot> = RefCell::new(Hot::default());
@@ -34,13 +42,19 @@ struct Entry {
     kept: u64,
     value: String,
     meta: EntryMeta,
+    /// When (ms) the copy goes: its freshness's end, or a minute after it was kept.
+    until_ms: u64,
+}
+
+fn size(key: &str, value: &str) -> usize {
+    2 * key.len() + value.len() + PER_COPY_BYTES
 }
 
 impl Hot {
     /// The copy of `key`, while it is fresh at `now_ms`.
     pub fn get(&mut self, key: &str, now_ms: u64) -> Option<(String, EntryMeta)> {
         let entry = self.entries.get(key)?;
-        if now_ms < entry.meta.fresh_until_ms {
+        if now_ms < entry.until_ms {
             return Some((entry.value.clone(), entry.meta));
         }
         self.forget(key);
@@ -48,10 +62,16 @@ impl Hot {
     }
 
     /// Keeps `value` under `key` within `budget` bytes, dropping the oldest copies: an
-    /// entry already past its TTL, or bigger than an eighth of the budget, is not kept.
+    /// entry already past its TTL, or bigger than an eighth of the budget, is not kept,
+    /// and one computed before the copy held (a KV read that a fill overtook) changes
+    /// nothing.
     pub fn keep(&mut self, key: &str, value: &str, meta: EntryMeta, now_ms: u64, budget: usize) {
+        let held = self.entries.get(key).map(|e| e.meta.computed_at_ms);
+        if held.is_some_and(|at| at > meta.computed_at_ms) {
+            return;
+        }
         self.forget(key);
-        let size = key.len() + value.len();
+        let size = size(key, value);
         if now_ms >= meta.fresh_until_ms || size > budget / 8 {
             return;
         }
@@ -62,6 +82,7 @@ impl Hot {
             kept: self.kept,
             value: value.to_owned(),
             meta,
+            until_ms: meta.fresh_until_ms.min(now_ms + MAX_COPY_MS),
         };
         self.entries.insert(key.to_owned(), entry);
         while self.bytes > budget {
@@ -83,7 +104,7 @@ impl Hot {
 
     pub fn forget(&mut self, key: &str) {
         if let Some(entry) = self.entries.remove(key) {
-            self.bytes -= key.len() + entry.value.len();
+            self.bytes -= size(key, &entry.value);
         }
     }
 
@@ -105,6 +126,11 @@ mod tests {
         }
     }
 
+    /// A value whose copy weighs `bytes` under a two-letter key.
+    fn weighing(bytes: usize) -> String {
+        "x".repeat(bytes - size("k0", ""))
+    }
+
     #[test]
     fn a_copy_is_served_only_while_fresh() {
         let mut hot = Hot::default();
@@ -119,20 +145,23 @@ mod tests {
     #[test]
     fn the_oldest_copies_go_first_and_the_budget_holds() {
         let mut hot = Hot::default();
-        let value = "x".repeat(99);
-        for i in 0..30 {
+        let value = weighing(100);
+        for i in 0..10 {
             hot.keep(&format!("k{i}"), &value, fresh_for(100), 0, BUDGET);
             assert!(hot.bytes() <= BUDGET, "{}", hot.bytes());
         }
-        // Nine copies of 102 bytes fit: the last nine kept.
-        assert_eq!(hot.get("k20", 1), None);
-        assert!((21..30).all(|i| hot.get(&format!("k{i}"), 1).is_some()));
+        hot.keep("kx", &value, fresh_for(100), 0, BUDGET);
+        // Ten copies of 100 bytes fit, and the eleventh sends the first away.
+        assert_eq!(hot.get("k0", 1), None);
+        assert!((1..10).all(|i| hot.get(&format!("k{i}"), 1).is_some()));
+        assert!(hot.get("kx", 1).is_some());
+        assert_eq!(hot.bytes(), BUDGET);
     }
 
     #[test]
     fn keeping_a_key_again_replaces_its_copy_and_its_place() {
         let mut hot = Hot::default();
-        let value = "x".repeat(99);
+        let value = weighing(100);
         hot.keep("a", "old", fresh_for(100), 0, BUDGET);
         for i in 0..8 {
             hot.keep(&format!("k{i}"), &value, fresh_for(100), 0, BUDGET);
@@ -150,9 +179,34 @@ mod tests {
     }
 
     #[test]
+    fn a_read_overtaken_by_a_newer_fill_does_not_replace_it() {
+        let mut hot = Hot::default();
+        let at = |computed_at_ms| EntryMeta {
+            computed_at_ms,
+            fresh_until_ms: 100,
+        };
+        hot.keep("k", "filled", at(20), 30, BUDGET);
+        hot.keep("k", "read before", at(10), 30, BUDGET);
+        assert_eq!(hot.get("k", 31).map(|(v, _)| v), Some("filled".into()));
+        hot.keep("k", "filled again", at(40), 50, BUDGET);
+        assert_eq!(
+            hot.get("k", 51).map(|(v, _)| v),
+            Some("filled again".into())
+        );
+    }
+
+    #[test]
+    fn a_copy_is_kept_a_minute_at_most_whatever_its_ttl() {
+        let mut hot = Hot::default();
+        hot.keep("k", "v", fresh_for(10 * MAX_COPY_MS), 0, BUDGET);
+        assert!(hot.get("k", MAX_COPY_MS - 1).is_some());
+        assert_eq!(hot.get("k", MAX_COPY_MS), None);
+    }
+
+    #[test]
     fn an_entry_too_big_for_its_share_or_a_zero_budget_keeps_nothing() {
         let mut hot = Hot::default();
-        hot.keep("big", &"x".repeat(200), fresh_for(100), 0, BUDGET);
+        hot.keep("big", &weighing(BUDGET / 8 + 1), fresh_for(100), 0, BUDGET);
         assert_eq!(hot.get("big", 1), None);
         hot.keep("k", "v", fresh_for(100), 0, 0);
         assert_eq!(hot.get("k", 1), None);

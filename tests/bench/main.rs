@@ -101,6 +101,7 @@ async fn main() {
         return;
     }
     let plan = Plan::new(cli.quick);
+    let commit = plan::commit();
     if let Some(build) = cli.cold_start_of {
         let figures = stack::cold_start(&build, plan.cold_starts).await;
         println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
@@ -284,6 +285,7 @@ async fn main() {
     let failures = mixed::freshness_failures(&mixed, counters_after_mixed);
     let results = Results {
         plan: &plan,
+        commit,
         started,
         rows,
         mixed,

@@ -11,6 +11,7 @@ use crate::plan::{machine, Plan};
 /// Everything one run measured.
 pub struct Results<'a> {
     pub plan: &'a Plan,
+    pub commit: String,
     pub started: Instant,
     pub rows: Vec<Row>,
     pub mixed: Vec<Value>,
@@ -103,6 +104,7 @@ pub fn print_and_write(r: &Results, out: Option<PathBuf>) {
         .collect();
     let report = json!({
         "quick": r.plan.quick,
+        "commit": r.commit,
         "machine": machine(),
         "date": chrono::Utc::now().to_rfc3339(),
         "seconds": r.started.elapsed().as_secs_f64(),
