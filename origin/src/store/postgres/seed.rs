@@ -2,7 +2,7 @@
 //! workspace (200k contacts take seconds, not minutes of row-by-row round trips).
 
 use shared::WorkspaceId;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use super::super::{
     history_chunks, history_progress, seed_chunks, seed_progress, Seeded, SeededHistory,
@@ -52,7 +52,17 @@ pub async fn seed(db: &PgPool, ws: &WorkspaceId, contacts: u32, boards: u32) -> 
         seed_progress(ws, inserted, contacts);
     }
     tx.commit().await?;
-    sqlx::query("VACUUM (ANALYZE) contacts").execute(db).await?;
+    // On a connection without the pool's statement timeout: beside other seeds, a large
+    // table's vacuum takes longer than any read may.
+    let mut conn = db.acquire().await?.detach();
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    let vacuumed = sqlx::query("VACUUM (ANALYZE) contacts")
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    vacuumed?;
     Ok(Seeded {
         boards: board_ids,
         contacts: inserted,
