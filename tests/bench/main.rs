@@ -209,6 +209,10 @@ async fn main() {
         page: page_path.clone(),
     };
     let rows = layers::measure(&plan, ws, &board, &user, &targets, &reads).await;
+    let edge_mix = edge_cost::measure(&db, (&edge_base, &writer.base()), ws, &board, &plan).await;
+    let edge_freshness =
+        freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
+    // Last of the edge's runs: V8's profiler grows workerd's memory for as long as it runs.
     let mut edge_profile = serde_json::Map::new();
     for (name, counts_at, page_at) in [
         (
@@ -237,9 +241,6 @@ async fn main() {
         }
         edge_profile.insert(name.to_owned(), by_read.into());
     }
-    let edge_mix = edge_cost::measure(&db, (&edge_base, &writer.base()), ws, &board, &plan).await;
-    let edge_freshness =
-        freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
     drop((writer, edge, nginx, ceiling_counts, ceiling_page));
     drop((marker, edge_no_copy));
     drop((bare_counts, bare_page));

@@ -81,7 +81,7 @@ impl Plan {
             quick,
             run_for: Duration::from_secs(3),
             peer_rounds: 3,
-            profiled_reads: 3000,
+            profiled_reads: 250,
             cold_starts: 5,
             edge_mix_for: Duration::from_secs(10),
             concurrency: vec![1, 16, 64],
