@@ -135,6 +135,7 @@ impl Metrics {
             },
             "generations": {"object_reads": self.object_reads},
             "refills": {"started": self.refills},
+            "memory": {"wasm_bytes": wasm_bytes()},
             "operations": {
                 "invocations": self.invocations,
                 "kv_reads": self.kv_reads,
@@ -143,6 +144,14 @@ impl Metrics {
             },
         })
     }
+}
+
+/// The isolate's wasm memory: it only grows, so it is the most the worker ever held.
+fn wasm_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) * 65_536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
 }
 
 #[cfg(test)]

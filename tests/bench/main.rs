@@ -208,11 +208,8 @@ async fn main() {
         edge_counts: edge_counts_path,
         page: page_path.clone(),
     };
-    let rows = layers::measure(&plan, ws, &board, &user, &targets, &reads).await;
-    let edge_mix = edge_cost::measure(&db, (&edge_base, &writer.base()), ws, &board, &plan).await;
-    let edge_freshness =
-        freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
-    // Last of the edge's runs: V8's profiler grows workerd's memory for as long as it runs.
+    // First of the edge's runs, in workerd as it starts: workerd's own memory grows over a
+    // run (the worker's wasm stays at 1 MB), and past a few GB its inspector stops answering.
     let mut edge_profile = serde_json::Map::new();
     for (name, counts_at, page_at) in [
         (
@@ -241,6 +238,10 @@ async fn main() {
         }
         edge_profile.insert(name.to_owned(), by_read.into());
     }
+    let rows = layers::measure(&plan, ws, &board, &user, &targets, &reads).await;
+    let edge_mix = edge_cost::measure(&db, (&edge_base, &writer.base()), ws, &board, &plan).await;
+    let edge_freshness =
+        freshness::measure(&db, &writer.base(), &edge_base, ws, plan.freshness_writes).await;
     drop((writer, edge, nginx, ceiling_counts, ceiling_page));
     drop((marker, edge_no_copy));
     drop((bare_counts, bare_page));
