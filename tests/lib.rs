@@ -83,8 +83,12 @@ impl Drop for Group {
 /// `wrangler dev` on `port` in front of the origin on `origin_port`, with a local KV and
 /// Durable Objects of its own; `vars` are added as `--var NAME:value`.
 pub fn start_wrangler(port: u16, origin_port: u16, vars: &[(&str, &str)]) -> Group {
-    let state_dir = std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()));
-    start_wrangler_at(port, origin_port, vars, &state_dir)
+    start_wrangler_at(port, origin_port, vars, &wrangler_state())
+}
+
+/// A new folder for a `wrangler dev`'s local KV and Durable Objects.
+pub fn wrangler_state() -> PathBuf {
+    std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()))
 }
 
 /// `start_wrangler` keeping its KV and Durable Objects in `state_dir`, so a restarted

@@ -385,7 +385,7 @@ async fn read(
     };
     let confirmed = trust == Trust::Confirmed;
     let now = now_ms();
-    let held = held(&cfg, (&key, trust), &asked, now).await;
+    let held = held(&cfg, &key, confirmed, &asked, now).await;
     let freshness = |meta: &EntryMeta, current: bool| {
         (confirmed && current).then(|| meta.freshness(now, cfg.grace_secs))
     };
@@ -449,11 +449,11 @@ async fn read(
 /// have refilled since: what stands in for the origin is then the newest there is.
 async fn held(
     cfg: &Config,
-    (key, trust): (&str, Trust),
+    key: &str,
+    confirmed: bool,
     asked: &Asked,
     now: u64,
 ) -> Option<(String, EntryMeta, bool)> {
-    let confirmed = trust == Trust::Confirmed;
     if let Some((value, meta)) = hot::isolate(|h| h.get(key, now)).filter(|_| confirmed) {
         match asked.held(value) {
             (data, true) => {
@@ -515,9 +515,9 @@ async fn fill(
     Ok((data, source, Some(meta)))
 }
 
-/// Stores an entry in KV and in the isolate's copies.
+/// Stores an entry, made just now, in KV and in the isolate's copies.
 async fn store(cfg: &Config, key: &str, value: &str, meta: EntryMeta, expiration: u64) {
-    hot::isolate(|h| h.keep(key, value, meta, now_ms(), cfg.hot_bytes));
+    hot::isolate(|h| h.keep(key, value, meta, meta.computed_at_ms, cfg.hot_bytes));
     kv_put(&cfg.kv, key, value, meta, expiration).await;
 }
 

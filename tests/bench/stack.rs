@@ -26,9 +26,8 @@ pub async fn edge(origin_port: u16, namespace: &str, vars: &[(&str, &str)]) -> E
         ("CACHE_NAMESPACE", namespace),
     ];
     all.extend_from_slice(vars);
-    let state = std::env::temp_dir().join(format!("edgecache-kv-{}", e2e::random_suffix()));
     let inspector = free_port();
-    let mut command = wrangler_command(port, origin_port, &all, &state);
+    let mut command = wrangler_command(port, origin_port, &all, &e2e::wrangler_state());
     command.args(["--inspector-port", &inspector.to_string()]);
     let process = Group::spawn(command).expect("wrangler dev starts");
     wait_ok(
@@ -178,18 +177,11 @@ pub async fn bare_worker(body: &Path) -> BareWorker {
         "name = \"bare\"\nmain = \"worker.js\"\ncompatibility_date = \"2025-09-01\"\n",
     )
     .expect("wrangler.toml");
-    let mut command = Command::new(e2e::root().join("node_modules/.bin/wrangler"));
-    command
-        .current_dir(e2e::root())
-        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--config")
-        .arg(dir.join("wrangler.toml"))
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .args(["--inspector-port", &inspector.to_string()])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let command = dev_with(
+        &dir.join("wrangler.toml"),
+        &dir.join("state"),
+        (port, inspector),
+    );
     let process = Group::spawn(command).expect("wrangler dev starts");
     wait_ok(
         &format!("http://127.0.0.1:{port}/"),
@@ -202,6 +194,24 @@ pub async fn bare_worker(body: &Path) -> BareWorker {
         _process: process,
         dir,
     }
+}
+
+/// `wrangler dev` of the worker `config` describes, on `port` with its inspector on
+/// `inspector`, keeping its KV and Durable Objects in `state`.
+fn dev_with(config: &Path, state: &Path, (port, inspector): (u16, u16)) -> Command {
+    let mut command = Command::new(e2e::root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(e2e::root())
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .arg("--config")
+        .arg(config)
+        .arg("--persist-to")
+        .arg(state)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 /// Where the isolate of the worker at `port` (inspected at `inspector`) spends its CPU on
@@ -287,18 +297,7 @@ pub async fn cold_start(build: &Path, runs: usize) -> serde_json::Value {
 async fn first_answer(config: &Path, path: &str) -> Duration {
     let port = free_port();
     let state = config.with_extension(format!("state-{}", e2e::random_suffix()));
-    let mut command = Command::new(e2e::root().join("node_modules/.bin/wrangler"));
-    command
-        .current_dir(config.parent().expect("config dir"))
-        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--inspector-port", &free_port().to_string()])
-        .arg("--config")
-        .arg(config)
-        .arg("--persist-to")
-        .arg(&state)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let command = dev_with(config, &state, (port, free_port()));
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}{path}");
     let started = std::time::Instant::now();
