@@ -94,6 +94,7 @@ async fn typed(
     ws: &str,
 ) -> Value {
     let mut times: Vec<Duration> = Vec::with_capacity(paths.len());
+    let mut slowest: Vec<(Duration, &str)> = Vec::with_capacity(paths.len());
     let (mut failed, mut hits) = (0, 0);
     for path in paths {
         let started = Instant::now();
@@ -112,16 +113,25 @@ async fn typed(
                 );
                 let _ = r.bytes().await;
                 times.push(started.elapsed());
+                slowest.push((started.elapsed(), path.as_str()));
             }
             _ => failed += 1,
         }
     }
+    // The keystrokes behind the tail, slowest first.
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let slowest: Vec<Value> = slowest
+        .iter()
+        .take(3)
+        .map(|(took, path)| json!({"path": path, "ms": took.as_secs_f64() * 1e3}))
+        .collect();
     json!({
         "requests": paths.len(),
         "failed": failed,
         "hits": hits,
         "p50Ms": percentile(&mut times, 0.5),
         "p99Ms": percentile(&mut times, 0.99),
+        "slowest": slowest,
     })
 }
 
@@ -286,7 +296,8 @@ pub async fn measure(
     out.insert(
         "indexBytes".to_owned(),
         json!({
-            "contactsTrigram": bytes_of(db, "contacts_search_doc_idx").await,
+            "contactKeys": bytes_of(db, "contacts_search_keys_idx").await,
+            "contactsByCreationWithWords": bytes_of(db, "contacts_board_created_idx").await,
             "contactWords": bytes_of(db, "contact_search_words").await,
             "messagesFullText": bytes_of(db, "messages_search_idx").await,
             "messagesRecent": bytes_of(db, "messages_workspace_recent_idx").await,

@@ -12,7 +12,7 @@ use super::counters::{board_total_query, push_clock_count};
 use super::fields::ContactFields;
 use super::filters::{clock, counter, push_predicate, Dialect};
 use super::page_end;
-use super::search::{push_matches, tiers, Search, Tier};
+use super::search::{push_matches, tiers, Found, Search, Tier};
 use crate::error::Result;
 
 pub const CONTACT_COLUMNS: &str =
@@ -114,7 +114,7 @@ fn push_where<'a, DB>(
         qb.push(" AND column_id = ").push_bind(column);
     }
     if let Some(search) = search {
-        push_matches(qb, search, d);
+        push_matches(qb, search, board, d);
     }
 }
 
@@ -152,13 +152,50 @@ where
         }
         (Some(_), _, _) => {
             let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
-            push_where(&mut qb, ws, board, q, user, d, search);
-            qb.push(" LIMIT ")
-                .push_bind(SEARCH_TOTAL_CAP + 1)
-                .push(") m");
+            push_matched(&mut qb, ws, board, q, user, d, search);
+            qb.push(") m");
             qb
         }
     }
+}
+
+/// The ids of a search's matches, at most one past `SEARCH_TOTAL_CAP`: their number is
+/// the total, and where it is within the cap they are every match.
+pub fn matched_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+    search: &Search,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT id");
+    push_matched(&mut qb, ws, board, q, user, d, Some(search));
+    qb
+}
+
+fn push_matched<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+    search: Option<&Search>,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    push_where(qb, ws, board, q, user, d, search);
+    qb.push(" LIMIT ").push_bind(SEARCH_TOTAL_CAP + 1);
 }
 
 /// The total a `total_query` result stands for.
@@ -206,6 +243,14 @@ where
     }
     let column = q.sort_by.as_str();
     let mut qb = QueryBuilder::new("");
+    // A search walking the board picks its page's ids first: where the sort index holds
+    // the words (the migration `contact_search_keys`), the walk reads only index entries.
+    let walks = search.is_some_and(|s| s.found == Found::Walk);
+    if walks {
+        qb.push(format_args!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN ("
+        ));
+    }
     if skips {
         qb.push(format_args!("WITH b AS (SELECT {column}, id"));
         push_where(&mut qb, ws, board, q, user, d, search);
@@ -215,7 +260,8 @@ where
         .push_bind(q.offset())
         .push(") ");
     }
-    qb.push("SELECT ").push(CONTACT_COLUMNS);
+    qb.push("SELECT ")
+        .push(if walks { "id" } else { CONTACT_COLUMNS });
     push_where(&mut qb, ws, board, q, user, d, search);
     if skips {
         qb.push(format_args!(
@@ -236,6 +282,9 @@ where
     if !skips && q.after.is_none() && q.offset() > 0 {
         qb.push(" OFFSET ").push_bind(q.offset());
     }
+    if walks {
+        qb.push(format_args!(") ORDER BY {column} {dir}, id {dir}"));
+    }
     qb
 }
 
@@ -243,7 +292,7 @@ where
 /// after `within` (a cursor in this rank), at most `limit`. Postgres reads a page rank by
 /// rank until it is full (`PgStore::relevance_rows`): the first rank of a common name
 /// fills it at once, and each rank alone lets the planner choose between the activity
-/// index (a dense prefix) and the trigram entries (a rare word). Ranking every match of
+/// index (a dense prefix) and the search keys (a rare word). Ranking every match of
 /// `grace` in one statement cost 140 ms at 1M contacts, and a union of the ranks 2.7 s
 /// (a walk of the whole index for a rank the planner took for dense and was empty).
 #[allow(clippy::too_many_arguments)]
@@ -266,6 +315,7 @@ where
     let mut qb = QueryBuilder::new(format!("SELECT {CONTACT_COLUMNS}, {rank} AS search_rank"));
     push_where(&mut qb, ws, board, q, user, d, None);
     tier.push(&mut qb, d);
+    tier.push_found(&mut qb, board, d);
     if let Some((time, id)) = within {
         qb.push(" AND (last_activity_at, id) < (")
             .push_bind(time.to_owned())

@@ -3,7 +3,7 @@
 
 use shared::query::ContactListQuery;
 use shared::search::{pieces, within_edits, words, Word};
-use shared::WorkspaceId;
+use shared::{BoardId, WorkspaceId};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::filters::Dialect;
@@ -13,12 +13,38 @@ const MAX_NEAR_WORDS: usize = 16;
 /// The most vocabulary words read for one word's typos (most share a piece and no more).
 const MAX_VOCABULARY_READ: usize = 2_000;
 
+/// The shortest and longest prefix of a word with a search key of its own, the shortest
+/// and longest run of digits, and the longest whole word (the migration
+/// `contact_search_keys`).
+const KEY_PREFIX: (usize, usize) = (2, 8);
+const KEY_DIGITS: (usize, usize) = (3, 6);
+const KEY_WHOLE: usize = 64;
+
 /// A search's words, and the indexed words each text word's forgiven typos may have
 /// meant (`find_near_words!` looks them up).
 #[derive(Debug, Default)]
 pub struct Search {
     words: Vec<Word>,
     near: Vec<Vec<String>>,
+    /// How Postgres finds the matches.
+    pub found: Found,
+}
+
+/// How a search's statement reaches its rows in Postgres. Gathering the matches through
+/// the board's search keys costs in proportion to how many there are; walking the
+/// board's sort index and testing each row costs in proportion to how few (a page of a
+/// name every twentieth contact has is found in a thousand rows, of a rare one only at
+/// the board's end). `searched_rows` counts the matches up to the total's cap, through
+/// their keys unless the planner expects them in many contacts, and then knows which.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Found {
+    #[default]
+    Keys,
+    /// Testing the rows in the sort's order, with no keys to tempt the planner away.
+    Walk,
+    /// Among these contacts (the matches `Keys` found), the words tested again: a contact
+    /// renamed since no longer matches.
+    Among(Vec<i64>),
 }
 
 impl Search {
@@ -27,7 +53,19 @@ impl Search {
         Some(Self {
             near: vec![Vec::new(); words.len()],
             words,
+            found: Found::Keys,
         })
+    }
+
+    /// Postgres: a statement whose plan estimates how many contacts of `board` hold the
+    /// search's keys; `None` for a search with none (only short numbers).
+    pub fn keys_estimate_query<'a, DB>(&self, board: BoardId) -> Option<QueryBuilder<'a, DB>>
+    where
+        DB: Database,
+        String: Encode<'a, DB> + Type<DB>,
+    {
+        let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM contacts WHERE true");
+        push_keys(&mut qb, self, board, Level::Match).then_some(qb)
     }
 
     /// Statements listing the indexed words that each text word's typos may have meant,
@@ -134,7 +172,7 @@ enum Level {
 
 /// Appends ` AND` a condition per word: each must match the contact. A search of no
 /// words (punctuation alone) matches nothing.
-pub fn push_matches<'a, DB>(qb: &mut QueryBuilder<'a, DB>, s: &Search, d: Dialect)
+pub fn push_matches<'a, DB>(qb: &mut QueryBuilder<'a, DB>, s: &Search, board: BoardId, d: Dialect)
 where
     DB: Database,
     String: Encode<'a, DB> + Type<DB>,
@@ -142,10 +180,108 @@ where
     if s.words.is_empty() {
         qb.push(" AND 1 = 0");
     }
+    if d == Dialect::Postgres {
+        push_found(qb, s, board, Level::Match);
+    }
     for (word, near) in s.words.iter().zip(&s.near) {
         qb.push(" AND ");
         push_word(qb, word, near, d, Level::Match);
     }
+}
+
+/// Appends ` AND` how Postgres is to reach the rows matching at `level` (`Found`).
+fn push_found<'a, DB>(qb: &mut QueryBuilder<'a, DB>, s: &Search, board: BoardId, level: Level)
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    match &s.found {
+        Found::Keys => {
+            push_keys(qb, s, board, level);
+        }
+        Found::Walk => {}
+        Found::Among(ids) if ids.is_empty() => {
+            qb.push(" AND 1 = 0");
+        }
+        Found::Among(ids) => {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            qb.push(format_args!(" AND id IN ({})", ids.join(", ")));
+        }
+    }
+}
+
+/// Appends ` AND` the search keys (`contacts_search_keys_idx`) that every contact whose
+/// words match at `level` has: the words' `LIKE`s alone say what matches, and these let
+/// the index offer only rows of the board that hold each word, or one of its typos.
+fn push_keys<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    s: &Search,
+    board: BoardId,
+    level: Level,
+) -> bool
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    let board = board.0;
+    let mut all = Vec::new();
+    let mut any = Vec::new();
+    for (word, near) in s.words.iter().zip(&s.near) {
+        let mut keys = Vec::new();
+        match (word, level) {
+            (Word::Text { text, .. } | Word::Digits(text), Level::Whole) => {
+                if text.chars().count() <= KEY_WHOLE {
+                    keys.push(format!("{board}={text}"));
+                }
+            }
+            (Word::Text { text, .. }, _) => {
+                if text.chars().count() < KEY_PREFIX.0 {
+                    continue;
+                }
+                let start: String = text.chars().take(KEY_PREFIX.1).collect();
+                keys.push(format!("{board}:{start}"));
+                if level == Level::Match {
+                    keys.extend(near.iter().map(|w| format!("{board}={w}")));
+                }
+            }
+            // Digits match anywhere in a word, so within a run of digits: its keys are
+            // every run of three to six of them. Fewer have none (they are in most
+            // contacts' phones anyway).
+            (Word::Digits(digits), _) => {
+                if digits.len() >= KEY_DIGITS.0 {
+                    keys.push(format!(
+                        "{board}#{}",
+                        &digits[..digits.len().min(KEY_DIGITS.1)]
+                    ));
+                }
+            }
+        }
+        match keys.len() {
+            0 => {}
+            1 => all.extend(keys),
+            _ => any.push(keys),
+        }
+    }
+    let mut push = |keys: Vec<String>, op: &str| {
+        qb.push(format_args!(
+            " AND contact_search_keys(board_id, search_doc) {op} ARRAY["
+        ));
+        for (i, key) in keys.into_iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
+            }
+            qb.push_bind(key);
+        }
+        qb.push("]::text[]");
+    };
+    let keyed = !all.is_empty() || !any.is_empty();
+    if !all.is_empty() {
+        push(all, "@>");
+    }
+    for keys in any {
+        push(keys, "&&");
+    }
+    keyed
 }
 
 /// A rank of `sort_by=relevance`: the contacts it holds.
@@ -184,6 +320,17 @@ impl Tier<'_> {
                 push_word(qb, word, &[], d, not);
             }
             qb.push(")");
+        }
+    }
+
+    /// Appends ` AND` how Postgres is to reach the tier's rows (`Found`).
+    pub fn push_found<'a, DB>(&self, qb: &mut QueryBuilder<'a, DB>, board: BoardId, d: Dialect)
+    where
+        DB: Database,
+        String: Encode<'a, DB> + Type<DB>,
+    {
+        if let Some(s) = self.search.filter(|_| d == Dialect::Postgres) {
+            push_found(qb, s, board, self.level);
         }
     }
 }

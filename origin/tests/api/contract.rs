@@ -899,6 +899,43 @@ async fn a_broad_search_counts_its_matches_up_to_the_cap(store: Arc<dyn Store>) 
         p.total_exact && p.total > 0 && p.total < SEARCH_TOTAL_CAP,
         "{p:?}"
     );
+
+    // Postgres finds a broad search's pages by walking the board and a narrow one's among
+    // its matches (`Found`): both follow the list's own order, page after page.
+    let every = |mut q: ContactListQuery| {
+        let store = store.clone();
+        async move {
+            q.per_page = 100;
+            let mut out = Vec::new();
+            loop {
+                let page = store
+                    .page(Read::Primary, &ws(WS), board, &q, &user())
+                    .await
+                    .expect("page");
+                out.extend(page.contacts.into_iter().map(|c| (c.id, c.name)));
+                let Some(next) = page.pagination.next_cursor else {
+                    return out;
+                };
+                let after = q
+                    .decode_cursor(&next, &cursor_key(), &ws(WS), board)
+                    .expect("a cursor the store signed");
+                q.page = after.page;
+                q.after = Some(after);
+            }
+        }
+    };
+    let all = every(ContactListQuery::default()).await;
+    assert!(all.len() as i64 > SEARCH_TOTAL_CAP, "{}", all.len());
+    assert_eq!(every(search("example")).await, all);
+    // A letter alone has no key of its own: its matches are counted by the walk too.
+    assert_eq!(every(search("e")).await, all);
+    let hoppers: Vec<_> = all
+        .iter()
+        .filter(|(_, name)| name.to_lowercase().contains("hopper"))
+        .cloned()
+        .collect();
+    assert_eq!(hoppers.len() as i64, p.total);
+    assert_eq!(every(search("hopper")).await, hoppers);
 }
 
 /// The clock's counts against the timestamps the contacts carry, counted here: a count
