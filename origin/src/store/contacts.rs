@@ -195,6 +195,15 @@ fn push_matched<'a, DB>(
     i64: Encode<'a, DB> + Type<DB>,
 {
     push_where(qb, ws, board, q, user, d, search);
+    // A walk goes in the page's order: its first matches are the first page's.
+    if search.is_some_and(|s| s.found == Found::Walk) && q.sort_by != SortBy::Relevance {
+        let column = q.sort_by.as_str();
+        let dir = match q.sort_order {
+            SortOrder::Asc => "ASC",
+            SortOrder::Desc => "DESC",
+        };
+        qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
+    }
     qb.push(" LIMIT ").push_bind(SEARCH_TOTAL_CAP + 1);
 }
 

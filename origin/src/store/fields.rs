@@ -66,12 +66,18 @@ fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), Input
     }
 }
 
-/// A text field of at most `max` characters and no NUL, which Postgres text cannot hold.
+/// A text field of at most `max` characters, three bytes each on average (a contact's
+/// name, e-mail and company are words of its search document, which the creation-time
+/// sort index carries in entries of at most 2,704 bytes), and no NUL, which Postgres text
+/// cannot hold.
 fn text(name: &str, value: Option<&str>, max: usize) -> Result<(), InputError> {
     match value {
-        Some(v) if v.chars().count() > max => Err(InputError::new(
+        Some(v) if v.chars().count() > max || v.len() > 3 * max => Err(InputError::new(
             "invalid_field",
-            format!("{name} must be at most {max} characters"),
+            format!(
+                "{name} must be at most {max} characters and {} bytes",
+                3 * max
+            ),
         )),
         Some(v) if v.contains('\0') => Err(InputError::new(
             "invalid_field",

@@ -13,10 +13,9 @@ const MAX_NEAR_WORDS: usize = 16;
 /// The most vocabulary words read for one word's typos (most share a piece and no more).
 const MAX_VOCABULARY_READ: usize = 2_000;
 
-/// The shortest and longest prefix of a word with a search key of its own, the shortest
-/// and longest run of digits, and the longest whole word (the migration
-/// `contact_search_keys`).
-const KEY_PREFIX: (usize, usize) = (2, 8);
+/// The longest prefix of a word with a search key of its own, the shortest and longest
+/// run of digits, and the longest whole word (the migration `contact_search_keys`).
+const KEY_PREFIX: usize = 6;
 const KEY_DIGITS: (usize, usize) = (3, 6);
 const KEY_WHOLE: usize = 64;
 
@@ -235,10 +234,7 @@ where
                 }
             }
             (Word::Text { text, .. }, _) => {
-                if text.chars().count() < KEY_PREFIX.0 {
-                    continue;
-                }
-                let start: String = text.chars().take(KEY_PREFIX.1).collect();
+                let start: String = text.chars().take(KEY_PREFIX).collect();
                 keys.push(format!("{board}:{start}"));
                 if level == Level::Match {
                     keys.extend(near.iter().map(|w| format!("{board}={w}")));

@@ -117,6 +117,11 @@ async fn bad_bodies_get_a_400_and_change_nothing(db: PgPool) {
             json!({"board_id": app.boards[0], "column_id": column, "name": "Mallory\u{0}"}),
             "invalid_field",
         ),
+        // 200 letters of four bytes each: within the characters, past the bytes.
+        (
+            json!({"board_id": app.boards[0], "column_id": column, "name": "\u{10400}".repeat(200)}),
+            "invalid_field",
+        ),
         (
             json!({"board_id": app.boards[0], "column_id": column, "name": "Mallory",
                    "custom_attributes": {"note": ["a\u{0}"]}}),

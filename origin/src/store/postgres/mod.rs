@@ -161,13 +161,20 @@ async fn searched_rows(
         .fetch_all(on.conn())
         .await?;
     let total = ids.len() as i64;
+    // A walk's ids are the first matches in the page's order (`matched_query`): a first
+    // page is among them even where some changed since (it takes the first that still
+    // match).
+    let first_walked = search.found == Found::Walk
+        && q.after.is_none()
+        && q.offset() == 0
+        && q.sort_by != SortBy::Relevance;
     let rows = if ids.is_empty() {
         Vec::new()
     } else {
-        search.found = if total > SEARCH_TOTAL_CAP {
-            Found::Walk
-        } else {
+        search.found = if total <= SEARCH_TOTAL_CAP || first_walked {
             Found::Among(ids)
+        } else {
+            Found::Walk
         };
         if q.sort_by == SortBy::Relevance {
             relevance_rows(on.conn(), ws, board, q, user, Some(search)).await?
