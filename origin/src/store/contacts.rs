@@ -151,23 +151,31 @@ where
             qb
         }
         (Some(_), _, _) => {
-            let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
-            push_matched(&mut qb, ws, board, q, user, d, search);
+            let mut qb = matched_query(
+                "SELECT count(*) FROM (SELECT 1",
+                ws,
+                board,
+                q,
+                user,
+                d,
+                search,
+            );
             qb.push(") m");
             qb
         }
     }
 }
 
-/// The ids of a search's matches, at most one past `SEARCH_TOTAL_CAP`: their number is
-/// the total, and where it is within the cap they are every match.
+/// A search's matches (`select` of each), at most one past `SEARCH_TOTAL_CAP`: their
+/// number is the total, and where it is within the cap they are every match.
 pub fn matched_query<'a, DB>(
+    select: &str,
     ws: &'a WorkspaceId,
     board: BoardId,
     q: &ContactListQuery,
     user: &UserId,
     d: Dialect,
-    search: &Search,
+    search: Option<&Search>,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -175,36 +183,23 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT id");
-    push_matched(&mut qb, ws, board, q, user, d, Some(search));
-    qb
-}
-
-fn push_matched<'a, DB>(
-    qb: &mut QueryBuilder<'a, DB>,
-    ws: &'a WorkspaceId,
-    board: BoardId,
-    q: &ContactListQuery,
-    user: &UserId,
-    d: Dialect,
-    search: Option<&Search>,
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    push_where(qb, ws, board, q, user, d, search);
+    let mut qb = QueryBuilder::new(select);
+    push_where(&mut qb, ws, board, q, user, d, search);
     // A walk goes in the page's order: its first matches are the first page's.
     if search.is_some_and(|s| s.found == Found::Walk) && q.sort_by != SortBy::Relevance {
-        let column = q.sort_by.as_str();
-        let dir = match q.sort_order {
-            SortOrder::Asc => "ASC",
-            SortOrder::Desc => "DESC",
-        };
+        let (column, (dir, _)) = (q.sort_by.as_str(), direction(q.sort_order));
         qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
     }
     qb.push(" LIMIT ").push_bind(SEARCH_TOTAL_CAP + 1);
+    qb
+}
+
+/// A sort order in SQL, and the comparison that finds the rows after a cursor.
+fn direction(order: SortOrder) -> (&'static str, &'static str) {
+    match order {
+        SortOrder::Asc => ("ASC", ">"),
+        SortOrder::Desc => ("DESC", "<"),
+    }
 }
 
 /// The total a `total_query` result stands for.
@@ -243,10 +238,7 @@ where
         && q.sort_by != SortBy::Relevance
         && matches!(q.filter, Filter::All | Filter::Archived)
         && (q.column_id.is_none() || q.sort_by == SortBy::CreatedAt);
-    let (dir, past) = match q.sort_order {
-        SortOrder::Asc => ("ASC", ">"),
-        SortOrder::Desc => ("DESC", "<"),
-    };
+    let (dir, past) = direction(q.sort_order);
     if q.sort_by == SortBy::Relevance {
         return ranked_in_one_query(ws, board, q, user, d, search);
     }

@@ -155,7 +155,7 @@ async fn searched_rows(
     } else {
         search.found = Found::Walk;
     }
-    let ids: Vec<i64> = matched_query::<Postgres>(ws, board, q, user, D, search)
+    let ids: Vec<i64> = matched_query::<Postgres>("SELECT id", ws, board, q, user, D, Some(search))
         .build_query_scalar()
         .persistent(false)
         .fetch_all(on.conn())
