@@ -6,6 +6,7 @@ pub mod origins;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
@@ -111,6 +112,7 @@ pub fn wrangler_command(
     state_dir: &std::path::Path,
 ) -> Command {
     let root = root();
+    built_worker();
     let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
     command
         .current_dir(&root)
@@ -128,6 +130,50 @@ pub fn wrangler_command(
         command.args(["--var", &format!("{name}:{value}")]);
     }
     command
+}
+
+/// The worker's build folder (its `index.js` beside its wasm), built once per process
+/// before any `wrangler dev` starts: two tests starting edges at once would otherwise run
+/// two builds into that one folder.
+pub fn built_worker() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new("bash")
+                .arg(root().join("scripts/build-worker"))
+                .stdout(Stdio::null())
+                .status()
+                .expect("bash runs");
+            assert!(status.success(), "the worker builds (scripts/build-worker)");
+            root().join("edge-worker/build")
+        })
+        .clone()
+}
+
+/// Where a worker's generations objects run.
+pub enum Objects<'a> {
+    /// In the worker itself, as wrangler.toml has it.
+    Own,
+    /// In the worker of that name: another `wrangler dev`, reached through the dev registry.
+    In(&'a str),
+}
+
+/// A wrangler config for the worker built in `build` (`built_worker`), named `name`, with
+/// a local KV; the caller adds its `[vars]`.
+pub fn worker_config(build: &Path, name: &str, objects: Objects) -> String {
+    let mut config = format!(
+        "name = {name:?}\nmain = {main:?}\ncompatibility_date = \"2025-09-01\"\n\
+         [[kv_namespaces]]\nbinding = \"CACHE_KV\"\nid = \"00000000000000000000000000000000\"\n\
+         [[durable_objects.bindings]]\nname = \"GENERATIONS\"\nclass_name = \"WorkspaceGenerations\"\n",
+        main = build.join("index.js").display().to_string(),
+    );
+    match objects {
+        Objects::Own => config.push_str(
+            "[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"WorkspaceGenerations\"]\n",
+        ),
+        Objects::In(worker) => config.push_str(&format!("script_name = {worker:?}\n")),
+    }
+    config
 }
 
 /// Polls `url` until it answers 200, failing after `limit`.

@@ -257,15 +257,11 @@ pub async fn cold_start(build: &Path, runs: usize) -> serde_json::Value {
     let dir = std::env::temp_dir().join(format!("edgecache-cold-{}", e2e::random_suffix()));
     std::fs::create_dir_all(&dir).expect("cold start dir");
     let build = build.canonicalize().expect("the worker's build");
-    let edge = format!(
-        "name = \"cold\"\nmain = {main:?}\ncompatibility_date = \"2025-09-01\"\n\
-         [[kv_namespaces]]\nbinding = \"CACHE_KV\"\nid = \"00000000000000000000000000000000\"\n\
-         [[durable_objects.bindings]]\nname = \"GENERATIONS\"\nclass_name = \"WorkspaceGenerations\"\n\
-         [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"WorkspaceGenerations\"]\n\
-         [vars]\nORIGIN_URL = \"http://127.0.0.1:9\"\nJWT_SECRET = {SECRET:?}\n\
-         INTERNAL_API_KEY = {INTERNAL_KEY:?}\n",
-        main = build.join("index.js").display().to_string(),
-    );
+    let edge = e2e::worker_config(&build, "cold", e2e::Objects::Own)
+        + &format!(
+            "[vars]\nORIGIN_URL = \"http://127.0.0.1:9\"\nJWT_SECRET = {SECRET:?}\n\
+             INTERNAL_API_KEY = {INTERNAL_KEY:?}\n"
+        );
     std::fs::write(dir.join("edge.toml"), edge).expect("edge.toml");
     std::fs::write(
         dir.join("bare.js"),

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, random_suffix, start_wrangler_at, wait_edge_ready, wait_ok};
+use e2e::{
+    free_port, random_suffix, start_wrangler_at, wait_edge_ready, wait_ok, worker_config,
+    wrangler_command, Group, Objects,
+};
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
 use origin::store::postgres::PgStore;
@@ -213,6 +216,66 @@ impl Events {
     }
 }
 
+/// An origin on a free port over `db`'s database, pushing its changes to the edge on
+/// `edge_port`, its cache keys under `namespace`. It runs on a runtime of its own, so that
+/// stopping it ends its background work too (its pushes to the edge), as a process's end
+/// would.
+struct Origin {
+    port: u16,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Origin {
+    async fn start(db: &PgPool, edge_port: u16, namespace: &str) -> Self {
+        let mut config = Config::from_env().expect("config");
+        config.edge_url = Some(format!("http://127.0.0.1:{edge_port}"));
+        config.listen_addr = "127.0.0.1:0".parse().expect("addr");
+        config.jwt_secret = Some(Secret(SECRET.into()));
+        config.internal_key = Some(Secret(INTERNAL_KEY.into()));
+        config.edge_push_key = Some(Secret(PUSH_KEY.into()));
+        config.key_space = KeySpace::new(namespace).expect("namespace");
+        config.redis_url = Some(redis_url());
+        let database = (*db.connect_options()).clone();
+        let (ready, port) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("origin runtime");
+            runtime.block_on(async move {
+                let db = PgPoolOptions::new()
+                    .max_connections(10)
+                    .connect_with(database)
+                    .await
+                    .expect("connect");
+                let store = PgStore::new(db, None, cursor_key());
+                let app = Application::build(config, Arc::new(store))
+                    .await
+                    .expect("origin");
+                let _ = ready.send(app.port());
+                app.run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let port = port.await.expect("the origin starts");
+        Self { port, stop, thread }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::task::spawn_blocking(move || self.thread.join())
+            .await
+            .expect("joined")
+            .expect("origin thread")
+            .expect("origin stopped cleanly");
+    }
+}
+
 /// Posts `body` as user_3, an agent, to `conversation` through the origin's API; the
 /// posted message.
 async fn post_message(origin_port: u16, conversation: i64, user: &str, body: &str) -> Value {
@@ -243,7 +306,6 @@ async fn origin_get(port: u16, path: &str, token: &str) -> Value {
         .expect("json")
 }
 
-/// Closes contact `id` through the origin's API, as a product's own backend would.
 /// The first `n` open contacts of the workspace, by id.
 async fn open_contacts(db: &PgPool, n: i64) -> Vec<i64> {
     sqlx::query_scalar(
@@ -287,6 +349,7 @@ fn repair_generations(moved: Vec<(PathBuf, PathBuf)>) {
     }
 }
 
+/// Closes contact `id` through the origin's API, as a product's own backend would.
 async fn close_at_origin(port: u16, token: &str, id: i64) {
     let closed = reqwest::Client::new()
         .patch(format!(
@@ -320,25 +383,8 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
             .expect("boards");
     let namespace = format!("e{}", random_suffix());
     let port = free_port();
-    let mut config = Config::from_env().expect("config");
-    config.edge_url = Some(format!("http://127.0.0.1:{port}"));
-    config.listen_addr = "127.0.0.1:0".parse().expect("addr");
-    config.jwt_secret = Some(Secret(SECRET.into()));
-    config.internal_key = Some(Secret(INTERNAL_KEY.into()));
-    config.edge_push_key = Some(Secret(PUSH_KEY.into()));
-    config.key_space = KeySpace::new(&namespace).expect("namespace");
-    config.redis_url = Some(redis_url());
-    let app = Application::build(
-        config,
-        Arc::new(PgStore::new(db.clone(), None, cursor_key())),
-    )
-    .await
-    .expect("origin");
-    let origin_port = app.port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let origin = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let origin = Origin::start(&db, port, &namespace).await;
+    let origin_port = origin.port;
 
     let state_dir = std::env::temp_dir().join(format!("edgecache-kv-{}", random_suffix()));
     let vars = [
@@ -1261,11 +1307,7 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let other_user = token("user_7", &[WS]);
     let (_, fresh) = edge.get(&counts, &other_user, WS).await;
     assert_eq!(fresh["data"]["_cache"]["status"], "MISS");
-    let _ = stop.send(());
-    origin
-        .await
-        .expect("origin task")
-        .expect("origin stopped cleanly");
+    origin.stop().await;
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let stale = loop {
@@ -1304,4 +1346,159 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     let (_, still) = edge.get(&counts, &other_user, WS).await;
     assert_eq!(still["data"]["_cache"]["status"], "STALE");
     drop(wrangler);
+}
+
+/// The generations objects run in a `wrangler dev` of their own, which the edge reaches
+/// through wrangler's dev registry, so they can be taken away from a running edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_objects_away_the_edge_serves_what_it_holds_as_stale_and_asks_the_origin_for_the_rest(
+) {
+    let db = database().await;
+    let board: i64 = sqlx::query_scalar("SELECT min(id) FROM boards WHERE workspace_id = $1")
+        .bind(WS)
+        .fetch_one(&db)
+        .await
+        .expect("a board");
+    let namespace = format!("e{}", random_suffix());
+    let port = free_port();
+    let origin = Origin::start(&db, port, &namespace).await;
+    let dir = std::env::temp_dir().join(format!("edgecache-split-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).expect("split dir");
+    let build = e2e::built_worker();
+    let configs = [
+        (
+            "objects.toml",
+            worker_config(&build, "edgecache-objects", Objects::Own),
+        ),
+        (
+            "front.toml",
+            worker_config(&build, "edgecache-front", Objects::In("edgecache-objects")),
+        ),
+    ];
+    for (name, config) in &configs {
+        std::fs::write(dir.join(name), config).expect("config");
+    }
+    let vars = [
+        ("JWT_SECRET", SECRET),
+        ("INTERNAL_API_KEY", INTERNAL_KEY),
+        ("EDGE_PUSH_KEY", PUSH_KEY),
+        ("CACHE_NAMESPACE", &namespace),
+        // Counters are asked for again after 100 ms, so the objects' absence is met soon.
+        ("EDGE_GENERATION_MAX_AGE_MS", "100"),
+    ];
+    let start = |config: &str, port: u16| {
+        let mut command = wrangler_command(
+            port,
+            origin.port,
+            &vars,
+            &dir.join(format!("{config}.state")),
+        );
+        // Its own inspector port: the default one is taken by any edge started beside it.
+        command
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--config")
+            .arg(dir.join(config))
+            .env("WRANGLER_REGISTRY_PATH", dir.join("registry"));
+        Group::spawn(command).expect("wrangler dev starts")
+    };
+    let objects_port = free_port();
+    let objects = start("objects.toml", objects_port);
+    wait_ok(
+        &format!("http://127.0.0.1:{objects_port}/health"),
+        Duration::from_secs(300),
+    )
+    .await;
+    let _front = start("front.toml", port);
+    let edge = Edge {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    wait_edge_ready(&edge.base, Duration::from_secs(120)).await;
+    let user = token("user_3", &[WS]);
+    let counts = format!("/api/workspaces/{WS}/counts");
+    let page = format!("/api/boards/{board}/contacts?filter=open&per_page=5");
+    let mut held = Vec::new();
+    for path in [&counts, &page] {
+        edge.get(path, &user, WS).await;
+        let (status, hit) = edge.get(path, &user, WS).await;
+        assert_eq!(status, StatusCode::OK, "{hit}");
+        assert_eq!(hit["data"]["_cache"]["status"], "HIT", "{hit}");
+        held.push(payload(&hit));
+    }
+
+    // The objects gone, what the edge holds is served STALE, as it was, once the isolate's
+    // copy of the counters is past its age.
+    drop(objects);
+    for (path, was) in [&counts, &page].into_iter().zip(&held) {
+        let since = Instant::now();
+        let stale = loop {
+            let (_, now) = edge.get(path, &user, WS).await;
+            if now["data"]["_cache"]["status"] != "HIT" {
+                break now;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "still a HIT 5 s after the objects left: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(stale["data"]["_cache"]["status"], "STALE", "{stale}");
+        assert_eq!(stale["data"]["_cache"]["source"], "cloudflare_kv");
+        assert_eq!(&payload(&stale), was);
+    }
+
+    // A write the edge cannot record: what it holds is never served as fresh, and what it
+    // does not hold comes from the origin, with the write.
+    let closed = open_contacts(&db, 1).await[0];
+    close_at_origin(origin.port, &user, closed).await;
+    for _ in 0..5 {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        assert_eq!(now["data"]["_cache"]["status"], "STALE", "{now}");
+    }
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND NOT archived AND status = 'open'",
+    )
+    .bind(WS)
+    .fetch_one(&db)
+    .await
+    .expect("open");
+    assert_eq!(held[0]["open"], open + 1, "the write closed one");
+    let unheld = format!("/api/boards/{board}/contacts?filter=open&per_page=6");
+    let (status, asked) = edge.get(&unheld, &user, WS).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(asked["data"]["_cache"]["status"], "BYPASS", "{asked}");
+    let ids = |answer: &Value| -> Vec<i64> {
+        answer["data"]["contacts"]
+            .as_array()
+            .expect("contacts")
+            .iter()
+            .filter_map(|c| c["id"].as_i64())
+            .collect()
+    };
+    assert!(!ids(&asked).contains(&closed), "{asked}");
+    assert_eq!(ids(&asked).len(), 6);
+
+    // The objects back, the origin's pending change reaches the edge, which is fresh again.
+    let objects = start("objects.toml", objects_port);
+    wait_ok(
+        &format!("http://127.0.0.1:{objects_port}/health"),
+        Duration::from_secs(120),
+    )
+    .await;
+    let since = Instant::now();
+    loop {
+        let (_, now) = edge.get(&counts, &user, WS).await;
+        if now["data"]["_cache"]["status"] == "HIT" {
+            assert_eq!(now["data"]["open"], open, "{now}");
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "the edge is not fresh again 30 s after its objects came back: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(objects);
+    origin.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
