@@ -133,6 +133,9 @@ pub fn build_state(config: Config, store: Arc<dyn Store>) -> Result<AppState, St
 /// the time, and each one a fold moves makes the next write of its bucket an insert
 /// instead of an update; every few seconds keeps reads near one row per bucket for that.
 const FOLD_EVERY: Duration = Duration::from_secs(5);
+/// Words of the contact search vocabulary an instance sweeps a minute (one index probe
+/// each): a million-word vocabulary is swept about twice a day.
+const SEARCH_WORDS_BATCH: i64 = 2_000;
 /// How long a start waits to catch up on changes made while no origin listened.
 const CATCH_UP_AT_START: Duration = Duration::from_secs(3);
 
@@ -142,6 +145,7 @@ const CATCH_UP_AT_START: Duration = Duration::from_secs(3);
 async fn upkeep(state: Arc<AppState>) {
     let minute = (60 / FOLD_EVERY.as_secs()).max(1);
     let mut every = tokio::time::interval(FOLD_EVERY);
+    let mut words_after = None;
     for tick in 0u64.. {
         every.tick().await;
         if let Err(e) = state.store.fold_counters().await {
@@ -151,6 +155,14 @@ async fn upkeep(state: Arc<AppState>) {
             state.limits.prune();
             state.searches.prune();
             state.live.prune();
+            match state
+                .store
+                .prune_search_words(words_after.take(), SEARCH_WORDS_BATCH)
+                .await
+            {
+                Ok((_, next)) => words_after = next,
+                Err(e) => tracing::warn!(error = %e, "sweeping the search vocabulary failed"),
+            }
         }
         if tick % (60 * minute) == 0 {
             if let Err(e) = state.store.prune_counters().await {

@@ -991,3 +991,97 @@ async fn clock_counts_match_the_contacts_timestamps(store: Arc<dyn Store>) {
     }
     assert!(counts.new_customers + counts.recent_activity > 0);
 }
+
+/// Postgres keeps the words typos are looked up in (`contact_search_words`) apart from the
+/// contacts: its sweep drops what no contact holds any more, and keeps every word one does.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_vocabulary_sweep_drops_only_the_words_no_contact_holds(db: PgPool) {
+    let store = pg(&db);
+    let seeded = store.seed(&ws(WS), 3, 1).await.expect("seed");
+    store.seed(&ws(OTHER_WS), 20, 1).await.expect("seed other");
+    let board = seeded.boards[0];
+    let q = ContactListQuery::default();
+    let page = store
+        .page(Read::Primary, &ws(WS), BoardId(board), &q, &user())
+        .await
+        .expect("page");
+    let column = page.contacts[0].column_id;
+    let mine = ws(WS);
+    let create = |name: &str| {
+        store.create_contact(
+            &mine,
+            fields(json!({"board_id": board, "column_id": column, "name": name})),
+        )
+    };
+    let renamed = create("Washington Irving").await.expect("create");
+    // A word two contacts hold stays while one of them holds it.
+    create("Quentin Irving").await.expect("create");
+    let gone = create("Zebulon Pike").await.expect("create");
+    store
+        .update_contact(
+            &ws(WS),
+            ContactId(renamed.id),
+            fields(json!({"name": "Washington Carver"})),
+        )
+        .await
+        .expect("rename");
+    store
+        .delete_contact(&ws(WS), ContactId(gone.id))
+        .await
+        .expect("delete");
+    let words = |of: &'static str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT word FROM contact_search_words WHERE workspace_id = $1 ORDER BY word",
+        )
+        .bind(of)
+        .fetch_all(&db)
+    };
+    let before = words(WS).await.expect("words");
+    for word in ["zebulon", "pike", "carver", "irving"] {
+        assert!(before.iter().any(|w| w == word), "{word}: {before:?}");
+    }
+    let theirs = words(OTHER_WS).await.expect("their words");
+    let (mut dropped, mut after) = (0, None);
+    for sweep in 0.. {
+        assert!(sweep < 1_000, "the sweep never reached the end");
+        let (n, next) = store.prune_search_words(after, 3).await.expect("sweep");
+        dropped += n;
+        after = next;
+        if after.is_none() {
+            break;
+        }
+    }
+    let now = words(WS).await.expect("words");
+    for word in ["zebulon", "pike"] {
+        assert!(!now.iter().any(|w| w == word), "{word} stayed: {now:?}");
+    }
+    assert_eq!(dropped as usize, before.len() - now.len());
+    // Every word a contact of the workspace holds is still there to find typos by.
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT w FROM contacts c, unnest(string_to_array(btrim(c.search_doc), ' ')) AS w \
+         WHERE c.workspace_id = $1 AND length(w) BETWEEN 3 AND 64 AND w ~ '^[[:alpha:]]+$'",
+    )
+    .bind(WS)
+    .fetch_all(&db)
+    .await
+    .expect("held words");
+    let mut expected = held.clone();
+    expected.sort();
+    let mut kept = now.clone();
+    kept.sort();
+    assert_eq!(kept, expected);
+    let typo = ContactListQuery {
+        search: Some("carvar".into()),
+        ..ContactListQuery::default()
+    };
+    let found = store
+        .page(Read::Primary, &ws(WS), BoardId(board), &typo, &user())
+        .await
+        .expect("search");
+    assert_eq!(
+        found.contacts.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [renamed.id]
+    );
+    // The other workspace's contacts hold every word of theirs.
+    assert_eq!(words(OTHER_WS).await.expect("their words"), theirs);
+}

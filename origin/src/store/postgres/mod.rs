@@ -6,6 +6,7 @@ mod counters;
 mod replica;
 mod seed;
 mod settings;
+mod vocabulary;
 mod writes;
 
 use std::time::Duration;
@@ -445,6 +446,14 @@ impl Store for PgStore {
 
     async fn fold_counters(&self) -> Result<u64> {
         counters::fold(&self.db).await
+    }
+
+    async fn prune_search_words(
+        &self,
+        after: Option<(String, String)>,
+        batch: i64,
+    ) -> Result<(u64, Option<(String, String)>)> {
+        vocabulary::prune(&self.db, after, batch).await
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {
