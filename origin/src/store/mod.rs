@@ -209,14 +209,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<counters::Drift>>;
     /// Deletes the clock counters of hours no count reads any more; how many rows went.
     async fn prune_counters(&self) -> Result<u64>;
-    /// Sweeps the contact search vocabulary (where a typo's words are looked up) by
-    /// `batch` words after `after` (`(workspace, word)`), dropping those no contact holds
-    /// any more; how many went, and where the next sweep starts (`None`: from the start).
-    async fn prune_search_words(
-        &self,
-        after: Option<(String, String)>,
-        batch: i64,
-    ) -> Result<(u64, Option<(String, String)>)>;
+    /// Sweeps the next `batch` words of the contact search vocabulary (where a typo's
+    /// words are looked up), from where the last sweep stopped, dropping those no contact
+    /// holds any more; how many went.
+    async fn prune_search_words(&self, batch: i64) -> Result<u64>;
     /// Folds the counters' shards into one row per bucket, so that counts and totals sum
     /// fewer rows (migration `counter_folds`); how many shard rows it moved.
     async fn fold_counters(&self) -> Result<u64>;

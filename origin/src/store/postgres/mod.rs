@@ -448,12 +448,8 @@ impl Store for PgStore {
         counters::fold(&self.db).await
     }
 
-    async fn prune_search_words(
-        &self,
-        after: Option<(String, String)>,
-        batch: i64,
-    ) -> Result<(u64, Option<(String, String)>)> {
-        vocabulary::prune(&self.db, after, batch).await
+    async fn prune_search_words(&self, batch: i64) -> Result<u64> {
+        vocabulary::prune(&self.db, batch).await
     }
 
     async fn load_settings(&self, ws: &WorkspaceId) -> Result<CacheSettings> {

@@ -323,17 +323,13 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    /// One writer at a time: the counters have no shards to fold.
     /// The embedded store's vocabulary is its full-text index's own, exact at every
     /// write: nothing to sweep.
-    async fn prune_search_words(
-        &self,
-        _after: Option<(String, String)>,
-        _batch: i64,
-    ) -> Result<(u64, Option<(String, String)>)> {
-        Ok((0, None))
+    async fn prune_search_words(&self, _batch: i64) -> Result<u64> {
+        Ok(0)
     }
 
+    /// One writer at a time: the counters have no shards to fold.
     async fn fold_counters(&self) -> Result<u64> {
         Ok(0)
     }
