@@ -155,6 +155,9 @@ async fn upkeep(state: Arc<AppState>) {
             state.limits.prune();
             state.searches.prune();
             state.live.prune();
+        }
+        // Half a minute from the start, not at it, where every instance has more to do.
+        if tick % minute == minute / 2 {
             match state.store.prune_search_words(SEARCH_WORDS_BATCH).await {
                 Ok(dropped) => tracing::debug!(dropped, "search vocabulary swept"),
                 Err(e) => tracing::warn!(error = %e, "sweeping the search vocabulary failed"),

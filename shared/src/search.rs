@@ -60,10 +60,11 @@ pub fn typos_forgiven(letters: usize) -> u8 {
     }
 }
 
-/// `text` lower-cased, with the accents of Latin letters removed (as Postgres's
-/// `unaccent` and SQLite's `remove_diacritics` do to the stored words). Other scripts
-/// are left as they are: SQLite keeps their accents, while Postgres's `unaccent` folds
-/// some (`ё`), so there a word with one is found only when typed without it.
+/// `text` lower-cased, with the accents of Latin letters removed and their ligatures and
+/// other letters spelled out (`ß` as `ss`, `ø` as `o`), Greek vowels without their tonos
+/// and `ё` as `е`: what Postgres's `unaccent` makes of the stored words, and what the
+/// embedded store's documents are folded to before its tokenizer (migration
+/// `sqlite/…_search_fold.sql`), so a word is found the same way on both stores.
 pub fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars().flat_map(char::to_lowercase) {
@@ -80,7 +81,7 @@ pub fn fold(text: &str) -> String {
 }
 
 fn base_letter(c: char) -> Option<&'static str> {
-    const FOLDS: [(&str, &str); 25] = [
+    const FOLDS: [(&str, &str); 33] = [
         ("a", "àáâãäåāăąǎạảấầẩẫậắằẳẵặ"),
         ("c", "çćĉċč"),
         ("d", "ďđð"),
@@ -91,7 +92,7 @@ fn base_letter(c: char) -> Option<&'static str> {
         ("j", "ĵ"),
         ("k", "ķ"),
         ("l", "ĺļľŀł"),
-        ("n", "ñńņňŉ"),
+        ("n", "ñńņňŉŋ"),
         ("o", "òóôõöøōŏőǒơọỏốồổỗộớờởỡợ"),
         ("r", "ŕŗř"),
         ("s", "śŝşšſș"),
@@ -105,7 +106,15 @@ fn base_letter(c: char) -> Option<&'static str> {
         ("oe", "œ"),
         ("th", "þ"),
         ("ij", "ĳ"),
-        ("ng", "ŋ"),
+        ("q", "ĸ"),
+        ("α", "ά"),
+        ("ε", "έ"),
+        ("η", "ή"),
+        ("ι", "ίϊΐ"),
+        ("ο", "ό"),
+        ("υ", "ύϋΰ"),
+        ("ω", "ώ"),
+        ("е", "ё"),
     ];
     if c.is_ascii() {
         return None;
@@ -195,8 +204,8 @@ mod tests {
         );
         assert_eq!(fold("Ærøskøbing Straße"), "aeroskobing strasse");
         assert_eq!(
-            fold("Ștefan Nguyễn İstanbul Ёлка"),
-            "stefan nguyen istanbul ёлка"
+            fold("Ștefan Nguyễn İstanbul Ёлка Ελλάδα Ŋŋ"),
+            "stefan nguyen istanbul елка ελλαδα nn"
         );
         assert_eq!(
             (typos_forgiven(4), typos_forgiven(5), typos_forgiven(9)),

@@ -321,6 +321,8 @@ async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: 
             "5550100043",
         ),
         ("Ștefan Nguyễn", "sn@saigon.example", "İzmir Ltd", ""),
+        ("Søren Strauß", "soren@aero.example", "Ærø Œuvre", ""),
+        ("Αλέξης Ёлкин", "alexis@athens.example", "Łódź Đakovo", ""),
     ];
     let mut id = std::collections::HashMap::new();
     for (name, email, company, phone) in corpus {
@@ -387,6 +389,19 @@ async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: 
         ("Ștefan", &["Ștefan"]),
         ("izmir", &["Ștefan"]),
         ("İzmir", &["Ștefan"]),
+        // Letters of their own spelled out (ß, ø, æ, œ, ł, đ), Greek and Cyrillic
+        // accents: found typed as stored or without them, on both stores.
+        ("Søren", &["Søren"]),
+        ("soren strauss", &["Søren"]),
+        ("strauß", &["Søren"]),
+        ("ærø œuvre", &["Søren"]),
+        ("aero oeuvre", &["Søren"]),
+        ("Αλέξης", &["Αλέξης"]),
+        ("αλεξης", &["Αλέξης"]),
+        ("Ёлкин", &["Αλέξης"]),
+        ("елкин", &["Αλέξης"]),
+        ("Łódź Đakovo", &["Αλέξης"]),
+        ("lodz dakovo", &["Αλέξης"]),
         // One typo from 5 letters, two from 9; none below.
         ("hoper", &["Grace"]),
         ("lovelcae", &[]),

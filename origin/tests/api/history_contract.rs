@@ -345,6 +345,7 @@ async fn message_search_finds_words_prefixes_and_phrases_newest_first(store: Arc
         (b, "Order number 4471 shipped to Zürich"),
         (b, "<script>alert('x')</script> refundable?"),
         (a, "zephyrine is a word only this message has"),
+        (b, "Søren på Ærø: Straße, Ελλάδα, ёлка"),
     ] {
         let posted = store
             .post_message(&ws(WS), conversation, &message(body))
@@ -382,6 +383,12 @@ async fn message_search_finds_words_prefixes_and_phrases_newest_first(store: Arc
         ("zurich", vec![said[2]]),
         ("cafe zéphyr", vec![said[1]]),
         ("zephyrine", vec![]),
+        // Letters of their own, Greek and Cyrillic accents: as typed or without them.
+        ("søren ærø", vec![said[5]]),
+        ("soren aero strasse", vec![said[5]]),
+        ("straße", vec![said[5]]),
+        ("ελλάδα ёлка", vec![said[5]]),
+        ("ελλαδα елка", vec![said[5]]),
         ("qqqzzz", vec![]),
     ];
     for (q, expected) in cases {
