@@ -141,8 +141,9 @@ const SEARCH_WORDS_BATCH: i64 = 500;
 const CATCH_UP_AT_START: Duration = Duration::from_secs(3);
 
 /// Upkeep: every few seconds folds the counters' shards, each minute forgets idle rate
-/// limiters and sweeps some of the search vocabulary, each hour deletes the clock counters no count reads any more (they would
-/// otherwise grow by a day's hours every day).
+/// limiters and sweeps some of the search vocabulary, each hour deletes the clock
+/// counters no count reads any more (they would otherwise grow by a day's hours every
+/// day).
 async fn upkeep(state: Arc<AppState>) {
     let minute = (60 / FOLD_EVERY.as_secs()).max(1);
     let mut every = tokio::time::interval(FOLD_EVERY);

@@ -153,6 +153,20 @@ impl Edge {
         ws: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.within(Duration::from_secs(1), path, token, ws, done)
+            .await
+    }
+
+    /// Reads `path` in `ws` until `done` holds of the answer, and returns it, failing
+    /// past `limit`.
+    async fn within(
+        &self,
+        limit: Duration,
+        path: &str,
+        token: &str,
+        ws: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let since = Instant::now();
         loop {
             let (_, now) = self.get(path, token, ws).await;
@@ -160,8 +174,8 @@ impl Edge {
                 return now;
             }
             assert!(
-                since.elapsed() < Duration::from_secs(1),
-                "the edge still answers as before the change: {now}"
+                since.elapsed() < limit,
+                "{path} still answers as before after {limit:?}: {now}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -1133,19 +1147,13 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         .status()
         .expect("redis-cli");
     assert!(deleted.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, now) = edge.get(&counts, &user, WS).await;
-        if now["data"]["_cache"]["status"] == "MISS" {
-            assert_eq!(now["data"]["open"], held);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the edge kept its entries after the outbox was lost: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The edge drops its entries once the outbox is lost.
+    let missed = edge
+        .within(Duration::from_secs(5), &counts, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "MISS"
+        })
+        .await;
+    assert_eq!(missed["data"]["open"], held);
     edge.within_a_second(&counts, &user, WS, |now| {
         now["data"]["_cache"]["status"] == "HIT"
     })
@@ -1169,18 +1177,11 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
     repair_generations(broken);
     wrangler = start_wrangler_at(port, origin_port, &vars, &state_dir);
     wait_ok(&format!("{}/health", edge.base), Duration::from_secs(120)).await;
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let (_, now) = edge.get(&counts, &user, WS).await;
-        if now["data"]["open"] == open - 1 && now["data"]["_cache"]["status"] == "HIT" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the change made while the objects were broken never reached the edge: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The change made while the objects were broken reaches the edge.
+    edge.within(Duration::from_secs(45), &counts, &user, WS, |now| {
+        now["data"]["open"] == open - 1 && now["data"]["_cache"]["status"] == "HIT"
+    })
+    .await;
 
     // A member past its share of the workspace's requests: the origin sheds its edge
     // misses (429), and the edge, holding nothing to stand in, passes the wait on.
@@ -1430,18 +1431,11 @@ async fn with_its_objects_away_the_edge_serves_what_it_holds_as_stale_and_asks_t
     // copy of the counters is past its age.
     drop(objects);
     for (path, was) in [&counts, &page].into_iter().zip(&held) {
-        let since = Instant::now();
-        let stale = loop {
-            let (_, now) = edge.get(path, &user, WS).await;
-            if now["data"]["_cache"]["status"] != "HIT" {
-                break now;
-            }
-            assert!(
-                since.elapsed() < Duration::from_secs(5),
-                "still a HIT 5 s after the objects left: {now}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let stale = edge
+            .within(Duration::from_secs(5), path, &user, WS, |now| {
+                now["data"]["_cache"]["status"] != "HIT"
+            })
+            .await;
         assert_eq!(stale["data"]["_cache"]["status"], "STALE", "{stale}");
         assert_eq!(stale["data"]["_cache"]["source"], "cloudflare_kv");
         assert_eq!(&payload(&stale), was);
@@ -1485,19 +1479,12 @@ async fn with_its_objects_away_the_edge_serves_what_it_holds_as_stale_and_asks_t
         Duration::from_secs(120),
     )
     .await;
-    let since = Instant::now();
-    loop {
-        let (_, now) = edge.get(&counts, &user, WS).await;
-        if now["data"]["_cache"]["status"] == "HIT" {
-            assert_eq!(now["data"]["open"], open, "{now}");
-            break;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(30),
-            "the edge is not fresh again 30 s after its objects came back: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let fresh = edge
+        .within(Duration::from_secs(30), &counts, &user, WS, |now| {
+            now["data"]["_cache"]["status"] == "HIT"
+        })
+        .await;
+    assert_eq!(fresh["data"]["open"], open, "{fresh}");
     drop(objects);
     origin.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
