@@ -25,11 +25,13 @@ use worker::{
 /// A workspace's counters, by field (`shared::keys::GenerationScope::field`).
 pub type Counters = HashMap<String, u64>;
 
-/// What the object answers: the counters, when its storage began, and the logged edits
-/// of the board asked about, `(Rows value, contact)` oldest first (`rows::LOG_LEN` at
-/// most).
+/// What the object answers: the counters asked for (bumped, raised), when its storage
+/// began, the logged edits of the board asked about, `(Rows value, contact)` oldest first
+/// (`rows::LOG_LEN` at most), and how many counters it holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Known {
+    /// Only the fields asked about: the table is as large as what is active, and
+    /// answering it whole to every read made each read's cost grow with it.
     pub counters: Counters,
     /// When (ms) the object's storage was made: counters restart from zero in new storage,
     /// so this is part of every key (`handlers::counters`), and no key made before is met.
@@ -37,6 +39,15 @@ pub struct Known {
     pub incarnation: u64,
     #[serde(default)]
     pub edits: Vec<(u64, i64)>,
+    #[serde(default)]
+    pub held: u64,
+}
+
+/// A read of object `name`: the `fields` a key needs, and with a board, its edits.
+pub struct Wanted<'a> {
+    pub name: &'a str,
+    pub board: Option<i64>,
+    pub fields: &'a [String],
 }
 
 /// The objects' namespace, and how long a call to one may take before it counts as
@@ -57,6 +68,11 @@ struct Bumped {
 
 /// Workspaces whose counters one isolate keeps before it starts over.
 const MAX_KNOWN: usize = 10_000;
+
+/// Fields of one workspace an isolate rereads together: a read asks for the fields its
+/// key needs and those the isolate's copy holds, so one read per age serves every key the
+/// isolate uses, up to this many; past it, a read asks only for what its key needs.
+const MAX_FIELDS: usize = 256;
 
 thread_local! {
     /// Counters this isolate read, by object name (and board, for its edits), with when it
@@ -89,6 +105,11 @@ fn conversation_of(field: &str) -> Option<i64> {
 struct Row {
     field: String,
     value: i64,
+}
+
+#[derive(Deserialize)]
+struct Held {
+    held: i64,
 }
 
 #[derive(Deserialize)]
@@ -128,49 +149,73 @@ impl DurableObject for WorkspaceGenerations {
         }
     }
 
-    /// `GET`: the counters, and with `?board=` that board's edits. `POST` with fields (and
-    /// maybe an edit): each field
-    /// bumped by one and the edit logged at its board's new `Rows`, then what `GET` says
-    /// right after (so each bump sees its own new value). `PUT` with a JSON map of fields to
-    /// values: each raised to its value (never lowered).
+    /// `GET` with `?field=` (repeated): those counters (0 for one never bumped), and with
+    /// `?board=` that board's edits. `POST` with fields (and maybe an edit): each field
+    /// bumped by one and the edit logged at its board's new `Rows`, then the bumped
+    /// fields' new values (so each bump sees its own) and how many counters it holds. `PUT` with a JSON map of fields to
+    /// values: each raised to its value (never lowered), then their values.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        if req.method() == Method::Put {
-            let raised: Counters = req.json().await?;
-            for (field, value) in raised {
-                self.sql.exec(
-                    "INSERT INTO generations (field, value) VALUES (?, ?) \
-                     ON CONFLICT (field) DO UPDATE SET value = max(value, excluded.value)",
-                    vec![
-                        field.into(),
-                        i64::try_from(value).unwrap_or(i64::MAX).into(),
-                    ],
-                )?;
+        let url = req.url()?;
+        let mut board = None;
+        let mut fields = Vec::new();
+        for (k, v) in url.query_pairs() {
+            match &*k {
+                "board" => board = v.parse::<i64>().ok(),
+                "field" => fields.push(v.into_owned()),
+                _ => {}
             }
         }
-        if req.method() == Method::Post {
-            let bumped: Bumped = req.json().await?;
-            let now = worker::Date::now().as_millis() as i64;
-            for field in bumped.fields {
-                if let Some(conversation) = conversation_of(&field) {
+        match req.method() {
+            Method::Put => {
+                let raised: Counters = req.json().await?;
+                for (field, value) in raised {
                     self.sql.exec(
-                        "INSERT OR REPLACE INTO touched (conversation, at) VALUES (?, ?)",
-                        vec![conversation.into(), now.into()],
+                        "INSERT INTO generations (field, value) VALUES (?, ?) \
+                         ON CONFLICT (field) DO UPDATE SET value = max(value, excluded.value)",
+                        vec![
+                            field.clone().into(),
+                            i64::try_from(value).unwrap_or(i64::MAX).into(),
+                        ],
                     )?;
+                    fields.push(field);
                 }
-                self.sql.exec(
-                    "INSERT INTO generations (field, value) VALUES (?, 1) \
-                     ON CONFLICT (field) DO UPDATE SET value = value + 1",
-                    vec![field.into()],
-                )?;
             }
-            if let Some((board, contact)) = bumped.edit {
-                self.log_edit(board, contact)?;
+            Method::Post => {
+                let bumped: Bumped = req.json().await?;
+                let now = worker::Date::now().as_millis() as i64;
+                for field in bumped.fields {
+                    if let Some(conversation) = conversation_of(&field) {
+                        self.sql.exec(
+                            "INSERT OR REPLACE INTO touched (conversation, at) VALUES (?, ?)",
+                            vec![conversation.into(), now.into()],
+                        )?;
+                    }
+                    self.sql.exec(
+                        "INSERT INTO generations (field, value) VALUES (?, 1) \
+                         ON CONFLICT (field) DO UPDATE SET value = value + 1",
+                        vec![field.clone().into()],
+                    )?;
+                    fields.push(field);
+                }
+                if let Some((board, contact)) = bumped.edit {
+                    self.log_edit(board, contact)?;
+                }
+                self.fold_idle()?;
             }
-            self.fold_idle()?;
+            _ => {}
         }
+        // Every answer says where the folds stand, so an isolate can tell whether two
+        // answers may be merged (`same_era`).
+        fields.push(GenerationScope::Threads.field());
+        let listed =
+            serde_json::to_string(&fields).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let rows: Vec<Row> = self
             .sql
-            .exec("SELECT field, value FROM generations", None)?
+            .exec(
+                "SELECT j.value AS field, coalesce(g.value, 0) AS value \
+                 FROM json_each(?) AS j LEFT JOIN generations AS g ON g.field = j.value",
+                vec![listed.into()],
+            )?
             .to_array()?;
         #[derive(Deserialize)]
         struct At {
@@ -180,11 +225,13 @@ impl DurableObject for WorkspaceGenerations {
             .sql
             .exec("SELECT at FROM incarnation", None)?
             .to_array()?;
-        let board = req
-            .url()?
-            .query_pairs()
-            .find(|(k, _)| k == "board")
-            .and_then(|(_, v)| v.parse::<i64>().ok());
+        let held: Vec<Held> = match req.method() {
+            Method::Post => self
+                .sql
+                .exec("SELECT count(*) AS held FROM generations", None)?
+                .to_array()?,
+            _ => Vec::new(),
+        };
         let edits: Vec<EditRow> = match board {
             Some(board) => self
                 .sql
@@ -205,6 +252,9 @@ impl DurableObject for WorkspaceGenerations {
                 .into_iter()
                 .map(|e| (u64::try_from(e.seq).unwrap_or(0), e.contact))
                 .collect(),
+            held: held
+                .first()
+                .map_or(0, |h| u64::try_from(h.held).unwrap_or(0)),
         })
     }
 }
@@ -302,24 +352,32 @@ impl WorkspaceGenerations {
     }
 }
 
-/// A workspace's counters, and whether they are current: this isolate's copy while
-/// younger than `max_age_ms` and read no earlier than `since_ms`, else the object's
-/// (`asked` is then called); when the object does not answer in time, the copy however
-/// old, as not current. `None` when there is neither. Requests in flight when the copy expires each ask: they cannot
-/// share one read, as the Workers runtime refuses a request awaiting I/O that another
-/// request started.
+/// The counters `wanted` names, and whether they are current: this isolate's copy while
+/// younger than `max_age_ms`, read no earlier than `since_ms` and holding every field
+/// wanted, else the object's (`asked` is then called); when the object does not answer in
+/// time, the copy however old, as not current, if it holds them. `None` when there is
+/// none. Requests in flight when the copy expires each ask: they cannot share one read, as
+/// the Workers runtime refuses a request awaiting I/O that another request started.
 pub async fn read(
     objects: &Objects,
-    (name, board): (&str, Option<i64>),
+    wanted: Wanted<'_>,
     now_ms: u64,
     (max_age_ms, since_ms): (u64, u64),
     asked: impl FnOnce(),
 ) -> Option<(Rc<Known>, bool)> {
+    let Wanted {
+        name,
+        board,
+        fields,
+    } = wanted;
     let cached = match board {
         Some(b) => format!("{name}#{b}"),
         None => name.to_owned(),
     };
-    let held = KNOWN.with(|k| k.borrow().get(&cached).cloned());
+    let copy = KNOWN.with(|k| k.borrow().get(&cached).cloned());
+    let held = copy
+        .clone()
+        .filter(|(_, known)| fields.iter().all(|f| known.counters.contains_key(f)));
     if let Some((at, known)) = &held {
         if now_ms.saturating_sub(*at) < max_age_ms && *at >= since_ms {
             return Some((known.clone(), true));
@@ -332,12 +390,21 @@ pub async fn read(
         return held.map(|(_, known)| (known, false));
     }
     asked();
-    match ask(objects, name, Change::Read(board), Some(objects.timeout)).await {
-        Ok(known) => {
-            let known = Rc::new(known);
-            remember(&cached, now_ms, &known);
-            Some((known, true))
-        }
+    let mut asking: Vec<&str> = fields.iter().map(String::as_str).collect();
+    if let Some((_, copy)) = copy.as_ref().filter(|(_, c)| c.counters.len() < MAX_FIELDS) {
+        asking.extend(copy.counters.keys().map(String::as_str));
+    }
+    asking.sort_unstable();
+    asking.dedup();
+    match ask(
+        objects,
+        name,
+        Change::Read(board, &asking),
+        Some(objects.timeout),
+    )
+    .await
+    {
+        Ok(known) => Some((remember(&cached, now_ms, Rc::new(known)), true)),
         Err(e) => {
             worker::console_warn!("generations unreadable: {e}");
             UNANSWERED.with(|u| {
@@ -352,25 +419,40 @@ pub async fn read(
     }
 }
 
-/// Bumps `fields` of a workspace's counters and logs `edit` (`(board, contact)`); the
-/// counters right after.
+/// Bumps `fields` of a workspace's counters and logs `edit` (`(board, contact)`); their
+/// new values, and how many counters the object holds.
 pub async fn bump(
     objects: &Objects,
     name: &str,
     fields: Vec<String>,
     edit: Option<(i64, i64)>,
-    now_ms: u64,
-) -> worker::Result<Counters> {
-    let known = ask(objects, name, Change::Bump(Bumped { fields, edit }), None).await?;
-    // This isolate's reads see the bump at once, those with a board's edits too.
+) -> worker::Result<(Counters, u64)> {
+    let bumped = Bumped {
+        fields: fields.clone(),
+        edit,
+    };
+    let known = ask(objects, name, Change::Bump(bumped), None).await?;
+    // This isolate's reads see the bump at once: its copy takes the new values (its other
+    // fields are no older than before), and copies with a board's edits are read again.
     let with_edits = format!("{name}#");
     KNOWN.with(|k| {
-        k.borrow_mut()
-            .retain(|key, _| !key.starts_with(&with_edits))
+        let mut all = k.borrow_mut();
+        all.retain(|key, _| !key.starts_with(&with_edits));
+        if let Some((_, copy)) = all.get_mut(name) {
+            if same_era(copy, &known) {
+                let copy = Rc::make_mut(copy);
+                for (field, value) in &known.counters {
+                    let held = copy.counters.entry(field.clone()).or_insert(0);
+                    *held = (*held).max(*value);
+                }
+            } else {
+                all.remove(name);
+            }
+        }
     });
-    let known = Rc::new(known);
-    remember(name, now_ms, &known);
-    Ok(known.counters.clone())
+    let mut counters = known.counters;
+    counters.retain(|field, _| fields.contains(field));
+    Ok((counters, known.held))
 }
 
 /// Raises each field of `raised` in object `name` to its value (never lowers one).
@@ -381,25 +463,46 @@ pub async fn raise(objects: &Objects, name: &str, raised: &Counters) -> worker::
 }
 
 enum Change<'a> {
-    /// A read, with the edits of this board.
-    Read(Option<i64>),
+    /// A read of these fields, with the edits of this board.
+    Read(Option<i64>, &'a [&'a str]),
     Bump(Bumped),
     Raise(&'a Counters),
 }
 
-/// Keeps `known`, read at `now_ms`, unless a copy read later is there already (a read
-/// that started before a bump through this isolate must not put back what it replaced).
-fn remember(name: &str, now_ms: u64, known: &Rc<Known>) {
+/// Keeps `known`, read at `now_ms`, unless a copy read later is there already. Each field
+/// keeps the higher of its two values when both are of one era (`same_era`): a read that
+/// started before a bump through this isolate must not put back what it replaced.
+/// The copy kept.
+fn remember(name: &str, now_ms: u64, mut known: Rc<Known>) -> Rc<Known> {
     KNOWN.with(|k| {
         let mut all = k.borrow_mut();
-        if all.get(name).is_some_and(|(at, _)| *at > now_ms) {
-            return;
+        if let Some((at, held)) = all.get(name) {
+            if *at > now_ms {
+                return known;
+            }
+            if same_era(held, &known) {
+                let copy = Rc::make_mut(&mut known);
+                for (field, value) in copy.counters.iter_mut() {
+                    if let Some(held) = held.counters.get(field) {
+                        *value = (*value).max(*held);
+                    }
+                }
+            }
         }
         if all.len() >= MAX_KNOWN {
             all.clear();
         }
         all.insert(name.to_owned(), (now_ms, known.clone()));
-    });
+        known
+    })
+}
+
+/// Whether two answers of one object come from one storage between the same two folds:
+/// only then does each counter only grow from one to the other (a fold deletes counters
+/// and raises `Threads`), so the higher of two values is the later one.
+fn same_era(a: &Known, b: &Known) -> bool {
+    let threads = GenerationScope::Threads.field();
+    a.incarnation == b.incarnation && a.counters.get(&threads) == b.counters.get(&threads)
 }
 
 /// One call to object `name`, given up after `deadline` if there is one. Reads have
@@ -411,12 +514,17 @@ async fn ask(
     deadline: Option<Duration>,
 ) -> worker::Result<Known> {
     let mut init = RequestInit::new();
-    let mut url = String::from("https://generations.internal/");
+    let mut url = worker::Url::parse("https://generations.internal/")?;
     let (method, body) = match change {
-        Change::Read(board) => {
+        Change::Read(board, fields) => {
+            let mut query = url.query_pairs_mut();
             if let Some(board) = board {
-                url.push_str(&format!("?board={board}"));
+                query.append_pair("board", &board.to_string());
             }
+            for field in fields {
+                query.append_pair("field", field);
+            }
+            drop(query);
             (Method::Get, None)
         }
         Change::Bump(bumped) => (Method::Post, Some(serde_json::to_string(&bumped))),
@@ -426,7 +534,7 @@ async fn ask(
         let body = body.map_err(|e| worker::Error::RustError(e.to_string()))?;
         init.with_method(method).with_body(Some(body.into()));
     }
-    let request = Request::new_with_init(&url, &init)?;
+    let request = Request::new_with_init(url.as_str(), &init)?;
     let stub = objects.ns.get_by_name(name)?;
     crate::metrics::isolate(|m| m.object_requested());
     let call = Box::pin(stub.fetch_with_request(request));
@@ -447,5 +555,7 @@ async fn ask(
             response.status_code()
         )));
     }
-    response.json().await
+    let known: Known = response.json().await?;
+    crate::metrics::isolate(|m| m.object_answered(known.counters.len()));
+    Ok(known)
 }

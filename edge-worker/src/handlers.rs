@@ -20,7 +20,7 @@ use crate::access::{self, Presented};
 use crate::config::Config;
 use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, refill_due, EntryMeta, Freshness};
-use crate::generations::{self, Counters, Known};
+use crate::generations::{self, Counters, Known, Wanted};
 use crate::hot;
 use crate::metrics;
 use crate::origin_reply::{self, Fetched};
@@ -52,10 +52,10 @@ pub(crate) async fn handle(
             let cfg = Config::load(env, &req)?;
             let ws = WorkspaceId::parse(&workspace)?;
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
-                let g = k.gens(&[GenerationScope::Counts]);
-                (cfg.keys.counts(&ws, g, &user), trust)
-            });
+            let scopes = [GenerationScope::Counts];
+            let key = counters(&cfg, &ws, None, &scopes)
+                .await
+                .map(|(k, trust)| (cfg.keys.counts(&ws, k.gens(&scopes), &user), trust));
             let path = format!("/api/cache-settings/workspace/{ws}/counts");
             let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
@@ -67,11 +67,11 @@ pub(crate) async fn handle(
             let (pairs, query) = query_of(&req)?;
             let q =
                 ContactListQuery::from_pairs(pairs_of(&pairs), &ws, board, &user, &cfg.cursors)?;
-            let known = counters(&cfg, &ws, Some(board.0)).await;
-            let key = known.as_ref().map(|(k, trust)| {
-                let g = k.gens(&GenerationScope::of_page(board, &q));
-                (cfg.keys.contacts(&ws, board, g, &q), *trust)
-            });
+            let scopes = GenerationScope::of_page(board, &q);
+            let known = counters(&cfg, &ws, Some(board), &scopes).await;
+            let key = known
+                .as_ref()
+                .map(|(k, trust)| (cfg.keys.contacts(&ws, board, k.gens(&scopes), &q), *trust));
             let path = format!("/api/boards/{board}/contacts{query}");
             let mut asked = Asked::new(path, ws, user);
             asked.rows = known.map(|(k, _)| RowsNow {
@@ -91,10 +91,10 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, None)?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageQuery::from_pairs(pairs_of(&pairs), &ws, conversation, &cfg.cursors)?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
-                let g = k.gens(&GenerationScope::of_messages(&q));
-                (cfg.keys.messages(&ws, g, &q), trust)
-            });
+            let scopes = GenerationScope::of_messages(&q);
+            let key = counters(&cfg, &ws, None, &scopes)
+                .await
+                .map(|(k, trust)| (cfg.keys.messages(&ws, k.gens(&scopes), &q), trust));
             let path = format!("/api/conversations/{conversation}/messages{query}");
             let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
@@ -105,10 +105,10 @@ pub(crate) async fn handle(
             let (user, ws) = authorize(&cfg, &req, Some(ws.as_str()))?;
             let (pairs, query) = query_of(&req)?;
             let q = MessageSearch::from_pairs(pairs_of(&pairs), &ws, &cfg.cursors)?;
-            let key = counters(&cfg, &ws, None).await.map(|(k, trust)| {
-                let g = k.gens(&GenerationScope::of_message_search(&q));
-                (cfg.keys.message_search(&ws, g, &q), trust)
-            });
+            let scopes = GenerationScope::of_message_search(&q);
+            let key = counters(&cfg, &ws, None, &scopes)
+                .await
+                .map(|(k, trust)| (cfg.keys.message_search(&ws, k.gens(&scopes), &q), trust));
             let path = format!("/api/workspaces/{ws}/messages/search{query}");
             let asked = Asked::new(path, ws, user);
             read(cfg, &req, ctx, started, key, asked).await
@@ -246,11 +246,27 @@ async fn drained(cfg: &Config, mark: Drained) -> Result<bool> {
 /// outbox drained, within `EDGE_CONFIRMED_MAX_AGE_MS`, so they hold every change
 /// acknowledged before then. Unconfirmed counters may lack changes the origins could not
 /// push (the edge was away from them), so no KV entry built on them is served as a hit.
-/// `None` when the counters cannot be read now.
-async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<(Counted, Trust)> {
+/// Only the fields a key on `scopes` needs are read (and with a board, its `Rows` and
+/// edits). `None` when the counters cannot be read now.
+async fn counters(
+    cfg: &Config,
+    ws: &WorkspaceId,
+    board: Option<BoardId>,
+    scopes: &[GenerationScope],
+) -> Option<(Counted, Trust)> {
     let now = now_ms();
+    let fields: Vec<String> = std::iter::once(GenerationScope::Workspace)
+        .chain(scopes.iter().copied())
+        .chain(board.map(GenerationScope::Rows))
+        .map(GenerationScope::field)
+        .collect();
     let asked = || metrics::isolate(|m| m.object_read());
     let name = cfg.keys.generations(ws);
+    let wanted = || Wanted {
+        name: &name,
+        board: board.map(|b| b.0),
+        fields: &fields,
+    };
     let max_age = cfg.confirmed_max_age_ms;
     let trust = |current: bool, confirmed: bool| match (current, confirmed) {
         (false, _) => Trust::Held,
@@ -259,14 +275,19 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
     };
     if max_age == 0 {
         let read = (cfg.generation_max_age_ms, 0);
-        let known = generations::read(&cfg.generations, (&name, board), now, read, asked).await;
+        let known = generations::read(&cfg.generations, wanted(), now, read, asked).await;
         return known.map(|(known, current)| (Counted { known, epoch: 0 }, trust(current, true)));
     }
     // Reread at half the allowed age, so a mark renewed in time is never taken for old.
     let marks = cfg.keys.edge_drained();
+    let mark_fields = [DRAINED.to_owned(), EPOCH.to_owned()];
     let mark = generations::read(
         &cfg.generations,
-        (&marks, None),
+        Wanted {
+            name: &marks,
+            board: None,
+            fields: &mark_fields,
+        },
         now,
         (max_age / 2, 0),
         asked,
@@ -285,8 +306,7 @@ async fn counters(cfg: &Config, ws: &WorkspaceId, board: Option<i64>) -> Option<
     // holds is served as stale, as when the workspace's own object is away.
     let marks_away = !mark.as_ref().is_some_and(|(_, current)| *current);
     let read = (cfg.generation_max_age_ms, drained_at.unwrap_or(0));
-    let (known, current) =
-        generations::read(&cfg.generations, (&name, board), now, read, asked).await?;
+    let (known, current) = generations::read(&cfg.generations, wanted(), now, read, asked).await?;
     let trust = trust(current && !marks_away, drained_at.is_some());
     Some((Counted { known, epoch }, trust))
 }
@@ -561,21 +581,16 @@ async fn invalidate(
 /// Moves on the generations that `change` covers, in the workspace's object (so at
 /// every location); the new value of each, and how many counters the object holds. Not
 /// done: a retryable 503.
-async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<(Counters, usize)> {
+async fn bump(cfg: &Config, ws: &WorkspaceId, change: &Changed) -> Result<(Counters, u64)> {
     let fields: Vec<String> = change.scopes().iter().map(|s| s.field()).collect();
     let name = cfg.keys.generations(ws);
     let edit = match change {
         Changed::Edited(e) => Some((e.board.0, e.contact)),
         _ => None,
     };
-    let counters = generations::bump(&cfg.generations, &name, fields.clone(), edit, now_ms())
+    generations::bump(&cfg.generations, &name, fields, edit)
         .await
-        .map_err(objects_unavailable("move its generations"))?;
-    let bumped = fields
-        .into_iter()
-        .filter_map(|f| counters.get(&f).map(|v| (f, *v)))
-        .collect();
-    Ok((bumped, counters.len()))
+        .map_err(objects_unavailable("move its generations"))
 }
 
 async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
@@ -592,7 +607,13 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
         Ok(cfg) => {
             let now = now_ms();
             let name = cfg.keys.edge_drained();
-            let mark = generations::read(&cfg.generations, (&name, None), now, (0, 0), || ()).await;
+            let fields = [DRAINED.to_owned()];
+            let wanted = Wanted {
+                name: &name,
+                board: None,
+                fields: &fields,
+            };
+            let mark = generations::read(&cfg.generations, wanted, now, (0, 0), || ()).await;
             let ago = mark
                 .filter(|(_, current)| *current)
                 .and_then(|(m, _)| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));

@@ -32,6 +32,9 @@ pub struct Metrics {
     /// Requests to the generations' Durable Objects made to read them (what the object
     /// costs per isolate; bumps are one each on top).
     object_reads: u64,
+    /// The most counters one answer of an object carried: what a key needs, not the
+    /// object's table.
+    largest_answer: usize,
     /// Background refills of entries past their TTL this isolate started.
     refills: u64,
     /// What the platform bills: invocations, KV reads and writes, requests to Durable
@@ -65,6 +68,10 @@ impl Metrics {
 
     pub fn object_read(&mut self) {
         self.object_reads += 1;
+    }
+
+    pub fn object_answered(&mut self, counters: usize) {
+        self.largest_answer = self.largest_answer.max(counters);
     }
 
     pub fn refill(&mut self) {
@@ -133,7 +140,7 @@ impl Metrics {
                 "redis_hits": self.redis_hits,
                 "database_hits": self.database_hits,
             },
-            "generations": {"object_reads": self.object_reads},
+            "generations": {"object_reads": self.object_reads, "largest_answer": self.largest_answer},
             "refills": {"started": self.refills},
             "memory": {"wasm_bytes": wasm_bytes()},
             "operations": {
@@ -167,8 +174,11 @@ mod tests {
         m.read(CacheStatus::Miss, Source::Database, 1.0);
         m.error(1.0);
         m.object_read();
+        m.object_answered(7);
+        m.object_answered(3);
         let s = m.snapshot();
         assert_eq!(s["generations"]["object_reads"], 1);
+        assert_eq!(s["generations"]["largest_answer"], 7);
         assert_eq!(s["requests"]["total"], 102);
         assert_eq!(s["cache"]["kv_hits"], 100);
         assert_eq!(s["cache"]["database_hits"], 1);

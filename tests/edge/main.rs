@@ -892,6 +892,14 @@ async fn the_worker_serves_from_kv_checks_auth_invalidates_and_degrades_when_the
         "the object grew from {} to {most} counters",
         held[0]
     );
+    // Its answers carry what the reads' keys and the bumps name, not its table.
+    let largest = edge.metrics().await["generations"]["largest_answer"]
+        .as_u64()
+        .expect("largest_answer");
+    assert!(
+        largest > 0 && largest < most / 2,
+        "an answer of {largest} counters from an object of {most}"
+    );
     let (_, after_fold) = edge.get(&head, &user, WS).await;
     assert_eq!(payload(&after_fold), payload(&held_head));
     let later = post_message(origin_port, conversation, &user, "after the fold").await;
