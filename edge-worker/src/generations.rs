@@ -22,27 +22,6 @@ use worker::{
     Response, SqlStorage, State,
 };
 
-/// A workspace's counters, by field (`shared::keys::GenerationScope::field`).
-pub type Counters = HashMap<String, u64>;
-
-/// What the object answers: the counters asked for (bumped, raised), when its storage
-/// began, the logged edits of the board asked about, `(Rows value, contact)` oldest first
-/// (`rows::LOG_LEN` at most), and how many counters it holds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Known {
-    /// Only the fields asked about: the table is as large as what is active, and
-    /// answering it whole to every read made each read's cost grow with it.
-    pub counters: Counters,
-    /// When (ms) the object's storage was made: counters restart from zero in new storage,
-    /// so this is part of every key (`handlers::counters`), and no key made before is met.
-    #[serde(default)]
-    pub incarnation: u64,
-    #[serde(default)]
-    pub edits: Vec<(u64, i64)>,
-    #[serde(default)]
-    pub held: u64,
-}
-
 /// A read of object `name`: the `fields` a key needs, and with a board, its edits.
 pub struct Wanted<'a> {
     pub name: &'a str,
@@ -64,20 +43,22 @@ struct Bumped {
     fields: Vec<String>,
     #[serde(default)]
     edit: Option<(i64, i64)>,
+    /// Whether the answer may hold only the bumped fields. A worker of the version before
+    /// asks without it (and a read without fields) while a deploy reaches every location:
+    /// it takes an answer for the whole table, missing fields for zeros.
+    #[serde(default)]
+    narrow: bool,
 }
-
-/// Workspaces whose counters one isolate keeps before it starts over.
-const MAX_KNOWN: usize = 10_000;
 
 /// Fields of one workspace an isolate rereads together: a read asks for the fields its
 /// key needs and those the isolate's copy holds, so one read per age serves every key the
 /// isolate uses, up to this many; past it, a read asks only for what its key needs.
 const MAX_FIELDS: usize = 256;
 
+use crate::copies::{Copies, Counters, Known, MAX_KNOWN};
+
 thread_local! {
-    /// Counters this isolate read, by object name (and board, for its edits), with when it
-    /// read them.
-    static KNOWN: RefCell<HashMap<String, (u64, Rc<Known>)>> = RefCell::new(HashMap::new());
+    static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
     /// Objects that did not answer a read, by name, with when (ms) to ask again.
     static UNANSWERED: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
 }
@@ -158,6 +139,7 @@ impl DurableObject for WorkspaceGenerations {
         let url = req.url()?;
         let mut board = None;
         let mut fields = Vec::new();
+        let mut whole = false;
         for (k, v) in url.query_pairs() {
             match &*k {
                 "board" => board = v.parse::<i64>().ok(),
@@ -197,26 +179,32 @@ impl DurableObject for WorkspaceGenerations {
                     )?;
                     fields.push(field);
                 }
+                whole = !bumped.narrow;
                 if let Some((board, contact)) = bumped.edit {
                     self.log_edit(board, contact)?;
                 }
                 self.fold_idle()?;
             }
-            _ => {}
+            _ => whole = fields.is_empty(),
         }
         // Every answer says where the folds stand, so an isolate can tell whether two
         // answers may be merged (`same_era`).
         fields.push(GenerationScope::Threads.field());
         let listed =
             serde_json::to_string(&fields).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT j.value AS field, coalesce(g.value, 0) AS value \
-                 FROM json_each(?) AS j LEFT JOIN generations AS g ON g.field = j.value",
-                vec![listed.into()],
-            )?
-            .to_array()?;
+        let rows: Vec<Row> = if whole {
+            self.sql
+                .exec("SELECT field, value FROM generations", None)?
+                .to_array()?
+        } else {
+            self.sql
+                .exec(
+                    "SELECT j.value AS field, coalesce(g.value, 0) AS value \
+                     FROM json_each(?) AS j LEFT JOIN generations AS g ON g.field = j.value",
+                    vec![listed.into()],
+                )?
+                .to_array()?
+        };
         #[derive(Deserialize)]
         struct At {
             at: i64,
@@ -374,7 +362,7 @@ pub async fn read(
         Some(b) => format!("{name}#{b}"),
         None => name.to_owned(),
     };
-    let copy = KNOWN.with(|k| k.borrow().get(&cached).cloned());
+    let copy = COPIES.with(|c| c.borrow().known.get(&cached).cloned());
     let held = copy
         .clone()
         .filter(|(_, known)| fields.iter().all(|f| known.counters.contains_key(f)));
@@ -404,7 +392,11 @@ pub async fn read(
     )
     .await
     {
-        Ok(known) => Some((remember(&cached, now_ms, Rc::new(known)), true)),
+        Ok(known) => {
+            let known = Rc::new(known);
+            COPIES.with(|c| c.borrow_mut().keep((&cached, name), now_ms, known.clone()));
+            Some((known, true))
+        }
         Err(e) => {
             worker::console_warn!("generations unreadable: {e}");
             UNANSWERED.with(|u| {
@@ -430,26 +422,11 @@ pub async fn bump(
     let bumped = Bumped {
         fields: fields.clone(),
         edit,
+        narrow: true,
     };
     let known = ask(objects, name, Change::Bump(bumped), None).await?;
-    // This isolate's reads see the bump at once: its copy takes the new values (its other
-    // fields are no older than before), and copies with a board's edits are read again.
-    let with_edits = format!("{name}#");
-    KNOWN.with(|k| {
-        let mut all = k.borrow_mut();
-        all.retain(|key, _| !key.starts_with(&with_edits));
-        if let Some((_, copy)) = all.get_mut(name) {
-            if same_era(copy, &known) {
-                let copy = Rc::make_mut(copy);
-                for (field, value) in &known.counters {
-                    let held = copy.counters.entry(field.clone()).or_insert(0);
-                    *held = (*held).max(*value);
-                }
-            } else {
-                all.remove(name);
-            }
-        }
-    });
+    let answered = worker::Date::now().as_millis();
+    COPIES.with(|c| c.borrow_mut().bumped(name, answered, &known));
     let mut counters = known.counters;
     counters.retain(|field, _| fields.contains(field));
     Ok((counters, known.held))
@@ -467,42 +444,6 @@ enum Change<'a> {
     Read(Option<i64>, &'a [&'a str]),
     Bump(Bumped),
     Raise(&'a Counters),
-}
-
-/// Keeps `known`, read at `now_ms`, unless a copy read later is there already. Each field
-/// keeps the higher of its two values when both are of one era (`same_era`): a read that
-/// started before a bump through this isolate must not put back what it replaced.
-/// The copy kept.
-fn remember(name: &str, now_ms: u64, mut known: Rc<Known>) -> Rc<Known> {
-    KNOWN.with(|k| {
-        let mut all = k.borrow_mut();
-        if let Some((at, held)) = all.get(name) {
-            if *at > now_ms {
-                return known;
-            }
-            if same_era(held, &known) {
-                let copy = Rc::make_mut(&mut known);
-                for (field, value) in copy.counters.iter_mut() {
-                    if let Some(held) = held.counters.get(field) {
-                        *value = (*value).max(*held);
-                    }
-                }
-            }
-        }
-        if all.len() >= MAX_KNOWN {
-            all.clear();
-        }
-        all.insert(name.to_owned(), (now_ms, known.clone()));
-        known
-    })
-}
-
-/// Whether two answers of one object come from one storage between the same two folds:
-/// only then does each counter only grow from one to the other (a fold deletes counters
-/// and raises `Threads`), so the higher of two values is the later one.
-fn same_era(a: &Known, b: &Known) -> bool {
-    let threads = GenerationScope::Threads.field();
-    a.incarnation == b.incarnation && a.counters.get(&threads) == b.counters.get(&threads)
 }
 
 /// One call to object `name`, given up after `deadline` if there is one. Reads have

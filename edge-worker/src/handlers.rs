@@ -18,9 +18,10 @@ use worker::{Context, Date, Env, Method, Request, Response};
 
 use crate::access::{self, Presented};
 use crate::config::Config;
+use crate::copies::{Counters, Known};
 use crate::fail::{Fail, Result};
 use crate::freshness::{kv_expiration_secs, refill_due, EntryMeta, Freshness};
-use crate::generations::{self, Counters, Known, Wanted};
+use crate::generations::{self, Wanted};
 use crate::hot;
 use crate::metrics;
 use crate::origin_reply::{self, Fetched};
@@ -616,7 +617,9 @@ async fn health(env: &Env, req: &Request, started: u64) -> Result<Response> {
             let mark = generations::read(&cfg.generations, wanted, now, (0, 0), || ()).await;
             let ago = mark
                 .filter(|(_, current)| *current)
-                .and_then(|(m, _)| m.counters.get(DRAINED).map(|at| now.saturating_sub(*at)));
+                .and_then(|(m, _)| m.counters.get(DRAINED).copied())
+                .filter(|at| *at > 0)
+                .map(|at| now.saturating_sub(at));
             json!({
                 "confirmed": ago.is_some_and(|a| a < cfg.confirmed_max_age_ms) || cfg.confirmed_max_age_ms == 0,
                 "drained_ms_ago": ago,

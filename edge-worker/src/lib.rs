@@ -6,6 +6,7 @@
 //! plain Rust modules tested natively.
 
 pub mod access;
+pub mod copies;
 pub mod fail;
 pub mod freshness;
 pub mod hot;
