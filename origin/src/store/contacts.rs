@@ -194,6 +194,45 @@ where
     qb
 }
 
+/// `matched_query`'s ids in the page's order (a sort other than relevance): a search
+/// within the cap then reads only its page's rows again (`page_among`), not every match.
+pub fn ordered_matches_query<'a, DB>(
+    ws: &'a WorkspaceId,
+    board: BoardId,
+    q: &ContactListQuery,
+    user: &UserId,
+    d: Dialect,
+    search: Option<&Search>,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let (column, (dir, _)) = (q.sort_by.as_str(), direction(q.sort_order));
+    let select = format!("SELECT id FROM (SELECT id, {column}");
+    let mut qb = matched_query(&select, ws, board, q, user, d, search);
+    qb.push(format_args!(") m ORDER BY {column} {dir}, id {dir}"));
+    qb
+}
+
+/// Ids read past a page among a search's ordered matches: a contact renamed since it was
+/// matched is dropped from the page, and the next one takes its place.
+const PAGE_SPARE: usize = 8;
+
+/// The ids the page of `q` (from its offset; a cursor page has none) takes among `ids`, a
+/// search's every match in the page's order, with `PAGE_SPARE` more; `None` past the
+/// cursor, whose contact may have moved since.
+pub fn page_among(ids: &[i64], q: &ContactListQuery) -> Option<Vec<i64>> {
+    if q.after.is_some() {
+        return None;
+    }
+    let start = usize::try_from(q.offset()).ok()?;
+    let take = q.per_page as usize + 1 + PAGE_SPARE;
+    Some(ids.iter().skip(start).take(take).copied().collect())
+}
+
 /// A sort order in SQL, and the comparison that finds the rows after a cursor.
 fn direction(order: SortOrder) -> (&'static str, &'static str) {
     match order {

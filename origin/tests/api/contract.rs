@@ -951,6 +951,39 @@ async fn a_broad_search_counts_its_matches_up_to_the_cap(store: Arc<dyn Store>) 
         .collect();
     assert_eq!(hoppers.len() as i64, p.total);
     assert_eq!(every(search("hopper")).await, hoppers);
+
+    // Numbered pages among the matches, by name either way, are the list's own too.
+    for sort_order in [SortOrder::Asc, SortOrder::Desc] {
+        let by_name = |term: Option<&str>| ContactListQuery {
+            search: term.map(str::to_owned),
+            sort_by: SortBy::Name,
+            sort_order,
+            ..ContactListQuery::default()
+        };
+        let listed: Vec<_> = every(by_name(None))
+            .await
+            .into_iter()
+            .filter(|(_, name)| name.to_lowercase().contains("hopper"))
+            .collect();
+        let mut paged = Vec::new();
+        let mut q = ContactListQuery {
+            per_page: 7,
+            ..by_name(Some("hopper"))
+        };
+        loop {
+            let page = store
+                .page(Read::Primary, &ws(WS), board, &q, &user())
+                .await
+                .expect("numbered page");
+            paged.extend(page.contacts.into_iter().map(|c| (c.id, c.name)));
+            if !page.pagination.has_more {
+                break;
+            }
+            q.page += 1;
+        }
+        assert!(q.page > 2, "{} pages", q.page);
+        assert_eq!(paged, listed, "{sort_order:?}");
+    }
 }
 
 /// The clock's counts against the timestamps the contacts carry, counted here: a count

@@ -29,8 +29,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use self::cancel::Cancellable;
 use super::contacts::{
-    matched_query, page_of, page_query, relevance_after, tier_query, total_of, total_query,
-    ContactRow, SEARCH_TOTAL_CAP,
+    matched_query, ordered_matches_query, page_among, page_of, page_query, relevance_after,
+    tier_query, total_of, total_query, ContactRow, SEARCH_TOTAL_CAP,
 };
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
@@ -156,7 +156,13 @@ async fn searched_rows(
     } else {
         search.found = Found::Walk;
     }
-    let ids: Vec<i64> = matched_query::<Postgres>("SELECT id", ws, board, q, user, D, Some(search))
+    let ordered = q.sort_by != SortBy::Relevance;
+    let mut matched = if ordered {
+        ordered_matches_query::<Postgres>(ws, board, q, user, D, Some(search))
+    } else {
+        matched_query::<Postgres>("SELECT id", ws, board, q, user, D, Some(search))
+    };
+    let ids: Vec<i64> = matched
         .build_query_scalar()
         .persistent(false)
         .fetch_all(on.conn())
@@ -169,10 +175,27 @@ async fn searched_rows(
         && q.after.is_none()
         && q.offset() == 0
         && q.sort_by != SortBy::Relevance;
+    let complete = total <= SEARCH_TOTAL_CAP || first_walked;
+    // Every match known and in order, the page's own rows are all that is read again
+    // (reading every match again by id cost 4.2 of a keystroke's 13.5 ms at 1M contacts).
+    let page = Some(&ids)
+        .filter(|_| complete && ordered)
+        .and_then(|ids| page_among(ids, q));
     let rows = if ids.is_empty() {
         Vec::new()
+    } else if let Some(page) = page {
+        search.found = Found::Among(page);
+        let from_start = ContactListQuery {
+            page: 1,
+            ..q.clone()
+        };
+        page_query::<Postgres>(ws, board, &from_start, user, D, Some(search))
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(on.conn())
+            .await?
     } else {
-        search.found = if total <= SEARCH_TOTAL_CAP || first_walked {
+        search.found = if complete {
             Found::Among(ids)
         } else {
             Found::Walk
