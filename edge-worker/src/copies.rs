@@ -39,22 +39,25 @@ pub struct Copies {
     /// Counters read, by object name (and board, for its edits), with when the read
     /// started.
     pub known: HashMap<String, (u64, Rc<Known>)>,
-    /// When (ms) a bump through this isolate was last answered, by object name: a read
-    /// that started before may not hold it, so it is not kept.
+    /// When (ms) a bump through this isolate was last answered, by object name: a copy
+    /// with a board's edits read before may lack the edit, so it is not kept.
     bumped: HashMap<String, u64>,
+    /// The last bump answered before the copies were dropped (`MAX_KNOWN`): no read
+    /// started before is kept, as nothing is left to say which bumps it may lack.
+    floor: u64,
 }
 
 impl Copies {
     /// Keeps `known`, read for `cached` (of object `name`) by a request that started at
-    /// `started`, unless a bump was answered since or the copy held is of a later era.
-    /// Of one era, each field keeps the higher of its two values, and the copy is dated
-    /// by the later read.
+    /// `started`, unless the copy held is of a later era or, for a board's edits, a bump
+    /// was answered since. Of one era, each field keeps the higher of its two values
+    /// (which keeps a bump answered meanwhile), and the copy is dated by the later read.
     pub fn keep(&mut self, (cached, name): (&str, &str), started: u64, mut known: Rc<Known>) {
-        if self.bumped.get(name).is_some_and(|at| started <= *at) {
+        self.start_over_when_full();
+        let edits = cached != name;
+        let bumped = self.bumped.get(name).copied().unwrap_or(0);
+        if started <= self.floor || (edits && started <= bumped) {
             return;
-        }
-        if self.known.len() >= MAX_KNOWN || self.bumped.len() >= MAX_KNOWN {
-            *self = Self::default();
         }
         let Some((at, held)) = self.known.get_mut(cached) else {
             self.known.insert(cached.to_owned(), (started, known));
@@ -71,10 +74,12 @@ impl Copies {
         }
     }
 
-    /// Takes a bump's answer (`answered` at that time): the copy of `name` takes its new
-    /// values, so this isolate's reads see the bump at once, and no read that started
-    /// before is kept after it; copies with a board's edits are read again.
-    pub fn bumped(&mut self, name: &str, answered: u64, known: &Known) {
+    /// Takes the answer of a bump sent at `sent` and answered at `answered`: the copy of
+    /// `name` takes its new values, so this isolate's reads see the bump at once (a copy
+    /// it starts is dated by `sent`: the object may have taken other bumps between the
+    /// two); copies with a board's edits are read again.
+    pub fn bumped(&mut self, name: &str, (sent, answered): (u64, u64), known: &Known) {
+        self.start_over_when_full();
         let with_edits = format!("{name}#");
         self.known.retain(|key, _| !key.starts_with(&with_edits));
         self.bumped.insert(name.to_owned(), answered);
@@ -91,8 +96,18 @@ impl Copies {
             Some((_, held)) if era(held) > era(known) => {}
             _ => {
                 self.known
-                    .insert(name.to_owned(), (answered, Rc::new(known.clone())));
+                    .insert(name.to_owned(), (sent, Rc::new(known.clone())));
             }
+        }
+    }
+
+    fn start_over_when_full(&mut self) {
+        if self.known.len() >= MAX_KNOWN || self.bumped.len() >= MAX_KNOWN {
+            let floor = self.bumped.values().copied().fold(self.floor, u64::max);
+            *self = Self {
+                floor,
+                ..Self::default()
+            };
         }
     }
 }
@@ -146,26 +161,32 @@ mod tests {
     }
 
     #[test]
-    fn a_read_that_started_before_a_bump_is_not_kept_after_it() {
+    fn a_read_that_started_before_a_bump_does_not_put_back_what_it_replaced() {
         let mut copies = Copies::default();
         let bumped = answer(1, &[("b4", 3), ("th", 0)]);
-        copies.bumped("ws", 20, &bumped);
-        copies
-            .known
-            .insert("ws#4".into(), (5, Rc::new(bumped.clone())));
-        copies.bumped("ws", 21, &bumped);
-        assert!(held(&copies, "ws#4").is_none(), "edits are read again");
-        let before = answer(1, &[("b4", 2), ("ws", 1), ("th", 0)]);
-        copies.keep(("ws", "ws"), 10, Rc::new(before.clone()));
-        copies.keep(("ws#4", "ws"), 21, Rc::new(before));
-        assert_eq!(held(&copies, "ws").unwrap().1["b4"], 3);
-        assert!(held(&copies, "ws#4").is_none());
-        let after = answer(1, &[("b4", 3), ("ws", 1), ("th", 0)]);
-        copies.keep(("ws", "ws"), 30, Rc::new(after));
-        assert_eq!(
-            held(&copies, "ws"),
-            Some((30, answer(1, &[("b4", 3), ("ws", 1), ("th", 0)]).counters))
+        copies.known.insert(
+            "ws#4".into(),
+            (5, Rc::new(answer(1, &[("b4", 2), ("th", 0)]))),
         );
+        copies.bumped("ws", (19, 20), &bumped);
+        assert!(held(&copies, "ws#4").is_none(), "edits are read again");
+        assert_eq!(held(&copies, "ws"), Some((19, bumped.counters.clone())));
+        // Reads that started before the answer (at its very millisecond too), answered
+        // without the bump: a board's copy is not kept, the workspace's keeps the bump.
+        let before = answer(1, &[("b4", 2), ("ws", 1), ("th", 0)]);
+        copies.keep(("ws#4", "ws"), 20, Rc::new(before.clone()));
+        assert!(held(&copies, "ws#4").is_none());
+        copies.keep(("ws", "ws"), 10, Rc::new(before.clone()));
+        assert_eq!(held(&copies, "ws").unwrap().1["b4"], 3);
+        copies.keep(("ws", "ws"), 21, Rc::new(before));
+        let (at, counters) = held(&copies, "ws").unwrap();
+        assert_eq!((at, counters["b4"], counters["ws"]), (21, 3, 1));
+        copies.keep(
+            ("ws#4", "ws"),
+            21,
+            Rc::new(answer(1, &[("b4", 3), ("th", 0)])),
+        );
+        assert!(held(&copies, "ws#4").is_some());
     }
 
     #[test]
@@ -189,20 +210,44 @@ mod tests {
         let folded = answer(1, &[("c1h", 1), ("ws", 1), ("th", 7)]);
         copies.keep(("ws", "ws"), 12, Rc::new(folded.clone()));
         assert_eq!(held(&copies, "ws").unwrap().1, folded.counters);
-        // An answer of before the fold, arriving last, is not kept.
+        // An answer of before the fold, arriving last, is not kept; nor a bump's.
         copies.keep(
             ("ws", "ws"),
             14,
             Rc::new(answer(1, &[("c1h", 6), ("ws", 1), ("th", 0)])),
         );
         assert_eq!(held(&copies, "ws").unwrap().1, folded.counters);
-        // A bump's answer of a later era replaces the copy; of the same era it merges.
-        copies.bumped("ws", 15, &answer(1, &[("c1h", 2), ("th", 7)]));
+        copies.bumped("ws", (14, 15), &answer(1, &[("c1h", 7), ("th", 0)]));
+        assert_eq!(held(&copies, "ws").unwrap().1, folded.counters);
+        // A bump's answer of the same era merges; of a later era (new storage) replaces.
+        copies.bumped("ws", (15, 16), &answer(1, &[("c1h", 2), ("th", 7)]));
         assert_eq!(held(&copies, "ws").unwrap().1["c1h"], 2);
-        copies.bumped("ws", 16, &answer(2, &[("c1h", 1), ("th", 0)]));
+        copies.bumped("ws", (16, 17), &answer(2, &[("c1h", 1), ("th", 0)]));
         assert_eq!(
             held(&copies, "ws"),
             Some((16, answer(2, &[("c1h", 1), ("th", 0)]).counters))
         );
+    }
+
+    #[test]
+    fn copies_dropped_when_full_keep_no_read_older_than_the_last_bump() {
+        let mut copies = Copies::default();
+        copies.bumped("ws", (19, 20), &answer(1, &[("b4", 3), ("th", 0)]));
+        for i in 0..MAX_KNOWN {
+            copies.known.insert(format!("other{i}"), (1, Rc::default()));
+        }
+        copies.keep(
+            ("ws", "ws"),
+            10,
+            Rc::new(answer(1, &[("b4", 2), ("th", 0)])),
+        );
+        assert!(copies.known.len() < 2, "started over");
+        assert!(held(&copies, "ws").is_none(), "a read of before the bump");
+        copies.keep(
+            ("ws", "ws"),
+            21,
+            Rc::new(answer(1, &[("b4", 3), ("th", 0)])),
+        );
+        assert_eq!(held(&copies, "ws").unwrap().1["b4"], 3);
     }
 }

@@ -424,9 +424,10 @@ pub async fn bump(
         edit,
         narrow: true,
     };
+    let sent = worker::Date::now().as_millis();
     let known = ask(objects, name, Change::Bump(bumped), None).await?;
     let answered = worker::Date::now().as_millis();
-    COPIES.with(|c| c.borrow_mut().bumped(name, answered, &known));
+    COPIES.with(|c| c.borrow_mut().bumped(name, (sent, answered), &known));
     let mut counters = known.counters;
     counters.retain(|field, _| fields.contains(field));
     Ok((counters, known.held))
