@@ -194,27 +194,15 @@ where
     qb
 }
 
-/// `matched_query`'s ids in the page's order (a sort other than relevance): a search
-/// within the cap then reads only its page's rows again (`page_among`), not every match.
-pub fn ordered_matches_query<'a, DB>(
-    ws: &'a WorkspaceId,
-    board: BoardId,
-    q: &ContactListQuery,
-    user: &UserId,
-    d: Dialect,
-    search: Option<&Search>,
-) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
+/// What makes `matched_query`'s ids come in the page's order (a sort other than
+/// relevance): its select, and what follows it. A search within the cap then reads only
+/// its page's rows again (`page_among`), not every match.
+pub fn in_page_order(q: &ContactListQuery) -> (String, String) {
     let (column, (dir, _)) = (q.sort_by.as_str(), direction(q.sort_order));
-    let select = format!("SELECT id FROM (SELECT id, {column}");
-    let mut qb = matched_query(&select, ws, board, q, user, d, search);
-    qb.push(format_args!(") m ORDER BY {column} {dir}, id {dir}"));
-    qb
+    (
+        format!("SELECT id FROM (SELECT id, {column}"),
+        format!(") m ORDER BY {column} {dir}, id {dir}"),
+    )
 }
 
 /// Ids read past a page among a search's ordered matches: a contact renamed since it was

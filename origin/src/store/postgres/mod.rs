@@ -29,8 +29,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use self::cancel::Cancellable;
 use super::contacts::{
-    matched_query, ordered_matches_query, page_among, page_of, page_query, relevance_after,
-    tier_query, total_of, total_query, ContactRow, SEARCH_TOTAL_CAP,
+    in_page_order, matched_query, page_among, page_of, page_query, relevance_after, tier_query,
+    total_of, total_query, ContactRow, SEARCH_TOTAL_CAP,
 };
 use super::counters::{counts_of, counts_query, prune_query, Drift};
 use super::fields::ContactFields;
@@ -157,11 +157,13 @@ async fn searched_rows(
         search.found = Found::Walk;
     }
     let ordered = q.sort_by != SortBy::Relevance;
-    let mut matched = if ordered {
-        ordered_matches_query::<Postgres>(ws, board, q, user, D, Some(search))
+    let (select, order) = if ordered {
+        in_page_order(q)
     } else {
-        matched_query::<Postgres>("SELECT id", ws, board, q, user, D, Some(search))
+        ("SELECT id".to_owned(), String::new())
     };
+    let mut matched = matched_query::<Postgres>(&select, ws, board, q, user, D, Some(search));
+    matched.push(order);
     let ids: Vec<i64> = matched
         .build_query_scalar()
         .persistent(false)
