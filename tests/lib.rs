@@ -191,6 +191,17 @@ pub async fn wait_ok(url: &str, limit: Duration) {
     panic!("{url} did not answer within {limit:?}");
 }
 
+/// The metrics the edge isolate at `base` counted so far (`wrangler dev` runs one isolate).
+pub async fn edge_metrics(base: &str) -> serde_json::Value {
+    let answer = reqwest::get(format!("{base}/metrics")).await;
+    let mut body: serde_json::Value = answer
+        .expect("edge metrics")
+        .json()
+        .await
+        .expect("edge metrics json");
+    body["metrics"].take()
+}
+
 /// Polls the edge at `base` until it is up and an origin has told it its outbox is drained
 /// (the edge serves KV hits only then), failing after `limit`.
 pub async fn wait_edge_ready(base: &str, limit: Duration) {

@@ -22,6 +22,8 @@ use worker::{
     Response, SqlStorage, State,
 };
 
+use crate::copies::{Copies, Counters, Known, MAX_KNOWN};
+
 /// A read of object `name`: the `fields` a key needs, and with a board, its edits.
 pub struct Wanted<'a> {
     pub name: &'a str,
@@ -54,8 +56,6 @@ struct Bumped {
 /// key needs and those the isolate's copy holds, so one read per age serves every key the
 /// isolate uses, up to this many; past it, a read asks only for what its key needs.
 const MAX_FIELDS: usize = 256;
-
-use crate::copies::{Copies, Counters, Known, MAX_KNOWN};
 
 thread_local! {
     static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
@@ -133,13 +133,15 @@ impl DurableObject for WorkspaceGenerations {
     /// `GET` with `?field=` (repeated): those counters (0 for one never bumped), and with
     /// `?board=` that board's edits. `POST` with fields (and maybe an edit): each field
     /// bumped by one and the edit logged at its board's new `Rows`, then the bumped
-    /// fields' new values (so each bump sees its own) and how many counters it holds. `PUT` with a JSON map of fields to
-    /// values: each raised to its value (never lowered), then their values.
+    /// fields' new values (so each bump sees its own) and how many counters it holds.
+    /// `PUT` with a JSON map of fields to values: each raised to its value (never
+    /// lowered), then their values.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let url = req.url()?;
         let mut board = None;
         let mut fields = Vec::new();
         let mut whole = false;
+        let mut held = 0;
         for (k, v) in url.query_pairs() {
             match &*k {
                 "board" => board = v.parse::<i64>().ok(),
@@ -184,19 +186,26 @@ impl DurableObject for WorkspaceGenerations {
                     self.log_edit(board, contact)?;
                 }
                 self.fold_idle()?;
+                let counted: Vec<Held> = self
+                    .sql
+                    .exec("SELECT count(*) AS held FROM generations", None)?
+                    .to_array()?;
+                held = counted
+                    .first()
+                    .map_or(0, |h| u64::try_from(h.held).unwrap_or(0));
             }
             _ => whole = fields.is_empty(),
         }
         // Every answer says where the folds stand, so an isolate can tell whether two
         // answers may be merged (`same_era`).
         fields.push(GenerationScope::Threads.field());
-        let listed =
-            serde_json::to_string(&fields).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let rows: Vec<Row> = if whole {
             self.sql
                 .exec("SELECT field, value FROM generations", None)?
                 .to_array()?
         } else {
+            let listed = serde_json::to_string(&fields)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
             self.sql
                 .exec(
                     "SELECT j.value AS field, coalesce(g.value, 0) AS value \
@@ -213,13 +222,6 @@ impl DurableObject for WorkspaceGenerations {
             .sql
             .exec("SELECT at FROM incarnation", None)?
             .to_array()?;
-        let held: Vec<Held> = match req.method() {
-            Method::Post => self
-                .sql
-                .exec("SELECT count(*) AS held FROM generations", None)?
-                .to_array()?,
-            _ => Vec::new(),
-        };
         let edits: Vec<EditRow> = match board {
             Some(board) => self
                 .sql
@@ -240,9 +242,7 @@ impl DurableObject for WorkspaceGenerations {
                 .into_iter()
                 .map(|e| (u64::try_from(e.seq).unwrap_or(0), e.contact))
                 .collect(),
-            held: held
-                .first()
-                .map_or(0, |h| u64::try_from(h.held).unwrap_or(0)),
+            held,
         })
     }
 }

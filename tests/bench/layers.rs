@@ -331,12 +331,7 @@ pub struct EdgeCounts {
 }
 
 pub async fn edge_lookups(base: &str) -> EdgeCounts {
-    let v: Value = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("edge metrics")
-        .json()
-        .await
-        .expect("edge metrics json");
+    let v = e2e::edge_metrics(base).await;
     let requests = find(&v, "cache_misses").unwrap_or(&Value::Null);
     let objects = find(&v, "object_reads").unwrap_or(&Value::Null);
     let operations = find(&v, "kv_writes").unwrap_or(&Value::Null);

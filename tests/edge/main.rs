@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    free_port, random_suffix, start_wrangler_at, wait_edge_ready, wait_ok, worker_config,
-    wrangler_command, Group, Objects,
+    edge_metrics, free_port, random_suffix, start_wrangler_at, wait_edge_ready, wait_ok,
+    worker_config, wrangler_command, Group, Objects,
 };
 use origin::auth::{issue, Claims};
 use origin::config::{Config, Secret};
@@ -122,16 +122,8 @@ impl Edge {
         (status, r.json().await.expect("every answer is JSON"))
     }
 
-    /// The isolate's metrics (`wrangler dev` runs one isolate).
     async fn metrics(&self) -> Value {
-        let answer = self.http.get(format!("{}/metrics", self.base)).send();
-        let metrics: Value = answer
-            .await
-            .expect("edge metrics")
-            .json()
-            .await
-            .expect("json");
-        metrics["metrics"].clone()
+        edge_metrics(&self.base).await
     }
 
     /// The open contacts of `WS`'s counts once the edge holds them (a HIT).

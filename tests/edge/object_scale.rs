@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, start_wrangler, wait_ok};
+use e2e::{edge_metrics, free_port, start_wrangler, wait_ok};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -93,15 +93,7 @@ async fn the_object_stays_as_large_as_its_active_conversations_through_100k_of_t
     let folded = push(&http, &base, 1).await;
     assert_eq!(folded["data"]["generations"]["c1h"], 1);
 
-    let metrics: Value = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .json()
-        .await
-        .expect("json");
-    let metrics = &metrics["metrics"];
+    let metrics = edge_metrics(&base).await;
     // Each answer carried the bumped counters, not the table; the worker's own memory
     // did not grow with the conversations.
     let largest = metrics["generations"]["largest_answer"]
