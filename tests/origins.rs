@@ -140,6 +140,18 @@ pub async fn on_server(statement: &str) {
     admin.close().await;
 }
 
+/// Applies the migrations to the database at `url` (`origin migrate`).
+pub fn migrate(url: &str) {
+    let status = Command::new(origin_binary())
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "error")
+        .status()
+        .expect("origin migrate");
+    assert!(status.success(), "migrating {url} failed");
+}
+
 /// `origin seed` of one workspace into the database at `url`: contacts on boards, and
 /// `history` conversations holding that many messages.
 pub fn seed(url: &str, ws: &str, contacts: u32, boards: u32, history: (u32, u64)) {

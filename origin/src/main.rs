@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// Serve the API (the default). Seeds the demo workspace 15213 on first start.
     Serve,
+    /// Apply the database's migrations and exit: run before instances of a new version
+    /// start, none of them waits on a long one (a keys index rebuilt over millions of
+    /// contacts takes minutes).
+    Migrate,
     /// Add workspaces of generated contacts.
     Seed {
         /// Workspace ids to create (repeat the flag for several).
@@ -185,6 +189,10 @@ async fn main() -> Result<(), BoxError> {
     let config = Config::from_settings(cli.settings)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Migrate => {
+            store::open(&config).await?.migrate().await?;
+            Ok(())
+        }
         Command::Seed {
             workspaces,
             contacts,

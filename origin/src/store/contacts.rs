@@ -153,12 +153,12 @@ where
         (Some(_), _, _) => {
             let mut qb = matched_query(
                 "SELECT count(*) FROM (SELECT 1",
-                ws,
-                board,
+                (ws, board),
                 q,
                 user,
                 d,
                 search,
+                SEARCH_TOTAL_CAP + 1,
             );
             qb.push(") m");
             qb
@@ -166,16 +166,16 @@ where
     }
 }
 
-/// A search's matches (`select` of each), at most one past `SEARCH_TOTAL_CAP`: their
-/// number is the total, and where it is within the cap they are every match.
+/// A search's matches on the board (`select` of each), at most `reach` of them: fewer
+/// are every match, and one past `SEARCH_TOTAL_CAP` is enough for the total.
 pub fn matched_query<'a, DB>(
     select: &str,
-    ws: &'a WorkspaceId,
-    board: BoardId,
+    (ws, board): (&'a WorkspaceId, BoardId),
     q: &ContactListQuery,
     user: &UserId,
     d: Dialect,
     search: Option<&Search>,
+    reach: i64,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -190,7 +190,7 @@ where
         let (column, (dir, _)) = (q.sort_by.as_str(), direction(q.sort_order));
         qb.push(format_args!(" ORDER BY {column} {dir}, id {dir}"));
     }
-    qb.push(" LIMIT ").push_bind(SEARCH_TOTAL_CAP + 1);
+    qb.push(" LIMIT ").push_bind(reach);
     qb
 }
 

@@ -14,9 +14,10 @@ const MAX_NEAR_WORDS: usize = 16;
 const MAX_VOCABULARY_READ: usize = 2_000;
 
 /// The longest prefix of a word with a search key of its own, the shortest and longest
-/// run of digits, and the longest whole word (the migration `contact_search_keys`).
-const KEY_PREFIX: usize = 6;
-const KEY_DIGITS: (usize, usize) = (3, 6);
+/// run of digits, and the longest whole word (the migrations `contact_search_keys`,
+/// `contact_search_keys_lean`).
+const KEY_PREFIX: usize = 8;
+const KEY_DIGITS: (usize, usize) = (3, 4);
 const KEY_WHOLE: usize = 64;
 
 /// A search's words, and the indexed words each text word's forgiven typos may have
@@ -240,15 +241,18 @@ where
                     keys.extend(near.iter().map(|w| format!("{board}={w}")));
                 }
             }
-            // Digits match anywhere in a word, so within a run of digits: its keys are
-            // every run of three to six of them. Fewer have none (they are in most
-            // contacts' phones anyway).
+            // Digits match anywhere in a word, so within a run of digits: a contact's keys
+            // are its runs of three and four, a number's every run of four it holds (the
+            // index intersects them), or itself if it has three. Fewer have none (they
+            // are in most contacts' phones anyway).
             (Word::Digits(digits), _) => {
-                if digits.len() >= KEY_DIGITS.0 {
-                    keys.push(format!(
-                        "{board}#{}",
-                        &digits[..digits.len().min(KEY_DIGITS.1)]
-                    ));
+                let (least, most) = KEY_DIGITS;
+                let run = digits.len().min(most);
+                if digits.len() >= least {
+                    all.extend(
+                        (0..=digits.len() - run)
+                            .map(|i| format!("{board}#{}", &digits[i..i + run])),
+                    );
                 }
             }
         }

@@ -371,10 +371,14 @@ async fn search_finds_words_prefixes_typos_phones_and_accents_best_first(store: 
         ("(555) 0100042", &["Grace"]),
         ("0042", &["Grace"]),
         ("555010", &["Grace", "Gracie", "Ada"]),
+        ("10004", &["Grace", "Ada"]),
         // Words by prefix, in any field, in any order.
         ("gra", &["Grace", "Gracie"]),
         ("hop gra", &["Grace", "Gracie"]),
         ("hopperton", &["Gracie"]),
+        ("lovelac", &["Ada"]),
+        ("lovelas", &[]),
+        ("washingto", &["Washington"]),
         ("navy", &["Grace"]),
         ("grace.hopper@navy", &["Grace"]),
         // Quotes are no part of a word; "grace" is a typo away from "gracie".
