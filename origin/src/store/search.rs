@@ -211,7 +211,7 @@ where
 }
 
 /// Appends ` AND` the search keys (`contacts_search_keys_idx`) that every contact whose
-/// words match at `level` has: the words' `LIKE`s alone say what matches, and these let
+/// words match at `level` has: the words' tests alone say what matches, and these let
 /// the index offer only rows of the board that hold each word, or one of its typos.
 fn push_keys<'a, DB>(
     qb: &mut QueryBuilder<'a, DB>,
@@ -376,22 +376,29 @@ fn push_word<'a, DB>(
     String: Encode<'a, DB> + Type<DB>,
 {
     match (d, word) {
+        // `strpos`, not `LIKE`: the planner estimates a `LIKE` by testing it against the
+        // column's histogram of 1,000 documents (0.2 ms a word, planned anew for every
+        // keystroke), and the keys or the walk decide how the rows are reached anyway.
         (Dialect::Postgres, Word::Digits(digits)) => {
-            let pattern = if level == Level::Whole {
-                format!("% {digits} %")
+            let piece = if level == Level::Whole {
+                format!(" {digits} ")
             } else {
-                format!("%{digits}%")
+                digits.clone()
             };
-            qb.push("search_doc LIKE ").push_bind(pattern);
+            qb.push("strpos(search_doc, ")
+                .push_bind(piece)
+                .push(") > 0");
         }
         (Dialect::Postgres, Word::Text { text, .. }) => {
             let end = if level == Level::Whole { " " } else { "" };
-            qb.push("(search_doc LIKE ")
-                .push_bind(format!("% {text}{end}%"));
+            qb.push("(strpos(search_doc, ")
+                .push_bind(format!(" {text}{end}"))
+                .push(") > 0");
             if level == Level::Match {
                 for other in near {
-                    qb.push(" OR search_doc LIKE ")
-                        .push_bind(format!("% {other} %"));
+                    qb.push(" OR strpos(search_doc, ")
+                        .push_bind(format!(" {other} "))
+                        .push(") > 0");
                 }
             }
             qb.push(")");

@@ -153,7 +153,7 @@ async fn searched_rows(
     let ordered = q.sort_by != SortBy::Relevance;
     let mut reach = SEARCH_TOTAL_CAP + 1;
     // How many contacts of the board hold the search's keys, as the planner estimates
-    // from the key index's statistics (the `LIKE`s' estimate, multiplied in as if
+    // from the key index's statistics (the words' estimate, multiplied in as if
     // independent of the keys, would make every search look rare).
     if let Some(mut estimate) = search.keys_estimate_query::<Postgres>(board) {
         let plan: Json<serde_json::Value> = estimate
