@@ -130,8 +130,9 @@ const DENSE_KEYS: f64 = 30_000.0;
 /// (up to `GATHERED`), and its page is among them; past it, it counts to the cap and
 /// walks the board for a page past the cap. A match read costs about 3 µs (a heap row);
 /// the walk finds a page's 21 rows in 21 × board ÷ matches entries of 0.45 µs, so at 1M
-/// contacts the two cost the same near 1,800 matches (`ada lovela`, 2,083 of them
-/// expected as 995: 10.1 ms counted then walked, 5.5 ms read whole).
+/// contacts the two cost the same near 1,800 matches. `ada lovela`, 2,083 of them
+/// expected as 995: 10-11 ms counted then walked, 5-13 ms read whole (by how many of
+/// their rows are in shared buffers); the median keystroke went from 12.6 to 9.9 ms.
 const GATHER_BELOW: f64 = 1_500.0;
 const GATHERED: i64 = 3_000;
 
