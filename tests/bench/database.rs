@@ -88,8 +88,8 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
             }
         });
         let started = Instant::now();
-        for definition in &indexes {
-            sqlx::query(definition)
+        for statement in &indexes {
+            sqlx::query(statement)
                 .execute(&db)
                 .await
                 .expect("recreate index");
@@ -104,11 +104,7 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
             .execute(&db)
             .await
             .expect("mark seeded");
-        eprintln!(
-            "rebuilt {} indexes in {:.0?}",
-            indexes.len(),
-            started.elapsed()
-        );
+        eprintln!("rebuilt the indexes in {:.0?}", started.elapsed());
         db.close().await;
     }
     let db = PgPoolOptions::new()
@@ -120,14 +116,19 @@ pub async fn database(plan: &Plan) -> (PgPool, String) {
 }
 
 /// Drops the secondary indexes of `contacts` (not those behind constraints) and the full-
-/// text index of `messages`, and returns their definitions: building each once after the
-/// bulk load is several times faster than keeping all of them up to date through millions
-/// of inserts in random key order (or, for the GIN index, millions of pending-list
-/// flushes). The other indexes of `messages` stay: seeding reads a conversation's newest.
+/// text index of `messages`, and returns the statements that build them again as the
+/// migrations left them (their statistics targets too, which decide the keys' estimates):
+/// building each once after the bulk load is several times faster than keeping all of
+/// them up to date through millions of inserts in random key order (or, for the GIN
+/// index, millions of pending-list flushes). The other indexes of `messages` stay:
+/// seeding reads a conversation's newest.
 async fn drop_bulk_indexes(db: &PgPool) -> Vec<String> {
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x \
-         JOIN pg_class i ON i.oid = x.indexrelid \
+    let indexes: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid), \
+                ARRAY(SELECT format('ALTER INDEX %I ALTER COLUMN %s SET STATISTICS %s', \
+                                    i.relname, a.attnum, a.attstattarget) \
+                      FROM pg_attribute a WHERE a.attrelid = i.oid AND a.attstattarget >= 0) \
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
          WHERE (x.indrelid = 'contacts'::regclass \
                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)) \
             OR i.relname = 'messages_search_idx'",
@@ -135,13 +136,16 @@ async fn drop_bulk_indexes(db: &PgPool) -> Vec<String> {
     .fetch_all(db)
     .await
     .expect("contact indexes");
-    for (name, _) in &indexes {
+    let mut again = Vec::new();
+    for (name, definition, statistics) in indexes {
         sqlx::query(&format!("DROP INDEX {name}"))
             .execute(db)
             .await
             .expect("drop index");
+        again.push(definition);
+        again.extend(statistics);
     }
-    indexes.into_iter().map(|(_, def)| def).collect()
+    again
 }
 
 /// Saves `ws`'s settings as the defaults changed by `change`, as an admin would in the

@@ -296,7 +296,7 @@ pub async fn measure(
     out.insert(
         "indexBytes".to_owned(),
         json!({
-            "contactKeys": bytes_of(db, "contacts_search_keys_idx").await,
+            "contactKeys": bytes_of(db, "contacts_search_lean_keys_idx").await,
             "contactsByCreationWithWords": bytes_of(db, "contacts_board_created_idx").await,
             "contactWords": bytes_of(db, "contact_search_words").await,
             "messagesFullText": bytes_of(db, "messages_search_idx").await,

@@ -30,7 +30,7 @@ const WORKSPACE: &str = "swrites";
 const WITHOUT_SEARCH: [&str; 8] = [
     "DROP TRIGGER contact_search_words_insert ON contacts",
     "DROP TRIGGER contact_search_words_update ON contacts",
-    "DROP INDEX contacts_search_keys_idx",
+    "DROP INDEX contacts_search_lean_keys_idx",
     "ALTER TABLE contacts DROP COLUMN search_doc",
     "CREATE INDEX contacts_board_created_idx ON contacts (board_id, created_at, id) \
      INCLUDE (workspace_id, archived)",

@@ -210,7 +210,7 @@ where
     }
 }
 
-/// Appends ` AND` the search keys (`contacts_search_keys_idx`) that every contact whose
+/// Appends ` AND` the search keys (`contacts_search_lean_keys_idx`) that every contact whose
 /// words match at `level` has: the words' tests alone say what matches, and these let
 /// the index offer only rows of the board that hold each word, or one of its typos.
 fn push_keys<'a, DB>(
@@ -264,7 +264,7 @@ where
     }
     let mut push = |keys: Vec<String>, op: &str| {
         qb.push(format_args!(
-            " AND contact_search_keys(board_id, search_doc) {op} ARRAY["
+            " AND contact_search_keys_lean(board_id, search_doc) {op} ARRAY["
         ));
         for (i, key) in keys.into_iter().enumerate() {
             if i > 0 {

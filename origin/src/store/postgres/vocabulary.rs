@@ -5,7 +5,7 @@
 //! order from where the last one stopped (`contact_search_words_sweep`, one row that the
 //! sweeping instance holds locked, so instances take turns and a restart resumes) and
 //! drops those no contact of the workspace holds: one probe a word of the whole-word keys
-//! of the workspace's boards (`contacts_search_keys_idx`).
+//! of the workspace's boards (`contacts_search_lean_keys_idx`).
 //!
 //! A contact written while its word is dropped could be missed: its trigger saw the word
 //! before the delete, and the delete's snapshot does not see the contact. The dropped
@@ -24,7 +24,7 @@ use crate::error::Result;
 /// the batch.
 fn held(ws: &str, word: &str) -> String {
     format!(
-        "(SELECT 1 FROM contacts c WHERE contact_search_keys(c.board_id, c.search_doc) && \
+        "(SELECT 1 FROM contacts c WHERE contact_search_keys_lean(c.board_id, c.search_doc) && \
          ARRAY(SELECT bo.id || '=' || {word} FROM boards bo WHERE bo.workspace_id = {ws}) \
          LIMIT 1)"
     )

@@ -1,0 +1,2 @@
+-- Nothing uses the old keys' function any more.
+DROP FUNCTION IF EXISTS contact_search_keys(bigint, text);
