@@ -184,15 +184,14 @@ async fn searched_rows(
         .persistent(false)
         .fetch_all(on.conn())
         .await?;
-    let total = (ids.len() as i64).min(SEARCH_TOTAL_CAP + 1);
+    let found = ids.len() as i64;
+    let total = found.min(SEARCH_TOTAL_CAP + 1);
     // A walk's ids are the first matches in the page's order (`matched_query`): a first
     // page is among them even where some changed since (it takes the first that still
     // match).
-    let first_walked = search.found == Found::Walk
-        && q.after.is_none()
-        && q.offset() == 0
-        && q.sort_by != SortBy::Relevance;
-    let complete = (ids.len() as i64) < reach || first_walked;
+    let first_walked =
+        search.found == Found::Walk && q.after.is_none() && q.offset() == 0 && ordered;
+    let complete = found < reach || first_walked;
     // Every match known and in order, the page's own rows are all that is read again
     // (reading every match again by id cost 4.2 of a keystroke's 13.5 ms at 1M contacts).
     let page = Some(&ids)
@@ -217,7 +216,7 @@ async fn searched_rows(
         } else {
             Found::Walk
         };
-        if q.sort_by == SortBy::Relevance {
+        if !ordered {
             relevance_rows(on.conn(), ws, board, q, user, Some(search)).await?
         } else {
             page_query::<Postgres>(ws, board, q, user, D, Some(search))
