@@ -127,14 +127,15 @@ async fn listed_rows(
 const DENSE_KEYS: f64 = 30_000.0;
 
 /// Up to this many matches expected, a search reads every one of them through its keys
-/// (up to `GATHERED`), and its page is among them; past it, it counts to the cap and
-/// walks the board for a page past the cap. A match read costs about 3 µs (a heap row);
-/// the walk finds a page's 21 rows in 21 × board ÷ matches entries of 0.45 µs, so at 1M
-/// contacts the two cost the same near 1,800 matches. `ada lovela`, 2,083 of them
-/// expected as 995: 10-11 ms counted then walked, 5-13 ms read whole (by how many of
-/// their rows are in shared buffers); the median keystroke went from 12.6 to 9.9 ms.
-const GATHER_BELOW: f64 = 1_500.0;
-const GATHERED: i64 = 3_000;
+/// (up to `GATHERED`: the estimate can be half the count), and its page is among them;
+/// past it, it counts to the cap and walks the board for its page. A match read is a heap
+/// row at random, about 3 µs in shared buffers and 10 µs outside them; the walk finds a
+/// page's 51 rows in 51 × board ÷ matches index entries of about 0.3 µs, read in order.
+/// At 1M contacts, with shared buffers emptied by a restart, gathering up to 3,000 where
+/// 1,500 were expected made the slowest keystrokes (`margaret ha`, `donald kn`: 40-45
+/// ms); at these bounds the typed sequence's p99 went from 45.7 to 19.6 ms.
+const GATHER_BELOW: f64 = 600.0;
+const GATHERED: i64 = 1_200;
 
 /// A search's page: its matches found by their keys first, at most one past the total's
 /// cap or all of them where few are expected (`matched_query`), then the page among them
