@@ -140,37 +140,42 @@ pub async fn on_server(statement: &str) {
     admin.close().await;
 }
 
-/// Applies the migrations to the database at `url` (`origin migrate`).
-pub fn migrate(url: &str) {
+/// Runs `origin` with `args` against the database at `url` (no Redis, errors only logged),
+/// its output dropped; panics with `what` failed unless it succeeds.
+fn run_origin(url: &str, args: &[String], what: &str) {
     let status = Command::new(origin_binary())
-        .arg("migrate")
-        .env("DATABASE_URL", url)
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", "error")
-        .status()
-        .expect("origin migrate");
-    assert!(status.success(), "migrating {url} failed");
-}
-
-/// `origin seed` of one workspace into the database at `url`: contacts on boards, and
-/// `history` conversations holding that many messages.
-pub fn seed(url: &str, ws: &str, contacts: u32, boards: u32, history: (u32, u64)) {
-    let status = Command::new(origin_binary())
-        .args(["seed", "--workspace", ws, "--contacts"])
-        .arg(contacts.to_string())
-        .arg("--boards")
-        .arg(boards.to_string())
-        .arg("--conversations")
-        .arg(history.0.to_string())
-        .arg("--messages")
-        .arg(history.1.to_string())
+        .args(args)
         .env("DATABASE_URL", url)
         .env_remove("REDIS_URL")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .status()
-        .expect("origin seed");
-    assert!(status.success(), "seeding {ws} failed");
+        .expect("origin");
+    assert!(status.success(), "{what} failed");
+}
+
+/// Applies the migrations to the database at `url` (`origin migrate`).
+pub fn migrate(url: &str) {
+    run_origin(url, &["migrate".into()], &format!("migrating {url}"));
+}
+
+/// `origin seed` of one workspace into the database at `url`: contacts on boards, and
+/// `history` conversations holding that many messages.
+pub fn seed(url: &str, ws: &str, contacts: u32, boards: u32, history: (u32, u64)) {
+    let args = [
+        "seed".to_owned(),
+        "--workspace".into(),
+        ws.into(),
+        "--contacts".into(),
+        contacts.to_string(),
+        "--boards".into(),
+        boards.to_string(),
+        "--conversations".into(),
+        history.0.to_string(),
+        "--messages".into(),
+        history.1.to_string(),
+    ];
+    run_origin(url, &args, &format!("seeding {ws}"));
 }
 
 /// The workspace's boards, in order.

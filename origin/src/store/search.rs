@@ -385,20 +385,16 @@ fn push_word<'a, DB>(
             } else {
                 digits.clone()
             };
-            qb.push("strpos(search_doc, ")
-                .push_bind(piece)
-                .push(") > 0");
+            push_in_doc(qb, piece);
         }
         (Dialect::Postgres, Word::Text { text, .. }) => {
             let end = if level == Level::Whole { " " } else { "" };
-            qb.push("(strpos(search_doc, ")
-                .push_bind(format!(" {text}{end}"))
-                .push(") > 0");
+            qb.push("(");
+            push_in_doc(qb, format!(" {text}{end}"));
             if level == Level::Match {
                 for other in near {
-                    qb.push(" OR strpos(search_doc, ")
-                        .push_bind(format!(" {other} "))
-                        .push(") > 0");
+                    qb.push(" OR ");
+                    push_in_doc(qb, format!(" {other} "));
                 }
             }
             qb.push(")");
@@ -432,4 +428,15 @@ fn push_word<'a, DB>(
                 .push(")");
         }
     }
+}
+
+/// Appends that the contact's folded document holds `piece`.
+fn push_in_doc<'a, DB>(qb: &mut QueryBuilder<'a, DB>, piece: String)
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    qb.push("strpos(search_doc, ")
+        .push_bind(piece)
+        .push(") > 0");
 }
