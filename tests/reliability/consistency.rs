@@ -441,7 +441,14 @@ async fn read(run: Arc<Run>, i: usize) -> Vec<Read> {
                 }
                 Err(e) => Err(format!("unreadable: {e}")),
             },
-            Ok(r) => Err(format!("status {}", r.status())),
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                Err(format!(
+                    "status {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                ))
+            }
             Err(e) => Err(format!("no answer: {}", causes(&e))),
         };
         reads.push(Read {

@@ -21,8 +21,11 @@ pub struct Sample {
     /// When the request was sent, from the start of the run.
     pub at: Duration,
     pub latency: Duration,
-    /// 0 when no answer came (connection refused, harness timeout).
+    /// 0 when no answer came (connection refused, harness timeout) or it was never sent.
     pub status: u16,
+    /// Not sent: the harness already had its cap of requests in flight (the target was
+    /// that slow).
+    pub unsent: bool,
     pub stale: bool,
     /// The answer said when to retry (`Retry-After`).
     pub retry_after: bool,
@@ -56,6 +59,7 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
                     at: started.elapsed(),
                     latency: Duration::ZERO,
                     status: 0,
+                    unsent: true,
                     stale: false,
                     retry_after: false,
                 });
@@ -87,6 +91,7 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
                     at,
                     latency: sent.elapsed(),
                     status,
+                    unsent: false,
                     stale,
                     retry_after,
                 });
@@ -125,7 +130,8 @@ pub fn window(samples: &[Sample], from: Duration, to: Duration) -> Value {
         "status503": count(&|s| s.status == 503),
         "status503WithoutRetryAfter": count(&|s| s.status == 503 && !s.retry_after),
         "status504": count(&|s| s.status == 504),
-        "noAnswer": count(&|s| s.status == 0),
+        "noAnswer": count(&|s| s.status == 0 && !s.unsent),
+        "notSent": count(&|s| s.unsent),
         "p99Ms": p99_ms(&inside),
     })
 }
