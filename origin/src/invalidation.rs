@@ -268,16 +268,20 @@ pub async fn replay(state: Arc<AppState>) {
 /// Coherence between origin instances: every instance subscribes to the namespace's
 /// channel and drops its mirror of a workspace's generations (and its settings) when
 /// another instance announces a change. After a reconnect, messages may have been
-/// missed, so every mirror is distrusted once.
+/// missed, so every mirror is distrusted once; the cache's own connections are brought
+/// back first (the subscription answering says Redis does), so that the reads which
+/// refresh those mirrors find Redis rather than an outage.
 /// Runs until the process ends, reconnecting whenever the subscription drops.
 pub async fn listen(state: Arc<AppState>) {
     let Some(redis) = state.cache.redis() else {
         return;
     };
     let channel = state.cache.keys().channel();
-    let distrust = || {
-        state.cache.generations().forget_all();
-        state.settings.forget_all();
+    let (cache, settings) = (&state.cache, &state.settings);
+    let distrust = move || async move {
+        redis.revive().await;
+        cache.generations().forget_all();
+        settings.forget_all();
     };
     let on_message = |payload: String| apply(&state, redis, &channel, Event::decode(&payload));
     follow(redis, &channel, distrust, on_message).await;
@@ -328,7 +332,7 @@ pub async fn follow_fills(state: Arc<AppState>) {
     follow(
         redis,
         &state.cache.keys().fills_channel(),
-        || {},
+        || async {},
         on_release,
     )
     .await;
@@ -337,10 +341,10 @@ pub async fn follow_fills(state: Arc<AppState>) {
 /// Hands every message of `channel` to `on_message` until the process ends, subscribing
 /// again whenever the subscription drops; `on_subscribed` runs on every (re)subscription,
 /// since messages may have been missed while there was none.
-async fn follow(
+async fn follow<S: Future<Output = ()>>(
     redis: &RedisCache,
     channel: &str,
-    mut on_subscribed: impl FnMut(),
+    mut on_subscribed: impl FnMut() -> S,
     mut on_message: impl FnMut(String),
 ) {
     loop {
@@ -348,7 +352,7 @@ async fn follow(
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(channel).await.is_ok() {
-                    on_subscribed();
+                    on_subscribed().await;
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
                         if let Ok(payload) = msg.get_payload::<String>() {

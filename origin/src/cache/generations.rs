@@ -43,6 +43,16 @@ fn from_redis(value: u64) -> bool {
     value & LOCAL == 0
 }
 
+/// How long after a workspace's counters moved without a write the keys built on the
+/// counters before may stand in for their refills (see `Mirror::before`): long enough for
+/// the keys read often to be refilled. It bounds how old a stand-in can be should a
+/// write's announcement have been lost along with the hash.
+const STAND_IN_FOR: Duration = Duration::from_secs(10);
+
+/// The hash field holding when Redis created the hash (`redis.rs`, `epoch!`): it changes
+/// only when Redis lost the hash, which moves every counter without a write.
+const EPOCH: &str = "epoch";
+
 /// Fields of one workspace a mirror refreshes together; past this, a refresh fetches
 /// only what the read in hand needs and the mirror starts over with those.
 const MAX_MIRRORED: usize = 1024;
@@ -61,6 +71,16 @@ struct Mirror {
     /// The highest workspace counter Redis handed this instance: a move made after an
     /// outage goes past it, should Redis have lost bumps meanwhile (a failover).
     seen: u64,
+    /// The fields before they last moved without a write (Redis lost its hash, or an
+    /// outage made them up or moved past made-up ones), and when. Such a move makes every
+    /// key of the workspace miss at once; L1's values under the keys before it stand in,
+    /// marked stale, for refills slower than a moment, so readers do not all queue behind
+    /// them (`before_each`). A counter that grew is a write, even unannounced: nothing
+    /// from before it stands in.
+    before: Option<(Fields, Instant)>,
+    /// An announcement made this mirror forget its fields: they are moving for a write,
+    /// and nothing built on them may stand in for what the write changed.
+    announced: bool,
 }
 
 impl Mirror {
@@ -70,7 +90,19 @@ impl Mirror {
             fetched: None,
             moved_here: false,
             seen: 0,
+            before: None,
+            announced: false,
         }
+    }
+
+    /// The fields are moving for no write this instance heard of: keep them as `before`.
+    fn keep_before(&mut self) {
+        self.before = (!self.announced).then(|| (self.fields.clone(), Instant::now()));
+    }
+
+    /// The fields move for a write: nothing from before it may stand in.
+    fn written(&mut self) {
+        self.before = None;
     }
 }
 
@@ -213,14 +245,17 @@ impl Generations {
         if self.forgets.load(Ordering::Acquire) != began.forgets {
             return;
         }
-        if let Some(old) = mirrors.get(ws) {
-            if self.bumps.load(Ordering::Acquire) != began.bumps {
+        let mut before = None;
+        if let Some(old) = mirrors.get_mut(ws) {
+            let bumped = self.bumps.load(Ordering::Acquire) != began.bumps;
+            if bumped {
                 // Made-up values never win over Redis's (see `LOCAL`).
                 for (field, value) in old.fields.iter().filter(|(_, v)| from_redis(**v)) {
                     if let Some(merged) = fields.get_mut(field) {
                         *merged = (*merged).max(*value);
                     }
                 }
+                old.written();
             }
             if old
                 .fields
@@ -228,7 +263,17 @@ impl Generations {
                 .any(|(f, v)| fields.get(f).is_some_and(|n| n != v))
             {
                 self.mark_changed(ws);
+                let lost = old.fields.get(EPOCH) != fields.get(EPOCH);
+                if !bumped && (lost || old.moved_here) {
+                    old.keep_before();
+                } else {
+                    old.written();
+                }
             }
+            before = old
+                .before
+                .take()
+                .filter(|(_, at)| at.elapsed() < STAND_IN_FOR);
             let workspace = GenerationScope::Workspace.field();
             if old.fields.get(&workspace) != fields.get(&workspace) {
                 self.edits.clear_workspace(ws);
@@ -249,6 +294,8 @@ impl Generations {
                 fetched: Some(began.sent),
                 moved_here: false,
                 seen,
+                before,
+                announced: false,
             },
         );
     }
@@ -287,11 +334,19 @@ impl Generations {
             }));
         }
         let m = m.filter(|m| m.fetched.is_some_and(|t| t.elapsed() < self.max_age))?;
-        let mut known = [KeyGens::default(); N];
-        for (gens, scopes) in known.iter_mut().zip(scopes) {
-            *gens = KeyGens::from_known(&m.fields, scopes)?;
-        }
-        Some(known)
+        each_known(&m.fields, scopes)
+    }
+
+    /// `known_each` for the fields `ws` had before they last moved without a write this
+    /// instance heard of, while keys built on them may stand in (see `Mirror::before`).
+    pub fn before_each<const N: usize>(
+        &self,
+        ws: &WorkspaceId,
+        scopes: [Scopes<'_>; N],
+    ) -> Option<[KeyGens; N]> {
+        let mirrors = self.mirrors.read().unwrap_or_else(|p| p.into_inner());
+        let (fields, at) = mirrors.get(ws)?.before.as_ref()?;
+        (at.elapsed() < STAND_IN_FOR).then(|| each_known(fields, scopes))?
     }
 
     /// The generations a key of `ws` depending on `scopes` is built on.
@@ -464,6 +519,8 @@ impl Generations {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
+        m.keep_before();
+        m.announced = false;
         for field in needed_fields(scopes) {
             m.fields.entry(field).or_insert(0);
         }
@@ -574,6 +631,7 @@ impl Generations {
         self.bumps.fetch_add(1, Ordering::AcqRel);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mirrors.get_mut(ws) {
+            m.written();
             if scope == GenerationScope::Workspace {
                 m.seen = m.seen.max(value);
             }
@@ -588,6 +646,7 @@ impl Generations {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
         m.moved_here = true;
+        m.written();
         let field = m.fields.entry(scope.field()).or_default();
         *field = match self.redis {
             Some(_) => made_up(),
@@ -655,6 +714,8 @@ impl Generations {
         self.forgets.fetch_add(1, Ordering::AcqRel);
         if let Some(m) = mirrors.get_mut(ws) {
             m.fetched = None;
+            m.announced = true;
+            m.written();
         }
     }
 
@@ -713,9 +774,19 @@ impl Changes {
     }
 }
 
-/// The fields a key depending on `scopes` is built on.
+/// The generations of keys on each of `scopes`, if `fields` holds every counter they need.
+fn each_known<const N: usize>(fields: &Fields, scopes: [Scopes<'_>; N]) -> Option<[KeyGens; N]> {
+    let mut known = [KeyGens::default(); N];
+    for (gens, scopes) in known.iter_mut().zip(scopes) {
+        *gens = KeyGens::from_known(fields, scopes)?;
+    }
+    Some(known)
+}
+
+/// The fields a refresh for a key depending on `scopes` reads: those it is built on, and
+/// the hash's epoch (`EPOCH`).
 fn needed_fields(scopes: &[GenerationScope]) -> Vec<String> {
-    let mut fields = vec![GenerationScope::Workspace.field()];
+    let mut fields = vec![GenerationScope::Workspace.field(), EPOCH.to_owned()];
     for field in scopes.iter().map(|s| s.field()) {
         if !fields.contains(&field) {
             fields.push(field);
@@ -814,7 +885,7 @@ mod tests {
             mirrors[&ws()].fields.keys().cloned().collect()
         };
         held.sort();
-        assert_eq!(held, ["b7", "b8", "counts", "ws"]);
+        assert_eq!(held, ["b7", "b8", "counts", "epoch", "ws"]);
         redis.del(&key).await.expect("redis");
     }
 
@@ -976,6 +1047,51 @@ mod tests {
             None,
             "announced since"
         );
+    }
+
+    /// Real Redis: the counters before a move no write caused (Redis lost the hash) are
+    /// kept for keys built on them to stand in; a write leaves nothing from before it.
+    #[tokio::test]
+    async fn counters_before_a_loss_are_kept_and_counters_before_a_write_are_not() {
+        let redis = redis();
+        let keys = fresh_keys(&redis, "before").await;
+        let g = Generations::new(keys.clone(), Duration::from_secs(60), Some(redis.clone()));
+        let counts = [GenerationScope::Counts];
+        let scopes = || [Scopes::Listed(&counts)];
+        let start = g.current(&ws(), &counts).await;
+        assert_eq!(g.before_each(&ws(), scopes()), None, "nothing moved");
+
+        redis.del(&keys.generations(&ws())).await.expect("redis");
+        g.forget_all();
+        let lost = g.current(&ws(), &counts).await;
+        assert_ne!(lost, start);
+        assert_eq!(g.before_each(&ws(), scopes()), Some([start]), "a loss");
+
+        let other = Generations::new(keys.clone(), Duration::from_secs(60), Some(redis.clone()));
+        other.bump(&ws(), &Changed::Workspace).await;
+        g.forget(&ws());
+        assert_ne!(g.current(&ws(), &counts).await, lost);
+        assert_eq!(g.before_each(&ws(), scopes()), None, "another's write");
+
+        let lose = || async {
+            redis.del(&keys.generations(&ws())).await.expect("redis");
+            g.forget_all();
+            g.current(&ws(), &counts).await;
+            assert!(g.before_each(&ws(), scopes()).is_some(), "a loss");
+        };
+        lose().await;
+        other.bump(&ws(), &Changed::Workspace).await;
+        g.forget_all();
+        g.current(&ws(), &counts).await;
+        assert_eq!(
+            g.before_each(&ws(), scopes()),
+            None,
+            "another's write, its announcement lost"
+        );
+        lose().await;
+        g.bump(&ws(), &Changed::Workspace).await;
+        assert_eq!(g.before_each(&ws(), scopes()), None, "a write here");
+        redis.del(&keys.generations(&ws())).await.expect("redis");
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ impl Cache {
         scopes: &[GenerationScope],
         board: Option<BoardId>,
         ttl: Option<u32>,
-        key: impl FnOnce(KeyGens) -> String,
+        key: impl Fn(KeyGens) -> String,
         compute: F,
     ) -> Result<Answer>
     where
@@ -174,14 +174,45 @@ impl Cache {
             });
         };
         let (gens, rows) = self.basis(ws, scopes, board).await;
+        let now = key(gens);
+        let stand_in = self.stand_in(ws, scopes, board, &key, &now);
         let answer = self
-            .read_through(key(gens), ttl, Layers::ALL, rows.as_ref(), compute)
+            .read_through(now, ttl, Layers::ALL, rows.as_ref(), stand_in, compute)
             .await;
         if let Ok(a) = &answer {
             let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);
             self.traffic.read(ws, hit);
         }
         answer
+    }
+
+    /// What L1 holds for a read of `ws` depending on `scopes` (and, for a page, on its
+    /// `board`'s rows) under the generations from before they last moved without a write
+    /// this instance heard of, if it was current then (see `Begun`).
+    fn stand_in(
+        &self,
+        ws: &WorkspaceId,
+        scopes: &[GenerationScope],
+        board: Option<BoardId>,
+        key: impl Fn(KeyGens) -> String,
+        now: &str,
+    ) -> Option<Arc<Entry>> {
+        let rows = board.map(GenerationScope::Rows);
+        let [gens, rows_then] = self.generations.before_each(
+            ws,
+            [Scopes::Listed(scopes), Scopes::Listed(rows.as_slice())],
+        )?;
+        let then = key(gens);
+        if then == now {
+            return None;
+        }
+        let e = self.memory.get(&then)?;
+        let basis = board.map(|board| RowsBasis {
+            ws,
+            board,
+            seq: rows_then.scope,
+        });
+        (Self::known_current(&e, basis.as_ref()) == Some(true)).then_some(e)
     }
 
     /// What a read of `ws` depending on `scopes` (and, for a page, on its `board`'s rows)

@@ -4,6 +4,8 @@
 //! the others wait on). A value past its TTL is served as stale when Postgres is down,
 //! and when refreshing it takes longer than the stale-if-slow deadline (Postgres slow, or
 //! queued behind another refresh of the key), so a slow database costs a bounded wait.
+//! After Redis lost a workspace's counters, every key of it misses at once: what L1 held
+//! under the keys before stands in, marked stale, for refills slower than a moment.
 
 pub mod acks;
 pub mod edits;
@@ -45,6 +47,9 @@ const FILL_LOCK_TTL: Duration = Duration::from_secs(2);
 /// How often a read waiting on another instance's fill looks at Redis itself, in case the
 /// release announcement is lost (a subscription reconnecting): the announcement wakes it.
 const FILL_POLL: Duration = Duration::from_millis(50);
+/// How long a read waits for its refill before a stand-in answers it (see `Begun`): a
+/// refill costs a few milliseconds unless every key is refilling at once.
+const STAND_IN_WAIT: Duration = Duration::from_millis(50);
 
 /// Which cache layers a read may use (the performance test switches them one by one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,22 @@ pub struct RowsBasis<'a> {
     pub ws: &'a WorkspaceId,
     pub board: BoardId,
     pub seq: u64,
+}
+
+/// When a read began, and the value that stands in should its refill be slow: what L1
+/// held for it before its workspace's counters moved without a write this instance heard
+/// of (see `Generations::before_each`). Such a move makes every key miss at once, and
+/// the refills queue behind each other; the stand-in answers, marked stale, meanwhile.
+struct Begun {
+    at: Instant,
+    stand_in: Option<Arc<Entry>>,
+}
+
+/// A value that may answer a read marked stale, from when on.
+struct Fallback {
+    entry: Arc<Entry>,
+    source: Source,
+    from: Instant,
 }
 
 /// A value and where it came from.
@@ -233,13 +254,14 @@ impl Cache {
 
     /// Reads `key` through the allowed layers, computing it from the database on a miss.
     /// A page read gives its `rows` basis: cached pages are checked against it, and the
-    /// page it fills records it.
+    /// page it fills records it. A `stand_in` answers, marked stale, for a slow refill.
     pub async fn read_through<F, Fut>(
         &self,
         key: String,
         ttl_secs: u32,
         layers: Layers,
         rows: Option<&RowsBasis<'_>>,
+        stand_in: Option<Arc<Entry>>,
         compute: F,
     ) -> Result<Answer>
     where
@@ -254,7 +276,11 @@ impl Cache {
         }
         // Everything past a plain L1 hit, boxed: its state (locks, Redis, the fill) would
         // otherwise be part of every read's future, which the HTTP stack moves around.
-        Box::pin(self.read_slow(key, ttl_secs, layers, rows, compute, started)).await
+        let begun = Begun {
+            at: started,
+            stand_in,
+        };
+        Box::pin(self.read_slow(key, ttl_secs, layers, rows, compute, begun)).await
     }
 
     async fn read_slow<F, Fut>(
@@ -264,13 +290,13 @@ impl Cache {
         layers: Layers,
         rows: Option<&RowsBasis<'_>>,
         compute: F,
-        started: Instant,
+        begun: Begun,
     ) -> Result<Answer>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<String>> + Send + 'static,
     {
-        let deadline = started + self.stale_if_slow;
+        let started = begun.at;
         let mut stale = None;
         let local_flight = if layers.memory {
             if let Some(e) = self.memory_entry(&key, rows).await {
@@ -279,8 +305,9 @@ impl Cache {
                 }
                 stale = Some((e, Source::Memory));
             }
-            let Some(guard) = until(&stale, deadline, self.locks.lock(&key)).await else {
-                return self.serve_stale(stale);
+            let fallback = self.fallback(&stale, &begun);
+            let Some(guard) = until(&fallback, self.locks.lock(&key)).await else {
+                return self.serve_stale(fallback);
             };
             if let Some(e) = self.memory_entry(&key, rows).await {
                 if e.is_fresh(now_ms()) {
@@ -322,7 +349,8 @@ impl Cache {
                 });
             } else if r.is_up() {
                 let wait = self.wait_for_fill(r, &key, &lock, rows, &released, announced);
-                match until(&stale, deadline, wait).await {
+                let fallback = self.fallback(&stale, &begun);
+                match until(&fallback, wait).await {
                     Some(Some(e)) => {
                         if layers.memory {
                             self.memory.insert(key, e.clone());
@@ -330,7 +358,7 @@ impl Cache {
                         return Ok(self.hit(e, Source::RedisCache, started));
                     }
                     Some(None) => {}
-                    None => return self.serve_stale(stale),
+                    None => return self.serve_stale(fallback),
                 }
             }
         }
@@ -350,8 +378,9 @@ impl Cache {
         // at the stale-if-slow deadline leaves them to finish and fill every layer, and
         // keeps the key's locks held until then, so no second query starts meanwhile.
         let refresh = tokio::spawn(fill.run(key, ttl_secs, compute()));
-        let Some(computed) = until(&stale, deadline, refresh).await else {
-            return self.serve_stale(stale);
+        let fallback = self.fallback(&stale, &begun);
+        let Some(computed) = until(&fallback, refresh).await else {
+            return self.serve_stale(fallback);
         };
         match computed.unwrap_or_else(|e| Err(Error::Internal(format!("fill task: {e}")))) {
             Ok(entry) => {
@@ -362,15 +391,34 @@ impl Cache {
                     status: CacheStatus::Miss,
                 })
             }
-            Err(e) if e.is_outage() && stale.is_some() => self.serve_stale(stale),
+            Err(e) if e.is_outage() && fallback.is_some() => self.serve_stale(fallback),
             Err(e) => Err(e),
         }
     }
 
-    /// The value past its TTL that stands in for one the database cannot give in time.
-    /// Called with `stale` set (`until` has no deadline without it); a timeout otherwise.
-    fn serve_stale(&self, stale: Option<(Arc<Entry>, Source)>) -> Result<Answer> {
-        let (entry, source) = stale.ok_or(Error::Timeout)?;
+    /// What may answer a read instead of its refill, and from when: the key's value past
+    /// its TTL after the stale-if-slow deadline, else a stand-in (see `Begun`) after
+    /// `STAND_IN_WAIT`.
+    fn fallback(&self, stale: &Option<(Arc<Entry>, Source)>, begun: &Begun) -> Option<Fallback> {
+        match (stale, &begun.stand_in) {
+            (Some((e, source)), _) => Some(Fallback {
+                entry: e.clone(),
+                source: *source,
+                from: begun.at + self.stale_if_slow,
+            }),
+            (None, Some(e)) => Some(Fallback {
+                entry: e.clone(),
+                source: Source::Memory,
+                from: begun.at + STAND_IN_WAIT,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The value that stands in for one the database cannot give in time. Called with a
+    /// fallback (`until` has no deadline without one); a timeout otherwise.
+    fn serve_stale(&self, fallback: Option<Fallback>) -> Result<Answer> {
+        let Fallback { entry, source, .. } = fallback.ok_or(Error::Timeout)?;
         self.stats.stale();
         Ok(Answer {
             entry,
@@ -423,15 +471,72 @@ pub(crate) fn random_id() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// `work`, or `None` once `deadline` passes, but only while a stale value could stand in:
+/// `work`, or `None` once the fallback's time comes, but only while there is a fallback:
 /// without one, waiting is the only way to an answer (the request timeout still bounds it).
-async fn until<S, T>(
-    stale: &Option<S>,
-    deadline: Instant,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    if stale.is_none() {
-        return Some(work.await);
+async fn until<T>(fallback: &Option<Fallback>, work: impl Future<Output = T>) -> Option<T> {
+    match fallback {
+        Some(f) => tokio::time::timeout_at(f.from.into(), work).await.ok(),
+        None => Some(work.await),
     }
-    tokio::time::timeout_at(deadline.into(), work).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::UserId;
+    use tokio::sync::oneshot;
+
+    /// Real Redis (`REDIS_URL`): when Redis loses a workspace's counters, every key of it
+    /// misses at once. A read whose refill is slow is answered, marked stale, by what L1
+    /// held before the loss, and the refill it started still lands.
+    #[tokio::test]
+    async fn after_a_loss_the_value_before_it_stands_in_for_a_slow_refill() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis = Arc::new(RedisCache::new(&url, Duration::from_secs(2)).expect("client"));
+        let keys = KeySpace::new(&format!("standin{}", std::process::id())).expect("valid");
+        let ws = WorkspaceId::parse("77").expect("valid");
+        let user = UserId::parse("u1").expect("valid");
+        let hash = keys.generations(&ws);
+        redis.del(&hash).await.expect("redis");
+        let minute = Duration::from_secs(60);
+        let memory = Memory::new(1 << 20, minute);
+        let cache = Cache::new(memory, Some(redis.clone()), keys, minute, minute, minute);
+        let answered = |body: &'static str| {
+            cache.counts(
+                &ws,
+                &user,
+                Some(300),
+                move || async move { Ok(body.to_owned()) },
+            )
+        };
+        let first = answered("before").await.expect("read");
+        assert_eq!(first.status, CacheStatus::Miss);
+
+        redis.del(&hash).await.expect("redis");
+        cache.generations().forget_all();
+        let (release, released) = oneshot::channel::<()>();
+        let slow = cache
+            .counts(&ws, &user, Some(300), move || async move {
+                let _ = released.await;
+                Ok("after".to_owned())
+            })
+            .await
+            .expect("read");
+        assert_eq!(
+            (slow.status, slow.entry.body()),
+            (CacheStatus::Stale, "before".to_owned())
+        );
+
+        release.send(()).expect("the refill is still running");
+        let mut refilled = None;
+        for _ in 0..100 {
+            let a = answered("a second refill").await.expect("read");
+            if a.status == CacheStatus::Hit {
+                refilled = Some(a.entry.body());
+                break;
+            }
+        }
+        assert_eq!(refilled.as_deref(), Some("after"));
+        redis.del(&hash).await.expect("redis");
+    }
 }

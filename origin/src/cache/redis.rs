@@ -17,7 +17,7 @@ use redis::streams::{
 use redis::{AsyncCommands, Client, FromRedisValue, RedisError, ToRedisArgs};
 
 use super::entry::now_ms;
-use super::topology::{Conn, Connector, Layout};
+use super::topology::{ping, Conn, Connector, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisFailure {
@@ -170,15 +170,26 @@ struct Breaker {
     last_success_ms: AtomicI64,
 }
 
+/// What the breaker lets a call do.
+#[derive(Debug, PartialEq, Eq)]
+enum Gate {
+    /// Closed: the call goes to Redis.
+    Pass,
+    /// The first call past the open deadline: it tries Redis again for everyone, waking
+    /// every pooled connection first (`Connector::wake`).
+    Probe,
+    /// Open: the call fails at once, costing nothing while Redis is away.
+    FailFast,
+}
+
 impl Breaker {
-    fn allows(&self) -> bool {
+    fn gate(&self) -> Gate {
         let until = self.open_until_ms.load(Ordering::Relaxed);
         if until == 0 {
-            return true;
+            return Gate::Pass;
         }
         let now = now_ms();
-        // Half-open: the first caller past the deadline probes, the rest keep failing fast.
-        now >= until
+        let first_past = now >= until
             && self
                 .open_until_ms
                 .compare_exchange(
@@ -187,7 +198,12 @@ impl Breaker {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .is_ok()
+                .is_ok();
+        if first_past {
+            Gate::Probe
+        } else {
+            Gate::FailFast
+        }
     }
 
     fn success(&self) {
@@ -249,11 +265,19 @@ impl RedisCache {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        if !self.breaker.allows() {
-            return Err(RedisFailure::CircuitOpen);
-        }
+        let probe = match self.breaker.gate() {
+            Gate::Pass => false,
+            Gate::Probe => true,
+            Gate::FailFast => return Err(RedisFailure::CircuitOpen),
+        };
         let started_ms = now_ms();
-        let attempt = async { f(self.connector.get().await?).await };
+        let attempt = async {
+            if probe {
+                // Boxed: rare, and it would otherwise weigh on every call's future.
+                Box::pin(self.connector.wake()).await;
+            }
+            f(self.connector.get().await?).await
+        };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisFailure::Redis(e)),
@@ -633,13 +657,22 @@ impl RedisCache {
     }
 
     pub async fn ping(&self) -> Result<(), RedisFailure> {
-        self.call("ping", |mut c| async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .map(drop)
+        self.call("ping", |mut c| async move { ping(&mut c).await })
+            .await
+    }
+
+    /// Brings the connections back once Redis is known to answer again (the pub/sub
+    /// subscription came back), and closes the breaker if it does: reads that follow find
+    /// Redis instead of failing fast until the next probe.
+    pub async fn revive(&self) {
+        let woken = tokio::time::timeout(self.timeout, async {
+            self.connector.wake().await;
+            ping(&mut self.connector.get().await?).await
         })
-        .await
+        .await;
+        if matches!(woken, Ok(Ok(()))) {
+            self.breaker.success();
+        }
     }
 }
 
@@ -759,6 +792,21 @@ mod tests {
             b.timeout(started);
         }
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn once_open_only_the_first_call_past_the_deadline_probes() {
+        let b = Breaker::default();
+        assert_eq!(b.gate(), Gate::Pass);
+        for _ in 0..TRIP_AFTER_FAILURES {
+            b.failure();
+        }
+        assert_eq!(b.gate(), Gate::FailFast);
+        b.open_until_ms.store(now_ms() - 1, Ordering::Relaxed);
+        assert_eq!(b.gate(), Gate::Probe);
+        assert_eq!(b.gate(), Gate::FailFast, "one probe at a time");
+        b.success();
+        assert_eq!(b.gate(), Gate::Pass);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -75,6 +76,11 @@ impl Layout {
             Self::Sentinel { .. } => "sentinel",
         }
     }
+}
+
+/// Whether the server behind `c` answers (a probe, and what wakes a stale connection).
+pub async fn ping(c: &mut Conn) -> Result<(), RedisError> {
+    redis::cmd("PING").query_async::<String>(c).await.map(drop)
 }
 
 /// A connection to whichever layout L2 has; cheap to clone, like the ones it wraps.
@@ -233,6 +239,27 @@ impl Connector {
         };
         *self.current() = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Sets every pooled connection that lost its server reconnecting, and waits for
+    /// them. A connection manager whose reconnect failed during an outage answers that
+    /// failure to the next call made on it, and only then reconnects: after Redis returns,
+    /// each of the pool would fail one more call, one breaker probe a second apart, and
+    /// keep L2 away for seconds. Other layouts connect afresh after a failure (`failed`).
+    pub async fn wake(&self) {
+        let Source::Single { pool, .. } = &self.source else {
+            return;
+        };
+        let pings = pool.iter().map(|manager| {
+            let mut c = Conn::Single(manager.clone());
+            // A stale connection fails the first PING at once and reconnects for the second.
+            async move {
+                if ping(&mut c).await.is_err() {
+                    let _ = ping(&mut c).await;
+                }
+            }
+        });
+        join_all(pings).await;
     }
 
     /// A call failed: reconnect from scratch next time, except to a single server, whose

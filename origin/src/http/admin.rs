@@ -202,7 +202,9 @@ pub(super) async fn test_performance(
         let key = key.clone();
         async move {
             let started = Instant::now();
-            let answer = cache.read_through(key, ttl, layers, None, compute).await?;
+            let answer = cache
+                .read_through(key, ttl, layers, None, None, compute)
+                .await?;
             Ok::<_, Error>((elapsed_ms(started), answer.source))
         }
     };
