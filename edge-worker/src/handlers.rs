@@ -388,21 +388,20 @@ async fn read(
     asked: Asked,
 ) -> Result<Response> {
     let location = colo(req);
-    let bypass = |data: String, source| {
+    let passed = |f: Fetched| {
         let meta = CacheMeta {
-            status: CacheStatus::Bypass,
-            source,
+            status: f.passed_status(),
+            source: f.source,
             ttl: 0,
             edge_location: Some(location.clone()),
             response_time_ms: (now_ms() - started) as f64,
         };
-        answer(&data, meta)
+        answer(&f.data, meta)
     };
     // Without the generations no KV entry is known to be current: the origin answers,
     // and nothing is stored.
     let Some((key, trust)) = key else {
-        let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
-        return bypass(data, source);
+        return passed(from_origin(&cfg, &asked).await?);
     };
     let confirmed = trust == Trust::Confirmed;
     let now = now_ms();
@@ -418,8 +417,7 @@ async fn read(
             (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
         }
         _ if trust == Trust::Held => {
-            let Fetched { data, source, .. } = from_origin(&cfg, &asked).await?;
-            return bypass(data, source);
+            return passed(from_origin(&cfg, &asked).await?);
         }
         Some((data, meta, current)) if freshness(&meta, current) == Some(Freshness::Fresh) => {
             (CacheStatus::Hit, Source::CloudflareKv, data, Some(meta))
@@ -435,11 +433,11 @@ async fn read(
         }
         // Past the grace, nothing held, or unconfirmed counters: the origin; should it
         // fail or shed the request (429), what KV still holds stands in.
-        // An answer the origin says not to keep (its caching is off) was not cached here
-        // either: BYPASS, as the origin says of it.
+        // An answer the origin says not to keep (its caching is off, or its value is
+        // stale) was not cached here either: BYPASS or STALE, as the origin says of it.
         held => match fill(&cfg, &key, &asked).await {
-            Ok((data, source, None)) => (CacheStatus::Bypass, source, data, None),
-            Ok((data, source, meta)) => (CacheStatus::Miss, source, data, meta),
+            Ok((f, None)) => (f.passed_status(), f.source, f.data, None),
+            Ok((f, meta)) => (CacheStatus::Miss, f.source, f.data, meta),
             Err(f) if f.origin_unable() => match held {
                 Some((data, meta, _)) => {
                     (CacheStatus::Stale, Source::CloudflareKv, data, Some(meta))
@@ -509,31 +507,24 @@ async fn from_origin(cfg: &Config, asked: &Asked) -> Result<Fetched> {
 }
 
 /// Asks the origin and stores its answer in KV for as long as the origin says it is fresh.
-async fn fill(
-    cfg: &Config,
-    key: &str,
-    asked: &Asked,
-) -> Result<(String, Source, Option<EntryMeta>)> {
-    let Fetched {
-        data,
-        source,
-        ttl_secs: ttl,
-    } = from_origin(cfg, asked).await?;
+async fn fill(cfg: &Config, key: &str, asked: &Asked) -> Result<(Fetched, Option<EntryMeta>)> {
+    let fetched = from_origin(cfg, asked).await?;
+    let (data, ttl) = (&fetched.data, fetched.ttl_secs);
     if ttl == 0 {
-        return Ok((data, source, None));
+        return Ok((fetched, None));
     }
     let meta = EntryMeta::new(now_ms(), ttl);
     let expiration = kv_expiration_secs(ttl, cfg.grace_secs);
     match asked
         .rows
         .as_ref()
-        .map(|now| Stamp::of_page(now.rows, &data))
+        .map(|now| Stamp::of_page(now.rows, data))
     {
-        Some(Some(stamp)) => store(cfg, key, &stamp.value(&data), meta, expiration).await,
+        Some(Some(stamp)) => store(cfg, key, &stamp.value(data), meta, expiration).await,
         Some(None) => worker::console_warn!("a page without its contacts' ids: not stored"),
-        None => store(cfg, key, &data, meta, expiration).await,
+        None => store(cfg, key, data, meta, expiration).await,
     }
-    Ok((data, source, Some(meta)))
+    Ok((fetched, Some(meta)))
 }
 
 /// Stores an entry, made just now, in KV and in the isolate's copies.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shared::model::Source;
+use shared::model::{CacheStatus, Source};
 
 use crate::fail::{Fail, Result};
 
@@ -14,6 +14,20 @@ pub struct Fetched {
     pub data: String,
     pub source: Source,
     pub ttl_secs: u64,
+    /// The origin answered with a value it marked stale (its database slow or down, or its
+    /// counters lost): the edge says so too, and never stores it (its ttl is 0).
+    pub stale: bool,
+}
+
+impl Fetched {
+    /// What the edge calls an answer it passes on without storing.
+    pub fn passed_status(&self) -> CacheStatus {
+        if self.stale {
+            CacheStatus::Stale
+        } else {
+            CacheStatus::Bypass
+        }
+    }
 }
 
 fn unreadable() -> Fail {
@@ -46,6 +60,7 @@ pub fn read(status: u16, body: &str) -> Result<Fetched> {
         data: Value::Object(data).to_string(),
         source: Source::deserialize(&cache["source"]).unwrap_or(Source::Database),
         ttl_secs: cache["ttl"].as_u64().unwrap_or(0),
+        stale: cache["status"] == CacheStatus::Stale.as_str(),
     })
 }
 
@@ -79,6 +94,14 @@ mod tests {
         );
         let uncached = read(200, r#"{"success":true,"data":{"open":3}}"#).expect("read");
         assert_eq!((uncached.source, uncached.ttl_secs), (Source::Database, 0));
+        assert_eq!(uncached.passed_status(), CacheStatus::Bypass);
+    }
+
+    #[test]
+    fn an_answer_the_origin_marked_stale_is_passed_on_as_stale() {
+        let body = r#"{"success":true,"data":{"open":3,"_cache":{"status":"STALE","source":"memory","ttl":0}}}"#;
+        let f = read(200, body).expect("read");
+        assert_eq!((f.ttl_secs, f.passed_status()), (0, CacheStatus::Stale));
     }
 
     #[test]

@@ -239,11 +239,17 @@ impl Generations {
     /// counts from when the read was sent: one fetched before an announcement then
     /// expires within `max_age` of it, however slow Redis was to answer. A mirror that
     /// learns new values this way (its announcement was lost, or came while pub/sub was
-    /// down) marks the workspace changed, so fills read the primary.
-    fn store_mirror(&self, ws: &WorkspaceId, mut fields: Fields, began: &ReadStart) {
+    /// down) marks the workspace changed, so fills read the primary. False, with nothing
+    /// stored, when a bump of `ws` that Redis refused is queued: this instance's values
+    /// stay the authority (`add_missing`). A bump queues before it moves the mirror, so
+    /// one that Redis refuses after this check moves the stored mirror on.
+    fn store_mirror(&self, ws: &WorkspaceId, mut fields: Fields, began: &ReadStart) -> bool {
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
+        if self.has_pending(ws) {
+            return false;
+        }
         if self.forgets.load(Ordering::Acquire) != began.forgets {
-            return;
+            return true;
         }
         let mut before = None;
         if let Some(old) = mirrors.get_mut(ws) {
@@ -298,6 +304,7 @@ impl Generations {
                 announced: false,
             },
         );
+        true
     }
 
     fn read_start(&self) -> ReadStart {
@@ -405,8 +412,11 @@ impl Generations {
                     }
                 }
                 let gens = KeyGens::from_fields(&fields, scopes);
-                self.store_mirror(ws, fields, &began);
-                gens
+                if self.store_mirror(ws, fields.clone(), &began) {
+                    gens
+                } else {
+                    self.add_missing(ws, fields, scopes)
+                }
             }
             Err(_) => self
                 .read_expired(ws, scopes)
@@ -1161,6 +1171,14 @@ mod tests {
         assert_ne!(ga.workspace, gb.workspace);
         let bumped = a.bump(&ws(), &Changed::Boards(vec![BoardId(3)])).await;
         assert!(!bumped.shared && !from_redis(bumped.generation));
+
+        // A Redis read that was out when the bump was refused does not undo it.
+        let read: Fields = [("ws".to_owned(), 5), ("b3".to_owned(), 5)]
+            .into_iter()
+            .collect();
+        assert!(!a.store_mirror(&ws(), read, &a.read_start()));
+        let mirrors = a.mirrors.read().expect("lock");
+        assert_eq!(mirrors[&ws()].fields["b3"], bumped.generation);
     }
 
     /// Real Redis: an instance that moved a workspace on during an outage moves it on in
