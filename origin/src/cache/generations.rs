@@ -71,9 +71,8 @@ struct Mirror {
     /// The highest workspace counter Redis handed this instance: a move made after an
     /// outage goes past it, should Redis have lost bumps meanwhile (a failover).
     seen: u64,
-    /// The fields before they last moved without a write (Redis lost its hash, or an
-    /// outage made them up or moved past made-up ones), and when. Such a move makes every
-    /// key of the workspace miss at once; L1's values under the keys before it stand in,
+    /// The fields before they last moved without a write (Redis lost its hash: its epoch
+    /// changed), and when. Such a move makes every key of the workspace miss at once; L1's values under the keys before it stand in,
     /// marked stale, for refills slower than a moment, so readers do not all queue behind
     /// them (`before_each`). A counter that grew is a write, even unannounced: nothing
     /// from before it stands in.
@@ -269,8 +268,11 @@ impl Generations {
                 .any(|(f, v)| fields.get(f).is_some_and(|n| n != v))
             {
                 self.mark_changed(ws);
-                let lost = old.fields.get(EPOCH) != fields.get(EPOCH);
-                if !bumped && (lost || old.moved_here) {
+                let lost = old
+                    .fields
+                    .get(EPOCH)
+                    .is_some_and(|was| fields.get(EPOCH).is_some_and(|now| now != was));
+                if !bumped && lost {
                     old.keep_before();
                 } else {
                     old.written();
@@ -529,9 +531,11 @@ impl Generations {
         self.mark_changed(ws);
         let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
         let m = mirrors.entry(ws.clone()).or_insert_with(Mirror::empty);
-        m.keep_before();
+        // What it held may predate a write it missed: nothing of it stands in. What is
+        // filled on the made-up values comes after any write it could have heard of.
+        m.written();
         m.announced = false;
-        for field in needed_fields(scopes) {
+        for field in needed_fields(scopes).into_iter().filter(|f| f != EPOCH) {
             m.fields.entry(field).or_insert(0);
         }
         m.fields

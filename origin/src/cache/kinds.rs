@@ -206,7 +206,9 @@ impl Cache {
         if then == now {
             return None;
         }
-        let e = self.memory.get(&then)?;
+        // Only what was a fresh hit before the loss: an entry kept past its TTL for the
+        // stale grace waits for its refill like any stale value of the key.
+        let e = self.memory.get(&then).filter(|e| e.is_fresh(now_ms()))?;
         let basis = board.map(|board| RowsBasis {
             ws,
             board,

@@ -274,7 +274,7 @@ impl RedisCache {
         let attempt = async {
             if probe {
                 // Boxed: rare, and it would otherwise weigh on every call's future.
-                Box::pin(self.connector.wake()).await;
+                Box::pin(self.wake()).await;
             }
             f(self.connector.get().await?).await
         };
@@ -661,12 +661,19 @@ impl RedisCache {
             .await
     }
 
+    /// Wakes the pooled connections (`Connector::wake`) for a quarter of the timeout at
+    /// most: a connection that hangs rather than fails stays as it is, and the call after
+    /// this has the rest of the timeout.
+    async fn wake(&self) {
+        let _ = tokio::time::timeout(self.timeout / 4, self.connector.wake()).await;
+    }
+
     /// Brings the connections back once Redis is known to answer again (the pub/sub
     /// subscription came back), and closes the breaker if it does: reads that follow find
     /// Redis instead of failing fast until the next probe.
     pub async fn revive(&self) {
         let woken = tokio::time::timeout(self.timeout, async {
-            self.connector.wake().await;
+            self.wake().await;
             ping(&mut self.connector.get().await?).await
         })
         .await;
