@@ -43,10 +43,10 @@ fn from_redis(value: u64) -> bool {
     value & LOCAL == 0
 }
 
-/// How long after a workspace's counters moved without a write the keys built on the
-/// counters before may stand in for their refills (see `Mirror::before`): long enough for
-/// the keys read often to be refilled. It bounds how old a stand-in can be should a
-/// write's announcement have been lost along with the hash.
+/// How long after Redis lost a workspace's counters the keys built on the counters before
+/// may stand in for their refills (see `Mirror::before`): long enough for the keys read
+/// often to be refilled, and a bound on how long a stand-in is served should a write's
+/// announcement have been lost along with the hash.
 const STAND_IN_FOR: Duration = Duration::from_secs(10);
 
 /// The hash field holding when Redis created the hash (`redis.rs`, `epoch!`): it changes
@@ -346,8 +346,8 @@ impl Generations {
         each_known(&m.fields, scopes)
     }
 
-    /// `known_each` for the fields `ws` had before they last moved without a write this
-    /// instance heard of, while keys built on them may stand in (see `Mirror::before`).
+    /// `known_each` for the fields `ws` had before Redis lost its hash, while keys built
+    /// on them may stand in (see `Mirror::before`).
     pub fn before_each<const N: usize>(
         &self,
         ws: &WorkspaceId,

@@ -187,8 +187,8 @@ impl Cache {
     }
 
     /// What L1 holds for a read of `ws` depending on `scopes` (and, for a page, on its
-    /// `board`'s rows) under the generations from before they last moved without a write
-    /// this instance heard of, if it was current then (see `Begun`).
+    /// `board`'s rows) under the generations from before Redis lost them, if it was
+    /// current then (see `Begun`).
     fn stand_in(
         &self,
         ws: &WorkspaceId,

@@ -75,9 +75,9 @@ pub struct RowsBasis<'a> {
 }
 
 /// When a read began, and the value that stands in should its refill be slow: what L1
-/// held for it before its workspace's counters moved without a write this instance heard
-/// of (see `Generations::before_each`). Such a move makes every key miss at once, and
-/// the refills queue behind each other; the stand-in answers, marked stale, meanwhile.
+/// held fresh for it before Redis lost its workspace's counters (see
+/// `Generations::before_each`). Such a loss makes every key miss at once, and the refills
+/// queue behind each other; the stand-in answers, marked stale, meanwhile.
 struct Begun {
     at: Instant,
     stand_in: Option<Arc<Entry>>,
