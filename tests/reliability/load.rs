@@ -108,8 +108,14 @@ pub async fn run(targets: Arc<Vec<Target>>, rate: u32, duration: Duration) -> Ve
     samples
 }
 
+/// Over the requests sent: one the harness could not send has no latency (`notSent`
+/// counts those), and taking it as 0 would pull the p99 down where the target stalled.
 pub fn p99_ms(samples: &[&Sample]) -> f64 {
-    let mut times: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    let mut times: Vec<Duration> = samples
+        .iter()
+        .filter(|s| !s.unsent)
+        .map(|s| s.latency)
+        .collect();
     times.sort();
     shared::stats::quantile(&times, 0.99).map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
