@@ -64,11 +64,11 @@ where
             redis: true,
         };
         cache
-            .read_through(key.to_owned(), 3600, redis_only, None, None, compute)
+            .read_through(key.to_owned(), 3600, redis_only, None, |_| None, compute)
             .await?;
         let redis = time_n(n, || async {
             cache
-                .read_through(key.to_owned(), 3600, redis_only, None, None, compute)
+                .read_through(key.to_owned(), 3600, redis_only, None, |_| None, compute)
                 .await
                 .map(drop)
         })
@@ -76,11 +76,11 @@ where
         out.push(("redis", redis));
     }
     cache
-        .read_through(key.to_owned(), 3600, Layers::ALL, None, None, compute)
+        .read_through(key.to_owned(), 3600, Layers::ALL, None, |_| None, compute)
         .await?;
     let memory = time_n(n, || async {
         cache
-            .read_through(key.to_owned(), 3600, Layers::ALL, None, None, compute)
+            .read_through(key.to_owned(), 3600, Layers::ALL, None, |_| None, compute)
             .await
             .map(drop)
     })

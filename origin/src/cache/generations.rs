@@ -72,10 +72,10 @@ struct Mirror {
     /// outage goes past it, should Redis have lost bumps meanwhile (a failover).
     seen: u64,
     /// The fields before they last moved without a write (Redis lost its hash: its epoch
-    /// changed), and when. Such a move makes every key of the workspace miss at once; L1's values under the keys before it stand in,
-    /// marked stale, for refills slower than a moment, so readers do not all queue behind
-    /// them (`before_each`). A counter that grew is a write, even unannounced: nothing
-    /// from before it stands in.
+    /// changed), and when. Such a move makes every key of the workspace miss at once; L1's
+    /// values under the keys before it stand in, marked stale, for refills slower than a
+    /// moment, so readers do not all queue behind them (`before_each`). A counter that grew
+    /// is a write, even unannounced: nothing from before it stands in.
     before: Option<(Fields, Instant)>,
     /// An announcement made this mirror forget its fields: they are moving for a write,
     /// and nothing built on them may stand in for what the write changed.

@@ -174,10 +174,16 @@ impl Cache {
             });
         };
         let (gens, rows) = self.basis(ws, scopes, board).await;
-        let now = key(gens);
-        let stand_in = self.stand_in(ws, scopes, board, &key, &now);
+        let stand_in = |now: &str| self.stand_in(ws, scopes, board, &key, now);
         let answer = self
-            .read_through(now, ttl, Layers::ALL, rows.as_ref(), stand_in, compute)
+            .read_through(
+                key(gens),
+                ttl,
+                Layers::ALL,
+                rows.as_ref(),
+                stand_in,
+                compute,
+            )
             .await;
         if let Ok(a) = &answer {
             let hit = matches!(a.status, CacheStatus::Hit | CacheStatus::Stale);

@@ -254,14 +254,15 @@ impl Cache {
 
     /// Reads `key` through the allowed layers, computing it from the database on a miss.
     /// A page read gives its `rows` basis: cached pages are checked against it, and the
-    /// page it fills records it. A `stand_in` answers, marked stale, for a slow refill.
+    /// page it fills records it. What `stand_in` finds for the key answers, marked stale,
+    /// for a slow refill; it is looked for only past a plain L1 hit.
     pub async fn read_through<F, Fut>(
         &self,
         key: String,
         ttl_secs: u32,
         layers: Layers,
         rows: Option<&RowsBasis<'_>>,
-        stand_in: Option<Arc<Entry>>,
+        stand_in: impl FnOnce(&str) -> Option<Arc<Entry>>,
         compute: F,
     ) -> Result<Answer>
     where
@@ -278,7 +279,7 @@ impl Cache {
         // otherwise be part of every read's future, which the HTTP stack moves around.
         let begun = Begun {
             at: started,
-            stand_in,
+            stand_in: stand_in(&key),
         };
         Box::pin(self.read_slow(key, ttl_secs, layers, rows, compute, begun)).await
     }

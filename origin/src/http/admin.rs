@@ -203,7 +203,7 @@ pub(super) async fn test_performance(
         async move {
             let started = Instant::now();
             let answer = cache
-                .read_through(key, ttl, layers, None, None, compute)
+                .read_through(key, ttl, layers, None, |_| None, compute)
                 .await?;
             Ok::<_, Error>((elapsed_ms(started), answer.source))
         }
